@@ -1,0 +1,204 @@
+"""The attention contract: one base class, capability flags, input validation, a registry.
+
+Every attention family subclasses :class:`Attention`, declares its :class:`Capabilities`, and is
+registered by name with :func:`register_attention`. Tests and benchmarks parametrize over
+:func:`list_attentions`, so a newly registered variant is tested and benchmarked at once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Attention",
+    "Capabilities",
+    "attention_class",
+    "attention_options",
+    "get_attention",
+    "list_attentions",
+    "register_attention",
+    "validate_inputs",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an attention family supports and what it claims to cost in sequence length N.
+
+    ``memory_exponent`` is the claimed exponent p in memory ~ N^p at a fixed batch, heads and head
+    dimension; the memory suite compares it with the fitted slope of log memory vs log N.
+    """
+
+    causal: bool = True
+    key_padding_mask: bool = True
+    cross_lengths: bool = True
+    time_complexity: str = "O(N^2)"
+    memory_complexity: str = "O(N^2)"
+    memory_exponent: float = 2.0
+    approximates_softmax: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Attention(nn.Module):
+    """Base class of every attention family.
+
+    Subclasses set ``name`` and ``capabilities``, take their options as keyword-only ``__init__``
+    arguments with defaults (these are the registry's option names), and implement
+    :meth:`attend`, which receives inputs that :meth:`forward` has already validated.
+    """
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def forward(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """Attend. q, k, v: (batch, heads, seq_len, head_dim); mask: (batch, seq_len) bool.
+
+        ``key_padding_mask`` is True for real tokens. A query that sees no real key returns zeros.
+        """
+        validate_inputs(q, k, v, key_padding_mask, causal, self.capabilities, self.name)
+        return self.attend(q, k, v, key_padding_mask, causal)
+
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
+    ) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The resolved options of this instance (defaults filled in)."""
+        return {key: getattr(self, key) for key in attention_options(type(self))}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+def validate_inputs(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Tensor | None,
+    causal: bool,
+    capabilities: Capabilities,
+    name: str = "attention",
+) -> None:
+    """Raise ``ValueError`` with an actionable message when inputs break the contract."""
+    layout = "(batch, heads, seq_len, head_dim)"
+    for label, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"{name}: {label} must be 4-D {layout}, got {t.dim()}-D shape {tuple(t.shape)}"
+            )
+        if not t.is_floating_point():
+            raise ValueError(f"{name}: {label} must be a floating tensor, got dtype {t.dtype}")
+    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+        raise ValueError(f"{name}: batch and heads of q, k, v must match; got {shapes}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"{name}: head_dim of q and k must match; got {shapes}")
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(f"{name}: k and v must have the same seq_len; got {shapes}")
+    if q.shape[2] == 0 or k.shape[2] == 0:
+        raise ValueError(f"{name}: empty sequence (seq_len 0) in {shapes}; pass at least 1 token")
+    if q.shape[-1] == 0 or v.shape[-1] == 0:
+        raise ValueError(f"{name}: head_dim must be positive; got {shapes}")
+    if q.dtype != k.dtype or k.dtype != v.dtype:
+        raise ValueError(f"{name}: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
+    if q.device != k.device or k.device != v.device:
+        raise ValueError(f"{name}: q, k, v are on different devices")
+    if q.shape[2] != k.shape[2] and not capabilities.cross_lengths:
+        raise ValueError(
+            f"{name}: q and k must have the same seq_len for this attention; got {shapes}"
+        )
+    if causal and not capabilities.causal:
+        raise ValueError(f"{name}: causal=True is not supported by this attention")
+    if key_padding_mask is not None:
+        if not capabilities.key_padding_mask:
+            raise ValueError(f"{name}: key_padding_mask is not supported by this attention")
+        if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
+            got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
+            raise ValueError(
+                f"{name}: key_padding_mask must be a bool tensor (True = real token), got {got};"
+                " convert with mask.bool()"
+            )
+        expected = (k.shape[0], k.shape[2])
+        if tuple(key_padding_mask.shape) != expected:
+            raise ValueError(
+                f"{name}: key_padding_mask must have shape (batch, seq_len) = {expected},"
+                f" got {tuple(key_padding_mask.shape)}"
+            )
+        if key_padding_mask.device != k.device:
+            raise ValueError(f"{name}: key_padding_mask is on {key_padding_mask.device}, "
+                             f"k on {k.device}")
+
+
+_REGISTRY: dict[str, type[Attention]] = {}
+
+
+def register_attention(cls: type[Attention]) -> type[Attention]:
+    """Class decorator: add an :class:`Attention` subclass to the registry under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Attention)):
+        raise ValueError(f"register_attention expects an Attention subclass, got {cls!r}")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no `name`; set a class attribute name = '...'")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"attention {cls.name!r} is already registered by {existing.__name__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_attentions() -> list[str]:
+    """Names of all registered attentions, sorted."""
+    return sorted(_REGISTRY)
+
+
+def attention_class(name: str) -> type[Attention]:
+    """The registered class for ``name``; ``ValueError`` listing the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown attention {name!r}; registered: {', '.join(list_attentions())}"
+        ) from None
+
+
+def attention_options(cls: type[Attention]) -> dict[str, Any]:
+    """Option names of an attention class with their defaults (its keyword-only init args)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {
+        p.name: p.default
+        for p in params.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def get_attention(name: str, **options: Any) -> Attention:
+    """Build the attention registered as ``name`` with ``options``.
+
+    Unknown names or option names raise ``ValueError`` listing the valid ones.
+    """
+    cls = attention_class(name)
+    valid = attention_options(cls)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        listed = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "(none)"
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for attention {name!r}; valid options: {listed}"
+        )
+    return cls(**options)
