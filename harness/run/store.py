@@ -1,24 +1,24 @@
-"""The results store: ``<run_dir>/run.json`` + ``<run_dir>/results.jsonl`` (schema in docs/RESULTS.md).
+"""The results store: ``run.json`` + ``results.jsonl`` in a run directory (docs/RESULTS.md).
 
 Records are appended and flushed (and fsynced) one cell at a time, so a killed run loses at most the
-cell in flight. Each record carries its ``cell`` id and ``cell_size`` (how many records the cell wrote);
-on resume, a cell whose records are incomplete (torn by a kill) is dropped and run again.
+cell in flight. Each record carries its ``cell`` id and ``cell_size`` (how many records the cell
+wrote); on resume, a cell whose records are incomplete (torn by a kill) is dropped and run again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.records import INTERVALS, STATUSES, Cell, Record, canonical_json
+
 __all__ = [
-    "SCHEMA_VERSION",
     "INTERVALS",
+    "SCHEMA_VERSION",
     "STATUSES",
     "Cell",
     "Record",
@@ -30,108 +30,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "oom", "error", "skipped")
-INTERVALS = (None, "ci95", "iqr")
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 
 
 class StoreError(ValueError):
     """A results directory is missing, corrupt, or of another schema version."""
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces) used for hashing and matching."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work: a suite on one attention configuration with one parameter set."""
-
-    suite: str
-    attention: str
-    options: dict[str, Any]
-    params: dict[str, Any]
-    label: str = ""
-
-    @property
-    def id(self) -> str:
-        key = canonical_json([self.suite, self.attention, self.options, self.params])
-        return hashlib.sha1(key.encode()).hexdigest()[:16]
-
-    @property
-    def display(self) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.suite}/{self.label or self.attention} [{shown}]"
-
-
-@dataclass
-class Record:
-    """One metric of one cell. See docs/RESULTS.md for each field's meaning."""
-
-    suite: str
-    attention: str
-    options: dict[str, Any]
-    params: dict[str, Any]
-    metric: str
-    value: float | None = None
-    unit: str | None = None
-    higher_is_better: bool | None = None
-    stderr: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-    interval: str | None = None
-    status: str = "ok"
-    error: str | None = None
-    label: str | None = None
-    cell: str | None = None
-    cell_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"record status must be one of {STATUSES}, got {self.status!r}")
-        for name in ("value", "stderr", "ci_low", "ci_high"):
-            v = getattr(self, name)
-            if v is not None:
-                v = float(v)
-                setattr(self, name, v if math.isfinite(v) else None)
-        if self.n is not None:
-            self.n = int(self.n)
-        if self.interval not in INTERVALS:
-            raise ValueError(f"record interval must be one of {INTERVALS}, got {self.interval!r}")
-
-    @classmethod
-    def for_cell(cls, cell: Cell, metric: str, **kwargs: Any) -> Record:
-        return cls(
-            suite=cell.suite,
-            attention=cell.attention,
-            options=dict(cell.options),
-            params=dict(cell.params),
-            metric=metric,
-            label=cell.label or cell.attention,
-            **kwargs,
-        )
-
-    @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        """Identity used to match records across runs."""
-        return (
-            self.suite,
-            self.attention,
-            canonical_json(self.options),
-            canonical_json(self.params),
-            self.metric,
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Record:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _fsync_write(path: Path, text: str, mode: str = "a") -> None:
@@ -149,15 +53,14 @@ def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            yield lineno, line
+        yield from enumerate(fh, 1)
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """Load ``run.json``; ``StoreError`` when missing, corrupt, or of another schema version."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise StoreError(f"{path}: not found; is {run_dir} a run directory written by `harness run`?")
+        raise StoreError(f"{path}: not found; is {run_dir} a run directory of `harness run`?")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -178,7 +81,7 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
     """
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
-        raise StoreError(f"{path}: not found; is {run_dir} a run directory written by `harness run`?")
+        raise StoreError(f"{path}: not found; is {run_dir} a run directory of `harness run`?")
     lines = list(_iter_lines(path))
     records: list[Record] = []
     for i, (lineno, line) in enumerate(lines):

@@ -1,0 +1,155 @@
+"""The suite contract: parameters (validated), a plan of cells, one cell's measurement, summaries.
+
+A suite's parameters are a pydantic model (``Suite.Params``); profiles in ``suites/*.yaml`` hold the
+values, and both the CLI and the asv benchmarks read them from there (one source of truth).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from harness.attention import attention_class, attention_options
+from harness.records import Cell, Record
+
+__all__ = [
+    "AttentionSpec",
+    "DataOptions",
+    "RunContext",
+    "Suite",
+    "SuiteParams",
+    "get_suite",
+    "list_suites",
+    "register_suite",
+]
+
+
+class SuiteParams(BaseModel):
+    """Base of every suite's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """A registered attention with options and a display label (``standard[eager]``)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            shown = ",".join(str(v) for v in self.options.values())
+            object.__setattr__(self, "label", f"{self.name}[{shown}]" if shown else self.name)
+
+    @property
+    def resolved_options(self) -> dict[str, Any]:
+        """Options with the class defaults filled in (what actually runs)."""
+        defaults = attention_options(attention_class(self.name))
+        return {**defaults, **self.options}
+
+    @property
+    def capabilities(self):
+        return attention_class(self.name).capabilities
+
+    def build(self):
+        from harness.attention import get_attention
+
+        return get_attention(self.name, **self.options)
+
+    def cell(self, suite: str, params: dict[str, Any]) -> Cell:
+        return Cell(suite, self.name, self.resolved_options, params, self.label)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "name": self.name, "options": dict(self.options)}
+
+
+class DataOptions(SuiteParams):
+    """Where text data comes from (for suites that train on text)."""
+
+    dataset: str | None = None
+    data_files: dict[str, str] | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+
+
+@dataclass
+class RunContext:
+    """What a cell needs to know about the run it belongs to."""
+
+    device: str = "cpu"
+    threads: int = 1
+    memory_budget: int = 8 * 2**30
+    run_dir: Path | None = None
+    seeds: tuple[int, ...] = (0,)
+    data: DataOptions = field(default_factory=DataOptions)
+    progress: Callable[[float, str], None] = lambda fraction, text: None
+
+    @property
+    def artifacts(self) -> Path:
+        if self.run_dir is None:
+            raise ValueError("this run context has no run directory for artifacts")
+        path = Path(self.run_dir) / "artifacts"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Suite(ABC):
+    """One suite: ``plan`` cells, ``run_cell`` each, then ``summarize`` across cells."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    headline: ClassVar[str]
+    Params: ClassVar[type[SuiteParams]]
+
+    @abstractmethod
+    def plan(
+        self, params: SuiteParams, attentions: list[AttentionSpec], seeds: list[int]
+    ) -> list[Cell]:
+        """The cells to run, in order."""
+
+    @abstractmethod
+    def run_cell(self, cell: Cell, params: SuiteParams, ctx: RunContext) -> list[Record]:
+        """Measure one cell; raise on failure (the runner records the error and goes on)."""
+
+    def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
+        """Why ``cell`` should not run given the records so far (e.g. a sweep stopped at oom)."""
+        return None
+
+    def summarize(
+        self, records: list[Record], params: SuiteParams, ctx: RunContext
+    ) -> list[Record]:
+        """Cross-cell records (fits, means over seeds, comparisons with standard)."""
+        return []
+
+    def cell_weight(self, cell: Cell) -> float:
+        """Relative expected cost of a cell, for the progress bar."""
+        return 1.0
+
+
+_SUITES: dict[str, Suite] = {}
+
+
+def register_suite(cls: type[Suite]) -> type[Suite]:
+    """Class decorator: register a suite under ``cls.name``."""
+    _SUITES[cls.name] = cls()
+    return cls
+
+
+def list_suites() -> list[str]:
+    """Registered suites in their canonical running order."""
+    order = ["accuracy", "throughput", "memory", "bias"]
+    return sorted(_SUITES, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def get_suite(name: str) -> Suite:
+    try:
+        return _SUITES[name]
+    except KeyError:
+        raise ValueError(f"unknown suite {name!r}; available: {', '.join(list_suites())}") from None

@@ -1,0 +1,192 @@
+"""Memory-scaling suite: peak memory per attention and length, and the fitted exponent in N."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+
+from harness.attention import get_attention
+from harness.measure.memory import cuda_peak_memory, measure_cpu_peak
+from harness.measure.stats import fit_power_law
+from harness.records import Cell, Record
+from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.throughput import attention_inputs
+
+__all__ = ["MemoryParams", "MemorySuite", "memory_work"]
+
+Mode = Literal["forward", "fwd_bwd"]
+_TARGET = "harness.suites.memory:memory_work"
+
+
+class MemoryParams(SuiteParams):
+    """Length sweep for the peak-memory measurements."""
+
+    seq_lens: list[PositiveInt] = Field(default_factory=lambda: [2048, 4096, 8192, 16384])
+    batch: PositiveInt = 1
+    heads: PositiveInt = 4
+    head_dim: PositiveInt = 64
+    modes: list[Mode] = Field(default_factory=lambda: ["forward", "fwd_bwd"])
+    timeout_s: PositiveFloat = 300.0
+    exponent_tolerance: PositiveFloat = 0.3
+
+    @field_validator("seq_lens")
+    @classmethod
+    def _sorted(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seq_lens must not repeat, got {v}")
+        return sorted(v)
+
+
+def memory_work(
+    name: str,
+    options: dict[str, Any],
+    seq_len: int,
+    batch: int,
+    heads: int,
+    head_dim: int,
+    mode: str,
+    device: str = "cpu",
+) -> Callable[[], object]:
+    """Allocate the inputs of one memory cell and return the work to measure.
+
+    Called inside the measuring process, so the inputs count in its baseline and only the
+    attention's own allocations show up in the peak.
+    """
+    attn = get_attention(name, **options).to(device)
+    grad = mode == "fwd_bwd"
+    # Warm up on a short input so one-off allocations (thread pools, kernel caches) land in the
+    # baseline rather than in the measured peak.
+    wq, wk, wv = attention_inputs(batch, heads, min(seq_len, 128), head_dim, device=device,
+                                  requires_grad=grad)
+    wout = attn(wq, wq if name == "lsh" else wk, wv)
+    if grad:
+        wout.sum().backward()
+    del wq, wk, wv, wout
+    q, k, v = attention_inputs(batch, heads, seq_len, head_dim, device=device, requires_grad=grad)
+    keys = q if name == "lsh" else k
+
+    def work() -> object:
+        if grad:
+            out = attn(q, keys, v)
+            out.backward(torch.ones_like(out))
+            return None
+        with torch.no_grad():
+            attn(q, keys, v)
+        return None
+
+    return work
+
+
+@register_suite
+class MemorySuite(Suite):
+    name = "memory"
+    description = "peak memory per length (fresh process per cell on CPU) and the N exponent"
+    headline = "memory_exponent"
+    Params = MemoryParams
+
+    def plan(
+        self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
+    ) -> list[Cell]:
+        return [
+            spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch})
+            for spec in attentions
+            for mode in params.modes
+            for n in params.seq_lens
+        ]
+
+    def cell_weight(self, cell: Cell) -> float:
+        return 1.0 + cell.params["seq_len"] / 8192
+
+    def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
+        for r in finished:
+            if (
+                r.suite == self.name
+                and r.status == "oom"
+                and r.label == cell.label
+                and r.params.get("mode") == cell.params["mode"]
+                and r.params.get("seq_len", 0) < cell.params["seq_len"]
+            ):
+                return f"sweep stopped at its first oom (N={r.params['seq_len']})"
+        return None
+
+    def run_cell(self, cell: Cell, params: MemoryParams, ctx: RunContext) -> list[Record]:
+        kwargs = {
+            "name": cell.attention,
+            "options": dict(cell.options),
+            "seq_len": cell.params["seq_len"],
+            "batch": cell.params["batch"],
+            "heads": params.heads,
+            "head_dim": params.head_dim,
+            "mode": cell.params["mode"],
+        }
+        if ctx.device.startswith("cuda"):
+            work = memory_work(**kwargs, device=ctx.device)
+            try:
+                peak = cuda_peak_memory(work, ctx.device)
+            except torch.cuda.OutOfMemoryError as err:
+                return [self._record(cell, None, "oom", f"CUDA out of memory: {err}"[:500])]
+            if peak > ctx.memory_budget:
+                return [self._record(cell, None, "oom", f"peak {peak} B over the budget")]
+            return [self._record(cell, peak, "ok", None)]
+        result = measure_cpu_peak(
+            _TARGET, kwargs, budget_bytes=ctx.memory_budget, timeout_s=params.timeout_s
+        )
+        if result.status == "ok":
+            return [self._record(cell, result.peak_bytes, "ok", None)]
+        if result.status in ("oom", "timeout"):
+            message = result.error or f"over the memory budget of {ctx.memory_budget} bytes"
+            return [self._record(cell, None, "oom", f"{result.status}: {message}")]
+        raise RuntimeError(result.error or "memory measurement failed")
+
+    def _record(self, cell: Cell, peak: int | None, status: str, error: str | None) -> Record:
+        return Record.for_cell(
+            cell, "peak_bytes", value=peak, unit="bytes", higher_is_better=False, n=1,
+            status=status, error=error,
+        )
+
+    def summarize(self, records: list[Record], params: MemoryParams, ctx: RunContext) -> list[Record]:
+        """Per attention and mode: fitted exponent, claimed exponent, agreement, longest N."""
+        from harness.attention import attention_class
+
+        groups: dict[tuple[str, str], list[Record]] = {}
+        for r in records:
+            if r.suite == self.name and r.metric == "peak_bytes":
+                groups.setdefault((r.label or r.attention, r.params["mode"]), []).append(r)
+        out: list[Record] = []
+        for (label, mode), rows in sorted(groups.items()):
+            first = rows[0]
+            ok = sorted((r for r in rows if r.status == "ok" and r.value and r.value > 0),
+                        key=lambda r: r.params["seq_len"])
+            claimed = attention_class(first.attention).capabilities.memory_exponent
+
+            def rec(metric: str, value, **kw) -> Record:
+                return Record(
+                    suite=self.name, attention=first.attention, options=first.options,
+                    params={"mode": mode, "batch": first.params["batch"]}, metric=metric,
+                    value=value, label=label, **kw,
+                )
+
+            longest = max((r.params["seq_len"] for r in ok), default=None)
+            out.append(rec("max_seq_len_under_budget", longest, unit="tokens",
+                           higher_is_better=True, n=len(rows)))
+            out.append(rec("claimed_exponent", claimed, unit="exponent"))
+            if len(ok) < 2:
+                out.append(rec("memory_exponent", None, unit="exponent", higher_is_better=False,
+                               status="skipped", n=len(ok),
+                               error=f"needs >= 2 lengths that ran, got {len(ok)}"))
+                continue
+            fit = fit_power_law([r.params["seq_len"] for r in ok], [r.value for r in ok])
+            se = fit.stderr
+            ci = (fit.exponent - 1.96 * se, fit.exponent + 1.96 * se) if se is not None else (
+                None, None)
+            out.append(rec("memory_exponent", fit.exponent, unit="exponent",
+                           higher_is_better=False, stderr=se, ci_low=ci[0], ci_high=ci[1],
+                           interval="ci95" if se is not None else None, n=fit.n_points))
+            agrees = abs(fit.exponent - claimed) <= params.exponent_tolerance
+            out.append(rec("exponent_matches_claim", float(agrees), unit="bool",
+                           error=None if agrees else
+                           f"measured {fit.exponent:.2f} vs claimed {claimed:.2f}"))
+        return out

@@ -1,0 +1,262 @@
+"""Throughput suite: how fast is each attention, alone and inside the encoder model?"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from harness.measure.timing import time_callable
+from harness.records import Cell, Record
+from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+
+__all__ = ["ModelThroughputParams", "ThroughputParams", "ThroughputSuite", "attention_inputs"]
+
+Pass = Literal["forward", "backward", "fwd_bwd"]
+
+
+class ModelThroughputParams(SuiteParams):
+    """Full-model measurements: training steps/s and inference tokens/s."""
+
+    seq_lens: list[PositiveInt] = Field(default_factory=lambda: [512])
+    batch: PositiveInt = 8
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    vocab_size: PositiveInt = 260
+    num_labels: PositiveInt = 2
+
+
+class ThroughputParams(SuiteParams):
+    """Attention-layer timing sweep plus an optional full-model sweep."""
+
+    seq_lens: list[PositiveInt] = Field(default_factory=lambda: [256, 1024, 4096])
+    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1])
+    heads: PositiveInt = 4
+    head_dim: PositiveInt = 64
+    passes: list[Pass] = Field(default_factory=lambda: ["forward", "backward", "fwd_bwd"])
+    min_run_time: PositiveFloat = 0.2
+    warmup: int = Field(default=1, ge=0)
+    causal: bool = False
+    model: ModelThroughputParams | None = Field(default_factory=ModelThroughputParams)
+
+
+def attention_inputs(
+    batch: int,
+    heads: int,
+    seq_len: int,
+    head_dim: int,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    requires_grad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random non-zero q, k, v of shape (batch, heads, seq_len, head_dim), seeded."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    shape = (batch, heads, seq_len, head_dim)
+    out = []
+    for _ in range(3):
+        t = torch.randn(shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+        out.append(t.requires_grad_(requires_grad))
+    return out[0], out[1], out[2]
+
+
+def _metric(cell: Cell, metric: str, seconds, unit_scale: float, unit: str, hib: bool) -> Record:
+    return Record.for_cell(
+        cell,
+        metric,
+        value=seconds.median_s * unit_scale,
+        ci_low=seconds.q1_s * unit_scale,
+        ci_high=seconds.q3_s * unit_scale,
+        interval="iqr",
+        n=seconds.n,
+        unit=unit,
+        higher_is_better=hib,
+    )
+
+
+def _rate(cell: Cell, metric: str, timing, work: float, unit: str) -> Record:
+    """A rate (work / time) with its IQR mapped through the same division."""
+    return Record.for_cell(
+        cell,
+        metric,
+        value=work / timing.median_s,
+        ci_low=work / timing.q3_s,
+        ci_high=work / timing.q1_s,
+        interval="iqr",
+        n=timing.n,
+        unit=unit,
+        higher_is_better=True,
+    )
+
+
+@register_suite
+class ThroughputSuite(Suite):
+    name = "throughput"
+    description = "forward / backward / train-step speed per attention and sequence length"
+    headline = "forward_ms"
+    Params = ThroughputParams
+
+    def plan(
+        self, params: ThroughputParams, attentions: list[AttentionSpec], seeds: list[int]
+    ) -> list[Cell]:
+        cells = []
+        for spec in attentions:
+            for batch in params.batch_sizes:
+                for n in params.seq_lens:
+                    cells.append(spec.cell(self.name, {"kind": "attention", "seq_len": n,
+                                                       "batch": batch}))
+            if params.model is not None:
+                for n in params.model.seq_lens:
+                    cells.append(spec.cell(self.name, {"kind": "model", "seq_len": n,
+                                                       "batch": params.model.batch}))
+        return cells
+
+    def cell_weight(self, cell: Cell) -> float:
+        return float(cell.params["seq_len"] * cell.params["batch"]) ** 1.2
+
+    def run_cell(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
+        if cell.params["kind"] == "model":
+            return self._run_model(cell, params, ctx)
+        return self._run_attention(cell, params, ctx)
+
+    def _timer(self, params: ThroughputParams, ctx: RunContext):
+        def run(fn, label: str):
+            return time_callable(
+                fn,
+                device=ctx.device,
+                threads=ctx.threads,
+                warmup=params.warmup,
+                min_run_time=params.min_run_time,
+                label=label,
+            )
+
+        return run
+
+    def _run_attention(
+        self, cell: Cell, params: ThroughputParams, ctx: RunContext
+    ) -> list[Record]:
+        attn = AttentionSpec(cell.attention, cell.options, cell.label).build().to(ctx.device)
+        n, batch = cell.params["seq_len"], cell.params["batch"]
+        tokens = float(n * batch)
+        q, k, v = attention_inputs(batch, params.heads, n, params.head_dim, device=ctx.device,
+                                   requires_grad=True)
+        shared = cell.attention == "lsh"
+        keys = q if shared else k
+        causal = params.causal
+        timer = self._timer(params, ctx)
+        records: list[Record] = []
+
+        if "forward" in params.passes:
+            def forward():
+                with torch.no_grad():
+                    return attn(q, keys, v, causal=causal)
+
+            t = timer(forward, f"{cell.label} forward N={n}")
+            records.append(_metric(cell, "forward_ms", t, 1e3, "ms", False))
+            records.append(_rate(cell, "forward_tokens_per_s", t, tokens, "tokens/s"))
+        grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q)
+        inputs = (q, v) if shared else (q, k, v)
+        if "backward" in params.passes:
+            out = attn(q, keys, v, causal=causal)
+
+            def backward():
+                return torch.autograd.grad(out, inputs, grad_out, retain_graph=True)
+
+            t = timer(backward, f"{cell.label} backward N={n}")
+            records.append(_metric(cell, "backward_ms", t, 1e3, "ms", False))
+            del out
+        if "fwd_bwd" in params.passes:
+            def fwd_bwd():
+                o = attn(q, keys, v, causal=causal)
+                return torch.autograd.grad(o, inputs, grad_out)
+
+            t = timer(fwd_bwd, f"{cell.label} fwd_bwd N={n}")
+            records.append(_metric(cell, "fwd_bwd_ms", t, 1e3, "ms", False))
+            records.append(_rate(cell, "fwd_bwd_tokens_per_s", t, tokens, "tokens/s"))
+        return records
+
+    def _run_model(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
+        from harness.models import build_model
+
+        mp = params.model
+        assert mp is not None
+        n, batch = cell.params["seq_len"], cell.params["batch"]
+        torch.manual_seed(0)
+        model = build_model(
+            cell.attention,
+            attention_options=dict(cell.options),
+            vocab_size=mp.vocab_size,
+            num_labels=mp.num_labels,
+            max_position=n + 1,
+            hidden_size=mp.hidden_size,
+            num_layers=mp.num_layers,
+            num_heads=mp.num_heads,
+        ).to(ctx.device)
+        gen = torch.Generator().manual_seed(0)
+        ids = torch.randint(4, mp.vocab_size, (batch, n), generator=gen).to(ctx.device)
+        mask = torch.ones(batch, n, dtype=torch.bool, device=ctx.device)
+        labels = torch.randint(0, mp.num_labels, (batch,), generator=gen).to(ctx.device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        timer = self._timer(params, ctx)
+
+        def train_step():
+            opt.zero_grad(set_to_none=True)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            opt.step()
+
+        model.train()
+        t_train = timer(train_step, f"{cell.label} model train step N={n}")
+        model.eval()
+
+        def infer():
+            with torch.no_grad():
+                return model(input_ids=ids, attention_mask=mask).logits
+
+        t_inf = timer(infer, f"{cell.label} model inference N={n}")
+        return [
+            _rate(cell, "train_steps_per_s", t_train, 1.0, "steps/s"),
+            _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch), "tokens/s"),
+        ]
+
+    def summarize(
+        self, records: list[Record], params: ThroughputParams, ctx: RunContext
+    ) -> list[Record]:
+        """Crossover length: from which measured N on is each variant faster than standard?"""
+        fwd = [r for r in records if r.metric == "forward_ms" and r.status == "ok"
+               and r.value is not None and r.params.get("kind") == "attention"]
+        baseline = {
+            (r.params["batch"], r.params["seq_len"]): r.value
+            for r in fwd
+            if r.attention == "standard" and r.options.get("backend") == "sdpa"
+        }
+        if not baseline:
+            return []
+        by_label: dict[tuple[str, int], list[Record]] = {}
+        for r in fwd:
+            by_label.setdefault((r.label or r.attention, r.params["batch"]), []).append(r)
+        out = []
+        for (label, batch), rows in sorted(by_label.items()):
+            if label == "standard":
+                continue
+            rows = sorted(rows, key=lambda r: r.params["seq_len"])
+            pairs = [(r.params["seq_len"], r.value, baseline.get((batch, r.params["seq_len"])))
+                     for r in rows]
+            pairs = [p for p in pairs if p[2] is not None]
+            crossover = None
+            for i, (n, _, _) in enumerate(pairs):
+                if all(ours < base for _, ours, base in pairs[i:]):
+                    crossover = n
+                    break
+            first = rows[0]
+            out.append(Record(
+                suite=self.name, attention=first.attention, options=first.options,
+                params={"kind": "crossover", "batch": batch}, metric="crossover_seq_len",
+                value=crossover, unit="tokens", higher_is_better=False, n=len(pairs),
+                label=label,
+                error=None if crossover is not None else "never faster than standard in range",
+            ))
+        return out
