@@ -179,7 +179,7 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
 
 @app.command("run")
 def run_cmd(
-    suites: Annotated[list[str] | None, typer.Argument(help="Suites to run (default: all).")] = None,
+    suites: Annotated[list[str] | None, typer.Argument(help="Suites (default: all).")] = None,
     profile: Annotated[str, typer.Option("--profile", "-p",
                                          help="quick, release, or a PATH.yaml")] = "quick",
     attention: Annotated[str | None, typer.Option(

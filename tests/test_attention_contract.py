@@ -210,7 +210,7 @@ def test_bad_inputs_raise_actionable_errors(name):
 
 
 def test_unknown_name_and_option_list_the_valid_ones():
-    with pytest.raises(ValueError, match="registered: .*standard"):
+    with pytest.raises(ValueError, match=r"registered: .*standard"):
         get_attention("nope")
     with pytest.raises(ValueError, match="valid options: backend="):
         get_attention("standard", block_size=3)

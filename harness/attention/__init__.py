@@ -4,6 +4,7 @@
 >>> attn = get_attention("standard", backend="eager")
 """
 
+from harness.attention import standard as _standard  # noqa: F401  (registers "standard")
 from harness.attention.base import (
     Attention,
     Capabilities,
@@ -15,7 +16,6 @@ from harness.attention.base import (
     validate_inputs,
 )
 from harness.attention.reference import allowed_keys, reference_attention
-from harness.attention import standard as _standard  # noqa: F401  (registers "standard")
 
 for _module in ("sparse", "lsh", "linear"):
     try:

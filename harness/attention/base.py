@@ -199,6 +199,7 @@ def get_attention(name: str, **options: Any) -> Attention:
     if unknown:
         listed = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "(none)"
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for attention {name!r}; valid options: {listed}"
+            f"unknown option(s) {', '.join(unknown)} for attention {name!r};"
+            f" valid options: {listed}"
         )
     return cls(**options)

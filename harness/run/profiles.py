@@ -66,7 +66,8 @@ class AttentionEntry(BaseModel):
     @classmethod
     def _known(cls, name: str) -> str:
         if name not in list_attentions():
-            raise ValueError(f"unknown attention {name!r}; registered: {', '.join(list_attentions())}")
+            known = ", ".join(list_attentions())
+            raise ValueError(f"unknown attention {name!r}; registered: {known}")
         return name
 
     def spec(self) -> AttentionSpec:
@@ -194,7 +195,8 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
     problems = []
     for name, params in raw_suites.items():
         if name not in list_suites():
-            problems.append(f"  suites.{name}: unknown suite; available: {', '.join(list_suites())}")
+            known = ", ".join(list_suites())
+            problems.append(f"  suites.{name}: unknown suite; available: {known}")
             continue
         model = get_suite(name).Params
         try:

@@ -147,7 +147,9 @@ class MemorySuite(Suite):
             status=status, error=error,
         )
 
-    def summarize(self, records: list[Record], params: MemoryParams, ctx: RunContext) -> list[Record]:
+    def summarize(
+        self, records: list[Record], params: MemoryParams, ctx: RunContext
+    ) -> list[Record]:
         """Per attention and mode: fitted exponent, claimed exponent, agreement, longest N."""
         from harness.attention import attention_class
 
@@ -162,7 +164,7 @@ class MemorySuite(Suite):
                         key=lambda r: r.params["seq_len"])
             claimed = attention_class(first.attention).capabilities.memory_exponent
 
-            def rec(metric: str, value, **kw) -> Record:
+            def rec(metric: str, value, first=first, mode=mode, label=label, **kw) -> Record:
                 return Record(
                     suite=self.name, attention=first.attention, options=first.options,
                     params={"mode": mode, "batch": first.params["batch"]}, metric=metric,
