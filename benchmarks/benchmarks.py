@@ -47,6 +47,13 @@ def _suite_params(name: str):
     return PROFILE.suites[name]
 
 
+def _suite(name: str):
+    try:
+        return get_suite(name)
+    except ValueError as err:  # a suite this commit of the harness does not have
+        raise NotImplementedError(str(err)) from None
+
+
 def _first_ok(records, metric: str) -> float:
     for r in records:
         if r.metric == metric and r.status == "ok" and r.value is not None:
@@ -96,7 +103,7 @@ class AttentionMemory:
     timeout = 600
 
     def setup(self, label: str, seq_len: int, mode: str) -> None:
-        self.suite = get_suite("memory")
+        self.suite = _suite("memory")
         self.params_ = _suite_params("memory")
         self.cell = SPECS[label].cell("memory", {"mode": mode, "seq_len": seq_len,
                                                  "batch": self.params_.batch})
@@ -114,7 +121,7 @@ class AccuracyTrack:
     timeout = 900
 
     def setup(self) -> None:
-        self.suite = get_suite("accuracy")
+        self.suite = _suite("accuracy")
         self.params_ = _suite_params("accuracy")
         cells = self.suite.plan(self.params_, [SPECS["standard"]], [PROFILE.seeds[0]])
         if not cells:
@@ -134,7 +141,7 @@ class BiasTrack:
     timeout = 900
 
     def setup(self) -> None:
-        self.suite = get_suite("bias")
+        self.suite = _suite("bias")
         self.params_ = _suite_params("bias")
         cells = self.suite.plan(self.params_, [SPECS["standard"]], [PROFILE.seeds[0]])
         if not cells:
