@@ -1,0 +1,97 @@
+"""Timing: measurement counts, summary statistics, thread handling, input validation."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from harness.measure.timing import MIN_MEASUREMENTS, TimingResult, time_callable, tokens_per_second
+
+
+def _matmul():
+    a = torch.randn(64, 64)
+    b = torch.randn(64, 64)
+    return lambda: a @ b
+
+
+def test_cpu_timing_summary_is_consistent_and_records_threads():
+    before = torch.get_num_threads()
+    result = time_callable(_matmul(), threads=1, min_run_time=0.05, label="mm")
+    assert isinstance(result, TimingResult)
+    assert result.n == len(result.times) >= MIN_MEASUREMENTS
+    assert result.threads == 1
+    assert result.device == "cpu"
+    assert result.label == "mm"
+    q1, med, q3 = np.percentile(result.times, [25, 50, 75])
+    assert (result.q1_s, result.median_s, result.q3_s) == pytest.approx((q1, med, q3))
+    assert result.iqr_s == pytest.approx(q3 - q1)
+    assert result.mean_s == pytest.approx(np.mean(result.times))
+    assert 0 < result.q1_s <= result.median_s <= result.q3_s
+    assert torch.get_num_threads() == before
+    assert result.to_dict()["n"] == result.n
+
+
+def test_threads_are_set_while_timing():
+    seen = []
+
+    def fn():
+        seen.append(torch.get_num_threads())
+
+    time_callable(fn, threads=1, warmup=1, min_run_time=0.01)
+    assert set(seen) == {1}
+
+
+def test_fast_calls_are_blocked_and_slow_calls_still_give_five_measurements():
+    fast = time_callable(lambda: None, min_run_time=0.02)
+    assert fast.number_per_run > 1
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.01)
+
+    result = time_callable(slow, warmup=1, min_run_time=0.001)
+    assert result.n >= MIN_MEASUREMENTS
+    assert result.number_per_run == 1
+    assert len(calls) >= 1 + MIN_MEASUREMENTS
+    # Per-call times really are per call: each sleeps at least 10 ms.
+    assert min(result.times) >= 0.0099
+
+
+def test_max_runs_caps_the_measurements():
+    result = time_callable(lambda: None, min_run_time=0.05, max_runs=6)
+    assert MIN_MEASUREMENTS <= result.n <= 6
+
+
+def test_tokens_per_second_uses_the_median():
+    result = TimingResult(0.5, 0.4, 0.6, 0.2, 0.5, 5, [0.5] * 5, 1, "cpu")
+    assert tokens_per_second(result, 1000) == pytest.approx(2000.0)
+    with pytest.raises(ValueError, match="tokens"):
+        tokens_per_second(result, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"device": "tpu"}, "device"),
+        ({"threads": 0}, "threads"),
+        ({"warmup": -1}, "warmup"),
+        ({"min_run_time": 0}, "min_run_time"),
+        ({"max_runs": 3}, "max_runs"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        time_callable(lambda: None, **kwargs)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_timing_with_events():
+    a = torch.randn(512, 512, device="cuda")
+    result = time_callable(lambda: a @ a, device="cuda", min_run_time=0.05)
+    assert result.device == "cuda"
+    assert result.n >= MIN_MEASUREMENTS
+    assert 0 < result.q1_s <= result.median_s <= result.q3_s
