@@ -1,7 +1,8 @@
 """asv benchmarks: thin wrappers over the suites, parametrized from the profile (one source).
 
 The lengths, attentions and suite parameters come from ``suites/<profile>.yaml`` (``quick`` unless
-``HARNESS_ASV_PROFILE`` names another), the same file ``harness run`` reads.
+``HARNESS_ASV_PROFILE`` names another), the same file ``harness run`` reads; threads are pinned
+(``HARNESS_ASV_THREADS``, set to 1 in asv.conf.json's matrix).
 
 - ``time_*``: asv times the attention call itself (``setup`` builds inputs outside the timing).
 - ``track_peak_bytes``: the memory suite's measurement, in a fresh process per cell, in bytes.
@@ -31,6 +32,11 @@ _PROFILE_NAME = os.environ.get("HARNESS_ASV_PROFILE", "quick")
 _PROFILE_FILE = Path(__file__).resolve().parents[1] / "suites" / f"{_PROFILE_NAME}.yaml"
 PROFILE = load_profile(_PROFILE_FILE)
 SPECS = {spec.label: spec for spec in PROFILE.attention_specs()}
+# HARNESS_ASV_ATTENTIONS (comma-separated labels) narrows the profile's attentions, e.g. for the
+# gate proof; it filters the profile's list and never adds to it.
+if os.environ.get("HARNESS_ASV_ATTENTIONS"):
+    _wanted = set(os.environ["HARNESS_ASV_ATTENTIONS"].split(","))
+    SPECS = {label: spec for label, spec in SPECS.items() if label in _wanted}
 LABELS = list(SPECS)
 THREADS = int(os.environ.get("HARNESS_ASV_THREADS", PROFILE.threads or 1))
 

@@ -5,7 +5,8 @@
 #
 # Exit 0: nothing got slower by more than the factor; 1: a regression; 2: asv itself failed.
 # Environment: ASV_FACTOR (default 1.1), ASV_BENCH (regex of benchmarks, default: all),
-# ASV_MACHINE (default ci-runner: a fixed name, so results from one runner stay comparable).
+# ASV_MACHINE (default ci-runner: a fixed name, so results from one runner stay comparable),
+# ASV_CONFIG (default asv.conf.json).
 set -euo pipefail
 base=${1:?usage: scripts/asv_gate.sh BASE [HEAD]}
 head=${2:-HEAD}
@@ -16,7 +17,7 @@ if [ -n "${ASV_BENCH:-}" ]; then bench_args=(-b "$ASV_BENCH"); fi
 
 asv machine --yes --machine "$machine" >/dev/null
 set +e
-asv continuous --machine "$machine" -f "$factor" --show-stderr "${bench_args[@]}" "$base" "$head"
+asv continuous --config "${ASV_CONFIG:-asv.conf.json}" --machine "$machine" -f "$factor" --show-stderr "${bench_args[@]}" "$base" "$head"
 status=$?
 set -e
 case $status in

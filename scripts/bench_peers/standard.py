@@ -21,8 +21,9 @@ def pairs(
 ) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
     """``[(label, ours_fn, peer_fn)]``: standard(sdpa) vs bare SDPA, no grad, same inputs."""
     gen = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(batch, heads, seq_len, head_dim, generator=gen).to(device)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(batch, heads, seq_len, head_dim, generator=gen).to(device) for _ in range(3)
+    )
     ours = get_attention("standard", backend="sdpa")
 
     def ours_fn() -> torch.Tensor:

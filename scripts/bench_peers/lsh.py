@@ -1,0 +1,158 @@
+"""Side-by-side CPU benchmark: ``lsh`` attention vs transformers' Reformer ``LSHSelfAttention``.
+
+Both sides start from the same ``(batch, N, hidden)`` hidden states and the same shared
+query/key and value ``nn.Linear`` projections (ours reuses the peer's modules, then calls our
+attention with ``q is k``) and return ``(batch, N, hidden)``. A second pair compares the bare
+attention call with torch's ``scaled_dot_product_attention`` on the same q, k, v.
+Chunk 64, 1 hash, the previous chunk only, the same bucket count on both sides.
+The peer is imported here only, never by the ``harness`` package.
+
+    PYTHONPATH=. python -m scripts.bench_peers.lsh --lengths 1024 4096 16384 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.benchmark import Timer
+
+from harness.attention import get_attention
+from harness.attention.lsh import auto_n_buckets
+
+CHUNK_SIZE = 64
+N_HASHES = 1
+
+
+def _reformer_lsh(seq_len: int, hidden: int, heads: int, head_dim: int, n_buckets: int):
+    """The peer: transformers' ``LSHSelfAttention`` in eval mode, configured like ours."""
+    from transformers import ReformerConfig
+    from transformers.models.reformer.modeling_reformer import LSHSelfAttention
+
+    config = ReformerConfig(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        attention_head_size=head_dim,
+        lsh_attn_chunk_length=CHUNK_SIZE,
+        num_hashes=N_HASHES,
+        num_buckets=n_buckets,
+        lsh_num_chunks_before=1,
+        lsh_num_chunks_after=0,
+        is_decoder=False,
+        hash_seed=0,
+        max_position_embeddings=seq_len,
+    )
+    return LSHSelfAttention(config).eval()
+
+
+def pairs(
+    seq_len: int, batch: int = 1, heads: int = 4, head_dim: int = 64, device: str = "cpu"
+) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    """``[(label, ours_fn, peer_fn)]`` zero-argument closures on inputs built once.
+
+    * ``lsh+proj vs LSHSelfAttention``: hidden states -> the peer's ``query_key`` and ``value``
+      projections -> our attention with shared QK -> merged heads ``(batch, N, hidden)``; the peer
+      runs the whole layer on the same hidden states.
+    * ``lsh vs SDPA (bare attention)``: the attention call alone on the same q (= k) and v.
+
+    Every closure runs under ``torch.no_grad()``; the peer module is in eval mode.
+    """
+    if seq_len < 1 or batch < 1 or heads < 1 or head_dim < 1:
+        raise ValueError(
+            f"pairs: seq_len, batch, heads, head_dim must be >= 1, got"
+            f" {seq_len}, {batch}, {heads}, {head_dim}"
+        )
+    hidden = heads * head_dim
+    n_buckets = auto_n_buckets(seq_len, CHUNK_SIZE)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        peer = _reformer_lsh(seq_len, hidden, heads, head_dim, n_buckets).to(device)
+        ours = get_attention(
+            "lsh", chunk_size=CHUNK_SIZE, n_hashes=N_HASHES, n_buckets=n_buckets, seed=0
+        ).eval()
+        states = torch.randn(batch, seq_len, hidden).to(device)
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(batch, seq_len, heads, head_dim).transpose(1, 2)
+
+        qk = split(peer.query_key(states)).contiguous()
+        v = split(peer.value(states)).contiguous()
+
+    def ours_projected() -> torch.Tensor:
+        with torch.no_grad():
+            qk_ = split(peer.query_key(states))
+            v_ = split(peer.value(states))
+            out = ours(qk_, qk_, v_)
+            return out.transpose(1, 2).reshape(batch, seq_len, hidden)
+
+    def peer_projected() -> object:
+        with torch.no_grad():
+            return peer(states)
+
+    def ours_bare() -> torch.Tensor:
+        with torch.no_grad():
+            return ours(qk, qk, v)
+
+    def sdpa_bare() -> torch.Tensor:
+        with torch.no_grad():
+            return F.scaled_dot_product_attention(qk, qk, v)
+
+    return [
+        ("lsh+proj vs LSHSelfAttention", ours_projected, peer_projected),
+        ("lsh vs SDPA (bare attention)", ours_bare, sdpa_bare),
+    ]
+
+
+def _median_ms(fn: Callable[[], object], threads: int, min_run_time: float) -> float:
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--threads", type=int, default=1, help="fixed torch thread count")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating ours/peer rounds")
+    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per measurement")
+    parser.add_argument(
+        "--skip-sdpa-above",
+        type=int,
+        default=16384,
+        help="skip the SDPA pair for longer sequences (it is O(N^2))",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    print(
+        f"torch {torch.__version__}, transformers {transformers.__version__}, CPU,"
+        f" threads={args.threads}, batch 1, 4 heads, head_dim 64, chunk {CHUNK_SIZE},"
+        f" {N_HASHES} hash; medians of {args.rounds} alternating rounds"
+    )
+    print(f"{'pair':<32} {'N':>6} {'ours ms':>9} {'peer ms':>9} {'ratio':>7}  (ratio = peer/ours)")
+    for seq_len in args.lengths:
+        for label, ours_fn, peer_fn in pairs(seq_len):
+            if "SDPA" in label and seq_len > args.skip_sdpa_above:
+                continue
+            ours_fn(), peer_fn()  # warm-up
+            ours_ms, peer_ms, ratios = [], [], []
+            for _ in range(args.rounds):
+                a = _median_ms(ours_fn, args.threads, args.min_run_time)
+                b = _median_ms(peer_fn, args.threads, args.min_run_time)
+                ours_ms.append(a)
+                peer_ms.append(b)
+                ratios.append(b / a)
+            print(
+                f"{label:<32} {seq_len:>6} {statistics.median(ours_ms):>9.1f}"
+                f" {statistics.median(peer_ms):>9.1f} {statistics.median(ratios):>6.2f}x"
+                f"  [ratio min {min(ratios):.2f}, max {max(ratios):.2f}]",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
