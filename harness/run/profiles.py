@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "suites"
-_PACKAGED_PROFILES = Path(__file__).resolve().parent / "profiles"
 
 
 class ProfileError(ValueError):
@@ -156,7 +155,12 @@ def list_profiles() -> list[str]:
 
 
 def _profile_dir() -> Path:
-    return PROFILE_DIR if PROFILE_DIR.is_dir() else _PACKAGED_PROFILES
+    """``suites/`` of the checkout, or the copy installed as the ``harness.profiles`` package."""
+    if PROFILE_DIR.is_dir():
+        return PROFILE_DIR
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("harness.profiles")))
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -1,0 +1,1 @@
+"""Profiles (``*.yaml``): installed with the package as ``harness.profiles``."""
