@@ -1,0 +1,458 @@
+"""Synthetic but realistic run directories for the report and compare tests.
+
+``build_run(run_dir)`` writes ``run.json`` + ``results.jsonl`` through the real ``ResultsStore``
+for all four suites (or a subset): throughput for seq_len 256..16384 with IQRs, memory peak bytes
+with out-of-memory cells and fitted exponents, accuracy per seed with bootstrap CIs and per-task
+summaries, bias per group with gaps and diffs vs standard, plus skipped and errored cells.
+Values follow simple cost models (N^2, N log N, N) with seeded multiplicative noise, so two runs
+with different ``seed`` differ only by noise. ``transform`` edits records before they are
+written, to plant regressions.
+
+Run ``PYTHONPATH=. python tests/report_fixtures.py OUT_DIR`` to build a run and its report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import random
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from harness.run import store as store_module
+from harness.run.store import Cell, Record, ResultsStore, canonical_json
+
+__all__ = ["ALL_SUITES", "DEFAULT_ATTENTIONS", "SEQ_LENS", "build_run"]
+
+ALL_SUITES = ("throughput", "memory", "accuracy", "bias")
+SEQ_LENS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+BATCH = 4
+MEMORY_BUDGET = 12 * 2**30
+TASKS = {"listops": (0.37, 2000), "sst2": (0.81, 872)}
+BIAS_TASK = "sst2_names"
+GROUPS = ("female", "male", "unstated")
+
+# label, registry name, options, claimed time / memory complexity, claimed memory exponent
+DEFAULT_ATTENTIONS: tuple[dict[str, Any], ...] = (
+    {"label": "standard[sdpa]", "name": "standard", "options": {"backend": "sdpa"},
+     "capabilities": {"time_complexity": "O(N^2)", "memory_complexity": "O(N^2)",
+                      "memory_exponent": 2.0}},
+    {"label": "standard[eager]", "name": "standard", "options": {"backend": "eager"},
+     "capabilities": {"time_complexity": "O(N^2)", "memory_complexity": "O(N^2)",
+                      "memory_exponent": 2.0}},
+    {"label": "sparse[block]", "name": "sparse", "options": {"block_size": 64, "pattern": "local"},
+     "capabilities": {"time_complexity": "O(N*b)", "memory_complexity": "O(N*b)",
+                      "memory_exponent": 1.0}},
+    {"label": "lsh[reformer]", "name": "lsh", "options": {"bucket_size": 64, "n_hashes": 4},
+     "capabilities": {"time_complexity": "O(N log N)", "memory_complexity": "O(N log N)",
+                      "memory_exponent": 1.0}},
+    {"label": "linear[favor]", "name": "linear", "options": {"feature_map": "favor",
+                                                             "n_features": 256},
+     "capabilities": {"time_complexity": "O(N)", "memory_complexity": "O(N)",
+                      "memory_exponent": 1.0}},
+)
+
+# family -> (forward ms model, peak bytes model, macro-F1 offset, DP difference)
+_FORWARD_MS: dict[str, Callable[[int], float]] = {
+    "standard[sdpa]": lambda n: 0.3 + 1e-3 * n + 7e-6 * n * n,
+    "standard[eager]": lambda n: 0.4 + 1.2e-3 * n + 1.15e-5 * n * n,
+    "sparse[block]": lambda n: 0.5 + 0.012 * n,
+    "lsh[reformer]": lambda n: 2.0 + 0.0021 * n * math.log2(n),
+    "linear[favor]": lambda n: 1.0 + 0.008 * n,
+}
+_PEAK_BYTES: dict[str, Callable[[int], float]] = {
+    "standard[sdpa]": lambda n: 3e6 + 8192 * n + 64 * n * n,
+    "standard[eager]": lambda n: 3e6 + 8192 * n + 128 * n * n,
+    "sparse[block]": lambda n: 3e6 + 8192 * n + 4 * 8 * 64 * 4 * n,
+    "lsh[reformer]": lambda n: 3e6 + 8192 * n + 2400 * n * math.log2(n) + 2000 * n**1.5,
+    "linear[favor]": lambda n: 3e6 + 8192 * n + 4 * 8 * 256 * 4 * n,
+}
+_F1_OFFSET = {"standard[sdpa]": 0.0, "standard[eager]": 0.0, "sparse[block]": -0.004,
+              "lsh[reformer]": -0.02, "linear[favor]": -0.03}
+_DP = {"standard[sdpa]": 0.04, "standard[eager]": 0.041, "sparse[block]": 0.046,
+       "lsh[reformer]": 0.05, "linear[favor]": 0.095}
+
+
+def _spec_for(label: str, index: int) -> dict[str, Any]:
+    """The default spec of ``label``, or a new one (its own name and options) for other labels.
+
+    New labels reuse the cost models of the default at the same position.
+    """
+    for spec in DEFAULT_ATTENTIONS:
+        if spec["label"] == label:
+            return spec
+    base = DEFAULT_ATTENTIONS[index % len(DEFAULT_ATTENTIONS)]
+    return {**base, "label": label, "name": label.split("[")[0] or label,
+            "options": {"variant": label}}
+
+
+def _models(spec: dict[str, Any], index: int) -> str:
+    label = spec["label"]
+    if label in _FORWARD_MS:
+        return label
+    return DEFAULT_ATTENTIONS[index % len(DEFAULT_ATTENTIONS)]["label"]
+
+
+class _Writer:
+    def __init__(self, store: ResultsStore, transform: Callable[[Record], Record | None] | None):
+        self.store = store
+        self.transform = transform
+        self.records: list[Record] = []
+
+    def _apply(self, records: Iterable[Record]) -> list[Record]:
+        out = []
+        for r in records:
+            r = self.transform(r) if self.transform else r
+            if r is not None:
+                out.append(r)
+        return out
+
+    def cell(self, cell: Cell, records: Iterable[Record]) -> None:
+        kept = self._apply(records)
+        if kept:
+            self.records += self.store.write_cell(cell, kept)
+
+    def summaries(self, suite: str, records: Iterable[Record]) -> None:
+        kept = self._apply(records)
+        self.records = [r for r in self.records if r.cell != f"summary:{suite}"]
+        self.records += self.store.replace_summaries(suite, kept)
+
+
+def _rec(cell: Cell, metric: str, **kw: Any) -> Record:
+    return Record.for_cell(cell, metric, **kw)
+
+
+def _failed(cell: Cell, status: str, error: str) -> list[Record]:
+    """What the runner writes for a cell that raised or was skipped: one ``cell_status`` record."""
+    return [_rec(cell, "cell_status", status=status, error=error)]
+
+
+def _fit_slope(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least-squares slope of log y on log x and its standard error."""
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    n = len(lx)
+    mx, my = sum(lx) / n, sum(ly) / n
+    sxx = sum((a - mx) ** 2 for a in lx)
+    slope = sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sxx
+    resid = [b - my - slope * (a - mx) for a, b in zip(lx, ly, strict=True)]
+    se = math.sqrt(sum(r * r for r in resid) / max(n - 2, 1) / sxx) if n > 2 else 0.0
+    return slope, se
+
+
+MODEL_SEQ_LEN, MODEL_BATCH = 512, 8
+
+
+def _throughput(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
+                seq_lens: Sequence[int]) -> None:
+    fwd: dict[tuple[str, int], float] = {}
+    for i, spec in enumerate(specs):
+        model = _FORWARD_MS[_models(spec, i)]
+        for n in seq_lens:
+            cell = Cell("throughput", spec["name"], spec["options"],
+                        {"kind": "attention", "seq_len": n, "batch": BATCH}, spec["label"])
+            if spec["name"] == "lsh" and n < 2 * 64 * 4:
+                w.cell(cell, _failed(cell, "skipped", f"seq_len {n} is shorter than"
+                                                      " 2 * bucket_size * n_hashes = 512"))
+                continue
+            need = _PEAK_BYTES[_models(spec, i)](n) * 2.2
+            if need > MEMORY_BUDGET:
+                w.cell(cell, _failed(cell, "oom", f"RuntimeError: DefaultCPUAllocator: can't "
+                                                  f"allocate memory: you tried to allocate "
+                                                  f"{need:.0f} bytes"))
+                continue
+            f = model(n) * rng.lognormvariate(0, 0.015)
+            b = 2.1 * model(n) * rng.lognormvariate(0, 0.015)
+            fwd[(spec["label"], n)] = f
+            recs = []
+            for metric, value in (("forward_ms", f), ("backward_ms", b), ("fwd_bwd_ms", f + b)):
+                recs.append(_rec(cell, metric, value=value, unit="ms", higher_is_better=False,
+                                 ci_low=value * 0.975, ci_high=value * 1.03, interval="iqr", n=30))
+            tokens = BATCH * n
+            for metric, ms in (("forward_tokens_per_s", f), ("fwd_bwd_tokens_per_s", f + b)):
+                recs.append(_rec(cell, metric, value=tokens / ms * 1e3, unit="tokens/s",
+                                 higher_is_better=True, ci_low=tokens / (ms * 1.03) * 1e3,
+                                 ci_high=tokens / (ms * 0.975) * 1e3, interval="iqr", n=30))
+            w.cell(cell, recs)
+        # the full encoder at one length (its own cell kind, as the real suite plans it)
+        cell = Cell("throughput", spec["name"], spec["options"],
+                    {"kind": "model", "seq_len": MODEL_SEQ_LEN, "batch": MODEL_BATCH},
+                    spec["label"])
+        step_ms = (6 * 3.1 * model(MODEL_SEQ_LEN) + 5) * rng.lognormvariate(0, 0.02)
+        infer_ms = (6 * model(MODEL_SEQ_LEN) + 2) * rng.lognormvariate(0, 0.02)
+        tokens = MODEL_SEQ_LEN * MODEL_BATCH
+        w.cell(cell, [
+            _rec(cell, "train_steps_per_s", value=1e3 / step_ms, unit="steps/s",
+                 higher_is_better=True, ci_low=1e3 / (step_ms * 1.04),
+                 ci_high=1e3 / (step_ms * 0.97), interval="iqr", n=10),
+            _rec(cell, "inference_tokens_per_s", value=tokens / infer_ms * 1e3, unit="tokens/s",
+                 higher_is_better=True, ci_low=tokens / (infer_ms * 1.03) * 1e3,
+                 ci_high=tokens / (infer_ms * 0.975) * 1e3, interval="iqr", n=10),
+        ])
+    ref = specs[0]
+    summaries = []
+    for spec in specs[1:]:
+        common = [n for n in seq_lens if (spec["label"], n) in fwd and (ref["label"], n) in fwd]
+        faster = [n for n in common if fwd[(spec["label"], n)] < fwd[(ref["label"], n)]]
+        cross = next((n for n in common if all(m in faster for m in common if m >= n)), None)
+        cell = Cell("throughput", spec["name"], spec["options"],
+                    {"kind": "crossover", "batch": BATCH}, spec["label"])
+        summaries.append(_rec(cell, "crossover_seq_len", value=cross, unit="tokens",
+                              higher_is_better=False, n=len(common),
+                              error=None if cross else "never faster than standard in range"))
+    w.summaries("throughput", summaries)
+
+
+def _memory(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
+            seq_lens: Sequence[int]) -> None:
+    summaries = []
+    for i, spec in enumerate(specs):
+        model = _PEAK_BYTES[_models(spec, i)]
+        claim = spec.get("capabilities", {}).get("memory_exponent", 2.0)
+        for mode, factor in (("forward", 1.0), ("fwd_bwd", 2.2)):
+            ns, peaks = [], []
+            first_oom = None
+            for n in seq_lens:
+                cell = Cell("memory", spec["name"], spec["options"],
+                            {"seq_len": n, "batch": BATCH, "mode": mode}, spec["label"])
+                need = model(n) * factor
+                if first_oom is not None:
+                    w.cell(cell, _failed(cell, "skipped", f"sweep stopped at its first oom "
+                                                          f"(N={first_oom})"))
+                    continue
+                if need > MEMORY_BUDGET:
+                    first_oom = n
+                    w.cell(cell, [_rec(cell, "peak_bytes", unit="bytes", higher_is_better=False,
+                                       status="oom", error=f"peak would exceed the budget of "
+                                       f"{MEMORY_BUDGET / 2**30:.0f} GiB "
+                                       f"(DefaultCPUAllocator: can't allocate "
+                                       f"{need / 2**30:.1f} GiB)")])
+                    continue
+                peak = need * rng.lognormvariate(0, 0.01)
+                ns.append(n)
+                peaks.append(peak)
+                w.cell(cell, [_rec(cell, "peak_bytes", value=round(peak), unit="bytes",
+                                   higher_is_better=False, n=1)])
+            cell = Cell("memory", spec["name"], spec["options"], {"mode": mode, "batch": BATCH},
+                        spec["label"])
+            slope, se = _fit_slope(ns, peaks)
+            matches = abs(slope - claim) <= 0.25
+            summaries += [
+                _rec(cell, "memory_exponent", value=slope, unit="exponent",
+                     higher_is_better=False, stderr=se, ci_low=slope - 2.57 * se,
+                     ci_high=slope + 2.57 * se, interval="ci95", n=len(ns)),
+                _rec(cell, "claimed_exponent", value=claim, unit="exponent"),
+                _rec(cell, "exponent_matches_claim", value=1.0 if matches else 0.0, unit="bool"),
+                _rec(cell, "max_seq_len_under_budget", value=max(ns) if ns else None,
+                     unit="tokens", higher_is_better=True, n=len(seq_lens)),
+            ]
+    w.summaries("memory", summaries)
+
+
+def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
+              seeds: Sequence[int], tasks: Sequence[str]) -> None:
+    per: dict[tuple[str, str], list[float]] = {}
+    summaries = []
+    for i, spec in enumerate(specs):
+        offset = _F1_OFFSET[_models(spec, i)]
+        for task in tasks:
+            base_f1, n_test = TASKS.get(task, (0.7, 1000))
+            for seed in seeds:
+                cell = Cell("accuracy", spec["name"], spec["options"],
+                            {"task": task, "seed": seed}, spec["label"])
+                if spec["name"] == "lsh" and task == "listops" and seed == seeds[-1]:
+                    w.cell(cell, _failed(cell, "error",
+                                         "RuntimeError: loss is NaN at step 412 (lr 3e-4); "
+                                         "see artifacts/ for the last checkpoint"))
+                    continue
+                f1 = base_f1 + offset + rng.gauss(0, 0.006)
+                acc = f1 + 0.02 + rng.gauss(0, 0.004)
+                half = 1.96 * math.sqrt(f1 * (1 - f1) / n_test)
+                per.setdefault((spec["label"], task), []).append(f1)
+                w.cell(cell, [
+                    _rec(cell, "macro_f1", value=f1, unit="f1", higher_is_better=True,
+                         ci_low=f1 - half, ci_high=f1 + half, interval="ci95", n=n_test),
+                    _rec(cell, "accuracy", value=acc, unit="fraction", higher_is_better=True,
+                         ci_low=acc - half, ci_high=acc + half, interval="ci95", n=n_test),
+                    _rec(cell, "train_time_s", value=180 * (1 + i * 0.1) * rng.lognormvariate(
+                        0, 0.02), unit="s", higher_is_better=False, n=1),
+                    _rec(cell, "n_params", value=4_200_000 + 1000 * i, unit="count", n=1),
+                ])
+    ref = specs[0]["label"]
+    for i, spec in enumerate(specs):
+        for task in tasks:
+            f1s = per.get((spec["label"], task), [])
+            if not f1s:
+                continue
+            cell = Cell("accuracy", spec["name"], spec["options"], {"task": task}, spec["label"])
+            mean = sum(f1s) / len(f1s)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in f1s) / (len(f1s) - 1)) if len(f1s) > 1 \
+                else 0.0
+            se = sd / math.sqrt(len(f1s))
+            t = {2: 12.71, 3: 4.30, 4: 3.18}.get(len(f1s), 2.0)
+            summaries += [
+                _rec(cell, "macro_f1_mean", value=mean, unit="f1", higher_is_better=True,
+                     stderr=se, ci_low=mean - t * se, ci_high=mean + t * se, interval="ci95",
+                     n=len(f1s)),
+                _rec(cell, "accuracy_mean", value=mean + 0.02, unit="fraction",
+                     higher_is_better=True, stderr=se, ci_low=mean + 0.02 - t * se,
+                     ci_high=mean + 0.02 + t * se, interval="ci95", n=len(f1s)),
+            ]
+            if spec["label"] != ref:
+                ref_f1 = per[(ref, task)]
+                diff = mean - sum(ref_f1) / len(ref_f1)
+                summaries += [
+                    _rec(cell, "macro_f1_diff_vs_standard", value=diff, unit="f1",
+                         ci_low=diff - 0.012, ci_high=diff + 0.012, interval="ci95",
+                         n=TASKS.get(task, (0, 1000))[1]),
+                    _rec(cell, "paired_p_value", value=min(1.0, math.exp(-abs(diff) * 300)),
+                         unit="p", n=TASKS.get(task, (0, 1000))[1]),
+                    _rec(cell, "fidelity_rel_error",
+                         value=(0.03 + 2 * abs(_F1_OFFSET[_models(spec, i)]))
+                         * rng.lognormvariate(0, 0.05),
+                         unit="fraction", higher_is_better=False, stderr=0.006, n=64),
+                    _rec(cell, "swap_macro_f1", value=mean - 0.05, unit="f1",
+                         higher_is_better=True, n=TASKS.get(task, (0, 1000))[1]),
+                ]
+    w.summaries("accuracy", summaries)
+
+
+_GAPS = (("demographic_parity_difference", False), ("equalized_odds_difference", False),
+         ("bias_amplification", False), ("flip_rate", False), ("score_gap", False),
+         ("demographic_parity_ratio", True))
+
+
+def _bias(w: _Writer, specs: list[dict[str, Any]], rng: random.Random, seed: int) -> None:
+    n_test = 1200
+    gaps: dict[str, dict[str, float]] = {}
+    for i, spec in enumerate(specs):
+        dp = _DP[_models(spec, i)] + rng.gauss(0, 0.002)
+        cell = Cell("bias", spec["name"], spec["options"], {"task": BIAS_TASK, "seed": seed},
+                    spec["label"])
+        recs = []
+        base_rate = 0.52
+        for gi, group in enumerate(GROUPS):
+            shift = (gi - 1) * dp / 2 if gi < 2 else dp / 4
+            n_g = (500, 500, 200)[gi]
+            values = {"selection_rate": base_rate + shift, "tpr": 0.84 + shift * 0.8,
+                      "fpr": 0.18 + shift * 0.6, "accuracy": 0.82 - abs(shift) * 0.3,
+                      "f1": 0.81 - abs(shift) * 0.3}
+            for metric, v in values.items():
+                half = 1.96 * math.sqrt(v * (1 - v) / n_g)
+                r = _rec(cell, metric, value=v, unit="fraction", ci_low=v - half,
+                         ci_high=v + half, interval="ci95", n=n_g)
+                r.params = {**r.params, "group": group}
+                recs.append(r)
+        eo = dp * 0.9 + 0.01
+        figures = {"demographic_parity_difference": dp, "equalized_odds_difference": eo,
+                   "bias_amplification": dp - 0.03, "flip_rate": 0.03 + dp / 3,
+                   "score_gap": dp * 1.5, "demographic_parity_ratio": 1 - dp / base_rate}
+        gaps[spec["label"]] = figures
+        for metric, hib in _GAPS:
+            v = figures[metric]
+            recs.append(_rec(cell, metric, value=v, unit="fraction", higher_is_better=hib,
+                             stderr=0.011, ci_low=v - 0.0216, ci_high=v + 0.0216,
+                             interval="ci95", n=n_test))
+        w.cell(cell, recs)
+    ref = specs[0]["label"]
+    summaries = []
+    for spec in specs[1:]:
+        cell = Cell("bias", spec["name"], spec["options"], {"task": BIAS_TASK}, spec["label"])
+        for metric, hib in _GAPS:
+            d = gaps[spec["label"]][metric] - gaps[ref][metric]
+            d = -d if hib else d
+            summaries.append(_rec(cell, f"{metric}_diff_vs_standard", value=d, unit="fraction",
+                                  higher_is_better=False, stderr=0.0125, ci_low=d - 0.0245,
+                                  ci_high=d + 0.0245, interval="ci95", n=n_test))
+        d = gaps[spec["label"]]["demographic_parity_difference"] - \
+            gaps[ref]["demographic_parity_difference"]
+        summaries.append(_rec(cell, "significant_increase", value=1.0 if d - 0.0245 > 0 else 0.0,
+                              unit="bool", n=n_test))
+    w.summaries("bias", summaries)
+
+
+def build_run(
+    run_dir: str | Path,
+    *,
+    suites: Sequence[str] = ALL_SUITES,
+    attentions: Sequence[dict[str, Any] | str] = DEFAULT_ATTENTIONS,
+    seed: int = 0,
+    seq_lens: Sequence[int] = SEQ_LENS,
+    seeds: Sequence[int] = (0, 1, 2),
+    tasks: Sequence[str] = tuple(TASKS),
+    transform: Callable[[Record], Record | None] | None = None,
+    run_id: str | None = None,
+    device: str = "cpu",
+    durable: bool = False,
+) -> Path:
+    """Write a synthetic run directory and return it.
+
+    ``attentions`` takes specs (``label``, ``name``, ``options``) or bare labels, which reuse the
+    cost models of the default at the same position. The first attention is the reference
+    ("standard"). ``seed`` drives the measurement noise only. ``transform`` may edit or drop
+    (return None) any record before it is written. ``durable=False`` skips the store's fsync
+    calls while writing (a synthetic run needs no crash safety, and fsync is slow).
+    """
+    specs = [a if isinstance(a, dict) else _spec_for(a, i) for i, a in enumerate(attentions)]
+    unknown = sorted(set(suites) - set(ALL_SUITES))
+    if unknown:
+        raise ValueError(f"build_run: unknown suites {unknown}; choose from {ALL_SUITES}")
+    rng = random.Random(seed)
+    profile = {"name": "regular", "suites": list(suites), "seq_lens": list(seq_lens),
+               "batch": BATCH, "memory_budget_bytes": MEMORY_BUDGET, "tasks": list(tasks)}
+    suffix = hashlib.sha1(str(seed).encode()).hexdigest()[:6]
+    run_id = run_id or f"20250314-0930{seed % 60:02d}-{suffix}"
+    meta = {
+        "run_id": run_id,
+        "status": "running",
+        "start_time": "2025-03-14T09:30:00Z",
+        "end_time": None,
+        "command": ["harness", "run", "--profile", "regular"],
+        "profile": profile,
+        "profile_hash": hashlib.sha1(canonical_json(profile).encode()).hexdigest(),
+        "suites": list(suites),
+        "attentions": specs,
+        "seeds": list(seeds),
+        "environment": {
+            "harness_version": "0.1.0", "git_sha": "3f9c2ab71e0d4c55b8a1f0e2d9c7b6a5e4f3d2c1",
+            "git_dirty": False, "python": "3.11.9", "torch": "2.13.0", "transformers": "4.57.0",
+            "datasets": "3.6.0", "evaluate": "0.4.5", "fairlearn": "0.13.0", "pandas": "3.1.1",
+            "numpy": "2.4.6", "platform": "Linux-6.8.0-x86_64-with-glibc2.36",
+            "cpu": "AMD EPYC 7B13", "cpu_count": 16, "torch_threads": 8, "device": device,
+            "cuda": None, "gpu": None, "hostname": "bench-01",
+        },
+        "resumed": [],
+    }
+    # synthetic runs need no durability: skip the store's per-cell fsync unless asked
+    with contextlib.nullcontext() if durable else mock.patch.object(store_module.os, "fsync",
+                                                                    lambda fd: None):
+        store = ResultsStore.create(run_dir, meta)
+        w = _Writer(store, transform)
+        if "throughput" in suites:
+            _throughput(w, specs, rng, seq_lens)
+        if "memory" in suites:
+            _memory(w, specs, rng, seq_lens)
+        if "accuracy" in suites:
+            _accuracy(w, specs, rng, seeds, tasks)
+        if "bias" in suites:
+            _bias(w, specs, rng, seeds[0])
+    records = store.records()
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "oom", "error", "skipped")}
+    cells = {r.cell for r in records if r.cell and not r.cell.startswith("summary:")}
+    store.update_meta(status="failed" if counts["error"] else "finished",
+                      end_time="2025-03-14T11:02:41Z", n_cells=len(cells), counts=counts)
+    return Path(run_dir)
+
+
+def _main(argv: list[str]) -> None:
+    from harness.report import write_report
+
+    out = Path(argv[0] if argv else "reports/synthetic")
+    print(write_report(build_run(out)))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

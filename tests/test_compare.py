@@ -1,0 +1,261 @@
+"""Run comparison: matching, the regression rule, verdicts, unusable input, table and HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from report_fixtures import build_run
+from rich.console import Console
+from rich.table import Table
+
+from harness.report import (
+    compare_records,
+    compare_runs,
+    render_compare_table,
+    write_compare_html,
+)
+from harness.run.store import Record, StoreError
+
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_run(tmp_path_factory.mktemp("cmp") / "base", seed=0)
+
+
+def _scale(label: str, metric: str, seq_len: int, factor: float, widen: float = 1.0):
+    """A transform multiplying one throughput cell's metric (and its IQR, optionally widened)."""
+    def transform(r: Record) -> Record:
+        if r.label == label and r.metric == metric and r.params.get("seq_len") == seq_len:
+            mid = r.value * factor  # type: ignore[operator]
+            r.ci_low = mid - (r.value - r.ci_low) * factor * widen  # type: ignore[operator]
+            r.ci_high = mid + (r.ci_high - r.value) * factor * widen  # type: ignore[operator]
+            r.value = mid
+        return r
+    return transform
+
+
+def _row(cmp, label: str, metric: str, **params):
+    return next(r for r in cmp.rows if r.label == label and r.metric == metric
+                and all(r.params.get(k) == v for k, v in params.items()))
+
+
+def test_identical_runs_pass(base: Path, tmp_path: Path) -> None:
+    same = build_run(tmp_path / "same", seed=0)
+    cmp = compare_runs(base, same)
+    assert cmp.verdict == "pass" and cmp.exit_code == 0
+    counts = cmp.counts
+    assert counts["regression"] == counts["improvement"] == counts["new"] == \
+        counts["vanished"] == 0
+    assert counts["unchanged"] + counts["informational"] == len(cmp.rows) > 500
+    assert all(r.diff in (None, 0.0) for r in cmp.rows)
+    assert cmp.warnings == []
+
+
+def test_rerun_noise_is_not_a_regression(base: Path, tmp_path: Path) -> None:
+    cmp = compare_runs(base, build_run(tmp_path / "noisy", seed=1))
+    assert cmp.exit_code == 0, [(r.label, r.metric, r.params) for r in cmp.regressions]
+    assert any(r.diff not in (None, 0.0) for r in cmp.rows)  # values did move
+
+
+def test_planted_regression_beyond_noise_fails(base: Path, tmp_path: Path) -> None:
+    new = build_run(tmp_path / "slow", seed=0,
+                    transform=_scale("linear[favor]", "forward_ms", 4096, 1.5))
+    cmp = compare_runs(base, new)
+    assert cmp.verdict == "fail" and cmp.exit_code == 1
+    assert len(cmp.regressions) == 1
+    row = cmp.regressions[0]
+    assert (row.suite, row.label, row.metric, row.params) == (
+        "throughput", "linear[favor]", "forward_ms", {"kind": "attention", "seq_len": 4096,
+                                                      "batch": 4})
+    assert row.rel_change == pytest.approx(0.5)
+    assert row.noise == "iqr disjoint" and row.worse is True
+
+
+def test_improvement_does_not_fail(base: Path, tmp_path: Path) -> None:
+    new = build_run(tmp_path / "fast", seed=0,
+                    transform=_scale("sparse[block]", "forward_ms", 2048, 0.6))
+    cmp = compare_runs(base, new)
+    assert cmp.exit_code == 0
+    row = _row(cmp, "sparse[block]", "forward_ms", seq_len=2048)
+    assert row.status == "improvement" and row.rel_change == pytest.approx(-0.4)
+
+
+def test_change_within_noise_passes(base: Path, tmp_path: Path) -> None:
+    # 15% slower but the IQRs are wide enough to overlap: within noise
+    new = build_run(tmp_path / "wide", seed=0,
+                    transform=_scale("linear[favor]", "forward_ms", 4096, 1.15, widen=8.0))
+    cmp = compare_runs(base, new)
+    assert cmp.exit_code == 0
+    row = _row(cmp, "linear[favor]", "forward_ms", seq_len=4096)
+    assert row.status == "unchanged" and row.note == "within noise"
+    assert row.rel_change == pytest.approx(0.15)
+    # 5% slower and beyond noise: below the 10% threshold
+    new = build_run(tmp_path / "small", seed=0,
+                    transform=_scale("linear[favor]", "forward_ms", 4096, 1.05, widen=0.1))
+    row = _row(compare_runs(base, new), "linear[favor]", "forward_ms", seq_len=4096)
+    assert row.status == "unchanged" and row.note == "below threshold"
+    # ...which a 1% threshold catches
+    assert compare_runs(base, new, threshold=0.01).exit_code == 1
+
+
+def test_new_and_vanished_cells_are_listed(base: Path, tmp_path: Path) -> None:
+    def drop(r: Record) -> Record | None:
+        return None if r.suite == "memory" and r.params.get("seq_len") == 256 \
+            and r.label == "sparse[block]" else r
+
+    attentions = ("standard[sdpa]", "standard[eager]", "sparse[block]", "lsh[reformer]",
+                  "linear[favor]", "linear[relu]")
+    new = build_run(tmp_path / "more", seed=0, suites=("throughput", "memory"),
+                    attentions=attentions, transform=drop)
+    cmp = compare_runs(base, new)
+    added = cmp.by_status("new")
+    assert added and {r.label for r in added} == {"linear[relu]"}
+    gone = cmp.by_status("vanished")
+    assert {(r.suite, r.label) for r in gone if r.suite == "memory"} == {("memory",
+                                                                          "sparse[block]")}
+    assert {r.suite for r in gone} == {"memory", "accuracy", "bias"}  # suites not run: vanished
+    assert all(r.note.startswith("only in the") for r in added + gone)
+    assert cmp.exit_code == 0  # listed, not a regression
+
+
+def test_status_changes(base: Path, tmp_path: Path) -> None:
+    def oom(r: Record) -> Record:
+        if r.suite == "memory" and r.label == "linear[favor]" and r.params.get("seq_len") == 8192:
+            r.status, r.value, r.error = "oom", None, "CUDA out of memory"
+        return r
+
+    cmp = compare_runs(base, build_run(tmp_path / "oom", seed=0, transform=oom))
+    assert cmp.exit_code == 1
+    assert {(r.metric, r.params["mode"]) for r in cmp.regressions} == {
+        ("peak_bytes", "forward"), ("peak_bytes", "fwd_bwd")}
+    assert cmp.regressions[0].note == "ok -> oom: CUDA out of memory"
+    back = compare_runs(tmp_path / "oom", base)
+    assert {r.status for r in back.rows if r.metric == "peak_bytes"
+            and r.label == "linear[favor]" and r.params["seq_len"] == 8192} == {"improvement"}
+
+
+def _rec(value, status="ok", hib=True, **kw) -> Record:
+    return Record("throughput", "standard", {"backend": "sdpa"}, {"seq_len": 256}, "m",
+                  value=value, higher_is_better=hib, status=status, **kw)
+
+
+@pytest.mark.parametrize(("base", "new", "status"), [
+    # intervals: disjoint -> counts; overlapping -> within noise
+    (_rec(100, ci_low=95, ci_high=105, interval="ci95"),
+     _rec(80, ci_low=75, ci_high=85, interval="ci95"), "regression"),
+    (_rec(100, ci_low=80, ci_high=120, interval="ci95"),
+     _rec(80, ci_low=70, ci_high=90, interval="ci95"), "unchanged"),
+    # stderrs only: |diff| = 20 vs 2*sqrt(5^2+5^2) = 14.1 -> counts; with se 8 (22.6) -> noise
+    (_rec(100, stderr=5), _rec(80, stderr=5), "regression"),
+    (_rec(100, stderr=8), _rec(80, stderr=8), "unchanged"),
+    (_rec(100, stderr=8), _rec(80), "regression"),  # a missing stderr counts as 0
+    # no uncertainty at all: threshold alone
+    (_rec(100), _rec(89), "regression"),
+    (_rec(100), _rec(91), "unchanged"),
+    (_rec(100, hib=False), _rec(89, hib=False), "improvement"),
+    # near zero: absolute rule with atol 0.1 -> needs |diff| > 0.01
+    (_rec(0.001, hib=False), _rec(0.009, hib=False), "unchanged"),
+    (_rec(0.001, hib=False), _rec(0.02, hib=False), "regression"),
+    (_rec(-0.02, hib=False), _rec(0.0, hib=False), "regression"),
+    # statuses
+    (_rec(100), _rec(None, status="error", error="boom"), "regression"),
+    (_rec(100), _rec(None, status="oom"), "regression"),
+    (_rec(None, status="error"), _rec(100), "improvement"),
+    (_rec(None, status="oom"), _rec(None, status="error"), "unchanged"),
+    (_rec(100), _rec(None, status="skipped"), "vanished"),
+    (_rec(None, status="skipped"), _rec(100), "new"),
+    # no direction, or a direction that changed: informational, whatever the change
+    (_rec(100, hib=None), _rec(10, hib=None), "informational"),
+    (_rec(100, hib=None), _rec(None, status="error", hib=None), "informational"),
+    (_rec(100, hib=True), _rec(10, hib=False), "informational"),
+])
+def test_classification_rules(base: Record, new: Record, status: str) -> None:
+    rows, _ = compare_records([base], [new], threshold=0.1)
+    assert len(rows) == 1 and rows[0].status == status, rows[0]
+
+
+def test_classification_reports_change_and_noise() -> None:
+    rows, _ = compare_records([_rec(100, stderr=5)], [_rec(80, stderr=5)])
+    row = rows[0]
+    assert row.diff == -20 and row.rel_change == pytest.approx(-0.2) and row.worse
+    assert row.noise.startswith("|diff| > 2·se")
+    rows, warnings = compare_records([_rec(1), _rec(2)], [])
+    assert [r.status for r in rows] == ["vanished"] and "duplicate" in warnings[0]
+
+
+def test_bad_threshold() -> None:
+    for bad in (-0.1, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="threshold must be a finite number"):
+            compare_records([], [], threshold=bad)  # type: ignore[arg-type]
+
+
+def test_unusable_input_raises_store_error(base: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such directory"):
+        compare_runs(tmp_path / "nope", base)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StoreError, match=r"run\.json: not found"):
+        compare_runs(base, empty)
+    runs = {}
+    for name in ("corrupt_meta", "schema", "corrupt_line", "no_results"):
+        runs[name] = build_run(tmp_path / name, suites=("throughput",), seq_lens=(256, 512))
+    (runs["corrupt_meta"] / "run.json").write_text("{oops", encoding="utf-8")
+    with pytest.raises(StoreError, match="corrupt JSON"):
+        compare_runs(base, runs["corrupt_meta"])
+    meta = json.loads((runs["schema"] / "run.json").read_text(encoding="utf-8"))
+    (runs["schema"] / "run.json").write_text(json.dumps({**meta, "schema_version": 2}))
+    with pytest.raises(StoreError, match="schema_version 2"):
+        compare_runs(runs["schema"], base)
+    lines = (runs["corrupt_line"] / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    lines.insert(1, '{"suite": "throughput", ')
+    (runs["corrupt_line"] / "results.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(StoreError, match="corrupt record"):
+        compare_runs(base, runs["corrupt_line"])
+    (runs["no_results"] / "results.jsonl").unlink()
+    with pytest.raises(StoreError, match=r"results\.jsonl: not found"):
+        compare_runs(base, runs["no_results"])
+
+
+def test_environment_warnings(base: Path, tmp_path: Path) -> None:
+    cmp = compare_runs(base, build_run(tmp_path / "gpu", seed=0, device="cuda:0"))
+    assert any("device differs" in w for w in cmp.warnings)
+    assert cmp.exit_code == 0
+
+
+def test_rich_table(base: Path, tmp_path: Path) -> None:
+    new = build_run(tmp_path / "slow", seed=0,
+                    transform=_scale("linear[favor]", "forward_ms", 4096, 1.5))
+    cmp = compare_runs(base, new)
+    table = render_compare_table(cmp)
+    assert isinstance(table, Table) and table.row_count == 1
+    console = Console(record=True, width=220, color_system=None)
+    console.print(table)
+    text = console.export_text()
+    assert "FAIL" in text and "linear[favor]" in text and "+50.0%" in text
+    assert "Not shown:" in text and "unchanged" in text
+    full = render_compare_table(cmp, include_unchanged=True, include_informational=True)
+    assert full.row_count == len(cmp.rows)
+
+
+def test_compare_html_escaped_and_self_contained(tmp_path: Path) -> None:
+    base = build_run(tmp_path / "b", seed=0, attentions=("standard[sdpa]", XSS),
+                     suites=("throughput", "accuracy"), tasks=(XSS,))
+    new = build_run(tmp_path / "n", seed=0, attentions=("standard[sdpa]", XSS),
+                    suites=("throughput", "accuracy"), tasks=(XSS,),
+                    transform=_scale(XSS, "forward_ms", 1024, 2.0))
+    cmp = compare_runs(base, new)
+    assert cmp.exit_code == 1
+    path = write_compare_html(cmp, tmp_path / "out" / "compare.html")
+    html = path.read_text(encoding="utf-8")
+    assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower() and not re.search(r"https?://", html)
+    assert '<div class="banner fail">FAIL</div>' in html
+    assert 'id="regression"' in html and "+100.0%" in html
+    assert write_compare_html(cmp, tmp_path / "out") == tmp_path / "out" / "compare.html"
+    passing = write_compare_html(compare_runs(base, base), tmp_path / "pass.html")
+    assert '<div class="banner pass">PASS</div>' in passing.read_text(encoding="utf-8")
