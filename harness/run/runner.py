@@ -188,7 +188,10 @@ def start_run(
         "profile": profile.to_dict(),
         "profile_hash": profile.hash,
         "suites": suites,
-        "attentions": [s.as_dict() for s in profile.attention_specs()],
+        "attentions": [
+            {**s.as_dict(), "capabilities": s.capabilities.as_dict()}
+            for s in profile.attention_specs()
+        ],
         "seeds": list(profile.seeds),
         "device": device,
         "threads": ctx_threads,

@@ -1,0 +1,49 @@
+"""Tasks for the harness: seeded generators and real text datasets, tokenized for an encoder.
+
+>>> from harness.data import list_tasks, load_task
+>>> task = load_task("listops", n_train=100, n_val=10, n_test=10)
+>>> task.train.input_ids.shape[1] == task.max_len
+True
+
+Every sequence starts with a CLS token and is right-padded with ``pad_id``; see :class:`Split` and
+:class:`TaskData`. Bias tooling: :mod:`harness.data.counterfactual` (term swaps) and
+:mod:`harness.data.templates` (template probe).
+"""
+
+from harness.data import bias as _bias  # noqa: F401  (registers "bias_sentiment")
+from harness.data import listops as _listops  # noqa: F401  (registers "listops")
+from harness.data import recall as _recall  # noqa: F401  (registers "recall")
+from harness.data import text as _text  # noqa: F401  (registers "text")
+from harness.data.base import Split, TaskData, Tokenizer, derive_seed
+from harness.data.counterfactual import list_swaps, swap, swap_directions, swap_texts
+from harness.data.listops import evaluate_listops
+from harness.data.registry import list_tasks, load_task, register_task, task_options
+from harness.data.templates import ProbeRow, build_probe
+from harness.data.tokenization import (
+    ByteTokenizer,
+    SubwordTokenizer,
+    WordTokenizer,
+    load_tokenizer,
+)
+
+__all__ = [
+    "ByteTokenizer",
+    "ProbeRow",
+    "Split",
+    "SubwordTokenizer",
+    "TaskData",
+    "Tokenizer",
+    "WordTokenizer",
+    "build_probe",
+    "derive_seed",
+    "evaluate_listops",
+    "list_swaps",
+    "list_tasks",
+    "load_task",
+    "load_tokenizer",
+    "register_task",
+    "swap",
+    "swap_directions",
+    "swap_texts",
+    "task_options",
+]
