@@ -133,7 +133,7 @@ def test_cli_end_to_end(tmp_path):
     run_dir = latest.resolve()
     meta = read_run(run_dir)
     assert meta["status"] == "finished"
-    assert meta["environment"]["torch"]
+    assert meta["environment"]["packages"]["torch"]
     records = read_records(run_dir)
     metrics = Counter(r.metric for r in records)
     assert metrics["forward_ms"] == 6 and metrics["peak_bytes"] == 6

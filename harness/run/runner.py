@@ -17,7 +17,7 @@ import torch
 from harness.measure.env import capture_environment, resolve_device
 from harness.records import Cell, Record
 from harness.run.profiles import Profile, profile_from_dict
-from harness.run.store import ResultsStore, point_latest, read_run
+from harness.run.store import ResultsStore, point_latest, read_run, resolve_run_dir
 from harness.suites import RunContext, get_suite
 
 __all__ = ["PlannedCell", "RunOutcome", "plan_run", "resume_run", "start_run"]
@@ -231,7 +231,7 @@ def _finish(
 
 def resume_run(run_dir: str | Path, *, progress: Progress | None = None) -> RunOutcome:
     """Continue an interrupted run: finished cells are kept, the rest run; nothing duplicates."""
-    run_dir = Path(run_dir)
+    run_dir = resolve_run_dir(run_dir)  # follow `latest` to the real directory
     meta = read_run(run_dir)
     profile = profile_from_dict(meta["profile"], source=f"{run_dir}/run.json")
     store = ResultsStore.open(run_dir)

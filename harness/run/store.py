@@ -213,6 +213,6 @@ def point_latest(out_dir: str | Path, run_dir: str | Path) -> Path:
 def resolve_run_dir(path: str | Path) -> Path:
     """Follow ``latest`` (symlink or text file) to a run directory."""
     path = Path(path)
-    if path.is_file() and path.name == "latest":
+    if path.is_file() and not path.is_symlink() and path.name == "latest":
         return (path.parent / path.read_text(encoding="utf-8").strip()).resolve()
     return path.resolve() if path.exists() else path

@@ -8,12 +8,16 @@ Chunk 64, 1 hash, the previous chunk only, the same bucket count on both sides.
 The peer is imported here only, never by the ``harness`` package.
 
     PYTHONPATH=. python -m scripts.bench_peers.lsh --lengths 1024 4096 16384 --threads 1
+
+Times are medians (and interquartile ranges) of per-call means over alternating blocks; the
+ratio is the median of per-round peer/ours ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -25,6 +29,7 @@ from harness.attention.lsh import auto_n_buckets
 
 CHUNK_SIZE = 64
 N_HASHES = 1
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def _reformer_lsh(seq_len: int, hidden: int, heads: int, head_dim: int, n_buckets: int):
@@ -106,52 +111,88 @@ def pairs(
     ]
 
 
-def _median_ms(fn: Callable[[], object], threads: int, min_run_time: float) -> float:
-    timer = Timer("fn()", globals={"fn": fn}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+def _block_ms(timer: Timer, number: int) -> float:
+    """Mean milliseconds per call over one block of ``number`` calls."""
+    return timer.timeit(number).mean * 1e3
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return q1, q2, q3
+
+
+def compare(
+    ours_fn: Callable[[], object],
+    peer_fn: Callable[[], object],
+    threads: int,
+    rounds: int,
+    block_seconds: float,
+    clock: str = "wall",
+) -> dict[str, list[float]]:
+    """Time ``ours_fn`` and ``peer_fn`` in alternating blocks (paired, so load drifts cancel).
+
+    Each side is warmed up, its block size calibrated to about ``block_seconds``, then ``rounds``
+    blocks are run per side, alternating. ``clock="cpu"`` times with the process CPU clock, which a
+    busy shared machine disturbs far less than wall time (meaningful with one thread). Returns
+    per-block ms for each side and per-round ratios peer / ours.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+    timers = [
+        Timer("fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCKS[clock])
+        for fn in (ours_fn, peer_fn)
+    ]
+    numbers = []
+    for timer in timers:
+        timer.timeit(1)  # warm-up
+        once = max(timer.timeit(1).mean, 1e-6)
+        numbers.append(max(1, int(block_seconds / once)))
+    ours_ms, peer_ms = [], []
+    for _ in range(rounds):
+        ours_ms.append(_block_ms(timers[0], numbers[0]))
+        peer_ms.append(_block_ms(timers[1], numbers[1]))
+    return {
+        "ours": ours_ms,
+        "peer": peer_ms,
+        "ratio": [p / o for o, p in zip(ours_ms, peer_ms, strict=True)],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--threads", type=int, default=1, help="fixed torch thread count")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating ours/peer rounds")
-    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per measurement")
-    parser.add_argument(
-        "--skip-sdpa-above",
-        type=int,
-        default=16384,
-        help="skip the SDPA pair for longer sequences (it is O(N^2))",
-    )
+    parser.add_argument("--rounds", type=int, default=10, help="alternating ours/peer blocks")
+    parser.add_argument("--block-seconds", type=float, default=0.3, help="seconds per block")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or process CPU time (steadier on a busy machine)")
+    parser.add_argument("--skip-sdpa-above", type=int, default=16384,
+                        help="skip the SDPA pair for longer sequences (it is O(N^2))")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
 
     transformers.logging.set_verbosity_error()
-    print(
-        f"torch {torch.__version__}, transformers {transformers.__version__}, CPU,"
-        f" threads={args.threads}, batch 1, 4 heads, head_dim 64, chunk {CHUNK_SIZE},"
-        f" {N_HASHES} hash; medians of {args.rounds} alternating rounds"
-    )
-    print(f"{'pair':<32} {'N':>6} {'ours ms':>9} {'peer ms':>9} {'ratio':>7}  (ratio = peer/ours)")
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, CPU,"
+          f" threads={args.threads}, batch 1, 4 heads, head_dim 64, chunk {CHUNK_SIZE},"
+          f" {N_HASHES} hash; {args.clock} clock; {args.rounds} alternating blocks of"
+          f" ~{args.block_seconds}s per side")
+    print(f"{'pair':<30} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
+          f" {'peer/ours [IQR]':>20}")
     for seq_len in args.lengths:
         for label, ours_fn, peer_fn in pairs(seq_len):
             if "SDPA" in label and seq_len > args.skip_sdpa_above:
                 continue
-            ours_fn(), peer_fn()  # warm-up
-            ours_ms, peer_ms, ratios = [], [], []
-            for _ in range(args.rounds):
-                a = _median_ms(ours_fn, args.threads, args.min_run_time)
-                b = _median_ms(peer_fn, args.threads, args.min_run_time)
-                ours_ms.append(a)
-                peer_ms.append(b)
-                ratios.append(b / a)
-            print(
-                f"{label:<32} {seq_len:>6} {statistics.median(ours_ms):>9.1f}"
-                f" {statistics.median(peer_ms):>9.1f} {statistics.median(ratios):>6.2f}x"
-                f"  [ratio min {min(ratios):.2f}, max {max(ratios):.2f}]",
-                flush=True,
+            result = compare(
+                ours_fn, peer_fn, args.threads, args.rounds, args.block_seconds, args.clock
             )
+            cells = []
+            for key in ("ours", "peer", "ratio"):
+                q1, q2, q3 = _quartiles(result[key])
+                cells.append(f"{q2:.2f} [{q1:.2f}-{q3:.2f}]" if key == "ratio"
+                             else f"{q2:.1f} [{q1:.1f}-{q3:.1f}]")
+            print(f"{label:<30} {seq_len:>6} {cells[0]:>22} {cells[1]:>22} {cells[2]:>20}",
+                  flush=True)
 
 
 if __name__ == "__main__":
