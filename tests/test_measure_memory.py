@@ -131,3 +131,19 @@ def test_cuda_peak_of_a_known_allocation():
 
     peak = cuda_peak_memory(work, "cuda")
     assert 64 * MiB <= peak <= 64 * MiB + 4 * MiB
+
+
+def test_forkserver_launcher_measures_like_a_fresh_interpreter():
+    """Each fork-server child is its own process: same peak, budget and error handling."""
+    forked = [measure_cpu_peak(ALLOC, {"n": n * MiB}, timeout_s=120, launcher="forkserver")
+              for n in (64, 128)]
+    assert [r.status for r in forked] == ["ok", "ok"], [r.error for r in forked]
+    assert _close(forked[0].peak_bytes, 64 * MiB) and _close(forked[1].peak_bytes, 128 * MiB)
+    oom = measure_cpu_peak(ALLOC, {"n": 256 * MiB}, budget_bytes=16 * MiB, timeout_s=120,
+                           launcher="forkserver")
+    assert oom.status == "oom" and "budget" in oom.error
+    failed = measure_cpu_peak("harness.measure._selftest:raise_error", {"message": "bad shape"},
+                              launcher="forkserver")
+    assert failed.status == "error" and "bad shape" in failed.error
+    with pytest.raises(ValueError, match="launcher"):
+        measure_cpu_peak(ALLOC, {"n": 1}, launcher="thread")

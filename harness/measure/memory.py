@@ -232,6 +232,10 @@ def measure_cpu_peak(
     )
     child_env.update(env or {})
 
+    if launcher == "forkserver":
+        return _measure_forked(spec, module, env or {}, budget_bytes, timeout_s,
+                               min_available_bytes)
+
     read_fd, write_fd = os.pipe()
     log_fd, log_name = tempfile.mkstemp(prefix="harness-memchild-", suffix=".log")
     log_path = Path(log_name)
