@@ -1,0 +1,575 @@
+"""LSH attention (Reformer-style): each query attends only to keys hashed near it.
+
+Algorithm, per batch element, head and hashing round:
+
+1. **Hash.** Angular LSH: vectors are projected with a random Gaussian matrix ``R`` of shape
+   ``(head_dim, n_buckets / 2)`` (one per head and round, drawn from a ``torch.Generator`` seeded
+   with ``seed`` on the input's device) and the bucket is ``argmax([xR, -xR])``. Hashing carries no
+   gradient and runs in float32 for 16-bit inputs. Tokens that ``key_padding_mask`` marks as
+   padding go to an extra last bucket, so the sorted order of real tokens never depends on them.
+2. **Sort.** Queries and keys are each stably sorted by bucket (ties keep position order). With
+   shared QK (``q is k``) both orders are the same.
+3. **Chunk.** The sorted sequence is cut into chunks of ``chunk_size``; sorted chunk ``c`` attends
+   to sorted chunks ``c`` and ``c - 1``. Chunk 0 has no previous chunk (no wrap-around), so what a
+   real token sees depends only on the ranks of real tokens: padding, however much, changes nothing.
+   A length that is not a multiple of ``chunk_size`` is padded inside, masked and cropped. Causal
+   masking and ``key_padding_mask`` act on original positions inside those windows.
+4. **Shared QK** (``q is k``, as in Reformer): keys are RMS-normalized (length ``sqrt(head_dim)``)
+   before the usual ``1/sqrt(head_dim)`` scale, and a token attends to itself only when it can see
+   no other key in any round.
+5. **Rounds.** With ``n_hashes > 1`` each round gives an output and the log-sum-exp of its scores;
+   outputs are merged with weights ``softmax`` over rounds of those log-sum-exps. A pair that shares
+   a window in ``c`` rounds has ``log(c)`` subtracted from its score in every such round (Reformer's
+   rule), which makes the merged weights exactly a softmax over the *union* of the rounds' windows:
+   no pair is over-counted, and each row of effective weights sums to 1.
+
+With ``n_buckets=1`` and ``chunk_size >= N`` there is a single window holding every key, so the
+result equals full softmax attention (with the shared-QK key normalization and self rule when
+``q is k``).
+
+Cost: no N x N matrix is built; memory is O(N * chunk_size * n_hashes) (the hash projection is
+computed a block of tokens at a time). Sorting is O(N log N); attention is O(N * chunk_size). The
+hash projection costs O(N * n_buckets * head_dim), which with the automatic ``n_buckets ~ 2N /
+chunk_size`` grows as N^2 / chunk_size with a small constant (Reformer's trade-off too).
+
+Implementation: one round runs torch's fused ``scaled_dot_product_attention`` over the chunks, with
+the overlapping (previous, own) key windows read in place when no gradient is needed; several
+rounds use explicit scores to get the log-sum-exps. Without autograd, sorted copies of q, k, v
+are written into work buffers the module keeps between calls (one module instance should not be
+called from several threads at once).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.attention.base import Attention, Capabilities, register_attention
+
+__all__ = ["KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "hash_dtype"]
+
+#: Epsilon of the shared-QK key normalization ``k * rsqrt(mean(k^2) + eps)``.
+KEY_NORM_EPS = 1e-6
+
+#: ``effective_weights`` builds an (N, N) matrix; it refuses longer sequences.
+_EFFECTIVE_WEIGHTS_MAX_LEN = 4096
+
+#: Floats of hash projection computed at once (bounds hashing memory; keeps it in cache).
+_HASH_BLOCK_ELEMENTS = 2**19
+
+#: Shapes whose shape-only visibility masks a module keeps (cleared when full).
+_STATIC_CACHE_SIZE = 8
+
+
+def auto_n_buckets(seq_len: int, chunk_size: int) -> int:
+    """Default bucket count: about ``2 * seq_len / chunk_size``, rounded to an even number, >= 2."""
+    if seq_len < 1 or chunk_size < 1:
+        raise ValueError(
+            f"auto_n_buckets: seq_len and chunk_size must be >= 1, got {seq_len}, {chunk_size}"
+        )
+    return max(2, 2 * round(seq_len / chunk_size))
+
+
+def hash_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype hashing runs in: float32 for 16-bit inputs (so that bucket choices, and hence the
+    attention pattern, track a float32 run), the input dtype otherwise."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"lsh: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- row gathering
+def _row_view(x: Tensor) -> tuple[Tensor, list[int]]:
+    """A (rows, e) view of ``x`` (..., e) and the row stride of each leading dimension.
+
+    No copy when ``x`` is a permutation of a contiguous tensor with ``e`` innermost (e.g. heads
+    split off a projection by ``view`` + ``transpose``, or SDPA's output); otherwise ``x`` is made
+    contiguous.
+    """
+    e = x.shape[-1]
+    lead = x.dim() - 1
+    order = sorted(range(lead), key=lambda i: x.stride(i), reverse=True)
+    base = x.permute(*order, lead)
+    if not base.is_contiguous():
+        x = x.contiguous()
+        base = x
+    return base.reshape(-1, e), [x.stride(i) // e if x.shape[i] > 1 else 0 for i in range(lead)]
+
+
+def _take(x: Tensor, pos: Tensor, prefix: int = 0, out: Tensor | None = None) -> Tensor:
+    """Rows ``x[b, h, pos[b, h, ...]]`` as a flat (prefix + pos.numel(), e) tensor.
+
+    ``prefix`` extra leading rows (copies of a real row) pad the front for :func:`_windows_view`;
+    ``out`` is an optional buffer of that shape to write into.
+    """
+    rows, (sb, sh, sl) = _row_view(x)
+    B, H = pos.shape[:2]
+    dev = pos.device
+    base = (torch.arange(B, device=dev) * sb).view(B, 1) + (torch.arange(H, device=dev) * sh)
+    index = (pos * sl + base.view(B, H, *([1] * (pos.dim() - 2)))).reshape(-1)
+    if prefix:
+        index = torch.cat([index.new_zeros(prefix), index])
+    if out is None:
+        return rows.index_select(0, index)
+    return torch.index_select(rows, 0, index, out=out)
+
+
+def _windows_view(flat: Tensor, groups: int, nc: int, C: int) -> Tensor:
+    """Overlapping (groups, nc, 2C, e) windows read in place from sorted rows after a C-row prefix.
+
+    Window c of a group covers its chunks c-1 and c; for c = 0 the first half lies in the previous
+    group (or the prefix) and is masked out. Read-only: used only when no gradient is needed.
+    """
+    e = flat.shape[-1]
+    return flat.as_strided((groups, nc, 2 * C, e), (nc * C * e, C * e, e, 1))
+
+
+def _windows_copy(chunks: Tensor) -> Tensor:
+    """(G, nc, C, e) -> (G, nc, 2C, e): previous chunk then own chunk (chunk 0's 'previous' is a
+    placeholder that the mask removes)."""
+    return torch.cat([chunks.roll(1, dims=1), chunks], dim=2)
+
+
+def _as_groups(t: Tensor, B: int, H: int, R: int) -> Tensor:
+    """A tensor broadcastable to (B, H, R, nc, C, X) as a 4-D one broadcastable to
+    (B*H*R, nc, C, X) (4-D masks let SDPA use its fused CPU kernel)."""
+    if t.dim() <= 3:
+        return t.view(*([1] * (4 - t.dim())), *t.shape)
+    return t.expand(B, H, R, *t.shape[3:]).reshape(B * H * R, *t.shape[3:])
+
+
+def _angular_buckets(proj: Tensor) -> Tensor:
+    """``argmax([p, -p])`` over the last dimension (first occurrence on ties), without building
+    the concatenation."""
+    half = proj.shape[-1]
+    top = proj.amax(dim=-1, keepdim=True)
+    low = proj.amin(dim=-1, keepdim=True)
+    positive = top >= -low
+    target = torch.where(positive, top, low)
+    first = (proj == target).to(torch.uint8).argmax(dim=-1)
+    return first + half * (~positive.squeeze(-1)).long()
+
+
+def _inverse_permutation(perm: Tensor) -> Tensor:
+    """``inv[..., perm[..., n]] = n`` along the last dimension."""
+    ranks = torch.arange(perm.shape[-1], device=perm.device).expand_as(perm)
+    return torch.empty_like(perm).scatter_(-1, perm, ranks)
+
+
+def _normalize_keys(x: Tensor, grad: bool, out: Tensor | None = None) -> Tensor:
+    """Shared-QK keys: ``x * rsqrt(mean(x^2) + eps)`` per row (float32 math for 16-bit inputs).
+
+    ``out``: optional buffer like ``x`` to write into (inference only).
+    """
+    low_precision = x.dtype in (torch.float16, torch.bfloat16)
+    xf = x.float() if low_precision else x
+    if grad:  # differentiable everywhere, also at zero rows
+        mean_sq = xf.pow(2).mean(dim=-1, keepdim=True)
+    else:  # one fused pass
+        mean_sq = torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square_() / x.shape[-1]
+    scale = torch.rsqrt(mean_sq + KEY_NORM_EPS)
+    if out is None or low_precision:
+        return (xf * scale).to(x.dtype)
+    return torch.mul(xf, scale, out=out)
+
+
+def _pad_positions(perm: Tensor, padded_len: int) -> Tensor:
+    """Append filler positions (0, masked later) so the sorted order fills whole chunks."""
+    extra = padded_len - perm.shape[-1]
+    if extra == 0:
+        return perm
+    return torch.cat([perm, perm.new_zeros(*perm.shape[:-1], extra)], dim=-1)
+
+
+# --------------------------------------------------------------------------- masks
+@dataclass(frozen=True)
+class _Visibility:
+    """Which window slots each sorted query uses; all broadcastable to (B, H, R, nc, C, ...)."""
+
+    allowed: Tensor  # bool (..., W): slot visible
+    empty: Tensor  # bool (..., 1): the query sees no key at all
+    any_empty: bool
+    has_other: Tensor | None  # shared QK: the query sees a key other than itself
+    bias: Tensor | None  # additive float mask for the fused one-round path (empty rows open)
+
+
+def _visibility(
+    pos_q: Tensor | None,
+    pos_k: Tensor | None,
+    N: int,
+    C: int,
+    nc: int,
+    key_padding_mask: Tensor | None,
+    causal: bool,
+    shared: bool,
+    with_bias: bool,
+    dtype: torch.dtype,
+    dev: torch.device,
+) -> _Visibility:
+    """Visibility of window slots. ``pos_q`` (B, H, R, nc, C, 1) and ``pos_k`` (B, H, R, nc, 1, W)
+    are original positions, needed only when ``causal``."""
+    W = 2 * C if nc > 1 else C
+    # Sorted index of each window slot. Padding tokens sort after all real ones, so a slot holds a
+    # real key iff 0 <= sorted index < number of real tokens (filler slots are >= N).
+    chunk = torch.arange(nc, device=dev).view(nc, 1)
+    slot = torch.arange(W, device=dev)
+    sorted_idx = (((chunk - 1) * C if nc > 1 else chunk * C) + slot).view(nc, 1, W)
+    if key_padding_mask is None:
+        allowed = (sorted_idx >= 0) & (sorted_idx < N)
+    else:
+        n_real = key_padding_mask.sum(dim=-1).view(-1, 1, 1, 1, 1, 1)
+        allowed = (sorted_idx >= 0) & (sorted_idx < n_real)
+    if causal:
+        allowed = allowed & (pos_k <= pos_q)
+    has_other = None
+    if shared:
+        # With shared QK a query's own key sits in its own chunk at the same offset.
+        is_self = slot.view(1, W) == (W - C) + torch.arange(C, device=dev).view(C, 1)
+        other = allowed & ~is_self
+        has_other = other.any(dim=-1, keepdim=True)
+        allowed = other | (allowed & is_self & ~has_other)
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    any_empty = bool(empty.any())
+    bias = None
+    if with_bias:
+        visible = allowed | empty if any_empty else allowed
+        bias = torch.zeros(visible.shape, dtype=dtype, device=dev)
+        bias.masked_fill_(~visible, float("-inf"))
+    return _Visibility(allowed, empty, any_empty, has_other, bias)
+
+
+def _pair_counts(
+    perm_q: Tensor, perm_k: Tensor, pos_q: Tensor, win_k: Tensor, C: int
+) -> Tensor:
+    """The number of rounds in which each (query, window key) pair shares a window.
+
+    ``perm_*`` (B, H, R, N) are the sorted orders, ``pos_q`` (B, H, R, Np) the padded query order,
+    ``win_k`` (B, H, R, nc, W) the key positions of each window. Returns (B, H, R, nc, C, W)
+    float32, at least 1 (filler slots are masked later anyway). A pair shares a window in a round
+    when the key's chunk is the query's or the one before it.
+    """
+    B, H, R, _ = perm_q.shape
+    chunk_q = _inverse_permutation(perm_q) // C  # (B, H, R, N): chunk of each position
+    chunk_k = chunk_q if perm_k is perm_q else _inverse_permutation(perm_k) // C
+    flat_q = pos_q.reshape(B, H, -1)
+    flat_k = win_k.reshape(B, H, -1)
+    count = torch.zeros((), device=perm_q.device)
+    for r in range(R):
+        cq = chunk_q[:, :, r].gather(-1, flat_q).view(*win_k.shape[:-1], C, 1)
+        ck = chunk_k[:, :, r].gather(-1, flat_k).view(*win_k.shape[:-1], 1, -1)
+        gap = cq - ck
+        count = count + ((gap == 0) | (gap == 1)).to(torch.float32)
+    return count.clamp_min(1.0)
+
+
+# --------------------------------------------------------------------------- the module
+@register_attention
+class LSHAttention(Attention):
+    """Reformer-style LSH attention; see the module docstring for the exact semantics.
+
+    Options: ``chunk_size`` (tokens per sorted chunk), ``n_hashes`` (hashing rounds),
+    ``n_buckets`` (``None``: :func:`auto_n_buckets` of the sequence length; else 1 or an even
+    number), ``seed`` (fixes the random rotations: same seed, same output bit for bit).
+    """
+
+    name = "lsh"
+    capabilities = Capabilities(
+        causal=True,
+        key_padding_mask=True,
+        cross_lengths=False,
+        time_complexity="O(N log N)",
+        memory_complexity="O(N * chunk_size * n_hashes)",
+        memory_exponent=1.0,
+        approximates_softmax=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        chunk_size: int = 64,
+        n_hashes: int = 1,
+        n_buckets: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        _check_int("chunk_size", chunk_size, 1)
+        _check_int("n_hashes", n_hashes, 1)
+        if n_buckets is not None:
+            _check_int("n_buckets", n_buckets, 1)
+            if n_buckets != 1 and n_buckets % 2:
+                raise ValueError(
+                    f"lsh: n_buckets must be None (automatic), 1, or an even number (angular LSH"
+                    f" buckets come in +/- pairs), got {n_buckets!r}"
+                )
+        _check_int("seed", seed, 0)
+        if seed >= 2**63:
+            raise ValueError(f"lsh: seed must be an integer in [0, 2**63), got {seed!r}")
+        self.chunk_size = chunk_size
+        self.n_hashes = n_hashes
+        self.n_buckets = n_buckets
+        self.seed = seed
+        self._static_visibility: dict[tuple, _Visibility] = {}
+        self._scratch_buffers: dict[str, Tensor] = {}
+
+    def _scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """An inference-only work buffer reused across calls (reallocated when shape or dtype
+        change). Intermediates only: nothing returned to the caller aliases it."""
+        buf = self._scratch_buffers.get(name)
+        if (
+            buf is None
+            or buf.shape != shape
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+            self._scratch_buffers[name] = buf
+        return buf
+
+    # ------------------------------------------------------------------ hashing
+    def resolved_n_buckets(self, seq_len: int) -> int:
+        """The bucket count used for sequences of ``seq_len`` tokens."""
+        if self.n_buckets is not None:
+            return self.n_buckets
+        return auto_n_buckets(seq_len, self.chunk_size)
+
+    def rotations(
+        self, heads: int, head_dim: int, n_buckets: int, device: torch.device, dtype: torch.dtype
+    ) -> Tensor:
+        """The random rotations, shape (heads, n_hashes, head_dim, n_buckets // 2).
+
+        Drawn in float32 from a ``torch.Generator`` on ``device`` seeded with ``seed``, then cast
+        to ``dtype``, so all dtypes hash with the same matrix. Hashing uses float32 for 16-bit
+        inputs (see :func:`hash_dtype`).
+        """
+        gen = torch.Generator(device=device)
+        gen.manual_seed(self.seed)
+        shape = (heads, self.n_hashes, head_dim, n_buckets // 2)
+        return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
+
+    def buckets(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Bucket ids of ``x`` (batch, heads, N, head_dim): int64 (batch, heads, n_hashes, N).
+
+        These are the buckets :meth:`forward` sorts by. Padding tokens (``key_padding_mask``
+        False) get the extra bucket ``n_buckets``, after every real one.
+        """
+        if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
+            raise ValueError(
+                "lsh.buckets: x must be a 4-D floating tensor (batch, heads, seq_len, head_dim),"
+                f" got {getattr(x, 'shape', type(x).__name__)}"
+            )
+        B, N = x.shape[0], x.shape[2]
+        if key_padding_mask is not None and tuple(key_padding_mask.shape) != (B, N):
+            raise ValueError(
+                f"lsh.buckets: key_padding_mask must have shape (batch, seq_len) = {(B, N)},"
+                f" got {tuple(key_padding_mask.shape)}"
+            )
+        n_buckets = self.resolved_n_buckets(N)
+        return self._hash(x, self._rotations_for(x, n_buckets), n_buckets, key_padding_mask)
+
+    def _rotations_for(self, x: Tensor, n_buckets: int) -> Tensor | None:
+        if n_buckets == 1:
+            return None
+        return self.rotations(x.shape[1], x.shape[-1], n_buckets, x.device, hash_dtype(x.dtype))
+
+    def _hash(
+        self, x: Tensor, rot: Tensor | None, n_buckets: int, key_padding_mask: Tensor | None
+    ) -> Tensor:
+        B, H, N, _ = x.shape
+        R = self.n_hashes
+        with torch.no_grad():
+            if rot is None:
+                buckets = torch.zeros(B, H, R, N, dtype=torch.long, device=x.device)
+            else:
+                half = n_buckets // 2
+                xs = x.detach().unsqueeze(2).to(rot.dtype)  # (B, H, 1, N, d)
+                # Hash a block of tokens at a time: the projection stays small (and in cache)
+                # instead of an (N, n_buckets / 2) matrix per head, which grows as N^2 / chunk.
+                block = min(N, max(1, _HASH_BLOCK_ELEMENTS // (B * H * R * half)))
+                work = self._scratch("hash", (B * H * R * block * half,), rot)
+                parts = []
+                for i in range(0, N, block):
+                    x_block = xs[:, :, :, i : i + block]
+                    out = work[: B * H * R * x_block.shape[-2] * half]
+                    out = out.view(B, H, R, x_block.shape[-2], half)
+                    parts.append(_angular_buckets(torch.matmul(x_block, rot, out=out)))
+                buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+            if key_padding_mask is not None:
+                buckets = buckets.masked_fill(~key_padding_mask[:, None, None, :], n_buckets)
+        return buckets
+
+    def _sort(self, x: Tensor, rot: Tensor | None, n_buckets: int, mask: Tensor | None) -> Tensor:
+        """Positions in bucket order, (B, H, R, N); stable, so ties keep position order."""
+        if rot is None and mask is None:
+            B, H, N, _ = x.shape
+            return torch.arange(N, device=x.device).expand(B, H, self.n_hashes, N)
+        return torch.argsort(self._hash(x, rot, n_buckets, mask), dim=-1, stable=True)
+
+    # ---------------------------------------------------------------- attention
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
+    ) -> Tensor:
+        B, H, N, d = q.shape
+        R = self.n_hashes
+        G = B * H * R
+        dv = v.shape[-1]
+        shared = q is k
+        C = min(self.chunk_size, N)
+        nc = -(-N // C)
+        Np = nc * C
+        n_buckets = self.resolved_n_buckets(N)
+        windowed = nc > 1
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        prefix = C if windowed and not grad else 0
+
+        with torch.no_grad():
+            rot = self._rotations_for(q, n_buckets)
+            perm_q = self._sort(q, rot, n_buckets, key_padding_mask)
+            perm_k = perm_q if shared else self._sort(k, rot, n_buckets, key_padding_mask)
+            pos_q = _pad_positions(perm_q, Np)  # (B, H, R, Np)
+            pos_k = pos_q if shared else _pad_positions(perm_k, Np)
+            win_k = None
+            if causal or R > 1:
+                win_k = pos_k.view(B, H, R, nc, C)
+                if windowed:
+                    win_k = torch.cat([win_k.roll(1, dims=-2), win_k], dim=-1)
+            if key_padding_mask is None and not causal:
+                # Visibility then depends on the shape alone: build it once per shape.
+                key = (N, C, shared, R, q.dtype, q.device)
+                vis = self._static_visibility.get(key)
+                if vis is None:
+                    if len(self._static_visibility) >= _STATIC_CACHE_SIZE:
+                        self._static_visibility.clear()
+                    vis = _visibility(
+                        None, None, N, C, nc, None, False, shared, R == 1, q.dtype, q.device
+                    )
+                    self._static_visibility[key] = vis
+            else:
+                vis = _visibility(
+                    pos_q.view(B, H, R, nc, C, 1),
+                    None if win_k is None else win_k.unsqueeze(-2),
+                    N, C, nc, key_padding_mask, causal, shared, R == 1, q.dtype, q.device,
+                )
+
+        # Sorted rows (with `prefix` leading rows when windows are read in place). Without autograd
+        # they are written into buffers kept across calls: no fresh pages to fault in each time.
+        rows = prefix + G * Np
+        q_rows = _take(q, pos_q, prefix, None if grad else self._scratch("q", (rows, d), q))
+        k_out = None if grad else self._scratch("k", (rows, d), k)
+        k_rows = (
+            _normalize_keys(q_rows, grad, k_out) if shared else _take(k, pos_k, prefix, k_out)
+        )
+        v_rows = _take(v, pos_k, prefix, None if grad else self._scratch("v", (rows, dv), v))
+        qs = q_rows[prefix:].view(G, nc, C, d)
+        if not windowed:
+            kw, vw = k_rows.view(G, 1, C, d), v_rows.view(G, 1, C, -1)
+        elif prefix:
+            kw, vw = _windows_view(k_rows, G, nc, C), _windows_view(v_rows, G, nc, C)
+        else:
+            kw = _windows_copy(k_rows.view(G, nc, C, d))
+            vw = _windows_copy(v_rows.view(G, nc, C, -1))
+
+        if R == 1:
+            return self._single_round(qs, kw, vw, perm_q, vis, B, H, N)
+        with torch.no_grad():
+            counts = _pair_counts(perm_q, perm_k, pos_q, win_k, C)
+        return self._merge_rounds(qs, kw, vw, perm_q, vis, counts, B, H, N)
+
+    @staticmethod
+    def _single_round(
+        qs: Tensor, kw: Tensor, vw: Tensor, perm: Tensor, vis: _Visibility, B: int, H: int, N: int
+    ) -> Tensor:
+        """One round: fused attention per chunk, then back to original order."""
+        C = qs.shape[2]
+        dv = vw.shape[-1]
+        out = F.scaled_dot_product_attention(qs, kw, vw, attn_mask=_as_groups(vis.bias, B, H, 1))
+        if vis.any_empty:
+            out = out.masked_fill(_as_groups(vis.empty, B, H, 1), 0.0)
+        # Gather back to original order, laid out (B, N, H, dv) so merging heads is a free view.
+        rows, (sg, sc, st) = _row_view(out)
+        with torch.no_grad():
+            slot = _inverse_permutation(perm[:, :, 0])  # (B, H, N): sorted slot of each position
+            base = (torch.arange(B * H, device=slot.device) * sg).view(B, H, 1)
+            index = (base + torch.div(slot, C, rounding_mode="floor") * sc + (slot % C) * st)
+            index = index.transpose(1, 2).reshape(-1)
+        return rows.index_select(0, index).view(B, N, H, dv).transpose(1, 2)
+
+    def _merge_rounds(
+        self,
+        qs: Tensor,
+        kw: Tensor,
+        vw: Tensor,
+        perm: Tensor,
+        vis: _Visibility,
+        counts: Tensor,
+        B: int,
+        H: int,
+        N: int,
+    ) -> Tensor:
+        """Several rounds: per-round outputs and log-sum-exps, merged with softmax weights."""
+        G, nc, C, d = qs.shape
+        R = self.n_hashes
+        dv = vw.shape[-1]
+        Np = nc * C
+        scores = torch.matmul(qs, kw.transpose(-1, -2)) * (1.0 / math.sqrt(d))
+        scores = scores - torch.log(counts.view(G, nc, C, -1).to(scores.dtype))
+        scores = scores.masked_fill(~_as_groups(vis.allowed, B, H, R), float("-inf"))
+        if vis.any_empty:
+            scores = scores.masked_fill(_as_groups(vis.empty, B, H, R), 0.0)
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        out = torch.matmul(torch.exp(scores - lse).to(vw.dtype), vw)  # (G, nc, C, dv)
+
+        # Back to original order: round r, position n sits at sorted row (b, h, r) * Np + inv.
+        with torch.no_grad():
+            inv = _inverse_permutation(perm)  # (B, H, R, N)
+            rows = (inv + (torch.arange(G, device=inv.device) * Np).view(B, H, R, 1)).reshape(-1)
+            dead = vis.empty.expand(B, H, R, nc, C, 1).reshape(-1)[rows]
+            if vis.has_other is not None:
+                # A round where a token sees only itself is dropped if another round shows more.
+                lonely = ~vis.has_other.expand(B, H, R, nc, C, 1).reshape(-1)[rows]
+                lonely = lonely.view(B, H, R, N)
+                dead = dead.view(B, H, R, N) | (lonely & (~lonely).any(dim=2, keepdim=True))
+            dead = dead.view(B, H, R, N)
+        out = out.reshape(G * Np, dv).index_select(0, rows).view(B, H, R, N, dv)
+        lse = lse.reshape(G * Np).index_select(0, rows).view(B, H, R, N)
+        lse = lse.masked_fill(dead, float("-inf"))
+        top = lse.detach().amax(dim=2, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        weight = torch.exp(lse - top)
+        weight = weight / weight.sum(dim=2, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+        return (out * weight.unsqueeze(-1).to(out.dtype)).sum(dim=2)
+
+    # ------------------------------------------------------------- debug / tests
+    def effective_weights(
+        self,
+        q: Tensor,
+        k: Tensor,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """The (batch, heads, N, N) attention weights this module applies, for small N (tests).
+
+        Computed by attending to identity values, so it runs the real code path; pass the same
+        tensor as ``q`` and ``k`` for shared QK.
+        """
+        if not isinstance(q, Tensor) or q.dim() != 4:
+            raise ValueError(
+                "lsh.effective_weights: q must be a 4-D tensor (batch, heads, seq_len, head_dim),"
+                f" got {getattr(q, 'shape', type(q).__name__)}"
+            )
+        B, H, N, _ = q.shape
+        if N > _EFFECTIVE_WEIGHTS_MAX_LEN:
+            raise ValueError(
+                f"lsh.effective_weights builds an N x N matrix; N={N} exceeds"
+                f" {_EFFECTIVE_WEIGHTS_MAX_LEN}. Use a shorter sequence."
+            )
+        eye = torch.eye(N, dtype=q.dtype, device=q.device).expand(B, H, N, N)
+        return self(q, k, eye, key_padding_mask=key_padding_mask, causal=causal)
