@@ -4,7 +4,11 @@
 >>> attn = get_attention("standard", backend="eager")
 """
 
-from harness.attention import standard as _standard  # noqa: F401  (registers "standard")
+# Importing each family module registers it.
+from harness.attention import linear as _linear  # noqa: F401
+from harness.attention import lsh as _lsh  # noqa: F401
+from harness.attention import sparse as _sparse  # noqa: F401
+from harness.attention import standard as _standard  # noqa: F401
 from harness.attention.base import (
     Attention,
     Capabilities,
@@ -16,13 +20,6 @@ from harness.attention.base import (
     validate_inputs,
 )
 from harness.attention.reference import allowed_keys, reference_attention
-
-for _module in ("sparse", "lsh", "linear"):
-    try:
-        __import__(f"harness.attention.{_module}")
-    except ModuleNotFoundError as _err:  # a family still being written
-        if _err.name != f"harness.attention.{_module}":
-            raise
 
 __all__ = [
     "Attention",
