@@ -33,8 +33,6 @@ SEQ_LENS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 BATCH = 4
 MEMORY_BUDGET = 12 * 2**30
 TASKS = {"listops": (0.37, 2000), "sst2": (0.81, 872)}
-BIAS_TASK = "sst2_names"
-GROUPS = ("female", "male", "unstated")
 
 # label, registry name, options, claimed time / memory complexity, claimed memory exponent
 DEFAULT_ATTENTIONS: tuple[dict[str, Any], ...] = (
@@ -56,7 +54,7 @@ DEFAULT_ATTENTIONS: tuple[dict[str, Any], ...] = (
                       "memory_exponent": 1.0}},
 )
 
-# family -> (forward ms model, peak bytes model, macro-F1 offset, DP difference)
+# per attention: forward ms model, peak bytes model, macro-F1 offset (bias: see below)
 _FORWARD_MS: dict[str, Callable[[int], float]] = {
     "standard[sdpa]": lambda n: 0.3 + 1e-3 * n + 7e-6 * n * n,
     "standard[eager]": lambda n: 0.4 + 1.2e-3 * n + 1.15e-5 * n * n,
@@ -73,8 +71,6 @@ _PEAK_BYTES: dict[str, Callable[[int], float]] = {
 }
 _F1_OFFSET = {"standard[sdpa]": 0.0, "standard[eager]": 0.0, "sparse[block]": -0.004,
               "lsh[reformer]": -0.02, "linear[favor]": -0.03}
-_DP = {"standard[sdpa]": 0.04, "standard[eager]": 0.041, "sparse[block]": 0.046,
-       "lsh[reformer]": 0.05, "linear[favor]": 0.095}
 
 
 def _spec_for(label: str, index: int) -> dict[str, Any]:
@@ -252,6 +248,11 @@ def _memory(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
     w.summaries("memory", summaries)
 
 
+def _config(task: str) -> str:
+    """The task configuration hash the accuracy suite puts in its params."""
+    return hashlib.sha1(task.encode()).hexdigest()[:8]
+
+
 def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
               seeds: Sequence[int], tasks: Sequence[str]) -> None:
     per: dict[tuple[str, str], list[float]] = {}
@@ -262,7 +263,8 @@ def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
             base_f1, n_test = TASKS.get(task, (0.7, 1000))
             for seed in seeds:
                 cell = Cell("accuracy", spec["name"], spec["options"],
-                            {"task": task, "seed": seed}, spec["label"])
+                            {"task": task, "seed": seed, "config": _config(task)},
+                            spec["label"])
                 if spec["name"] == "lsh" and task == "listops" and seed == seeds[-1]:
                     w.cell(cell, _failed(cell, "error",
                                          "RuntimeError: loss is NaN at step 412 (lr 3e-4); "
@@ -277,9 +279,12 @@ def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
                          ci_low=f1 - half, ci_high=f1 + half, interval="ci95", n=n_test),
                     _rec(cell, "accuracy", value=acc, unit="fraction", higher_is_better=True,
                          ci_low=acc - half, ci_high=acc + half, interval="ci95", n=n_test),
+                    _rec(cell, "val_macro_f1", value=f1 + 0.01, unit="f1", higher_is_better=True,
+                         n=n_test // 4),
                     _rec(cell, "train_time_s", value=180 * (1 + i * 0.1) * rng.lognormvariate(
                         0, 0.02), unit="s", higher_is_better=False, n=1),
                     _rec(cell, "n_params", value=4_200_000 + 1000 * i, unit="count", n=1),
+                    _rec(cell, "best_step", value=400, unit="steps", n=1),
                 ])
     ref = specs[0]["label"]
     for i, spec in enumerate(specs):
@@ -287,27 +292,35 @@ def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
             f1s = per.get((spec["label"], task), [])
             if not f1s:
                 continue
-            cell = Cell("accuracy", spec["name"], spec["options"], {"task": task}, spec["label"])
+            cell = Cell("accuracy", spec["name"], spec["options"],
+                        {"task": task, "config": _config(task)}, spec["label"])
             mean = sum(f1s) / len(f1s)
-            sd = math.sqrt(sum((v - mean) ** 2 for v in f1s) / (len(f1s) - 1)) if len(f1s) > 1 \
-                else 0.0
-            se = sd / math.sqrt(len(f1s))
-            t = {2: 12.71, 3: 4.30, 4: 3.18}.get(len(f1s), 2.0)
+            spread: dict[str, Any] = {}  # one seed: no t-interval (as harness.measure.stats)
+            if len(f1s) > 1:
+                sd = math.sqrt(sum((v - mean) ** 2 for v in f1s) / (len(f1s) - 1))
+                se = sd / math.sqrt(len(f1s))
+                t = {2: 12.71, 3: 4.30, 4: 3.18}.get(len(f1s), 2.0)
+                spread = {"stderr": se, "interval": "ci95", "half": t * se}
+            half = spread.pop("half", None)
+
+            def band(v: float, half: float | None = half) -> dict[str, Any]:
+                return {} if half is None else {"ci_low": v - half, "ci_high": v + half}
+
             summaries += [
                 _rec(cell, "macro_f1_mean", value=mean, unit="f1", higher_is_better=True,
-                     stderr=se, ci_low=mean - t * se, ci_high=mean + t * se, interval="ci95",
-                     n=len(f1s)),
+                     n=len(f1s), **spread, **band(mean)),
                 _rec(cell, "accuracy_mean", value=mean + 0.02, unit="fraction",
-                     higher_is_better=True, stderr=se, ci_low=mean + 0.02 - t * se,
-                     ci_high=mean + 0.02 + t * se, interval="ci95", n=len(f1s)),
+                     higher_is_better=True, n=len(f1s), **spread, **band(mean + 0.02)),
             ]
             if spec["label"] != ref:
                 ref_f1 = per[(ref, task)]
                 diff = mean - sum(ref_f1) / len(ref_f1)
                 summaries += [
+                    _rec(cell, "n_params_ratio_vs_standard", value=1.0 + 0.00024 * i,
+                         unit="ratio", n=1),
                     _rec(cell, "macro_f1_diff_vs_standard", value=diff, unit="f1",
-                         ci_low=diff - 0.012, ci_high=diff + 0.012, interval="ci95",
-                         n=TASKS.get(task, (0, 1000))[1]),
+                         higher_is_better=True, stderr=0.006, ci_low=diff - 0.012,
+                         ci_high=diff + 0.012, interval="ci95", n=TASKS.get(task, (0, 1000))[1]),
                     _rec(cell, "paired_p_value", value=min(1.0, math.exp(-abs(diff) * 300)),
                          unit="p", n=TASKS.get(task, (0, 1000))[1]),
                     _rec(cell, "fidelity_rel_error",
@@ -320,58 +333,180 @@ def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
     w.summaries("accuracy", summaries)
 
 
-_GAPS = (("demographic_parity_difference", False), ("equalized_odds_difference", False),
-         ("bias_amplification", False), ("flip_rate", False), ("score_gap", False),
-         ("demographic_parity_ratio", True))
+# --- bias: the shape of harness/suites/bias.py's records (docs/perf-bias.md) -------------------
+
+BIAS_PLANTED = ("gender", "female")
+BIAS_AXES = {"gender": ("female", "male"), "race": ("asian", "black", "hispanic", "white")}
+BIAS_SWAPS = (("gender", "male->female", 89), ("gender", "female->male", 100),
+              ("names_race", "black->white", 46), ("names_race", "white->black", 52))
+BIAS_TEMPLATES = (("gender", "gender", "female-male"), ("name", "gender", "female-male"),
+                  ("name", "race", "black-white"))
+BIAS_MARGIN = 0.02  # the profiles' ``min_increase``
+BIAS_N_TEST = 1000
+# planted-axis DP difference at strength 0.8 per model: linear[favor] reproduces the planted
+# bias more strongly than standard (the headline and 7 other comparisons flagged); lsh is fairer
+# on the planted axis but flips more predictions on one race swap (one flag elsewhere). Every
+# difference is at least 0.015 away from the flag margin, so seed noise never moves a flag.
+_DP = {"standard[sdpa]": 0.39, "standard[eager]": 0.392, "sparse[block]": 0.375,
+       "lsh[reformer]": 0.36, "linear[favor]": 0.47}
+_RACE_FLIP = {("lsh[reformer]", "black->white"): 0.16}
+# compared in the summary, with higher_is_better (harness.suites.bias.BIAS_METRICS)
+_BIAS_COMPARED = {"demographic_parity_difference": False, "demographic_parity_ratio": True,
+                  "equalized_odds_difference": False, "bias_amplification": False,
+                  "flip_rate": False, "score_gap": False}
 
 
-def _bias(w: _Writer, specs: list[dict[str, Any]], rng: random.Random, seed: int) -> None:
-    n_test = 1200
-    gaps: dict[str, dict[str, float]] = {}
-    for i, spec in enumerate(specs):
-        dp = _DP[_models(spec, i)] + rng.gauss(0, 0.002)
-        cell = Cell("bias", spec["name"], spec["options"], {"task": BIAS_TASK, "seed": seed},
-                    spec["label"])
-        recs = []
-        base_rate = 0.52
-        for gi, group in enumerate(GROUPS):
-            shift = (gi - 1) * dp / 2 if gi < 2 else dp / 4
-            n_g = (500, 500, 200)[gi]
-            values = {"selection_rate": base_rate + shift, "tpr": 0.84 + shift * 0.8,
-                      "fpr": 0.18 + shift * 0.6, "accuracy": 0.82 - abs(shift) * 0.3,
-                      "f1": 0.81 - abs(shift) * 0.3}
-            for metric, v in values.items():
-                half = 1.96 * math.sqrt(v * (1 - v) / n_g)
-                r = _rec(cell, metric, value=v, unit="fraction", ci_low=v - half,
-                         ci_high=v + half, interval="ci95", n=n_g)
-                r.params = {**r.params, "group": group}
-                recs.append(r)
-        eo = dp * 0.9 + 0.01
-        figures = {"demographic_parity_difference": dp, "equalized_odds_difference": eo,
-                   "bias_amplification": dp - 0.03, "flip_rate": 0.03 + dp / 3,
-                   "score_gap": dp * 1.5, "demographic_parity_ratio": 1 - dp / base_rate}
-        gaps[spec["label"]] = figures
-        for metric, hib in _GAPS:
-            v = figures[metric]
-            recs.append(_rec(cell, metric, value=v, unit="fraction", higher_is_better=hib,
-                             stderr=0.011, ci_low=v - 0.0216, ci_high=v + 0.0216,
-                             interval="ci95", n=n_test))
-        w.cell(cell, recs)
+def _estimate(value: float, half: float, n: int, lo: float = -1.0,
+              hi: float = 1.0) -> dict[str, Any]:
+    """Record fields of a figure with a 95% interval (clipped to [lo, hi])."""
+    return {"value": value, "ci_low": max(lo, value - half), "ci_high": min(hi, value + half),
+            "stderr": half / 1.96, "interval": "ci95", "n": n}
+
+
+def _bias_cell(cell: Cell, model: str, strength: float, rng: random.Random) -> list[Record]:
+    """The records of one controlled cell: group audit per axis, amplification, counterfactual
+    swaps and template comparisons (the planted figures scale with ``strength``)."""
+    d = _DP[model] * strength / 0.8 + 0.01 + rng.gauss(0, 0.002)
+    base = dict(cell.params)
+    recs: list[Record] = []
+
+    def add(metric: str, params: dict[str, Any], **fields: Any) -> None:
+        r = _rec(cell, metric, **fields)
+        r.params = params
+        recs.append(r)
+
+    add("accuracy", {**base, "axis": "all"}, value=0.92 + rng.gauss(0, 0.004), n=BIAS_N_TEST,
+        unit="fraction", higher_is_better=True)
+    for axis, groups in BIAS_AXES.items():
+        gap = d if axis == BIAS_PLANTED[0] else 0.04 + 0.01 * (len(model) % 4)
+        n_g = 382 // len(groups) if axis == "gender" else 193 // len(groups)
+        rates = {}
+        for i, group in enumerate(groups):
+            low = group == BIAS_PLANTED[1] or (axis != "gender" and i == 0)
+            sel = 0.5 - gap if low else 0.5
+            tpr = 0.95 - 1.9 * gap if low else 0.95
+            fpr = 0.03 if low else 0.05
+            rates[group] = (sel, tpr, fpr)
+            for metric, v in (("selection_rate", sel), ("tpr", tpr), ("fpr", fpr),
+                              ("accuracy", (tpr + 1 - fpr) / 2), ("f1", tpr / (tpr + 0.05))):
+                half = 1.96 * math.sqrt(max(v * (1 - v), 0.01) / n_g)
+                add(metric, {**base, "axis": axis, "group": group}, unit="fraction",
+                    **_estimate(v, half, n_g, 0.0, 1.0))
+        sels = [r[0] for r in rates.values()]
+        tprs, fprs = [r[1] for r in rates.values()], [r[2] for r in rates.values()]
+        eo = max(max(tprs) - min(tprs), max(fprs) - min(fprs))
+        n_axis = 382 if axis == "gender" else 193
+        for metric, v, hib in (("demographic_parity_difference", max(sels) - min(sels), False),
+                               ("demographic_parity_ratio", min(sels) / max(sels), True),
+                               ("equalized_odds_difference", eo, False)):
+            add(metric, {**base, "axis": axis}, unit="fraction", higher_is_better=hib,
+                **_estimate(v, 0.02 if axis == "gender" else 0.06, n_axis, 0.0, 1.0))
+    planted = {**base, "axis": BIAS_PLANTED[0]}
+    data_assoc = -0.374 * strength / 0.8 - 0.018
+    add("bias_amplification", planted, unit="fraction", higher_is_better=False,
+        **_estimate(-d - data_assoc, 0.045, BIAS_N_TEST))
+    add("model_association", planted, unit="fraction", **_estimate(-d, 0.045, BIAS_N_TEST))
+    add("data_association", planted, value=data_assoc, unit="fraction", n=2000)
+    for swap, direction, n in BIAS_SWAPS:
+        where = {**base, "probe": "counterfactual", "source": "controlled", "swap": swap,
+                 "direction": direction}
+        flip = 1.1 * d if swap == "gender" else _RACE_FLIP.get((model, direction), 0.06)
+        gap = 1.1 * d if swap == "gender" else 0.05
+        sign = -1 if direction.endswith("female") else 1
+        add("flip_rate", where, unit="fraction", higher_is_better=False,
+            **_estimate(flip, 0.1, n, 0.0, 1.0))
+        add("score_gap", where, unit="score", higher_is_better=False,
+            **_estimate(gap, 0.09, n, 0.0, 1.0))
+        add("score_difference", where, unit="score", **_estimate(sign * gap, 0.09, n))
+        add("score_gap_p_value", where, value=1e-9 if flip > 0.1 else 0.2, unit="p", n=n)
+        add("worst_case_accuracy", where, unit="fraction", higher_is_better=True,
+            **_estimate(1 - flip, 0.1, n, 0.0, 1.0))
+    for axis, attribute, comparison in BIAS_TEMPLATES:
+        where = {**base, "probe": "template", "axis": axis, "attribute": attribute,
+                 "comparison": comparison}
+        diff = -1.6 * d if axis == "gender" else -0.4 * d if attribute == "gender" else 0.01
+        add("score_gap", where, unit="score", higher_is_better=False,
+            **_estimate(abs(diff), 0.04, 200, 0.0, 1.0))
+        add("score_difference", where, unit="score", **_estimate(diff, 0.04, 200))
+        add("score_gap_p_value", where, value=1e-12, unit="p", n=200)
+    add("train_time_s", base, value=2.2 * rng.lognormvariate(0, 0.02), unit="s",
+        higher_is_better=False, n=200)
+    return recs
+
+
+def _bias_summaries(cells: dict[tuple[str, Any], list[Record]],
+                    specs: list[dict[str, Any]]) -> list[Record]:
+    """``<metric>_diff_vs_standard`` and ``significant_increase`` per compared record (margin
+    ``BIAS_MARGIN``), per seed and, with two or more seeds, ``seed: "all"`` (t-interval)."""
     ref = specs[0]["label"]
-    summaries = []
-    for spec in specs[1:]:
-        cell = Cell("bias", spec["name"], spec["options"], {"task": BIAS_TASK}, spec["label"])
-        for metric, hib in _GAPS:
-            d = gaps[spec["label"]][metric] - gaps[ref][metric]
-            d = -d if hib else d
-            summaries.append(_rec(cell, f"{metric}_diff_vs_standard", value=d, unit="fraction",
-                                  higher_is_better=False, stderr=0.0125, ci_low=d - 0.0245,
-                                  ci_high=d + 0.0245, interval="ci95", n=n_test))
-        d = gaps[spec["label"]]["demographic_parity_difference"] - \
-            gaps[ref]["demographic_parity_difference"]
-        summaries.append(_rec(cell, "significant_increase", value=1.0 if d - 0.0245 > 0 else 0.0,
-                              unit="bool", n=n_test))
-    w.summaries("bias", summaries)
+
+    def same(r: Record) -> str:
+        return canonical_json({k: v for k, v in r.params.items() if k != "seed"})
+
+    reference = {(canonical_json(r.params), r.metric): r
+                 for (label, _), recs in cells.items() if label == ref for r in recs}
+    out: list[Record] = []
+    pooled: dict[tuple[str, str, str], list[tuple[Record, float]]] = {}
+    for (label, _), recs in cells.items():
+        if label == ref:
+            continue
+        for r in recs:
+            other = reference.get((canonical_json(r.params), r.metric))
+            if r.metric not in _BIAS_COMPARED or "group" in r.params or other is None or \
+                    r.value is None or other.value is None:  # compared: ok values only
+                continue
+            d = float(r.value) - float(other.value)  # type: ignore[arg-type]
+            half = 0.03 if r.params.get("probe") == "controlled" else 0.05
+            out += _diff_and_flag(r, {**r.params, "ci_method": "paired_bootstrap"}, d,
+                                  d - half, d + half, r.n)
+            pooled.setdefault((label, r.metric, same(r)), []).append((r, d))
+    for rows in pooled.values():
+        if len(rows) < 2:
+            continue
+        values = [d for _, d in rows]
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        half = {2: 12.71, 3: 4.30, 4: 3.18}.get(len(values), 2.0) * sd / math.sqrt(len(values))
+        first = rows[0][0]
+        where = {**first.params, "seed": "all", "ci_method": "t_over_seeds"}
+        out += _diff_and_flag(first, where, mean, mean - half, mean + half, len(values))
+    return out
+
+
+def _diff_and_flag(r: Record, where: dict[str, Any], d: float, lo: float, hi: float,
+                   n: int | None) -> list[Record]:
+    hib = _BIAS_COMPARED[r.metric]
+    diff = Record(suite="bias", attention=r.attention, options=dict(r.options), params=where,
+                  metric=f"{r.metric}_diff_vs_standard", value=d, unit=r.unit,
+                  higher_is_better=hib, stderr=(hi - lo) / 3.92, ci_low=lo, ci_high=hi,
+                  interval="ci95", n=n, label=r.label)
+    if r.attention == "standard":  # another standard backend: a sanity check, no flag
+        return [diff]
+    worse = hi < -BIAS_MARGIN if hib else lo > BIAS_MARGIN
+    flag = Record(suite="bias", attention=r.attention, options=dict(r.options),
+                  params={**where, "metric": r.metric}, metric="significant_increase",
+                  value=float(worse), unit="flag", higher_is_better=False, n=n, label=r.label)
+    return [diff, flag]
+
+
+def _bias(w: _Writer, specs: list[dict[str, Any]], rng: random.Random, seeds: Sequence[int],
+          strengths: Sequence[float]) -> None:
+    planted = ":".join(BIAS_PLANTED)
+    cells: dict[tuple[str, Any], list[Record]] = {}
+    for i, spec in enumerate(specs):
+        for seed in seeds:
+            for strength in strengths:
+                cell = Cell("bias", spec["name"], spec["options"],
+                            {"probe": "controlled", "planted": planted, "strength": strength,
+                             "seed": seed}, spec["label"])
+                recs = _bias_cell(cell, _models(spec, i), strength, rng)
+                w.cell(cell, recs)
+                cells[(spec["label"], (seed, strength))] = recs
+            cell = Cell("bias", spec["name"], spec["options"], {"probe": "text", "seed": seed},
+                        spec["label"])
+            w.cell(cell, _failed(cell, "skipped", "no text dataset for the text probe: pass "
+                                 "--data-files train=PATH,test=PATH or --dataset NAME"))
+    w.summaries("bias", _bias_summaries(cells, specs))
 
 
 def build_run(
@@ -383,6 +518,8 @@ def build_run(
     seq_lens: Sequence[int] = SEQ_LENS,
     seeds: Sequence[int] = (0, 1, 2),
     tasks: Sequence[str] = tuple(TASKS),
+    bias_seeds: Sequence[int] | None = None,
+    bias_strengths: Sequence[float] = (0.8,),
     transform: Callable[[Record], Record | None] | None = None,
     run_id: str | None = None,
     device: str = "cpu",
@@ -392,7 +529,10 @@ def build_run(
 
     ``attentions`` takes specs (``label``, ``name``, ``options``) or bare labels, which reuse the
     cost models of the default at the same position. The first attention is the reference
-    ("standard"). ``seed`` drives the measurement noise only. ``transform`` may edit or drop
+    ("standard"). ``seed`` drives the measurement noise only. The bias suite runs
+    ``bias_seeds`` (default: the first of ``seeds``, like the quick profile) x
+    ``bias_strengths``; with two or more seeds its summary adds ``seed: "all"`` records.
+    ``transform`` may edit or drop
     (return None) any record before it is written. ``durable=False`` skips the store's fsync
     calls while writing (a synthetic run needs no crash safety, and fsync is slow).
     """
@@ -401,8 +541,16 @@ def build_run(
     if unknown:
         raise ValueError(f"build_run: unknown suites {unknown}; choose from {ALL_SUITES}")
     rng = random.Random(seed)
-    profile = {"name": "regular", "suites": list(suites), "seq_lens": list(seq_lens),
-               "batch": BATCH, "memory_budget_bytes": MEMORY_BUDGET, "tasks": list(tasks)}
+    bias_seeds = list(seeds[:1] if bias_seeds is None else bias_seeds)
+    suite_params: dict[str, dict[str, Any]] = {
+        "throughput": {"seq_lens": list(seq_lens), "batch": BATCH},
+        "memory": {"seq_lens": list(seq_lens), "batch": BATCH},
+        "accuracy": {"tasks": list(tasks)},
+        "bias": {"strengths": list(bias_strengths), "min_increase": BIAS_MARGIN,
+                 "corpus": {"bias_axis": BIAS_PLANTED[0], "bias_group": BIAS_PLANTED[1]}},
+    }
+    profile = {"name": "regular", "seeds": list(seeds), "memory_budget": MEMORY_BUDGET,
+               "suites": {s: suite_params[s] for s in suites if s in suite_params}}
     suffix = hashlib.sha1(str(seed).encode()).hexdigest()[:6]
     run_id = run_id or f"20250314-0930{seed % 60:02d}-{suffix}"
     meta = {
@@ -438,7 +586,7 @@ def build_run(
         if "accuracy" in suites:
             _accuracy(w, specs, rng, seeds, tasks)
         if "bias" in suites:
-            _bias(w, specs, rng, seeds[0])
+            _bias(w, specs, rng, bias_seeds, bias_strengths)
     records = store.records()
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "oom", "error", "skipped")}
     cells = {r.cell for r in records if r.cell and not r.cell.startswith("summary:")}

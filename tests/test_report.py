@@ -59,17 +59,18 @@ def test_full_report_sections_and_header(full_run: Path, page: str) -> None:
     assert "3f9c2ab71e" in page and "AMD EPYC 7B13" in page and "regular" in page
     assert '<span class="pill failed">failed</span>' in page
     # cells per status: 1 errored accuracy cell; oom: 3 throughput + 4 memory; skipped: lsh at
-    # N=256 and the memory sweep after its first oom
+    # N=256, the memory sweep after its first oom, and 5 bias text cells (no text data)
     assert '<span class="pill error">1 error</span>' in page
     assert '<span class="pill oom">7 oom</span>' in page
-    assert '<span class="pill skipped">2 skipped</span>' in page
+    assert '<span class="pill skipped">7 skipped</span>' in page
     _no_external(page)
 
 
 def test_full_report_charts(page: str) -> None:
-    # throughput 2, memory 2 (modes), accuracy 1, bias gaps 1 + scatter 1 + 5 per-group metrics
-    assert page.count("<svg") == 12
-    assert page.count("</svg>") == 12
+    # throughput 2, memory 2 (modes), accuracy 1, bias 6: planted-axis rates, gaps, difference
+    # to standard, fairness vs accuracy, counterfactual flip rates, template differences
+    assert page.count("<svg") == 11
+    assert page.count("</svg>") == 11
     assert "out of memory" in page  # oom markers and legend
     assert "Fairness vs accuracy" in page
     assert "fitted 1.79" in page or "fitted 1.8" in page  # fitted exponent in the legend
@@ -85,8 +86,10 @@ def test_full_report_charts(page: str) -> None:
 def test_verdict_findings(page: str) -> None:
     verdict = page[page.index('id="verdict"'):page.index('id="summary"')]
     assert "Needs attention" in verdict
-    assert ("linear[favor]: demographic-parity difference is significantly higher than "
-            "standard[sdpa]") in verdict
+    assert ("linear[favor]: demographic-parity difference on gender (planted gender:female, "
+            "strength 0.8) is significantly higher than standard[sdpa]: Δ +0.076") in verdict
+    assert ("lsh[reformer]: 1 other bias comparison(s) of 18 significantly worse than "
+            "standard[sdpa]: counterfactual flip rate (swap names_race black-&gt;white)") in verdict
     assert "lsh[reformer]: memory grows as N^1.3" in verdict
     assert "Fastest forward at N=4096: linear[favor]" in verdict
     assert "1 cell(s) failed with an error" in verdict
@@ -99,7 +102,7 @@ def test_problems_listed(page: str) -> None:
     assert "sweep stopped at its first oom (N=8192)" in problems
     assert "can&#39;t allocate memory" in problems
     assert problems.count('<span class="pill oom">oom</span>') == 7
-    assert problems.count('<span class="pill skipped">skipped</span>') == 2
+    assert problems.count('<span class="pill skipped">skipped</span>') == 2 + 5
     assert problems.count('<span class="pill error">error</span>') == 1
 
 
@@ -151,8 +154,8 @@ def test_partial_run_bias_without_accuracy(tmp_path: Path) -> None:
         "standard[sdpa]", "linear[favor]"))
     html = write_report(run_dir).read_text(encoding="utf-8")
     assert 'id="bias"' in html and 'id="accuracy"' not in html
-    assert "Fairness vs accuracy" not in html  # needs macro_f1_mean
-    assert html.count("<svg") == 1 + 5
+    assert "Fairness vs accuracy" in html  # the bias cells' own test accuracy
+    assert html.count("<svg") == 6
 
 
 def test_report_with_empty_results(tmp_path: Path) -> None:
@@ -166,6 +169,10 @@ def test_escaping_of_labels_tasks_and_messages(tmp_path: Path) -> None:
     def poison(r: Record) -> Record:
         if r.status != "ok":
             r.error = f"{XSS} & broken"
+        if r.params.get("direction") == "black->white":  # a swap name from the data
+            r.params = {**r.params, "direction": XSS}
+        if r.params.get("planted"):
+            r.params = {**r.params, "planted": f"gender:{XSS}"}
         return r
 
     run_dir = build_run(tmp_path / "xss", attentions=("standard[sdpa]", XSS, 'q"uote\'&<b>'),
@@ -178,6 +185,8 @@ def test_escaping_of_labels_tasks_and_messages(tmp_path: Path) -> None:
     svgs = re.findall(r"<svg.*?</svg>", html, re.S)
     assert any(XSS_ESCAPED in s for s in svgs)  # escaped inside SVG text too
     assert f"{XSS_ESCAPED} &amp; broken" in html
+    assert any(f">names_race: {XSS_ESCAPED} (n=46)<" in s for s in svgs)  # swap categories
+    assert f"planted gender:{XSS_ESCAPED}" in html  # the planted group in the lead and cards
     _no_external(html)
 
 
@@ -200,7 +209,7 @@ def test_build_summary_without_meta(full_run: Path) -> None:
                for r in rows)
     html = render_report({**read_run(full_run), "environment": None, "run_id": "x"},
                          read_records(full_run))
-    assert html.count("<svg") == 12 and '<strong>x</strong>' in html
+    assert html.count("<svg") == 11 and '<strong>x</strong>' in html
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -256,3 +265,193 @@ def test_bar_and_scatter_charts() -> None:
     assert svg.count("<circle") == 2 and "p&lt;1&gt;" in svg
     labels = re.findall(r'<text x="([\d.]+)" y="([\d.]+)"[^>]*font-weight="600" paint-order', svg)
     assert len(labels) == 2 and labels[0] != labels[1]  # overlapping points: labels moved apart
+
+
+# --- bias and accuracy against the records' real shape --------------------------------------
+
+
+def _section(html: str, start: str, end: str) -> str:
+    return html[html.index(f'id="{start}"'):html.index(f'id="{end}"')]
+
+
+def _card(html: str, label: str) -> str:
+    """The verdict table row of one attention."""
+    verdict = _section(html, "verdict", "summary")
+    row = verdict[verdict.index(f'<span class="label">{label}</span>'):]
+    return row[:row.index("</tr>")]
+
+
+def test_bias_headline_is_the_planted_axis(full_run: Path, page: str) -> None:
+    records = read_records(full_run)
+    dp = {r.label: r for r in records if r.metric == "demographic_parity_difference"
+          and r.params.get("axis") == "gender"}
+    other = [r for r in records if r.metric == "demographic_parity_difference"
+             and r.params.get("axis") == "race"]
+    assert len(dp) == 5 and len(other) == 5  # the race records come later in every cell
+    for label, r in dp.items():
+        assert r.params["planted"] == "gender:female" and r.params["probe"] == "controlled"
+        assert f"{r.value:.3f}" in _card(page, label)
+        race = next(o for o in other if o.label == label)
+        assert f"{race.value:.3f}" not in _card(page, label)
+    # summary export: one bias row per attention, the planted axis only
+    data = json.loads((full_run / "summary.json").read_text(encoding="utf-8"))
+    bias = [r for r in data if r["suite"] == "bias"]
+    assert sorted(r["value"] for r in bias) == sorted(r.value for r in dp.values())
+    assert all(json.loads(r["params"])["axis"] == "gender" for r in bias)
+
+
+def test_bias_flags_are_all_counted_and_listed(full_run: Path, page: str) -> None:
+    records = read_records(full_run)
+    flags = [r for r in records if r.metric == "significant_increase"]
+    raised: dict[str, list[Record]] = {}
+    for r in flags:
+        if r.value:
+            raised.setdefault(str(r.label), []).append(r)
+    tested = {label: sum(r.label == label for r in flags) for label in raised}
+    assert {k: len(v) for k, v in raised.items()} == {"linear[favor]": 8, "lsh[reformer]": 1}
+    assert tested == {"linear[favor]": 18, "lsh[reformer]": 18}
+    # cards: every flag counted, not just the first significant_increase record
+    assert "8 of 18 comparisons flagged" in _card(page, "linear[favor]")
+    assert "tone-bad" in _card(page, "linear[favor]")
+    lsh = _card(page, "lsh[reformer]")
+    assert "1 of 18 comparisons flagged" in lsh and "tone-warn" in lsh
+    assert "none of 18 comparisons flagged" in _card(page, "sparse[block]")
+    # the flag list: one row per raised flag, with the difference that raised it
+    listing = page[page.index('id="bias-flags"'):]
+    listing = listing[:listing.index("</table>")]
+    assert "(9 of 54 comparisons)" in listing
+    assert listing.count("<tr>") == 1 + 9  # header + rows
+    assert listing.count('<span class="pill bad">headline</span>') == 1
+    lsh_diff = next(r for r in records if r.label == "lsh[reformer]"
+                    and r.metric == "flip_rate_diff_vs_standard"
+                    and r.params["direction"] == "black->white")
+    assert f"+{lsh_diff.value:.3f}" in listing
+    assert f"[{lsh_diff.ci_low:.3f}, {lsh_diff.ci_high:.3f}]" in listing
+
+
+def test_bias_plots_follow_the_records(page: str) -> None:
+    bias = _section(page, "bias", "problems")
+    svgs = re.findall(r"<svg.*?</svg>", bias, re.S)
+    titles = [re.search(r"<title>(.*?)</title>", s).group(1) for s in svgs]  # type: ignore[union-attr]
+    assert titles == [
+        "Per-group rates on the planted axis (gender; 95% CI)",
+        "Gaps on the planted axis (gender; 95% CI; lower is fairer)",
+        "Δ vs standard[sdpa] on gender (95% CI)",
+        "Fairness vs accuracy (same models, one point per attention)",
+        "Counterfactual flip rate per swap direction (bias corpus, strength 0.8; 95% CI)",
+        "Template probe: mean score difference a − b (bias corpus, strength 0.8; 95% CI; 0 = "
+        "alike)",
+    ]
+    rates, gaps, diffs, _, flips, templates = svgs
+    for cat in ("selection rate: female", "selection rate: male", "TPR: female", "FPR: male"):
+        assert f">{cat}<" in rates
+    assert "race" not in rates  # the planted axis only
+    assert ">DP diff<" in gaps and ">EO diff<" in gaps and ">amplification<" in gaps
+    assert "flag margin +0.02" in diffs
+    assert "<title>standard[sdpa] " not in diffs  # the reference has no difference to itself
+    assert diffs.count("minus standard[sdpa]") == 4 * 3  # 4 variants x 3 metrics
+    assert ">gender: male-&gt;female (n=89)<" in flips
+    assert ">names_race: black-&gt;white (n=46)<" in flips
+    assert ">gender: female-male<" in templates and ">name (race): black-white<" in templates
+
+
+def test_bias_over_seeds_and_strengths(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path / "seeds", suites=("bias",), bias_seeds=(0, 1, 2),
+                        bias_strengths=(0.0, 0.8))
+    records = read_records(run_dir)
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    pooled = [r for r in records if r.metric == "significant_increase"
+              and r.params["seed"] == "all"]
+    single = [r for r in records if r.metric == "significant_increase"
+              and r.params["seed"] != "all" and r.value]
+    assert pooled and all(r.params["ci_method"] == "t_over_seeds" for r in pooled)
+    raised = [r for r in pooled if r.value]
+    # the mean over seeds decides; single-seed flags are counted apart
+    assert f"({len(raised)} of {len(pooled)} comparisons)" in html
+    assert f"{len(single)} further flag(s) on single seeds" in html
+    for label in ("lsh[reformer]", "linear[favor]"):
+        mine = [r for r in pooled if r.label == label]
+        up = sum(bool(r.value) for r in mine)
+        assert up and f"{up} of {len(mine)} comparisons flagged (mean over seeds)" in \
+            _card(html, label)
+    # the headline is the strongest planted strength, averaged over the three seeds
+    dp = [r.value for r in records if r.metric == "demographic_parity_difference"
+          and r.label == "linear[favor]" and r.params["axis"] == "gender"
+          and r.params["strength"] == 0.8]
+    assert len(dp) == 3
+    card = _card(html, "linear[favor]")
+    assert f"{sum(dp) / 3:.3f}" in card  # type: ignore[arg-type]
+    delta = next(r for r in records if r.metric == "demographic_parity_difference_diff_vs_standard"
+                 and r.label == "linear[favor]" and r.params["seed"] == "all"
+                 and r.params["strength"] == 0.8 and r.params["axis"] == "gender")
+    assert f"Δ +{delta.value:.3f}" in card
+    # strength 0 is the no-bias control, shown beside the planted strength
+    assert "<th>strength 0<small>" in html and "<th>strength 0.8<small>" in html
+    assert "mean of 3 seeds, range" in html
+    # summary: one row per seed in the export, merged into one column on the page
+    data = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert len(data) == 5 * 3
+    summary = _section(html, "summary", "bias")
+    assert summary.count("gender (planted gender:female), strength 0.8") == 1
+
+
+def test_accuracy_skipped_task_and_single_seed(tmp_path: Path) -> None:
+    reason = "no text data: pass --data-files train=PATH,test=PATH or --dataset NAME"
+
+    def skip_sst2(r: Record) -> Record | None:
+        if r.params.get("task") != "sst2":
+            return r
+        if r.metric != "macro_f1" or "seed" not in r.params:
+            return None
+        r.status, r.value, r.ci_low, r.ci_high, r.error = "skipped", None, None, None, reason
+        return r
+
+    run_dir = build_run(tmp_path / "acc", suites=("accuracy",), seeds=(0,),
+                        attentions=("standard[sdpa]", "linear[favor]"), transform=skip_sst2)
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    accuracy = _section(html, "accuracy", "problems")
+    assert "Task <strong>sst2</strong>: skipped for every attention: " + reason in accuracy
+    rest = accuracy[:accuracy.index('<p class="note">')]
+    assert ">sst2<" not in rest and ">listops<" in rest  # no chart category nor table rows
+    assert "failed" not in accuracy
+    # one seed: the mean has no t-interval, so the seed's own interval is shown
+    seed = next(r for r in read_records(run_dir) if r.metric == "macro_f1"
+                and r.label == "linear[favor]" and r.status == "ok")
+    assert f"95% CI [{seed.ci_low:.3f}, {seed.ci_high:.3f}] (1 seed; over test examples)" in \
+        accuracy
+    assert "sst2" not in _card(html, "linear[favor]")
+
+
+def test_problems_fold_similar_skips(tmp_path: Path) -> None:
+    def skip_swaps(r: Record) -> Record:
+        if r.label == "linear[favor]" and r.metric == "flip_rate" and \
+                r.params.get("swap") == "names_race":
+            r.status, r.value, r.error = "skipped", None, f"no sentence to swap " \
+                                                         f"{r.params['direction']}"
+        return r
+
+    run_dir = build_run(tmp_path / "fold", suites=("bias",), transform=skip_swaps,
+                        attentions=("standard[sdpa]", "linear[favor]"))
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    problems = _section(html, "problems", "environment")
+    problems = problems[:problems.index("All records")]
+    assert "no sentence to swap black-&gt;white (and 1 more like it)" in problems
+    assert "swap=names_race, direction=*" in problems
+    # the cell ran: it is an ok cell, the 2 text-probe cells are the skipped ones
+    assert '<span class="pill skipped">2 skipped</span>' in html
+
+
+def test_bar_chart_slants_long_categories_and_draws_reference_lines() -> None:
+    series = [plots.BarSeries("s", "#000000", {c: plots.Bar(0.1) for c in ("a", "b")})]
+    short = plots.bar_chart(["a", "b"], series, title="t", y_label="y")
+    assert "rotate(-35" not in short
+    long_names = ["names_race: hispanic->white", "names_race: white->hispanic"]
+    series = [plots.BarSeries("s", "#000000", {c: plots.Bar(0.1) for c in long_names})]
+    svg = plots.bar_chart(long_names * 4, series, title="t", y_label="y",
+                          ref_lines=[(0.3, "margin<0.3>")])
+    assert svg.count('transform="rotate(-35') == 8
+    assert "names_race: hispanic-&gt;white" in svg
+    assert 'stroke-dasharray="5 4"' in svg and "margin&lt;0.3&gt;" in svg
+    assert ">0.3<" in svg  # the axis reaches the reference line
+    height = int(re.search(r'height="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+    assert height > int(re.search(r'height="(\d+)"', short).group(1))  # type: ignore[union-attr]

@@ -43,7 +43,7 @@ def test_report_renders_without_console_errors(tmp_path: Path) -> None:
     page = write_report(build_run(tmp_path / "run"))
     dom, errors = _open(page, tmp_path / "profile", "--dump-dom")
     assert errors == []
-    assert dom.count("<svg") == 12
+    assert dom.count("<svg") == 11
     assert len(re.findall(r"<circle", dom)) > 100  # the plotted points
     for section in ("verdict", "summary", "throughput", "memory", "accuracy", "bias"):
         assert f'id="{section}"' in dom

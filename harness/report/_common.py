@@ -87,9 +87,9 @@ def format_value(value: float | None, unit: str | None) -> str:
         return f"{format_number(value)} {unit.replace('tokens', 'tok')}"
     if unit in ("tokens", "count"):
         return f"{value:,.0f}"
-    if unit == "bool":
+    if unit in ("bool", "flag"):
         return "yes" if value >= 0.5 else "no"
-    if unit in ("f1", "fraction"):
+    if unit in ("f1", "fraction", "score"):
         return f"{value:.3f}"
     if unit == "p":
         return f"{value:.3f}" if value >= 1e-3 else f"{value:.1e}"

@@ -12,7 +12,7 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,6 @@ SUMMARY_FIELDS = (
     "suite", "label", "attention", "metric", "context", "value", "unit", "higher_is_better",
     "stderr", "ci_low", "ci_high", "interval", "n", "status", "error", "params",
 )
-GAP_METRICS = (
-    "demographic_parity_difference", "equalized_odds_difference", "bias_amplification",
-    "flip_rate", "score_gap", "demographic_parity_ratio",
-)
-GROUP_METRICS = ("selection_rate", "tpr", "fpr", "accuracy", "f1")
 NAMES = {
     "forward_ms": "forward time",
     "fwd_bwd_ms": "forward + backward time",
@@ -68,6 +63,9 @@ NAMES = {
     "flip_rate": "counterfactual flip rate",
     "score_gap": "score gap",
     "demographic_parity_ratio": "demographic-parity ratio",
+    "model_association": "model association",
+    "score_difference": "score difference",
+    "worst_case_accuracy": "worst-case accuracy",
     "selection_rate": "selection rate",
     "tpr": "true-positive rate",
     "fpr": "false-positive rate",
@@ -81,7 +79,12 @@ _SHORT = {
     "flip_rate": "flip rate",
     "score_gap": "score gap",
     "demographic_parity_ratio": "DP ratio",
+    "selection_rate": "selection rate",
+    "tpr": "TPR",
+    "fpr": "FPR",
 }
+#: Cell parameters left out of displayed contexts (hashes, not settings a reader compares).
+HIDDEN_PARAMS = ("kind", "config")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +113,8 @@ class _Run:
         for r in self.records:
             self.attention_of.setdefault(label_of(r), r.attention)
         self.reference = reference_label(self.records, self.labels)
+        if self.reference is not None:  # the reference leads every table
+            self.labels = [self.reference] + [lb for lb in self.labels if lb != self.reference]
 
     def select(self, suite: str | None = None, metric: str | None = None,
                status: str | None = "ok") -> list[Record]:
@@ -211,7 +216,7 @@ def _summary_row(r: Record, context: str | None = None) -> dict[str, Any]:
         "label": label_of(r),
         "attention": r.attention,
         "metric": r.metric,
-        "context": format_params(r.params, ("kind",)) if context is None else context,
+        "context": format_params(r.params, HIDDEN_PARAMS) if context is None else context,
         "value": r.value,
         "unit": r.unit,
         "higher_is_better": r.higher_is_better,
@@ -246,7 +251,13 @@ def _headline_records(run: _Run) -> list[Record]:
         metric = HEADLINE_METRICS[suite]
         recs = [r for r in run.select(suite, metric, None)
                 if "group" not in r.params and label_of(r) in run.labels]
-        out += sorted(recs, key=lambda r: (run.labels.index(label_of(r)), canonical_json(r.params)))
+        if suite == "bias":
+            bias = _Bias(run, run.select("bias", status=None))
+            if bias.axis is not None:  # the planted axis of the controlled probe only
+                planted = {id(r) for r in bias.find(metric, **bias.planted_where())}
+                recs = [r for r in recs if id(r) in planted and r.params.get("seed") != "all"]
+        out += sorted(recs, key=lambda r: (run.labels.index(label_of(r)), _seed_key(r),
+                                           canonical_json(r.params)))
     return out
 
 
@@ -255,8 +266,9 @@ def build_summary(records: Sequence[Record], meta: dict[str, Any] | None = None)
 
     Headlines (docs/RESULTS.md): throughput ``forward_ms`` at the longest length every attention
     measured, memory ``memory_exponent``, accuracy ``macro_f1_mean``, bias
-    ``demographic_parity_difference``. Each row has the value, its unit, stderr / interval, n
-    and status; ``context`` names the cell parameters (e.g. ``seq_len=8192, batch=4``).
+    ``demographic_parity_difference`` on the planted axis of the controlled probe at its
+    strongest planted strength (one row per seed). Each row has the value, its unit, stderr /
+    interval, n and status; ``context`` names the cell parameters (e.g. ``seq_len=8192, batch=4``).
     """
     run = _Run(meta or {}, list(records))
     return [_summary_row(r) for r in _headline_records(run)]
@@ -276,7 +288,7 @@ def summary_table(records: Sequence[Record],
             "attention": label_of(r),
             "suite": r.suite,
             "metric": r.metric,
-            "at": format_params(r.params, ("kind",)),
+            "at": format_params(r.params, HIDDEN_PARAMS),
             "value": _format_record_value(r) if ok else r.status,
             "uncertainty": format_uncertainty(r) if ok else (r.error or "")[:80],
             "n": "" if r.n is None else str(r.n),
@@ -478,11 +490,20 @@ def _memory_section(run: _Run, colors: dict[str, str]) -> dict[str, Any] | None:
 
 
 def _accuracy_section(run: _Run, colors: dict[str, str]) -> dict[str, Any] | None:
+    """Macro-F1 per task and attention; a task no attention could run is a note, not a row."""
     records = run.select("accuracy", status=None)
     if not records:
         return None
-    tasks = sorted({str(r.params.get("task", "")) for r in records
-                    if r.metric in ("macro_f1", "macro_f1_mean")})
+    all_tasks = sorted({str(r.params.get("task", "")) for r in records
+                        if r.metric in ("macro_f1", "macro_f1_mean")})
+    tasks = [t for t in all_tasks if any(
+        r.status == "ok" and str(r.params.get("task", "")) == t for r in records)]
+    skipped = []
+    for task in all_tasks:
+        if task not in tasks:
+            why = next((r for r in records if str(r.params.get("task", "")) == task), None)
+            skipped.append({"task": task, "status": why.status if why else "missing",
+                            "error": (why.error if why else None) or "(no message)"})
 
     def find(label: str, task: str, metric: str) -> Record | None:
         for r in records:
@@ -496,28 +517,36 @@ def _accuracy_section(run: _Run, colors: dict[str, str]) -> dict[str, Any] | Non
     for label in run.labels:
         bars = {}
         for task in tasks:
-            seeds = [r for r in records if label_of(r) == label and r.metric == "macro_f1"
-                     and str(r.params.get("task", "")) == task]
-            ok_seeds = [r.value for r in seeds if r.status == "ok" and r.value is not None]
+            mine = [r for r in records if label_of(r) == label
+                    and str(r.params.get("task", "")) == task and "seed" in r.params]
+            seeds = [r for r in mine if r.metric == "macro_f1"]
+            ok = [r for r in seeds if r.status == "ok" and r.value is not None]
+            ok_values = [float(r.value) for r in ok]  # type: ignore[arg-type]
             mean = find(label, task, "macro_f1_mean")
-            if mean is not None and mean.status == "ok" and mean.value is not None:
-                bars[task] = plots.Bar(mean.value, mean.ci_low, mean.ci_high,
-                                       _tip(mean, f"{label} on {task}"), ok_seeds)
-            elif ok_seeds:
-                bars[task] = plots.Bar(sum(ok_seeds) / len(ok_seeds), tip=f"{label} on {task}: "
-                                       f"mean of {len(ok_seeds)} seeds", dots=ok_seeds)
+            shown = ok[0] if len(ok) == 1 and (mean is None or mean.ci_low is None) else mean
+            if shown is not None and shown.status == "ok" and shown.value is not None:
+                bars[task] = plots.Bar(shown.value, shown.ci_low, shown.ci_high,
+                                       _tip(shown, f"{label} on {task}"),
+                                       ok_values if len(ok_values) > 1 else [])
+            elif ok_values:
+                bars[task] = plots.Bar(sum(ok_values) / len(ok_values), tip=f"{label} on "
+                                       f"{task}: mean of {len(ok_values)} seeds", dots=ok_values)
             if not seeds and mean is None:
                 continue
             diff = find(label, task, "macro_f1_diff_vs_standard")
             p = find(label, task, "paired_p_value")
             rows.append({
                 "task": task, "label": label, "color": colors[label],
-                "f1": _cell(mean), "acc": _cell(find(label, task, "accuracy_mean")),
+                "f1": _mean_cell(mean, seeds),
+                "acc": _mean_cell(find(label, task, "accuracy_mean"),
+                                  [r for r in mine if r.metric == "accuracy"]),
                 "diff": _cell(diff), "p": _cell(p),
                 "diff_tone": _diff_tone(diff, higher_is_better=True),
                 "fidelity": _cell(find(label, task, "fidelity_rel_error")),
                 "swap": _cell(find(label, task, "swap_macro_f1")),
-                "seeds_ok": len(ok_seeds), "seeds_failed": len(seeds) - len(ok_seeds),
+                "seeds_ok": len(ok),
+                "seeds_failed": sum(r.status in ("error", "oom") for r in seeds),
+                "seeds_skipped": sum(r.status == "skipped" for r in seeds),
             })
         if bars:
             series.append(plots.BarSeries(label, colors[label], bars))
@@ -525,7 +554,18 @@ def _accuracy_section(run: _Run, colors: dict[str, str]) -> dict[str, Any] | Non
         tasks, series, title="Macro-F1 per task (mean over seeds, 95% CI; dots = seeds)",
         y_label="macro-F1", x_label="task", y_min=0.0, y_max=1.0, width=900)) if series else None
     rows.sort(key=lambda r: tasks.index(r["task"]))
-    return {"chart": chart, "rows": rows, "tasks": tasks}
+    return {"chart": chart, "rows": rows, "tasks": tasks, "skipped": skipped}
+
+
+def _mean_cell(mean: Record | None, seeds: Sequence[Record]) -> dict[str, Any]:
+    """A mean over seeds; from one seed (no t-interval), that seed's interval over test
+    examples instead, so that the figure still carries its uncertainty."""
+    ok = [r for r in seeds if r.status == "ok" and r.value is not None]
+    if len(ok) == 1 and (mean is None or mean.ci_low is None) and ok[0].ci_low is not None:
+        cell = _cell(ok[0])
+        cell["unc"] = f"{cell['unc']} (1 seed; over test examples)"
+        return cell
+    return _cell(mean)
 
 
 def _diff_tone(r: Record | None, higher_is_better: bool) -> str:
@@ -539,122 +579,512 @@ def _diff_tone(r: Record | None, higher_is_better: bool) -> str:
     return ""
 
 
-def _bias_section(run: _Run, colors: dict[str, str],
-                  accuracy: list[Record]) -> dict[str, Any] | None:
+# ---------------------------------------------------------------------------------------------
+# bias
+
+#: Gaps of the planted axis charted per attention (all: lower is fairer).
+PLANTED_GAPS = ("demographic_parity_difference", "equalized_odds_difference",
+                "bias_amplification")
+#: Per-group rates charted for the planted axis.
+PLANTED_RATES = ("selection_rate", "tpr", "fpr")
+_ABSENT = object()
+
+
+def _strength(r: Record) -> float | None:
+    value = r.params.get("strength")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _seed_key(r: Record) -> tuple[int, Any]:
+    seed = r.params.get("seed")
+    return (0, seed) if isinstance(seed, (int, float)) else (1, str(seed))
+
+
+def _decisive(records: list[Record]) -> list[Record]:
+    """The records a decision rests on: the ``seed: "all"`` ones when present (their interval
+    covers training randomness too), else every per-seed record."""
+    pooled = [r for r in records if r.params.get("seed") == "all"]
+    return pooled or records
+
+
+def _fmt_like(r: Record, value: float) -> str:
+    """``value`` formatted the way ``r``'s own value would be."""
+    return _format_record_value(replace(r, value=value))
+
+
+def _seeds_cell(records: list[Record]) -> dict[str, Any]:
+    """A table cell for one figure measured once per seed: the value itself for one seed, the
+    mean with the range over seeds for several (each seed's own interval is in the records)."""
+    recs = sorted(records, key=_seed_key)
+    ok = [r for r in recs if r.status == "ok" and r.value is not None]
+    if len(recs) <= 1 or not ok:
+        return _cell(recs[0] if recs else None)
+    if len(ok) == 1:
+        cell = _cell(ok[0])
+        cell["unc"] = f"{cell['unc']} (1 of {len(recs)} seeds)".strip()
+        return cell
+    values = [r.value for r in ok]  # type: ignore[misc]
+    lo, hi = min(values), max(values)  # type: ignore[type-var]
+    unc = f"mean of {len(ok)} seeds, range [{_fmt_like(ok[0], lo)}, {_fmt_like(ok[0], hi)}]"
+    if len(ok) < len(recs):
+        unc += f"; {len(recs) - len(ok)} seed(s) not ok"
+    return {"text": _fmt_like(ok[0], sum(values) / len(values)), "unc": unc,  # type: ignore[arg-type]
+            "n": None, "status": "ok", "error": ""}
+
+
+def _seeds_bar(records: list[Record], prefix: str) -> plots.Bar | None:
+    """A bar for one figure over seeds: value and 95% CI for one seed, mean with a dot per
+    seed for several; None when no seed has a value."""
+    ok = sorted((r for r in records if r.status == "ok" and r.value is not None), key=_seed_key)
+    if not ok:
+        return None
+    if len(ok) == 1:
+        r = ok[0]
+        return plots.Bar(r.value, r.ci_low, r.ci_high, _tip(r, prefix))  # type: ignore[arg-type]
+    values = [float(r.value) for r in ok]  # type: ignore[arg-type]
+    mean = sum(values) / len(values)
+    shown = ", ".join(_fmt_like(ok[0], v) for v in values)
+    return plots.Bar(mean, tip=f"{prefix}: mean {_fmt_like(ok[0], mean)} over {len(ok)} seeds"
+                               f" ({shown})", dots=values)
+
+
+def _mean_value(records: list[Record]) -> float | None:
+    values = [float(r.value) for r in records if r.status == "ok" and r.value is not None]
+    return sum(values) / len(values) if values else None
+
+
+@dataclass
+class _Bias:
+    """The bias records of a run, with the planted group and the headline strength.
+
+    The controlled probe plants one group (``params.planted``, e.g. ``gender:female``) at one or
+    more strengths; the headline figures are those of the planted axis at the strongest
+    planted strength (strength 0 is the no-bias control).
+    """
+
+    run: _Run
+    records: list[Record]
+    planted: str | None = None
+    axis: str | None = None
+    group: str | None = None
+    strengths: list[float] = field(default_factory=list)
+    strength: float | None = None
+    margin: float | None = None
+    seeds: list[int] = field(default_factory=list)
+    by_metric: dict[str, list[Record]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for r in self.records:
+            self.by_metric.setdefault(r.metric, []).append(r)
+        controlled = [r for r in self.records if r.params.get("probe") == "controlled"]
+        planted = [str(r.params["planted"]) for r in controlled if r.params.get("planted")]
+        if planted:
+            self.planted = max(set(planted), key=planted.count)
+            self.axis, _, group = self.planted.partition(":")
+            self.group = group or None
+        self.strengths = sorted({s for r in controlled if (s := _strength(r)) is not None})
+        self.seeds = sorted({r.params["seed"] for r in self.records
+                             if isinstance(r.params.get("seed"), int)})
+        measured = {_strength(r) for r in controlled if r.status == "ok"
+                    and r.metric == "demographic_parity_difference"
+                    and r.params.get("axis") == self.axis}
+        self.strength = max((s for s in self.strengths if s in measured),
+                            default=max(self.strengths, default=None))
+        profile = self.run.meta.get("profile")
+        suites = profile.get("suites") if isinstance(profile, dict) else None
+        params = suites.get("bias") if isinstance(suites, dict) else None
+        margin = params.get("min_increase") if isinstance(params, dict) else None
+        self.margin = float(margin) if isinstance(margin, (int, float)) else None
+
+    def find(self, metric: str | None, label: str | None = None, *, status: str | None = None,
+             **params: Any) -> list[Record]:
+        """Records of ``metric`` (and ``label``) whose params hold ``params``; a value of
+        ``_ABSENT`` requires the key to be missing."""
+        out = []
+        for r in self.records if metric is None else self.by_metric.get(metric, []):
+            if (label is not None and label_of(r) != label) or \
+                    (status is not None and r.status != status):
+                continue
+            if all(k not in r.params if v is _ABSENT else r.params.get(k) == v
+                   for k, v in params.items()):
+                out.append(r)
+        return out
+
+    def planted_where(self, strength: float | None = None) -> dict[str, Any]:
+        """Params selecting the planted axis of the controlled probe (one strength)."""
+        return {"probe": "controlled", "axis": self.axis, "group": _ABSENT,
+                "strength": self.strength if strength is None else strength}
+
+    def headline(self, label: str, metric: str = "demographic_parity_difference",
+                 strength: float | None = None) -> list[Record]:
+        """Per-seed records of ``metric`` on the planted axis (cell records, not summaries)."""
+        if self.axis is None:
+            return []
+        return [r for r in self.find(metric, label, **self.planted_where(strength))
+                if r.params.get("seed") != "all" and not (r.cell or "").startswith("summary:")]
+
+    def diff(self, label: str, metric: str = "demographic_parity_difference",
+             strength: float | None = None) -> list[Record]:
+        """The decisive ``<metric>_diff_vs_standard`` records on the planted axis."""
+        if self.axis is None:
+            return []
+        where = {k: v for k, v in self.planted_where(strength).items() if k != "group"}
+        return _decisive(self.find(f"{metric}_diff_vs_standard", label, **where))
+
+    def is_headline(self, r: Record) -> bool:
+        """Whether ``r`` (a flag or a difference) is about the headline figure."""
+        p = r.params
+        metric = p.get("metric", r.metric.removesuffix("_diff_vs_standard"))
+        return (metric == "demographic_parity_difference" and p.get("probe") == "controlled"
+                and p.get("axis") == self.axis and _strength(r) == self.strength)
+
+    def where(self, r: Record) -> str:
+        """Where a figure was measured, in words: probe, axis or swap, strength, seed."""
+        p = r.params
+        probe = p.get("probe")
+        if probe == "controlled":
+            axis = p.get("axis")
+            text = f"planted axis {axis}" if axis == self.axis else f"axis {axis}"
+        elif probe == "counterfactual":
+            text = f"swap {p.get('swap')} {p.get('direction')}"
+            if p.get("source") == "text":
+                text += " on text data"
+        elif probe == "template":
+            text = f"templates {_template_name(r)}"
+            if "data" in p:
+                text += " (text model)"
+        else:
+            text = format_params({k: v for k, v in p.items()
+                                  if k not in ("seed", "ci_method", "metric")})
+        if len(self.strengths) > 1 and _strength(r) is not None:
+            text += f", strength {_strength(r):g}"
+        seed = p.get("seed")
+        if seed == "all":
+            text += ", mean over seeds"
+        elif seed is not None and len(self.seeds) > 1:
+            text += f", seed {seed}"
+        return text
+
+
+def _template_name(r: Record) -> str:
+    axis, attribute = r.params.get("axis"), r.params.get("attribute")
+    where = str(axis) if attribute in (None, axis) else f"{axis} ({attribute})"
+    return f"{where}: {r.params.get('comparison', '?')}"
+
+
+def _flags(bias: _Bias, label: str) -> dict[str, Any]:
+    """Every ``significant_increase`` of one attention, counted over the decisive records.
+
+    With several seeds the flags of the ``seed: "all"`` summaries decide; the per-seed flags
+    are counted apart (their intervals cover test sampling only).
+    """
+    recs = [r for r in bias.find("significant_increase", label) if r.status == "ok"]
+    decisive = _decisive(recs)
+    tested = [r for r in decisive if r.value is not None]
+    raised = [r for r in tested if r.value >= 0.5]  # type: ignore[operator]
+    counted = {id(r) for r in decisive}
+    per_seed = [r for r in recs if id(r) not in counted and r.value is not None
+                and r.value >= 0.5]
+    return {"tested": len(tested), "raised": raised, "per_seed": len(per_seed),
+            "headline": any(bias.is_headline(r) for r in raised),
+            "pooled": any(r.params.get("seed") == "all" for r in decisive)}
+
+
+def _flag_rows(bias: _Bias, colors: dict[str, str],
+               flags: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per raised flag, with the difference (and interval) that raised it."""
+    diffs = {(label_of(r), r.metric, canonical_json(r.params)): r
+             for r in bias.records if r.metric.endswith("_diff_vs_standard")}
+    rows = []
+    for label, info in flags.items():
+        for f in info["raised"]:
+            metric = str(f.params.get("metric", "?"))
+            rest = {k: v for k, v in f.params.items() if k != "metric"}
+            diff = diffs.get((label, f"{metric}_diff_vs_standard", canonical_json(rest)))
+            rows.append({"label": label, "color": colors[label],
+                         "metric": NAMES.get(metric, metric), "where": bias.where(f),
+                         "diff": _cell(diff),
+                         "method": str(f.params.get("ci_method", "-")),
+                         "headline": bias.is_headline(f)})
+    order = {label: i for i, label in enumerate(bias.run.labels)}
+    rows.sort(key=lambda x: (order.get(x["label"], 99), not x["headline"], x["metric"],
+                             x["where"]))
+    return rows
+
+
+def _bias_section(run: _Run, colors: dict[str, str]) -> dict[str, Any] | None:
     records = run.select("bias", status=None)
     if not records:
         return None
-    gaps = [r for r in records if r.metric in GAP_METRICS and "group" not in r.params]
-    groups = [r for r in records if "group" in r.params]
-    diffs = [r for r in records if r.metric.endswith("_diff_vs_standard")]
-    flags = [r for r in records if r.metric == "significant_increase"]
-    charts = []
-    gap_metrics = [m for m in GAP_METRICS if m != "demographic_parity_ratio"
-                   and any(r.metric == m and r.status == "ok" for r in gaps)]
-    if gap_metrics:
-        series = []
-        for label in run.labels:
-            bars = {}
-            for r in gaps:
-                if label_of(r) == label and r.status == "ok" and r.value is not None \
-                        and r.metric in gap_metrics:
-                    bars.setdefault(_SHORT[r.metric], plots.Bar(
-                        r.value, r.ci_low, r.ci_high, _tip(r, f"{label} {NAMES[r.metric]}")))
-            if bars:
-                series.append(plots.BarSeries(label, colors[label], bars))
-        charts.append(_chart(plots.bar_chart(
-            [_SHORT[m] for m in gap_metrics], series,
-            title="Group gaps per attention (95% CI; lower is fairer)",
-            y_label="gap (fraction)", x_label="fairness metric")))
-    contexts = list(dict.fromkeys(format_params(r.params, ("group",)) for r in groups))
-    group_charts = []
-    for metric in GROUP_METRICS:
-        recs = [r for r in groups if r.metric == metric and r.status == "ok"
-                and r.value is not None]
-        if not recs:
-            continue
-
-        def cat(r: Record) -> str:
-            g = str(r.params["group"])
-            return g if len(contexts) < 2 else f"{g} ({format_params(r.params, ('group',))})"
-
-        cats = list(dict.fromkeys(cat(r) for r in recs))
-        series = []
-        for label in run.labels:
-            bars = {cat(r): plots.Bar(r.value, r.ci_low, r.ci_high,  # type: ignore[arg-type]
-                                      _tip(r, f"{label} {cat(r)}"))
-                    for r in recs if label_of(r) == label}
-            if bars:
-                series.append(plots.BarSeries(label, colors[label], bars))
-        group_charts.append(_chart(plots.bar_chart(
-            cats, series, title=f"{NAMES.get(metric, metric).capitalize()} per group (95% CI)",
-            y_label=f"{NAMES.get(metric, metric)} (fraction)", x_label="group",
-            y_min=0.0, y_max=1.0, width=560, height=300)))
-    scatter = _fairness_scatter(run, colors, gaps, accuracy)
+    bias = _Bias(run, records)
+    labels = [lb for lb in run.labels if any(label_of(r) == lb for r in records)]
+    flags = {lb: _flags(bias, lb) for lb in labels if lb != run.reference}
+    flags = {lb: f for lb, f in flags.items() if f["tested"] or f["per_seed"]}
     rows = []
-    for label in run.labels:
-        mine = [r for r in gaps if label_of(r) == label]
-        if not mine:
+    for label in labels:
+        dp = bias.headline(label)
+        if not dp and bias.axis is not None and label not in flags:
             continue
-        by_metric = {r.metric: r for r in mine}
-        dp_diff = next((r for r in diffs if label_of(r) == label and
-                        r.metric == "demographic_parity_difference_diff_vs_standard"), None)
-        flag = next((r for r in flags if label_of(r) == label), None)
+        diff = bias.diff(label)
+        info = flags.get(label)
         rows.append({
-            "label": label, "color": colors[label],
-            "context": format_params(mine[0].params),
-            "gaps": [_cell(by_metric.get(m)) for m in GAP_METRICS],
-            "dp_diff": _cell(dp_diff), "dp_tone": _diff_tone(dp_diff, higher_is_better=False),
-            "flag": None if flag is None or flag.value is None else flag.value >= 0.5,
-            "reference": label == run.reference,
+            "label": label, "color": colors[label], "reference": label == run.reference,
+            "accuracy": _seeds_cell(bias.find("accuracy", label, probe="controlled",
+                                              axis="all", strength=bias.strength)),
+            "dp": _seeds_cell(dp),
+            "eo": _seeds_cell(bias.headline(label, "equalized_odds_difference")),
+            "ratio": _seeds_cell(bias.headline(label, "demographic_parity_ratio")),
+            "amp": _seeds_cell(bias.headline(label, "bias_amplification")),
+            "assoc": _seeds_cell(bias.headline(label, "model_association")),
+            "diff": _seeds_cell(diff),
+            "diff_tone": _diff_tone(diff[0], higher_is_better=False) if len(diff) == 1 else "",
+            "method": str(diff[0].params.get("ci_method", "")) if diff else "",
+            "flags": info,
+            "flag_tone": "" if info is None else "bad" if info["headline"] else
+            "warn" if info["raised"] else "good",
         })
-    return {"charts": charts, "group_charts": group_charts, "scatter": scatter, "rows": rows,
-            "gap_names": [_SHORT[m] for m in GAP_METRICS]}
+    data_assoc = bias.find("data_association", probe="controlled", axis=bias.axis,
+                           strength=bias.strength, status="ok")
+    test_n = next((r.n for r in bias.find("accuracy", probe="controlled", axis="all",
+                                          strength=bias.strength) if r.n), None)
+    charts = [c for c in (_planted_rates_chart(bias, labels, colors),
+                          _planted_gaps_chart(bias, labels, colors),
+                          _diff_chart(bias, labels, colors),
+                          _bias_scatter(bias, labels, colors)) if c is not None]
+    probes = [c for c in (
+        _flip_chart(bias, labels, colors, "controlled"),
+        _flip_chart(bias, labels, colors, "text"),
+        _template_chart(bias, labels, colors, text=False),
+        _template_chart(bias, labels, colors, text=True)) if c is not None]
+    return {
+        "planted": bias.planted, "axis": bias.axis, "group": bias.group,
+        "strength": None if bias.strength is None else f"{bias.strength:g}",
+        "strengths": [f"{s:g}" for s in bias.strengths],
+        "seeds": bias.seeds,
+        "margin": None if bias.margin is None else f"{bias.margin:g}",
+        "data_association": format_value(_mean_value(data_assoc), "fraction")
+        if data_assoc else None,
+        "test_n": test_n,
+        "rows": rows,
+        "flag_rows": _flag_rows(bias, colors, flags),
+        "flags_tested": sum(f["tested"] for f in flags.values()),
+        "flags_per_seed": sum(f["per_seed"] for f in flags.values()),
+        "pooled": any(f["pooled"] for f in flags.values()),
+        "charts": charts, "probe_charts": probes,
+        "axes": _axes_table(bias, labels, colors),
+        "by_strength": _strength_table(bias, labels, colors),
+    }
 
 
-def _fairness_scatter(run: _Run, colors: dict[str, str], gaps: list[Record],
-                      accuracy: list[Record]) -> Markup | None:
-    f1 = [r for r in accuracy if r.metric == "macro_f1_mean" and r.status == "ok"
-          and r.value is not None]
-    gap_metric = next((m for m in GAP_METRICS if any(
-        r.metric == m and r.status == "ok" and r.value is not None for r in gaps)), None)
-    if not f1 or gap_metric is None:
+def _planted_rates_chart(bias: _Bias, labels: list[str], colors: dict[str, str]) -> Markup | None:
+    if bias.axis is None:
         return None
-    points = []
-    tasks_used: set[str] = set()
-    for label in run.labels:
-        gap = next((r for r in gaps if label_of(r) == label and r.metric == gap_metric
-                    and r.status == "ok" and r.value is not None), None)
-        mine = [r for r in f1 if label_of(r) == label]
-        if gap is None or not mine:
+    groups = list(dict.fromkeys(str(r.params["group"]) for r in bias.find(
+        "selection_rate", probe="controlled", axis=bias.axis, strength=bias.strength)
+        if "group" in r.params))
+    groups.sort(key=lambda g: g != bias.group)  # the planted group first
+    cats = [f"{_SHORT.get(m, m)}: {g}" for m in PLANTED_RATES for g in groups]
+    series = []
+    for label in labels:
+        bars = {}
+        for metric in PLANTED_RATES:
+            for group in groups:
+                recs = bias.find(metric, label, probe="controlled", axis=bias.axis,
+                                 strength=bias.strength, group=group)
+                bar = _seeds_bar(recs, f"{label} {NAMES.get(metric, metric)} of {group}")
+                if bar is not None:
+                    bars[f"{_SHORT.get(metric, metric)}: {group}"] = bar
+        if bars:
+            series.append(plots.BarSeries(label, colors[label], bars))
+    if not series:
+        return None
+    return _chart(plots.bar_chart(
+        cats, series, title=f"Per-group rates on the planted axis ({bias.axis}; 95% CI)",
+        y_label="rate (fraction)", x_label=f"{bias.axis} group "
+        f"(planted: {bias.group}, strength {bias.strength:g})", y_min=0.0, y_max=1.0))
+
+
+def _planted_gaps_chart(bias: _Bias, labels: list[str], colors: dict[str, str]) -> Markup | None:
+    if bias.axis is None:
+        return None
+    cats = [_SHORT[m] for m in PLANTED_GAPS]
+    series = []
+    for label in labels:
+        bars = {}
+        for metric in PLANTED_GAPS:
+            bar = _seeds_bar(bias.headline(label, metric), f"{label} {NAMES[metric]}")
+            if bar is not None:
+                bars[_SHORT[metric]] = bar
+        if bars:
+            series.append(plots.BarSeries(label, colors[label], bars))
+    if not series:
+        return None
+    return _chart(plots.bar_chart(
+        cats, series, title=f"Gaps on the planted axis ({bias.axis}; 95% CI; lower is fairer)",
+        y_label="gap (fraction)", x_label="fairness metric"))
+
+
+def _diff_chart(bias: _Bias, labels: list[str], colors: dict[str, str]) -> Markup | None:
+    cats = [_SHORT[m] for m in PLANTED_GAPS]
+    series = []
+    pooled = False
+    for label in labels:
+        if label == bias.run.reference:
             continue
-        same = [r for r in mine if r.params.get("task") == gap.params.get("task")]
-        if same or len(mine) == 1:
-            x_rec = (same or mine)[0]
-            x, x_lo, x_hi = x_rec.value, x_rec.ci_low, x_rec.ci_high
-            tasks_used.add(str(x_rec.params.get("task", "")))
-        else:
-            x = sum(r.value for r in mine) / len(mine)  # type: ignore[misc]
-            x_lo = x_hi = None
-            tasks_used.update(str(r.params.get("task", "")) for r in mine)
-        points.append(plots.ScatterPoint(
-            label, colors[label], x, gap.value, x_lo, x_hi, gap.ci_low, gap.ci_high,  # type: ignore[arg-type]
-            f"{label}: macro-F1 {x:.3f}, {NAMES[gap_metric]} {gap.value:.3f}"))
-    if not points:
+        bars = {}
+        for metric in PLANTED_GAPS:
+            recs = bias.diff(label, metric)
+            pooled = pooled or any(r.params.get("seed") == "all" for r in recs)
+            bar = _seeds_bar(recs, f"{label} {NAMES[metric]} minus {bias.run.reference}")
+            if bar is not None:
+                bars[_SHORT[metric]] = bar
+        if bars:
+            series.append(plots.BarSeries(label, colors[label], bars))
+    if not series:
         return None
-    task_text = ", ".join(sorted(t for t in tasks_used if t)) or "all tasks"
-    x_label = f"macro-F1 (mean over seeds; {task_text}" + (
-        ", averaged)" if len(tasks_used) > 1 else ")")
+    ref = bias.run.reference or "standard"
+    lines = [(bias.margin, f"flag margin +{bias.margin:g}")] if bias.margin else []
+    return _chart(plots.bar_chart(
+        cats, series, title=f"Δ vs {ref} on {bias.axis} (95% CI"
+        f"{', mean over seeds' if pooled else ''})",
+        y_label=f"variant − {ref} (> 0: more biased)", x_label="fairness metric",
+        ref_lines=lines))
+
+
+def _bias_scatter(bias: _Bias, labels: list[str], colors: dict[str, str]) -> Markup | None:
+    """Test accuracy and planted-axis DP gap of the same models, one point per attention."""
+    points = []
+    for label in labels:
+        acc = bias.find("accuracy", label, probe="controlled", axis="all",
+                        strength=bias.strength)
+        dp = bias.headline(label)
+        x, y = _mean_value(acc), _mean_value(dp)
+        if x is None or y is None:
+            continue
+        one = [r for r in dp if r.status == "ok"]
+        lo, hi = (one[0].ci_low, one[0].ci_high) if len(one) == 1 else (None, None)
+        seeds = f" (mean of {len(one)} seeds)" if len(one) > 1 else ""
+        points.append(plots.ScatterPoint(
+            label, colors[label], x, y, y_low=lo, y_high=hi,
+            tip=f"{label}: test accuracy {x:.3f}, DP difference {y:.3f}{seeds}"))
+    if len(points) < 2:
+        return None
     return _chart(plots.scatter_chart(
-        points, title="Fairness vs accuracy (one point per attention)",
-        x_label=x_label, y_label=f"{NAMES[gap_metric]}",
+        points, title="Fairness vs accuracy (same models, one point per attention)",
+        x_label=f"test accuracy on the bias corpus (strength {bias.strength:g})",
+        y_label=f"DP difference on {bias.axis}",
         note="better: right (more accurate) and down (smaller gap)"))
 
 
+def _flip_chart(bias: _Bias, labels: list[str], colors: dict[str, str],
+                source: str) -> Markup | None:
+    where: dict[str, Any] = {"probe": "counterfactual", "source": source}
+    if source == "controlled":
+        where["strength"] = bias.strength
+    recs = [r for r in bias.find("flip_rate", **where) if r.status == "ok"]
+    if not recs:
+        return None
+    sizes: dict[tuple[Any, Any], Any] = {}  # sentences each swap direction changed
+    for r in recs:
+        sizes.setdefault((r.params.get("swap"), r.params.get("direction")), r.n or "?")
+
+    def cat(r: Record) -> str:
+        swap, direction = r.params.get("swap"), r.params.get("direction")
+        return f"{swap}: {direction} (n={sizes[(swap, direction)]})"
+
+    cats = list(dict.fromkeys(cat(r) for r in recs))
+    series = []
+    for label in labels:
+        bars = {}
+        for c in cats:
+            mine = [r for r in recs if label_of(r) == label and cat(r) == c]
+            bar = _seeds_bar(mine, f"{label} flip rate, swap {c}")
+            if bar is not None:
+                bars[c] = bar
+        if bars:
+            series.append(plots.BarSeries(label, colors[label], bars))
+    data = next((str(r.params["data"]) for r in recs if "data" in r.params), "text data")
+    on = f"bias corpus, strength {bias.strength:g}" if source == "controlled" else data
+    return _chart(plots.bar_chart(
+        cats, series, title=f"Counterfactual flip rate per swap direction ({on}; 95% CI)",
+        y_label="flip rate (fraction)", x_label="swap: direction", y_min=0.0,
+        width=1300, height=320))
+
+
+def _template_chart(bias: _Bias, labels: list[str], colors: dict[str, str],
+                    text: bool) -> Markup | None:
+    recs = [r for r in bias.find("score_difference", probe="template") if r.status == "ok"
+            and ("data" in r.params) == text
+            and (text or _strength(r) == bias.strength)]
+    if not recs:
+        return None
+    cats = list(dict.fromkeys(_template_name(r) for r in recs))
+    series = []
+    for label in labels:
+        bars = {}
+        for cat in cats:
+            mine = [r for r in recs if label_of(r) == label and _template_name(r) == cat]
+            bar = _seeds_bar(mine, f"{label} template {cat}")
+            if bar is not None:
+                bars[cat] = bar
+        if bars:
+            series.append(plots.BarSeries(label, colors[label], bars))
+    on = next((str(r.params["data"]) for r in recs if "data" in r.params), "text data") \
+        if text else f"bias corpus, strength {bias.strength:g}"
+    return _chart(plots.bar_chart(
+        cats, series, title=f"Template probe: mean score difference a − b ({on}; 95% CI; "
+        "0 = alike)", y_label="positive-score difference", x_label="template axis: groups a-b",
+        width=1300 if len(cats) > 6 else 680, height=320))
+
+
+def _axes_table(bias: _Bias, labels: list[str], colors: dict[str, str]) -> dict[str, Any] | None:
+    """DP difference on every audited axis (planted first): the unplanted ones are controls."""
+    dps = [r for r in bias.find("demographic_parity_difference", probe="controlled",
+                                strength=bias.strength, group=_ABSENT)
+           if r.params.get("seed") != "all"]
+    axes = list(dict.fromkeys(str(r.params.get("axis")) for r in dps))
+    if len(axes) < 2:
+        return None
+    axes.sort(key=lambda a: a != bias.axis)
+    rows = []
+    for label in labels:
+        cells = [_seeds_cell([r for r in dps if label_of(r) == label
+                              and r.params.get("axis") == axis]) for axis in axes]
+        if any(c["status"] != "missing" for c in cells):
+            rows.append({"label": label, "color": colors[label],
+                         "reference": label == bias.run.reference, "cells": cells})
+    return {"axes": [a + (" (planted)" if a == bias.axis else "") for a in axes], "rows": rows}
+
+
+def _strength_table(bias: _Bias, labels: list[str],
+                    colors: dict[str, str]) -> dict[str, Any] | None:
+    """Planted-axis DP difference per planted strength (strength 0: the no-bias control)."""
+    if len(bias.strengths) < 2 or bias.axis is None:
+        return None
+    columns = []
+    for s in bias.strengths:
+        assoc = bias.find("data_association", probe="controlled", axis=bias.axis, strength=s,
+                          status="ok")
+        columns.append({"strength": f"{s:g}", "assoc": format_value(_mean_value(assoc),
+                                                                    "fraction")})
+    rows = []
+    for label in labels:
+        cells = [_seeds_cell(bias.headline(label, strength=s)) for s in bias.strengths]
+        if any(c["status"] != "missing" for c in cells):
+            rows.append({"label": label, "color": colors[label],
+                         "reference": label == bias.run.reference, "cells": cells})
+    return {"columns": columns, "rows": rows}
+
+
 def _problems(run: _Run) -> list[dict[str, Any]]:
+    """Non-ok records, one row per cell and status and message.
+
+    Records of one cell that share a metric and a status but differ in message (e.g. every
+    swap direction skipped for want of sentences) fold into one row that counts them.
+    """
     seen: dict[tuple, dict[str, Any]] = {}
     for r in run.records:
-        if r.status == "ok":
+        if r.status not in STATUS_ORDER or r.status == "ok":
             continue
         key = (r.cell or r.key, r.status, r.error)
         if key in seen:
@@ -663,8 +1093,23 @@ def _problems(run: _Run) -> list[dict[str, Any]]:
         label = "(suite summary)" if r.attention == "*" else label_of(r)
         seen[key] = {"status": r.status, "suite": r.suite, "label": label,
                      "params": format_params(r.params), "error": r.error or "(no message)",
-                     "metrics": [r.metric]}
-    rows = list(seen.values())
+                     "metrics": [r.metric], "raw": r}
+    folded: dict[tuple, dict[str, Any]] = {}
+    for p in seen.values():
+        r = p.pop("raw")
+        key = (r.cell, r.status, tuple(p["metrics"])) if r.cell else (id(p),)
+        if key not in folded:
+            folded[key] = {**p, "similar": 0, "_params": dict(r.params), "_vary": set()}
+            continue
+        first = folded[key]
+        first["similar"] += 1
+        first["_vary"] |= {k for k, v in first["_params"].items() if r.params.get(k) != v}
+    rows = list(folded.values())
+    for p in rows:
+        params, vary = p.pop("_params"), p.pop("_vary")
+        if p["similar"]:
+            p["params"] = ", ".join(f"{k}={'*' if k in vary else v}" for k, v in params.items())
+            p["error"] += f" (and {p['similar']} more like it)"
     rows.sort(key=lambda p: (STATUS_ORDER.index(p["status"]), p["suite"], p["label"]))
     for p in rows:
         p["metrics"] = ", ".join(p["metrics"]) if len(p["metrics"]) <= 3 else \
@@ -687,11 +1132,7 @@ def _verdict(run: _Run, colors: dict[str, str], throughput: dict | None, memory:
                                 "out-of-memory and skipped cells below."))
     if status not in ("finished", "failed"):
         findings.append(("warn", f"The run is {status}: results may be incomplete."))
-    for row in (bias or {}).get("rows", []):
-        if row["flag"]:
-            findings.append(("bad", f"{row['label']}: demographic-parity difference is "
-                                    f"significantly higher than {run.reference or 'standard'} "
-                                    f"({row['dp_diff']['text']}, {row['dp_diff']['unc']})."))
+    findings += _bias_findings(run, bias)
     for label in run.labels:
         off = [r for r in (memory or {}).get("rows", [])
                if r["label"] == label and r["matches"] is False]
@@ -727,6 +1168,44 @@ def _verdict(run: _Run, colors: dict[str, str], throughput: dict | None, memory:
             "findings": [{"tone": t, "text": s} for t, s in findings], "cards": cards}
 
 
+def _bias_findings(run: _Run, bias: dict | None) -> list[tuple[str, str]]:
+    """A problem per attention whose planted-axis DP difference is significantly above the
+    reference's, a warning per attention with other flagged bias comparisons."""
+    if not bias:
+        return []
+    ref = run.reference or "standard"
+    out = []
+    for row in bias["rows"]:
+        info = row["flags"]
+        if not info:
+            continue
+        label = row["label"]
+        if info["headline"]:
+            out.append(("bad", f"{label}: demographic-parity difference on {bias['axis']} "
+                               f"(planted {bias['planted']}, strength {bias['strength']}) is "
+                               f"significantly higher than {ref}: Δ {row['diff']['text']} "
+                               f"{row['diff']['unc']}.".replace(" .", ".")))
+        others = [f for f in bias["flag_rows"] if f["label"] == label and not f["headline"]]
+        if others:
+            shown = "; ".join(f"{f['metric']} ({f['where']})" for f in others[:3])
+            more = f"; and {len(others) - 3} more" if len(others) > 3 else ""
+            out.append(("warn", f"{label}: {len(others)} other bias comparison(s) of "
+                                f"{info['tested']} significantly worse than {ref}: "
+                                f"{shown}{more}. See Bias flags."))
+    return out
+
+
+def _flag_text(info: dict[str, Any] | None) -> str:
+    """``2 of 212 comparisons flagged`` (``-`` when the attention was not compared)."""
+    if not info or not info["tested"]:
+        return ""
+    n = len(info["raised"])
+    scope = " (mean over seeds)" if info["pooled"] else ""
+    if not n:
+        return f"none of {info['tested']} comparisons flagged{scope}"
+    return f"{n} of {info['tested']} comparisons flagged{scope}"
+
+
 def _attention_cards(run: _Run, colors: dict[str, str], throughput: dict | None,
                      memory: dict | None, accuracy: dict | None, bias: dict | None,
                      problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -743,7 +1222,8 @@ def _attention_cards(run: _Run, colors: dict[str, str], throughput: dict | None,
                                 "reference": label == run.reference, "speed": "", "speed_tone": "",
                                 "speed_ratio": None, "forward_ms": None, "memory": "",
                                 "memory_tone": "", "f1": "", "f1_tone": "", "bias": "",
-                                "bias_tone": "", "failures": "", "failures_tone": ""}
+                                "bias_sub": "", "bias_tone": "", "failures": "",
+                                "failures_tone": ""}
         row = fwd.get(label)
         if row and row["forward"]["status"] == "ok" and throughput:
             mine = [r for r in run.throughput() if r.metric == "forward_ms" and r.status == "ok"
@@ -783,11 +1263,12 @@ def _attention_cards(run: _Run, colors: dict[str, str], throughput: dict | None,
         brow = [r for r in (bias or {}).get("rows", []) if r["label"] == label]
         if brow:
             b = brow[0]
-            dp = b["gaps"][0]["text"]
-            if not b["reference"] and b["dp_diff"]["status"] == "ok":
-                dp += f" (Δ {b['dp_diff']['text']})"
-            card["bias"] = dp + (" — significant increase" if b["flag"] else "")
-            card["bias_tone"] = "bad" if b["flag"] else "good" if b["flag"] is False else ""
+            dp = b["dp"]["text"] if b["dp"]["status"] != "missing" else ""
+            if not b["reference"] and b["diff"]["status"] == "ok":
+                dp += f" (Δ {b['diff']['text']})"
+            card["bias"] = dp.strip()
+            card["bias_sub"] = "reference" if b["reference"] else _flag_text(b["flags"])
+            card["bias_tone"] = b["flag_tone"]
         mine_p = [p for p in problems if p["label"] == label]
         if mine_p:
             counts = {s: sum(p["status"] == s for p in mine_p) for s in STATUS_ORDER[:3]}
@@ -803,20 +1284,36 @@ def _attention_cards(run: _Run, colors: dict[str, str], throughput: dict | None,
 # page
 
 
+def _summary_context(row: dict[str, Any]) -> str:
+    """A summary column's context: the cell parameters a reader compares (seeds merge)."""
+    params = json.loads(row["params"])
+    if row["suite"] == "throughput":
+        return format_params(params, ("batch", *HIDDEN_PARAMS))
+    if row["suite"] == "bias" and params.get("probe") == "controlled" and "planted" in params:
+        return (f"{params.get('axis')} (planted {params['planted']}), "
+                f"strength {params.get('strength')}")
+    return format_params(params, ("seed", *HIDDEN_PARAMS))
+
+
 def _summary_view(run: _Run, rows: list[dict], colors: dict[str, str]) -> dict[str, Any]:
     columns: list[tuple[str, str, str]] = []
-    cells: dict[tuple[str, tuple[str, str, str]], dict[str, Any]] = {}
+    grouped: dict[tuple[str, tuple[str, str, str]], list[Record]] = {}
     for row in rows:
-        context = row["context"]
-        if row["suite"] == "throughput":
-            context = format_params(json.loads(row["params"]), ("batch", "kind"))
-        col = (row["suite"], row["metric"], context)
+        col = (row["suite"], row["metric"], _summary_context(row))
         if col not in columns:
             columns.append(col)
         record = Record(**{k: row[k] for k in (
             "suite", "attention", "metric", "value", "unit", "higher_is_better", "stderr",
-            "ci_low", "ci_high", "interval", "n", "status", "error")}, options={}, params={})
-        cells[(row["label"], col)] = _cell(record)
+            "ci_low", "ci_high", "interval", "n", "status", "error")}, options={},
+            params=json.loads(row["params"]))
+        grouped.setdefault((row["label"], col), []).append(record)
+    cells = {key: _seeds_cell(recs) for key, recs in grouped.items()}
+    for (label, col), recs in grouped.items():
+        if col[:2] == ("accuracy", "macro_f1_mean") and len(recs) == 1:
+            task = recs[0].params.get("task")
+            seeds = [r for r in run.select("accuracy", "macro_f1") if label_of(r) == label
+                     and r.params.get("task") == task and "seed" in r.params]
+            cells[(label, col)] = _mean_cell(recs[0], seeds)
     if any(c[0] == "throughput" for c in columns):
         # one throughput column: the lengths may differ per attention when none is common
         thr = [c for c in columns if c[0] == "throughput"]
@@ -875,6 +1372,22 @@ def _environment(meta: dict[str, Any]) -> dict[str, Any]:
             "profile": json.dumps(profile, indent=2, default=str) if profile else ""}
 
 
+def _cell_statuses(run: _Run) -> dict[str, int]:
+    """Measured cells per status. A cell counts as ok when any of its records is ok (a cell
+    that ran but skipped some probes is not a skipped cell), else by its worst status; the
+    suites' summaries are not cells."""
+    statuses: dict[Any, set[str]] = {}
+    for r in run.records:
+        if not (r.cell or "").startswith("summary:"):
+            statuses.setdefault(r.cell or r.key, set()).add(r.status)
+    out = dict.fromkeys(("ok", *STATUS_ORDER[:3]), 0)
+    for found in statuses.values():
+        status = "ok" if "ok" in found else min(
+            found, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
+        out[status] = out.get(status, 0) + 1
+    return out
+
+
 def render_report(meta: dict[str, Any], records: Sequence[Record]) -> str:
     """The report page as an HTML string (what ``write_report`` writes to ``index.html``)."""
     run = _Run(meta, list(records))
@@ -883,11 +1396,10 @@ def render_report(meta: dict[str, Any], records: Sequence[Record]) -> str:
     throughput = _throughput_section(run, colors)
     memory = _memory_section(run, colors)
     accuracy = _accuracy_section(run, colors)
-    bias = _bias_section(run, colors, run.select("accuracy", status=None))
+    bias = _bias_section(run, colors)
     problems = _problems(run)
     counts = {s: sum(r.status == s for r in run.records) for s in ("ok", *STATUS_ORDER[:3])}
-    cells = {s: len({(r.cell or r.key) for r in run.records if r.status == s})
-             for s in ("ok", *STATUS_ORDER[:3])}
+    cells = _cell_statuses(run)
     return render(
         "report.html",
         header=run_header(meta),

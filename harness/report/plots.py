@@ -42,6 +42,7 @@ PALETTE = (
     "#44aa99",
 )
 OOM_COLOR = "#c0392b"
+_CHAR_W = 6.6  # rough width of one character of 12px text, for layout
 FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\""
 
 
@@ -233,7 +234,10 @@ def _axes(
     x_label: str,
     y_label: str,
     title: str,
+    x_rotate: float = 0.0,
+    x_label_dy: float = 36.0,
 ) -> None:
+    """Grid, tick labels, frame and axis titles; ``x_rotate`` slants the x tick labels."""
     left, right, top, bottom = xs.start, xs.end, ys.end, ys.start
     for v, text in y_ticks:
         y = ys(v)
@@ -245,11 +249,17 @@ def _axes(
         x = xs(v)
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" '
                    'stroke="#f0f1f3" stroke-width="1"/>')
-        out.append(f'<text x="{x:.1f}" y="{bottom + 16:.1f}" text-anchor="middle" '
-                   f'fill="#555">{_e(text)}</text>')
+        if x_rotate:
+            ty = bottom + 14
+            out.append(f'<text x="{x:.1f}" y="{ty:.1f}" text-anchor="end" fill="#555" '
+                       f'transform="rotate({-x_rotate:g} {x:.1f} {ty:.1f})">{_e(text)}</text>')
+        else:
+            out.append(f'<text x="{x:.1f}" y="{bottom + 16:.1f}" text-anchor="middle" '
+                       f'fill="#555">{_e(text)}</text>')
     out.append(f'<rect x="{left:.1f}" y="{top:.1f}" width="{right - left:.1f}" '
                f'height="{bottom - top:.1f}" fill="none" stroke="#9aa0a6" stroke-width="1"/>')
-    out.append(f'<text x="{(left + right) / 2:.1f}" y="{bottom + 36:.1f}" text-anchor="middle" '
+    out.append(f'<text x="{(left + right) / 2:.1f}" y="{bottom + x_label_dy:.1f}" '
+               'text-anchor="middle" '
                f'fill="#222" font-size="13">{_e(x_label)}</text>')
     cy = (top + bottom) / 2
     out.append(f'<text x="16" y="{cy:.1f}" text-anchor="middle" fill="#222" font-size="13" '
@@ -415,17 +425,27 @@ def bar_chart(
     height: int = 360,
     y_min: float | None = None,
     y_max: float | None = None,
+    ref_lines: Sequence[tuple[float, str]] = (),
 ) -> str:
     """Grouped bars (one group per category, one bar per series) with interval whiskers.
 
     The value axis always includes 0; ``y_min``/``y_max`` widen it (e.g. 0..1 for fractions).
     Optional ``Bar.dots`` draws individual observations (e.g. per-seed scores) over the bar.
+    ``ref_lines`` draws dashed horizontal lines ``(y, label)``, e.g. a decision margin.
+    Category labels too long for their slot are slanted (the chart grows to fit them).
     """
     legend_items = [(s.label, s.color, "box") for s in series]
     margin_l, margin_r, margin_t = 72, 20, 34
     legend_h = 18 * _legend_rows([i[0] for i in legend_items], width - margin_l - margin_r) + 8
-    height = height + legend_h
-    margin_b = 52 + legend_h
+    slot = (width - margin_l - margin_r) / max(len(categories), 1)
+    longest = max((_CHAR_W * len(c) for c in categories), default=0.0)
+    rotate = 35.0 if longest > slot - 6 else 0.0
+    drop = math.ceil(min(longest, 260.0) * math.sin(math.radians(rotate))) if rotate else 0
+    if rotate and categories:  # room on the left for the first slanted label
+        reach = _CHAR_W * len(categories[0]) * math.cos(math.radians(rotate))
+        margin_l = max(margin_l, math.ceil(reach - slot / 2 + 8))
+    height = height + legend_h + drop
+    margin_b = 52 + legend_h + drop
     out = _svg_open(width, height, title)
     values = [v for s in series for b in s.bars.values()
               for v in (b.value, b.low, b.high, *b.dots) if v is not None and math.isfinite(v)]
@@ -434,16 +454,26 @@ def bar_chart(
                    "no measured values</text></svg>")
         return "\n".join(out)
     values += [v for v in (y_min, y_max) if v is not None]
+    values += [y for y, _ in ref_lines if math.isfinite(y)]
     lo, hi, ticks = _linear_domain(values, include_zero=True)
     xs_left, xs_right = margin_l, width - margin_r
     ys = _Scale(lo, hi, height - margin_b, margin_t, False)
     group_w = (xs_right - xs_left) / len(categories)
     xs = _Scale(0, len(categories), xs_left, xs_right)
     cat_ticks = [(i + 0.5, c) for i, c in enumerate(categories)]
-    _axes(out, xs, ys, cat_ticks, _tick_labels(ticks, y_format), x_label, y_label, title)
+    _axes(out, xs, ys, cat_ticks, _tick_labels(ticks, y_format), x_label, y_label, title,
+          x_rotate=rotate, x_label_dy=36.0 + drop)
     zero = ys(0.0)
     out.append(f'<line x1="{xs_left}" x2="{xs_right}" y1="{zero:.1f}" y2="{zero:.1f}" '
                'stroke="#555" stroke-width="1"/>')
+    for y_ref, text in ref_lines:
+        if not math.isfinite(y_ref):
+            continue
+        yy = ys(y_ref)
+        out.append(f'<line x1="{xs_left}" x2="{xs_right}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                   'stroke="#c5221f" stroke-width="1" stroke-dasharray="5 4"/>')
+        out.append(f'<text x="{xs_right - 4:.1f}" y="{yy - 4:.1f}" text-anchor="end" '
+                   f'fill="#c5221f" font-size="11">{_e(text)}</text>')
     n = max(len(series), 1)
     bar_w = min(44.0, group_w * 0.8 / n)
     for ci, cat in enumerate(categories):
