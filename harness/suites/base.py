@@ -78,6 +78,18 @@ class DataOptions(SuiteParams):
     text_column: str | None = None
     label_column: str | None = None
 
+    @property
+    def given(self) -> bool:
+        """Whether the run names a dataset or local files."""
+        return self.dataset is not None or self.data_files is not None
+
+    @property
+    def label(self) -> str:
+        """Short identity of the data (hub name or file names), stored in records' params."""
+        if self.dataset:
+            return str(self.dataset)
+        return ",".join(f"{k}={Path(v).name}" for k, v in sorted((self.data_files or {}).items()))
+
 
 @dataclass
 class RunContext:

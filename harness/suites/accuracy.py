@@ -1,0 +1,664 @@
+"""Accuracy suite: does a model with each attention still learn the task?
+
+Cells are attention x task x seed. Each cell trains the encoder classifier with the shared trainer
+(:mod:`harness.suites.training`: the same model size and budget for every attention), keeps the
+best-validation checkpoint and scores it on test: ``macro_f1`` and ``accuracy`` with a 95%
+percentile-bootstrap interval over test examples, plus ``val_macro_f1``, ``train_time_s``,
+``n_params`` and ``best_step``. Test labels and predictions go to ``artifacts/<cell id>.json``.
+
+Tasks: the synthetic ``tasks`` (default ListOps and associative recall) always run; the ``text``
+task runs on the run's data (``--data-files`` / ``--dataset``); without them its cells are recorded
+as ``skipped``. A task entry may carry its own data (``params.data_files``), budget (``train``) and
+attention options.
+
+Attention options per task: the block-sparse and LSH defaults (``block_size`` / ``chunk_size`` 64)
+are sized for long inputs. On a 64-token input one 64-token block or chunk *is* full attention, and
+on a 200-token input window + global + random blocks of 64 cover every key. ``attention_options``
+(suite-wide, and per task on top) fill in options a profile's attention spec leaves unset, e.g.
+``{sparse: {block_size: 8}, lsh: {chunk_size: 16}}`` for 128-token inputs, so the variants really
+are sparse; the options that ran are in every record's ``options``.
+
+``summarize`` writes, per attention and task: ``macro_f1_mean`` / ``accuracy_mean`` /
+``train_time_s_mean`` over seeds (stderr, 95% t-interval, n seeds), ``macro_f1_diff_vs_standard``
+(mean over the seeds both models ran, paired bootstrap over the same test examples, 95% interval)
+with its ``paired_p_value``, ``n_params_ratio_vs_standard``, and, with ``fidelity``, for every
+softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``):
+``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
+model's own q, k, v, per test example; mean with bootstrap interval) and ``swap_macro_f1`` (the
+standard model's test macro-F1 with its attention swapped, no retraining). The reference is
+``standard`` with ``backend=sdpa``; its checkpoint for the first seed is saved to
+``artifacts/<cell id>.pt`` so the summary can reload it.
+
+``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
+little from intra-op threads and a single thread is much steadier on a shared machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+
+from harness.records import Cell, Record, canonical_json
+from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.training import (
+    TrainParams,
+    build_for_task,
+    macro_f1_scores,
+    make_batch,
+    predict,
+    train_classifier,
+)
+
+if TYPE_CHECKING:
+    from harness.data.base import Split, TaskData
+
+__all__ = [
+    "AccuracyParams",
+    "AccuracySuite",
+    "TaskEntry",
+    "TextTaskEntry",
+    "fidelity_errors",
+    "load_cached",
+    "paired_diff",
+    "score_predictions",
+]
+
+#: ``ctx.data`` fields that the text task takes from the command line, not from the profile.
+_DATA_KEYS = ("dataset", "data_files", "text_column", "label_column")
+_TASK_CACHE: OrderedDict[str, TaskData] = OrderedDict()
+_TASK_CACHE_SIZE = 3
+
+
+def _check_attention_options(value: dict[str, dict[str, Any]], where: str) -> None:
+    from harness.attention import attention_class, attention_options, list_attentions
+
+    for name, options in value.items():
+        if name not in list_attentions():
+            raise ValueError(
+                f"{where}: unknown attention {name!r}; registered: {', '.join(list_attentions())}"
+            )
+        valid = attention_options(attention_class(name))
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{where}.{name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+
+
+class TaskEntry(SuiteParams):
+    """One task: ``load_task(name, **params)``, shown as ``label`` (default: the name).
+
+    ``train`` overrides the suite's budget for this task (still identical for every attention);
+    ``attention_options`` (per attention name) fill in options the attention spec leaves unset.
+    """
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+    train: TrainParams | None = None
+    attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("attention_options")
+    @classmethod
+    def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _check_attention_options(v, "attention_options")
+        return v
+
+    @model_validator(mode="after")
+    def _known_task(self) -> TaskEntry:
+        try:
+            from harness.data import list_tasks, task_options
+        except ImportError:  # the data layer is unavailable: load_task will say why at run time
+            return self
+        if self.name not in list_tasks():
+            raise ValueError(f"unknown task {self.name!r}; registered: {', '.join(list_tasks())}")
+        unknown = sorted(set(self.params) - set(task_options(self.name)))
+        if unknown:
+            valid = ", ".join(task_options(self.name))
+            raise ValueError(
+                f"task {self.name!r}: unknown parameter(s) {', '.join(unknown)}; valid: {valid}"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+    def config_hash(self) -> str:
+        """Short hash of what defines the task's data, so cells differ when it changes."""
+        return hashlib.sha1(canonical_json([self.name, self.params]).encode()).hexdigest()[:8]
+
+
+class TextTaskEntry(TaskEntry):
+    """The ``text`` task on the run's data (``--data-files``/``--dataset``); ``name`` is fixed."""
+
+    name: Literal["text"] = "text"
+
+
+def _listops() -> TaskEntry:
+    return TaskEntry(name="listops", params={"n_train": 2000, "n_val": 200, "n_test": 500,
+                                             "min_len": 32, "max_len": 128, "max_depth": 4,
+                                             "max_args": 5},
+                     attention_options={"sparse": {"block_size": 8}, "lsh": {"chunk_size": 16}})
+
+
+def _recall() -> TaskEntry:
+    return TaskEntry(name="recall", params={"n_train": 2000, "n_val": 200, "n_test": 500,
+                                            "seq_len": 128, "n_pairs": 8, "n_queries": 4,
+                                            "num_keys": 32, "num_values": 8},
+                     attention_options={"sparse": {"block_size": 8}, "lsh": {"chunk_size": 16}})
+
+
+def _text() -> TextTaskEntry:
+    return TextTaskEntry(name="text", params={"tokenizer": "wordpiece", "vocab_size": 8000,
+                                          "max_len": 64, "max_train": 20000, "max_eval": 2000},
+                     attention_options={"sparse": {"block_size": 8}, "lsh": {"chunk_size": 8}})
+
+
+class AccuracyParams(SuiteParams):
+    """Parameters of the accuracy suite (see the module doc)."""
+
+    tasks: list[TaskEntry] = Field(default_factory=lambda: [_listops(), _recall()])
+    text: TextTaskEntry | None = Field(default_factory=_text)
+    train: TrainParams = Field(default_factory=TrainParams)
+    attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    n_boot: NonNegativeInt = 1000
+    fidelity: bool = True
+    fidelity_max_examples: PositiveInt = 512
+    predict_batch_size: PositiveInt = 128
+    #: torch threads while training and scoring (None: the run's). Small encoders gain little
+    #: from intra-op threads, and on a busy machine a single thread is far steadier.
+    threads: PositiveInt | None = None
+
+    @field_validator("attention_options")
+    @classmethod
+    def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        _check_attention_options(v, "attention_options")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AccuracyParams:
+        keys = [t.key for t in self.all_tasks()]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(
+                f"task labels must be unique, repeated: {', '.join(dupes)}; set `label:` on one"
+            )
+        if self.text is not None:
+            given = sorted(set(self.text.params) & set(_DATA_KEYS))
+            if given:
+                raise ValueError(
+                    f"text.params: {', '.join(given)} come from the command line "
+                    "(--dataset/--data-files/--text-column/--label-column); to pin data in the "
+                    "profile, add a `tasks:` entry with name: text and params.data_files"
+                )
+        return self
+
+    def all_tasks(self) -> list[TaskEntry]:
+        return [*self.tasks, *([self.text] if self.text is not None else [])]
+
+    def task(self, key: str) -> TaskEntry:
+        for entry in self.all_tasks():
+            if entry.key == key:
+                return entry
+        known = ", ".join(t.key for t in self.all_tasks())
+        raise ValueError(f"accuracy: no task {key!r} in the profile; it has: {known}")
+
+    def train_for(self, entry: TaskEntry) -> TrainParams:
+        return entry.train or self.train
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _is_reference(attention: str, options: dict[str, Any]) -> bool:
+    return attention == "standard" and options.get("backend", "sdpa") == "sdpa"
+
+
+def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
+    from harness.attention import attention_class
+
+    if attention == "standard":
+        return False
+    if attention == "linear":
+        return options.get("feature_map") == "favor"
+    return bool(attention_class(attention).capabilities.approximates_softmax)
+
+
+def _is_text_from_run(entry: TaskEntry, params: AccuracyParams) -> bool:
+    return params.text is not None and entry is params.text
+
+
+def _task_kwargs(entry: TaskEntry, params: AccuracyParams, ctx: RunContext) -> dict[str, Any]:
+    kwargs = dict(entry.params)
+    if _is_text_from_run(entry, params):
+        data = ctx.data
+        for key in _DATA_KEYS:
+            value = getattr(data, key)
+            if value is not None:
+                kwargs[key] = dict(value) if isinstance(value, dict) else value
+    return kwargs
+
+
+def _has_run_data(ctx: RunContext) -> bool:
+    return ctx.data.given
+
+
+def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
+    """``load_task`` with a small in-process cache (cells of one task share the data)."""
+    from harness.data import load_task
+
+    key = canonical_json([name, kwargs])
+    task = _TASK_CACHE.get(key)
+    if task is None:
+        task = load_task(name, **kwargs)
+        _TASK_CACHE[key] = task
+        while len(_TASK_CACHE) > _TASK_CACHE_SIZE:
+            _TASK_CACHE.popitem(last=False)
+    else:
+        _TASK_CACHE.move_to_end(key)
+    return task
+
+
+def _split_fingerprint(split: Split) -> str:
+    h = hashlib.sha1()
+    h.update(split.input_ids.numpy().tobytes())
+    h.update(split.labels.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _f1_stat(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    return macro_f1_scores(y, p, axis=axis)
+
+
+def _acc_stat(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(y == p, axis=axis)
+
+
+def score_predictions(
+    y_true: np.ndarray, y_pred: np.ndarray, *, n_boot: int, seed: int = 0
+) -> dict[str, dict[str, float | None]]:
+    """Test ``macro_f1`` and ``accuracy`` (through the shipped HF ``evaluate`` metrics) with 95%
+    percentile-bootstrap intervals and bootstrap standard errors (None when ``n_boot`` < 2)."""
+    from harness.measure.stats import bootstrap_ci
+    from harness.metrics import accuracy, macro_f1
+
+    out: dict[str, dict[str, float | None]] = {}
+    for name, value, stat in (("macro_f1", macro_f1(y_true, y_pred), _f1_stat),
+                              ("accuracy", accuracy(y_true, y_pred), _acc_stat)):
+        entry: dict[str, float | None] = {"value": float(value), "ci_low": None,
+                                          "ci_high": None, "stderr": None}
+        if n_boot >= 2 and len(y_true) > 1:
+            _, low, high, se = bootstrap_ci((y_true, y_pred), stat, n_boot=n_boot, seed=seed,
+                                            vectorized=True)
+            entry.update(ci_low=low, ci_high=high, stderr=se)
+        out[name] = entry
+    return out
+
+
+def paired_diff(
+    y_true: np.ndarray,
+    preds_a: list[np.ndarray],
+    preds_b: list[np.ndarray],
+    *,
+    metric: Callable[..., Any] = _f1_stat,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float | None, float | None, float | None, float | None]:
+    """Mean over seed pairs of ``metric(a_s) - metric(b_s)`` on the same test examples.
+
+    Test examples are resampled with the same indices for every system and seed (a paired
+    bootstrap). Returns ``(diff, low, high, stderr, p_value)``; the two-sided p-value tests
+    ``diff == 0`` with the bootstrap distribution shifted to the null,
+    ``(1 + #{|d* - diff| >= |diff|}) / (n_boot + 1)``. With ``n_boot`` < 2 only ``diff`` is given.
+    ``metric(y, p, axis=-1)`` must accept 2-D batches of resamples.
+    """
+    y = np.asarray(y_true)
+    if not preds_a or len(preds_a) != len(preds_b):
+        raise ValueError(f"paired_diff: need the same positive number of prediction arrays per "
+                         f"system, got {len(preds_a)} and {len(preds_b)}")
+    for p in (*preds_a, *preds_b):
+        if np.shape(p) != y.shape:
+            raise ValueError(f"paired_diff: predictions of shape {np.shape(p)} do not match "
+                             f"y_true {y.shape}; both systems must score the same test examples")
+    a = np.stack([np.asarray(p) for p in preds_a])
+    b = np.stack([np.asarray(p) for p in preds_b])
+    per_seed = [float(metric(y, pa)) - float(metric(y, pb)) for pa, pb in zip(a, b, strict=True)]
+    diff = float(np.mean(per_seed))
+    if n_boot < 2 or y.size < 2:
+        return diff, None, None, None, None
+    rng = np.random.default_rng(seed)
+    n = y.size
+    boot = np.empty(n_boot)
+    chunk = max(1, min(n_boot, 2_000_000 // max(n * a.shape[0], 1)))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        yy = y[idx]
+        total = np.zeros(stop - start)
+        for pa, pb in zip(a, b, strict=True):
+            total += np.asarray(metric(yy, pa[idx], axis=-1)) - np.asarray(metric(yy, pb[idx],
+                                                                                   axis=-1))
+        boot[start:stop] = total / a.shape[0]
+    low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
+    extreme = int(np.count_nonzero(np.abs(boot - diff) >= abs(diff) - 1e-12))
+    p_value = min(1.0, (1 + extreme) / (n_boot + 1))
+    return diff, float(low), float(high), float(boot.std(ddof=1)), p_value
+
+
+def fidelity_errors(
+    model: Any,
+    split: Split,
+    attention: Any,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Per example, the relative error ``||A(q,k,v) - S(q,k,v)|| / ||S(q,k,v)||`` of ``attention``
+    against the model's own exact attention ``S``, on the q, k, v that reach each layer.
+
+    Norms are Frobenius over layers, heads and real (non-padding) query positions.
+    """
+    errors: list[np.ndarray] = []
+    attention = attention.to(device).eval()
+    for start in range(0, len(split), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(split)))
+        ids, mask, _ = make_batch(split, index, device, True)
+        num = torch.zeros(len(index), dtype=torch.float64, device=device)
+        den = torch.zeros_like(num)
+        with torch.no_grad():
+            inputs = model.attention_inputs(ids, mask)
+            for layer, (q, k, v, kpm) in zip(model.layers, inputs, strict=True):
+                exact = layer.attention.attn(q, k, v, key_padding_mask=kpm)
+                approx = attention(q, k, v, key_padding_mask=kpm)
+                keep = mask[:, None, :, None].to(exact.dtype)
+                num += (((approx - exact) * keep).double() ** 2).sum(dim=(1, 2, 3))
+                den += ((exact * keep).double() ** 2).sum(dim=(1, 2, 3))
+        errors.append((num.sqrt() / den.sqrt().clamp_min(1e-30)).cpu().numpy())
+    return np.concatenate(errors) if errors else np.zeros(0)
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch threads (unchanged when None), restoring the count afterwards."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
+    return Record.for_cell(cell, metric, **kwargs)
+
+
+# ------------------------------------------------------------------------------------ suite
+@register_suite
+class AccuracySuite(Suite):
+    name = "accuracy"
+    description = "macro-F1 after training each attention with one budget (synthetic tasks, text)"
+    headline = "macro_f1_mean"
+    Params = AccuracyParams
+
+    def _options(self, spec: AttentionSpec, entry: TaskEntry, params: AccuracyParams
+                 ) -> dict[str, Any]:
+        """Options that run: class defaults < suite overrides < task overrides < the spec's."""
+        return {
+            **spec.resolved_options,
+            **params.attention_options.get(spec.name, {}),
+            **entry.attention_options.get(spec.name, {}),
+            **spec.options,
+        }
+
+    def __init__(self) -> None:
+        self._weights: dict[str, float] = {}
+
+    def plan(
+        self, params: AccuracyParams, attentions: list[AttentionSpec], seeds: list[int]
+    ) -> list[Cell]:
+        cells = []
+        for entry in params.all_tasks():
+            weight = self._weight(entry, params.train_for(entry))
+            for spec in attentions:
+                options = self._options(spec, entry, params)
+                for seed in seeds:
+                    cell_params = {"task": entry.key, "seed": seed, "config": entry.config_hash()}
+                    cell = Cell(self.name, spec.name, options, cell_params, spec.label)
+                    self._weights[cell.id] = weight
+                    cells.append(cell)
+        return cells
+
+    def cell_weight(self, cell: Cell) -> float:
+        return self._weights.get(cell.id, 1.0)
+
+    @staticmethod
+    def _weight(entry: TaskEntry, train: TrainParams) -> float:
+        """Expected cost ~ steps x batch x length (from the task's length parameters)."""
+        length = entry.params.get("max_len") or entry.params.get("seq_len") or 64
+        return train.steps * train.batch_size * float(length) / 1e5
+
+    def run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
+        with _threads(params.threads):
+            records = self._run_cell(cell, params, ctx)
+        if _is_text_from_run(params.task(cell.params["task"]), params) and ctx.data.given:
+            # Runs on different datasets must not match in `harness compare`.
+            for r in records:
+                r.params = {**r.params, "data": ctx.data.label}
+        return records
+
+    def _run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
+        entry = params.task(cell.params["task"])
+        if _is_text_from_run(entry, params) and not _has_run_data(ctx):
+            reason = ("no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
+                      "to run the text task")
+            return [_record(cell, "macro_f1", status="skipped", error=reason)]
+        seed = int(cell.params["seed"])
+        train = params.train_for(entry)
+        ctx.progress(0.0, f"{cell.label} {entry.key}: loading data")
+        task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+        spec = AttentionSpec(cell.attention, dict(cell.options), cell.label)
+        result = train_classifier(spec, task, train, seed=seed, device=ctx.device,
+                                  progress=ctx.progress)
+        ctx.progress(1.0, f"{cell.label} {entry.key}: scoring on test")
+        preds, _ = predict(result.model, task.test, batch_size=params.predict_batch_size,
+                           device=ctx.device, trim_padding=train.trim_padding)
+        y = task.test.labels.numpy()
+        scores = score_predictions(y, preds, n_boot=params.n_boot, seed=seed)
+        n_test = len(y)
+        artifacts = ctx.artifacts
+        (artifacts / f"{cell.id}.json").write_text(json.dumps({
+            "suite": self.name, "task": entry.key, "seed": seed, "attention": cell.attention,
+            "label": cell.label, "options": cell.options, "test_fingerprint":
+            _split_fingerprint(task.test), "labels": y.tolist(), "predictions": preds.tolist(),
+            "num_classes": task.num_classes, "best_step": result.best_step,
+            "history": result.history, "task_summary": task.summary(),
+        }, default=str))
+        first_seed = seed not in ctx.seeds or seed == min(ctx.seeds)
+        if params.fidelity and first_seed and _is_reference(cell.attention, cell.options):
+            torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
+                       artifacts / f"{cell.id}.pt")
+        return [
+            _record(cell, "macro_f1", unit="f1", higher_is_better=True, n=n_test,
+                    interval="ci95" if scores["macro_f1"]["ci_low"] is not None else None,
+                    **scores["macro_f1"]),
+            _record(cell, "accuracy", unit="fraction", higher_is_better=True, n=n_test,
+                    interval="ci95" if scores["accuracy"]["ci_low"] is not None else None,
+                    **scores["accuracy"]),
+            _record(cell, "val_macro_f1", value=result.best_val_score, unit="f1",
+                    higher_is_better=True, n=len(task.validation)),
+            _record(cell, "train_time_s", value=result.train_time_s, unit="s",
+                    higher_is_better=False, n=1),
+            _record(cell, "n_params", value=result.n_params, unit="count", n=1),
+            _record(cell, "best_step", value=result.best_step, unit="steps", n=1),
+        ]
+
+    # ------------------------------------------------------------------------------ summary
+    def summarize(
+        self, records: list[Record], params: AccuracyParams, ctx: RunContext
+    ) -> list[Record]:
+        mine = [r for r in records if r.suite == self.name and r.status == "ok"
+                and r.value is not None and "seed" in r.params]
+        groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
+        for r in mine:
+            groups.setdefault((str(r.params["task"]), r.label or r.attention), {}) \
+                .setdefault(r.metric, []).append(r)
+        out: list[Record] = []
+        for (task_key, _label), by_metric in sorted(groups.items()):
+            out.extend(self._means(task_key, by_metric))
+        out.extend(self._comparisons(mine, params, ctx))
+        if params.fidelity:
+            with _threads(params.threads):
+                out.extend(self._fidelity(mine, params, ctx))
+        return out
+
+    def _summary_record(self, first: Record, task_key: str, metric: str, **kwargs: Any
+                        ) -> Record:
+        return Record(suite=self.name, attention=first.attention, options=dict(first.options),
+                      params={"task": task_key, "config": first.params.get("config")},
+                      metric=metric, label=first.label or first.attention, **kwargs)
+
+    def _means(self, task_key: str, by_metric: dict[str, list[Record]]) -> list[Record]:
+        from harness.measure.stats import summarize
+
+        out = []
+        for metric, unit, hib in (("macro_f1", "f1", True), ("accuracy", "fraction", True),
+                                  ("train_time_s", "s", False)):
+            rows = sorted(by_metric.get(metric, []), key=lambda r: r.params["seed"])
+            if not rows:
+                continue
+            s = summarize([r.value for r in rows])
+            out.append(self._summary_record(
+                rows[0], task_key, f"{metric}_mean", value=s["mean"], unit=unit,
+                higher_is_better=hib, stderr=s["stderr"], ci_low=s["ci_low"],
+                ci_high=s["ci_high"], interval="ci95" if s["ci_low"] is not None else None,
+                n=s["n"]))
+        return out
+
+    def _load_artifact(self, ctx: RunContext, cell_id: str | None) -> dict[str, Any] | None:
+        if cell_id is None or ctx.run_dir is None:
+            return None
+        path = Path(ctx.run_dir) / "artifacts" / f"{cell_id}.json"
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def _comparisons(self, mine: list[Record], params: AccuracyParams, ctx: RunContext
+                     ) -> list[Record]:
+        f1 = [r for r in mine if r.metric == "macro_f1"]
+        refs = {(str(r.params["task"]), r.params["seed"]): r for r in f1
+                if _is_reference(r.attention, r.options)}
+        sizes = {(str(r.params["task"]), r.label): r.value for r in mine
+                 if r.metric == "n_params"}
+        ref_sizes = {str(r.params["task"]): r.value for r in mine
+                     if r.metric == "n_params" and _is_reference(r.attention, r.options)}
+        by_group: dict[tuple[str, str], list[Record]] = {}
+        for r in f1:
+            if not _is_reference(r.attention, r.options):
+                by_group.setdefault((str(r.params["task"]), r.label or r.attention), []).append(r)
+        out = []
+        for (task_key, label), rows in sorted(by_group.items()):
+            rows = sorted(rows, key=lambda r: r.params["seed"])
+            first = rows[0]
+            if task_key in ref_sizes and (task_key, label) in sizes:
+                out.append(self._summary_record(
+                    first, task_key, "n_params_ratio_vs_standard",
+                    value=sizes[(task_key, label)] / ref_sizes[task_key], unit="ratio", n=1))
+            ys, pa, pb, seeds = None, [], [], []
+            for r in rows:
+                ref = refs.get((task_key, r.params["seed"]))
+                if ref is None:
+                    continue
+                mine_art = self._load_artifact(ctx, r.cell)
+                ref_art = self._load_artifact(ctx, ref.cell)
+                if mine_art is None or ref_art is None or \
+                        mine_art["test_fingerprint"] != ref_art["test_fingerprint"]:
+                    continue
+                ys = np.asarray(ref_art["labels"])
+                pa.append(np.asarray(mine_art["predictions"]))
+                pb.append(np.asarray(ref_art["predictions"]))
+                seeds.append(r.params["seed"])
+            if ys is None:
+                continue
+            diff, low, high, se, p = paired_diff(ys, pa, pb, n_boot=params.n_boot,
+                                                 seed=min(seeds))
+            common = {"n": int(ys.size)}
+            out.append(self._summary_record(
+                first, task_key, "macro_f1_diff_vs_standard", value=diff, unit="f1",
+                ci_low=low, ci_high=high, stderr=se, higher_is_better=True,
+                interval="ci95" if low is not None else None, **common))
+            out.append(self._summary_record(
+                first, task_key, "paired_p_value", value=p, unit="p", **common,
+                error=None if p is not None else "n_boot < 2: no test"))
+        return out
+
+    def _fidelity(self, mine: list[Record], params: AccuracyParams, ctx: RunContext
+                  ) -> list[Record]:
+        from harness.attention import get_attention
+        from harness.measure.stats import bootstrap_ci
+
+        f1 = [r for r in mine if r.metric == "macro_f1"]
+        out = []
+        for task_key in sorted({str(r.params["task"]) for r in f1}):
+            refs = sorted((r for r in f1 if str(r.params["task"]) == task_key
+                           and _is_reference(r.attention, r.options)),
+                          key=lambda r: r.params["seed"])
+            ckpt = next((Path(ctx.run_dir) / "artifacts" / f"{r.cell}.pt" for r in refs
+                         if ctx.run_dir is not None
+                         and (Path(ctx.run_dir) / "artifacts" / f"{r.cell}.pt").is_file()), None)
+            variants: dict[str, Record] = {}
+            for r in f1:
+                if str(r.params["task"]) == task_key and \
+                        _approximates_softmax(r.attention, r.options):
+                    variants.setdefault(r.label or r.attention, r)
+            if ckpt is None or not variants:
+                continue
+            entry = params.task(task_key)
+            if _is_text_from_run(entry, params) and not _has_run_data(ctx):
+                continue
+            task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+            ref = next(r for r in refs if ckpt.name == f"{r.cell}.pt")
+            spec = AttentionSpec(ref.attention, dict(ref.options), ref.label or "")
+            train = params.train_for(entry)
+            model = build_for_task(spec, task, train, seed=int(ref.params["seed"]))
+            model.load_state_dict(torch.load(ckpt, map_location="cpu"))
+            model.to(ctx.device).eval()
+            test = task.test
+            if len(test) > params.fidelity_max_examples:
+                test = test.subset(range(params.fidelity_max_examples))
+            y = task.test.labels.numpy()
+            for label, rec in sorted(variants.items()):
+                ctx.progress(0.0, f"fidelity {label} on {task_key}")
+                attn = get_attention(rec.attention, **rec.options)
+                errors = fidelity_errors(model, test, attn, batch_size=params.predict_batch_size,
+                                         device=ctx.device)
+                low = high = se = None
+                if params.n_boot >= 2 and errors.size > 1:
+                    _, low, high, se = bootstrap_ci(errors, np.mean, n_boot=params.n_boot,
+                                                    vectorized=True)
+                out.append(self._summary_record(
+                    rec, task_key, "fidelity_rel_error", value=float(errors.mean()),
+                    unit="fraction", higher_is_better=False, stderr=se, ci_low=low,
+                    ci_high=high, interval="ci95" if low is not None else None,
+                    n=int(errors.size)))
+                model.set_attention(rec.attention, **rec.options)
+                try:
+                    preds, _ = predict(model, task.test, batch_size=params.predict_batch_size,
+                                       device=ctx.device, trim_padding=train.trim_padding)
+                finally:
+                    model.set_attention(ref.attention, **ref.options)
+                scores = score_predictions(y, preds, n_boot=params.n_boot)
+                out.append(self._summary_record(
+                    rec, task_key, "swap_macro_f1", unit="f1", higher_is_better=True,
+                    n=int(y.size), interval="ci95" if scores["macro_f1"]["ci_low"] is not None
+                    else None, **scores["macro_f1"]))
+        return out

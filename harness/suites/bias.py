@@ -1,0 +1,739 @@
+"""Bias-probe suite: does a model treat groups alike, and does the attention variant change that?
+
+Two kinds of cell per attention and seed (every attention gets the same :class:`TrainParams`):
+
+* ``{"probe": "controlled", "planted": "<axis>:<group>", "strength": s, "seed": k}`` trains on the
+  data layer's ``bias_sentiment`` corpus, whose training labels tie one group to the negative class
+  with strength ``s`` (0 = no association), and scores the balanced test split where group and
+  label are independent. It writes the group audit of every demographic attribute (fairlearn
+  ``MetricFrame``: per-group rates, demographic-parity and equalized-odds gaps, bootstrap CIs),
+  the bias amplification of the planted group, a counterfactual probe on the test sentences and
+  the template probe.
+* ``{"probe": "text", "seed": k}`` trains on the run's text dataset (``--data-files`` or
+  ``--dataset``, capped by ``text``) and runs the counterfactual and template probes on it;
+  without external data the cell is recorded as skipped.
+
+``summarize`` compares every bias metric of each variant with ``standard`` on the same examples:
+a paired bootstrap over test examples from the per-example outputs each cell saves to
+``artifacts/<cell id>.json`` (``params.ci_method = "paired_bootstrap"``), or, when those files are
+missing, a normal approximation from the two records' intervals assuming independence
+(``"normal_approx"``). Those intervals cover the sampling of test examples only, not training
+randomness; with two or more seeds a ``seed: "all"`` record adds the mean difference over seeds
+with a t-interval (``"t_over_seeds"``). ``significant_increase`` flags an efficient attention whose
+interval lies entirely on the more-biased side (above ``min_increase``, default 0; below minus it
+for the parity ratio).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+
+from harness.data import build_probe, derive_seed, list_swaps, load_task, swap, swap_directions
+from harness.data.base import Split, TaskData
+from harness.data.terms import ATTRIBUTES, AXES, axis_groups
+from harness.measure.stats import summarize as summarize_values
+from harness.records import Cell, Record
+from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.fairness import (
+    GAP_METRICS,
+    GROUP_METRICS,
+    Estimate,
+    amplification_statistic,
+    audit_groups,
+    bias_amplification,
+    counterfactual_from_scores,
+    gap_statistic,
+    mean_statistic,
+    pair_differences,
+    paired_difference,
+    template_from_scores,
+)
+from harness.suites.training import TrainParams, predict, train_classifier
+
+__all__ = [
+    "BIAS_METRICS",
+    "BiasParams",
+    "BiasSuite",
+    "CorpusParams",
+    "Scorer",
+    "TextProbeParams",
+]
+
+#: Metrics compared with ``standard`` in the summary, with whether higher is better.
+BIAS_METRICS = {**GAP_METRICS, "bias_amplification": False, "flip_rate": False, "score_gap": False}
+_NONE = "none"
+_TASKS: OrderedDict[str, TaskData] = OrderedDict()  # loaded tasks, shared by a run's cells
+_TASKS_KEPT = 2
+
+
+def _load(name: str, **options: Any) -> TaskData:
+    """``load_task`` with a small in-process cache: every attention of a run trains on the same
+    data, so a dataset is read and tokenized once (local files are keyed by size and mtime)."""
+    stamp = []
+    for path in (options.get("data_files") or {}).values():
+        try:
+            st = Path(path).stat()
+            stamp.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamp.append((str(path), None, None))
+    key = json.dumps([name, options, stamp], sort_keys=True, default=str)
+    task = _TASKS.get(key)
+    if task is None:
+        task = load_task(name, **options)
+        _TASKS[key] = task
+        while len(_TASKS) > _TASKS_KEPT:
+            _TASKS.popitem(last=False)
+    else:
+        _TASKS.move_to_end(key)
+    return task
+
+
+def _default_train() -> TrainParams:
+    return TrainParams(steps=200, batch_size=32, lr=2e-3, eval_every=50, hidden_size=32,
+                       num_layers=1, num_heads=2, ffn_size=64, dropout=0.0)
+
+
+class CorpusParams(SuiteParams):
+    """The planted-bias corpus (``bias_sentiment``): sizes, the planted group and its mechanism."""
+
+    n_train: PositiveInt = 2000
+    n_val: PositiveInt = 300
+    n_test: PositiveInt = 1000
+    bias_axis: str = "gender"
+    bias_group: str = "female"
+    mechanism: Literal["label_flip", "sampling"] = "label_flip"
+    tokenizer: Literal["word", "byte"] = "word"
+
+    @model_validator(mode="after")
+    def _known_group(self) -> CorpusParams:
+        if self.bias_axis not in ATTRIBUTES:
+            raise ValueError(
+                f"corpus.bias_axis must be one of {', '.join(ATTRIBUTES)}, got {self.bias_axis!r}"
+            )
+        groups = axis_groups(self.bias_axis)
+        if self.bias_group not in groups:
+            raise ValueError(
+                f"corpus.bias_group {self.bias_group!r} is not a {self.bias_axis} group;"
+                f" choose one of {', '.join(groups)}"
+            )
+        return self
+
+
+def _check_attention_options(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    from harness.attention import attention_class, attention_options, list_attentions
+
+    for name, options in value.items():
+        if name not in list_attentions():
+            raise ValueError(f"attention_options: unknown attention {name!r}; registered:"
+                             f" {', '.join(list_attentions())}")
+        unknown = sorted(set(options) - set(attention_options(attention_class(name))))
+        if unknown:
+            valid = ", ".join(attention_options(attention_class(name)))
+            raise ValueError(f"attention_options.{name}: unknown option(s)"
+                             f" {', '.join(unknown)}; valid: {valid}")
+    return value
+
+
+class TextProbeParams(SuiteParams):
+    """Training on the run's text dataset (``--data-files``/``--dataset``) for the text probes.
+
+    ``attention_options`` apply on top of the suite's for the text cells (longer inputs).
+    """
+
+    tokenizer: Literal["byte", "word", "bpe", "wordpiece"] = "bpe"
+    vocab_size: PositiveInt = 4000
+    max_len: int = Field(default=48, ge=8)
+    max_train: PositiveInt | None = 2000
+    max_eval: PositiveInt | None = 1000
+    train: TrainParams | None = None  # None: the suite's ``train``
+    attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("attention_options")
+    @classmethod
+    def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _check_attention_options(v)
+
+
+class BiasParams(SuiteParams):
+    """Parameters of the bias suite (see the module doc for the cells they plan).
+
+    ``min_increase``: ``significant_increase`` needs the whole interval of the difference beyond
+    this margin (0: any significant increase). Scores and rates live on [0, 1], so one margin
+    fits every bias metric; it keeps negligible but "significant" differences (e.g. 0.005 in the
+    positive score of a saturated model) from raising flags.
+
+    ``threads`` caps torch's CPU threads inside a cell: models this small train fastest on one
+    thread (more threads only add synchronisation, and spin badly on a shared CPU); ``None``
+    keeps the run's setting.
+
+    ``attention_options`` (per attention name) fill in options a profile's attention spec leaves
+    unset. The corpus's sentences are ~15 tokens, so block-sparse and LSH need small blocks and
+    chunks (e.g. ``{sparse: {block_size: 2, random_blocks: 0}, lsh: {chunk_size: 4}}``) to be
+    anything but full attention; the options that ran are in every record's ``options``.
+    """
+
+    strengths: list[float] = Field(default_factory=lambda: [0.8])
+    corpus: CorpusParams = Field(default_factory=CorpusParams)
+    train: TrainParams = Field(default_factory=_default_train)
+    audit_axes: list[str] = Field(default_factory=lambda: list(ATTRIBUTES))
+    swaps: list[str] = Field(default_factory=list_swaps)
+    template_axes: list[str] = Field(default_factory=lambda: ["gender", "name"])
+    n_boot: NonNegativeInt = 200
+    positive_label: NonNegativeInt = 1
+    predict_batch_size: PositiveInt = 512
+    save_predictions: bool = True
+    min_increase: float = Field(default=0.0, ge=0.0, lt=1.0)
+    threads: PositiveInt | None = 1
+    attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    text: TextProbeParams | None = Field(default_factory=TextProbeParams)
+
+    @field_validator("attention_options")
+    @classmethod
+    def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return _check_attention_options(v)
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("strengths needs at least one value in [0, 1], e.g. [0.0, 0.8]")
+        bad = [s for s in v if not 0.0 <= s <= 1.0]
+        if bad:
+            raise ValueError(f"strengths must lie in [0, 1]; got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"strengths must not repeat, got {v}")
+        return [float(s) for s in v]
+
+    @field_validator("audit_axes")
+    @classmethod
+    def _axes(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in ATTRIBUTES]
+        if bad or not v:
+            raise ValueError(f"audit_axes: unknown {bad or v}; choose from {', '.join(ATTRIBUTES)}")
+        return v
+
+    @field_validator("swaps")
+    @classmethod
+    def _swaps(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in list_swaps()]
+        if bad:
+            raise ValueError(f"swaps: unknown {bad}; choose from {', '.join(list_swaps())}")
+        return v
+
+    @field_validator("template_axes")
+    @classmethod
+    def _template_axes(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in AXES or a == _NONE]
+        if bad:
+            allowed = ", ".join(a for a in AXES if a != _NONE)
+            raise ValueError(f"template_axes: unknown {bad}; choose from {allowed}")
+        return v
+
+
+class Scorer:
+    """Predicted labels and positive-class scores of a trained model for any list of texts."""
+
+    def __init__(self, model: Any, task: TaskData, *, positive: int, batch_size: int,
+                 device: str) -> None:
+        if task.tokenizer is None:
+            raise ValueError(f"task {task.name!r} has no tokenizer; cannot encode probe texts")
+        if not 0 <= positive < task.num_classes:
+            raise ValueError(
+                f"bias.positive_label={positive} is not a class of task {task.name!r}"
+                f" (classes: {task.label_names}); pick an index below {task.num_classes}"
+            )
+        self.model, self.task, self.positive = model, task, positive
+        self.batch_size, self.device = batch_size, device
+
+    def split(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted labels, positive-class scores) for an encoded split."""
+        pred, prob = predict(self.model, split, batch_size=self.batch_size, device=self.device)
+        return pred, prob[:, self.positive]
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted labels, positive-class scores) for ``texts``."""
+        if not texts:
+            return np.zeros(0, np.int64), np.zeros(0)
+        assert self.task.tokenizer is not None
+        ids, mask = self.task.tokenizer.encode_batch(list(texts), self.task.max_len)
+        labels = torch.zeros(len(texts), dtype=torch.long)
+        return self.split(Split(ids, mask, labels))
+
+
+def _fingerprint(*parts: Any) -> str:
+    text = json.dumps(parts, default=str, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _rec(cell: Cell, metric: str, params: dict[str, Any], est: Estimate | None = None, *,
+         value: float | None = None, unit: str | None = "fraction", hib: bool | None = None,
+         n: int | None = None, status: str = "ok", error: str | None = None) -> Record:
+    fields = est.record_fields() if est is not None else {"value": value, "n": n}
+    if n is not None:
+        fields["n"] = n
+    rec = Record.for_cell(cell, metric, unit=unit, higher_is_better=hib, status=status,
+                          error=error, **fields)
+    rec.params = params
+    return rec
+
+
+def _abs_estimate(est: Estimate) -> Estimate:
+    """|mean| with the interval mapped through |.| (from 0 when the interval spans 0)."""
+    if est.value is None:
+        return est
+    if est.ci_low is None or est.ci_high is None:
+        return Estimate(abs(est.value), stderr=est.stderr, n=est.n)
+    lo, hi = sorted((abs(est.ci_low), abs(est.ci_high)))
+    if est.ci_low <= 0 <= est.ci_high:
+        lo = 0.0
+    return Estimate(abs(est.value), lo, hi, est.stderr, est.n)
+
+
+# ---------------------------------------------------------------------------------------------
+# probes on one trained model
+
+
+def _audit_records(cell: Cell, base: dict[str, Any], task: TaskData, pred: np.ndarray,
+                   params: BiasParams, seed: int) -> tuple[list[Record], dict[str, Any]]:
+    """Group audit of every axis, amplification of the planted group, and the artifact section."""
+    split = task.test
+    assert split.groups is not None
+    y = split.labels.numpy()
+    out: list[Record] = [_rec(cell, "accuracy", {**base, "axis": "all"},
+                              value=float((pred == y).mean()), n=len(y), hib=True)]
+    pos = params.positive_label
+    for axis in params.audit_axes:
+        g = np.asarray(split.groups[axis])
+        keep = g != _NONE
+        if len(set(g[keep].tolist())) < 2:
+            out.append(_rec(cell, "demographic_parity_difference", {**base, "axis": axis},
+                            status="skipped", error=f"fewer than two {axis} groups in the test"
+                            " split; raise corpus.n_test"))
+            continue
+        audit = audit_groups(y[keep], pred[keep], g[keep], positive=pos, n_boot=params.n_boot,
+                             seed=derive_seed(seed, "audit", axis), stratify=True)
+        for group in audit.groups:
+            for metric in GROUP_METRICS:
+                out.append(_rec(cell, metric, {**base, "axis": axis, "group": group},
+                                audit.per_group[group][metric]))
+        for metric, hib in GAP_METRICS.items():
+            out.append(_rec(cell, metric, {**base, "axis": axis}, audit.gaps[metric], hib=hib))
+    axis, group = params.corpus.bias_axis, params.corpus.bias_group
+    train_groups = task.train.groups or {}
+    in_group = np.asarray(split.groups[axis]) == group
+    amp = bias_amplification(task.train.labels.numpy(), train_groups[axis], pred,
+                             split.groups[axis], group, positive=pos, n_boot=params.n_boot,
+                             seed=derive_seed(seed, "amplification"), strata=in_group * 2 + y)
+    where = {**base, "axis": axis}
+    out.append(_rec(cell, "bias_amplification", where, amp.amplification, hib=False))
+    out.append(_rec(cell, "model_association", where, amp.model_association))
+    out.append(_rec(cell, "data_association", where, value=amp.data_association,
+                    n=len(task.train)))
+    section = {
+        "y_true": y.tolist(), "y_pred": pred.tolist(),
+        "groups": {a: list(split.groups[a]) for a in sorted({*params.audit_axes, axis})},
+        "planted_axis": axis, "planted_group": group,
+        "data_association": amp.data_association,
+        "fingerprint": _fingerprint(split.texts, y.tolist()),
+    }
+    return out, section
+
+
+def _counterfactual_records(
+    cell: Cell, base: dict[str, Any], texts: Sequence[str], labels: np.ndarray,
+    scorer: Scorer, params: BiasParams, original: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[list[Record], dict[str, Any]]:
+    """Swap identity terms in ``texts``; figures over the sentences each swap changed."""
+    pred_o, score_o = original if original is not None else scorer(texts)
+    out: list[Record] = []
+    sections: dict[str, Any] = {}
+    for name in params.swaps:
+        for direction in swap_directions(name):
+            where = {**base, "swap": name, "direction": direction}
+            swapped, index = [], []
+            for i, text in enumerate(texts):
+                new, changed = swap(text, name, direction)
+                if changed:
+                    swapped.append(new)
+                    index.append(i)
+            if not index:
+                out.append(_rec(cell, "flip_rate", where, status="skipped", n=0,
+                                error=f"no test sentence contains a {name} term to swap"
+                                f" {direction}"))
+                continue
+            idx = np.asarray(index)
+            pred_s, score_s = scorer(swapped)
+            res = counterfactual_from_scores(labels[idx], pred_o[idx], pred_s, score_o[idx],
+                                             score_s)
+            out += [
+                _rec(cell, "flip_rate", where, res.flip_rate, hib=False),
+                _rec(cell, "score_gap", where, _abs_estimate(res.score_gap), unit="score",
+                     hib=False),
+                _rec(cell, "score_difference", where, res.score_gap, unit="score"),
+                _rec(cell, "score_gap_p_value", where, value=res.p_value, unit="p", n=res.n),
+                _rec(cell, "worst_case_accuracy", where, res.worst_case_accuracy, hib=True),
+            ]
+            sections[f"{name}/{direction}"] = {
+                "flip": (pred_o[idx] != pred_s).astype(int).tolist(),
+                "delta": (score_s - score_o[idx]).tolist(),
+                "fingerprint": _fingerprint([texts[i] for i in index]),
+            }
+    return out, sections
+
+
+def _template_comparisons(axis: str) -> list[tuple[str, str, str, Callable[[Any], str]]]:
+    """(attribute, group_a, group_b, key of a row) for the comparisons of one template axis."""
+    def key(row: Any) -> str:
+        return f"{row.template_id}|{row.emotion_word}"
+
+    if axis == "gender":
+        return [("gender", "female", "male", key)]
+    if axis == "name":
+        races = axis_groups("race")
+        return [("gender", "female", "male", key)] + [
+            ("race", a, b, key) for a, b in combinations(races, 2)
+        ]
+    groups = axis_groups(axis)
+    return [(axis, a, b, key) for a, b in combinations(groups, 2)]
+
+
+def _template_records(cell: Cell, base: dict[str, Any], scorer: Scorer,
+                      params: BiasParams) -> tuple[list[Record], dict[str, Any]]:
+    """Template probe: mean positive-score gap between groups over matched template pairs."""
+    out: list[Record] = []
+    sections: dict[str, Any] = {}
+    if not params.template_axes:
+        return out, sections
+    rows = build_probe(axes=params.template_axes)
+    _, scores = scorer([r.text for r in rows])
+    for axis in params.template_axes:
+        mine = [i for i, r in enumerate(rows) if r.axis == axis]
+        for attribute, a, b, key in _template_comparisons(axis):
+            keys = [key(rows[i]) for i in mine]
+            groups = [getattr(rows[i], attribute) for i in mine]
+            res = template_from_scores(keys, groups, scores[mine], a, b)
+            where = {**base, "axis": axis, "attribute": attribute, "comparison": f"{a}-{b}"}
+            out += [
+                _rec(cell, "score_gap", where, _abs_estimate(res.score_gap), unit="score",
+                     hib=False),
+                _rec(cell, "score_difference", where, res.score_gap, unit="score"),
+                _rec(cell, "score_gap_p_value", where, value=res.p_value, unit="p",
+                     n=res.n_pairs),
+            ]
+            delta = pair_differences(keys, groups, scores[mine], a, b)
+            sections[f"{axis}/{attribute}/{a}-{b}"] = {
+                "delta": delta.tolist(), "fingerprint": _fingerprint(axis, attribute, a, b),
+            }
+    return out, sections
+
+
+# ---------------------------------------------------------------------------------------------
+# the suite
+
+
+@register_suite
+class BiasSuite(Suite):
+    name = "bias"
+    description = ("fairlearn group audits, bias amplification, counterfactual and template"
+                   " probes per attention")
+    headline = "demographic_parity_difference"
+    Params = BiasParams
+
+    def plan(self, params: BiasParams, attentions: list[AttentionSpec],
+             seeds: list[int]) -> list[Cell]:
+        planted = f"{params.corpus.bias_axis}:{params.corpus.bias_group}"
+        cells = []
+        for spec in attentions:
+            suite_wide = params.attention_options.get(spec.name, {})
+            options = {**spec.resolved_options, **suite_wide, **spec.options}
+            for seed in seeds:
+                for strength in params.strengths:
+                    cells.append(Cell(self.name, spec.name, options,
+                                      {"probe": "controlled", "planted": planted,
+                                       "strength": strength, "seed": seed}, spec.label))
+                if params.text is not None:
+                    text_options = {**spec.resolved_options, **suite_wide,
+                                    **params.text.attention_options.get(spec.name, {}),
+                                    **spec.options}
+                    cells.append(Cell(self.name, spec.name, text_options,
+                                      {"probe": "text", "seed": seed}, spec.label))
+        return cells
+
+    def cell_weight(self, cell: Cell) -> float:
+        return 1.0
+
+    def run_cell(self, cell: Cell, params: BiasParams, ctx: RunContext) -> list[Record]:
+        before = torch.get_num_threads()
+        if params.threads is not None and ctx.device == "cpu":
+            torch.set_num_threads(min(params.threads, max(ctx.threads, 1)))
+        try:
+            if cell.params["probe"] == "text":
+                return self._run_text(cell, params, ctx)
+            return self._run_controlled(cell, params, ctx)
+        finally:
+            torch.set_num_threads(before)
+
+    def _train(self, cell: Cell, task: TaskData, train: TrainParams, ctx: RunContext):
+        spec = AttentionSpec(cell.attention, dict(cell.options), cell.label)
+
+        def progress(fraction: float, text: str) -> None:
+            ctx.progress(0.8 * fraction, text)
+
+        return train_classifier(spec, task, train, seed=int(cell.params["seed"]),
+                                device=ctx.device, progress=progress)
+
+    def _run_controlled(self, cell: Cell, params: BiasParams, ctx: RunContext) -> list[Record]:
+        seed = int(cell.params["seed"])
+        corpus = params.corpus
+        options = {"n_train": corpus.n_train, "n_val": corpus.n_val, "n_test": corpus.n_test,
+                   "bias_axis": corpus.bias_axis, "bias_group": corpus.bias_group,
+                   "strength": float(cell.params["strength"]), "mechanism": corpus.mechanism,
+                   "tokenizer": corpus.tokenizer, "seed": seed}
+        ctx.progress(0.0, f"{cell.label}: building the bias corpus")
+        task = _load("bias_sentiment", **options)
+        probe_texts = [r.text for r in build_probe(axes=params.template_axes)] \
+            if params.template_axes else []
+        counts = getattr(task.tokenizer, "token_counts", None)
+        if probe_texts and counts is not None:
+            need = int(counts(probe_texts).max()) + 1
+            if need > task.max_len:  # room for the template sentences too
+                task = _load("bias_sentiment", **options, max_len=need)
+        result = self._train(cell, task, params.train, ctx)
+        scorer = Scorer(result.model, task, positive=params.positive_label,
+                        batch_size=params.predict_batch_size, device=ctx.device)
+        ctx.progress(0.85, f"{cell.label}: group audit")
+        pred, score = scorer.split(task.test)
+        base = dict(cell.params)
+        records, audit = _audit_records(cell, base, task, pred, params, seed)
+        ctx.progress(0.9, f"{cell.label}: counterfactual probe")
+        assert task.test.texts is not None
+        cf_base = {**base, "probe": "counterfactual", "source": "controlled"}
+        cf, cf_sections = _counterfactual_records(cell, cf_base, task.test.texts,
+                                                  task.test.labels.numpy(), scorer, params,
+                                                  original=(pred, score))
+        ctx.progress(0.95, f"{cell.label}: template probe")
+        tp, tp_sections = _template_records(cell, {**base, "probe": "template"}, scorer, params)
+        records += cf + tp
+        records.append(_rec(cell, "train_time_s", base, value=result.train_time_s, unit="s",
+                            hib=False, n=params.train.steps))
+        self._save(cell, ctx, params, {"controlled": audit, "counterfactual": cf_sections,
+                                       "template": tp_sections})
+        ctx.progress(1.0, f"{cell.label}: done")
+        return records
+
+    def _run_text(self, cell: Cell, params: BiasParams, ctx: RunContext) -> list[Record]:
+        data = ctx.data
+        if data.dataset is None and data.data_files is None:
+            return [Record.for_cell(
+                cell, "cell_status", status="skipped",
+                error="no text dataset for the text probe: pass --data-files train=PATH,test=PATH"
+                " or --dataset NAME (the controlled cells already run the counterfactual and"
+                " template probes on the bias corpus)")]
+        assert params.text is not None
+        tp = params.text
+        seed = int(cell.params["seed"])
+        options: dict[str, Any] = {"tokenizer": tp.tokenizer, "vocab_size": tp.vocab_size,
+                                   "max_len": tp.max_len, "max_train": tp.max_train,
+                                   "max_eval": tp.max_eval, "seed": seed}
+        if data.dataset is not None:
+            options["dataset"] = data.dataset
+        else:
+            options["data_files"] = dict(data.data_files or {})
+        if data.text_column:
+            options["text_column"] = data.text_column
+        if data.label_column:
+            options["label_column"] = data.label_column
+        ctx.progress(0.0, f"{cell.label}: loading the text dataset")
+        task = _load("text", **options)
+        result = self._train(cell, task, tp.train or params.train, ctx)
+        scorer = Scorer(result.model, task, positive=params.positive_label,
+                        batch_size=params.predict_batch_size, device=ctx.device)
+        base = {**cell.params, "data": data.label}
+        ctx.progress(0.85, f"{cell.label}: counterfactual probe")
+        pred, score = scorer.split(task.test)
+        texts = task.test.texts or []
+        y = task.test.labels.numpy()
+        records = [_rec(cell, "accuracy", {**base, "axis": "all"},
+                        value=float((pred == y).mean()), n=len(y), hib=True)]
+        cf, cf_sections = _counterfactual_records(
+            cell, {**base, "probe": "counterfactual", "source": "text"}, texts, y, scorer,
+            params, original=(pred, score))
+        ctx.progress(0.95, f"{cell.label}: template probe")
+        tpl, tp_sections = _template_records(cell, {**base, "probe": "template"}, scorer, params)
+        records += cf + tpl
+        records.append(_rec(cell, "train_time_s", base, value=result.train_time_s, unit="s",
+                            hib=False, n=(tp.train or params.train).steps))
+        self._save(cell, ctx, params, {"counterfactual": cf_sections, "template": tp_sections})
+        ctx.progress(1.0, f"{cell.label}: done")
+        return records
+
+    @staticmethod
+    def _save(cell: Cell, ctx: RunContext, params: BiasParams, data: dict[str, Any]) -> None:
+        if not params.save_predictions or ctx.run_dir is None:
+            return
+        path = ctx.artifacts / f"{cell.id}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"cell": cell.id, "label": cell.label, "params": cell.params,
+                                   **data}), encoding="utf-8")
+        tmp.replace(path)
+
+    # -----------------------------------------------------------------------------------------
+    # across attentions
+
+    def summarize(self, records: list[Record], params: BiasParams,
+                  ctx: RunContext) -> list[Record]:
+        """Each variant's bias metrics minus ``standard``'s on the same probe and seed, and, with
+        two or more seeds, the mean difference over seeds with a t-interval (``seed: "all"``),
+        which also covers training randomness; each with its ``significant_increase`` flag."""
+        mine = [r for r in records if r.suite == self.name and r.status == "ok"
+                and r.metric in BIAS_METRICS and r.value is not None
+                and not (r.cell or "").startswith("summary:")]
+        reference = {(json.dumps(r.params, sort_keys=True), r.metric): r
+                     for r in mine if (r.label or r.attention) == "standard"}
+        if not reference:
+            return []
+        cache: dict[str, dict[str, Any] | None] = {}
+        out: list[Record] = []
+        per_seed: dict[str, list[tuple[Record, Estimate]]] = {}
+        for r in mine:
+            if (r.label or r.attention) == "standard":
+                continue
+            ref = reference.get((json.dumps(r.params, sort_keys=True), r.metric))
+            if ref is None:
+                continue
+            est, method = self._difference(r, ref, params, ctx, cache)
+            out += self._diff_records(r, {**r.params, "ci_method": method}, est, params)
+            if "seed" in r.params:
+                rest = {k: v for k, v in r.params.items() if k != "seed"}
+                key = json.dumps([r.label, r.attention, r.options, r.metric, rest],
+                                 sort_keys=True, default=str)
+                per_seed.setdefault(key, []).append((r, est))
+        for rows in per_seed.values():
+            values = [est.value for _, est in rows if est.value is not None]
+            if len(values) < 2:
+                continue
+            stats = summarize_values(values)
+            first = rows[0][0]
+            where = {**{k: v for k, v in first.params.items() if k != "seed"}, "seed": "all",
+                     "ci_method": "t_over_seeds"}
+            est = Estimate(stats["mean"], stats["ci_low"], stats["ci_high"], stats["stderr"],
+                           int(stats["n"]))
+            out += self._diff_records(first, where, est, params)
+        return out
+
+    def _diff_records(self, r: Record, where: dict[str, Any], est: Estimate,
+                      params: BiasParams) -> list[Record]:
+        """``<metric>_diff_vs_standard`` and, for an efficient attention, its flag."""
+        hib = BIAS_METRICS[r.metric]
+        out = [Record(suite=self.name, attention=r.attention, options=dict(r.options),
+                      params=where, metric=f"{r.metric}_diff_vs_standard", unit=r.unit,
+                      higher_is_better=hib, label=r.label, **est.record_fields())]
+        if r.attention == "standard":
+            return out  # another standard backend: a sanity check, not an efficient attention
+        worse = None
+        if est.ci_low is not None and est.ci_high is not None:
+            margin = params.min_increase
+            worse = est.ci_high < -margin if hib else est.ci_low > margin
+        out.append(Record(
+            suite=self.name, attention=r.attention, options=dict(r.options),
+            params={**where, "metric": r.metric}, metric="significant_increase",
+            value=None if worse is None else float(worse), unit="flag",
+            higher_is_better=False, n=est.n, label=r.label,
+            error=None if worse is not None else "no interval for the difference"))
+        return out
+
+    def _difference(self, r: Record, ref: Record, params: BiasParams, ctx: RunContext,
+                    cache: dict[str, dict[str, Any] | None]) -> tuple[Estimate, str]:
+        arrays = [self._arrays(x, params, ctx, cache) for x in (r, ref)]
+        if arrays[0] is not None and arrays[1] is not None:
+            (a, stat, fa, strata), (b, _, fb, _) = arrays
+            if fa == fb and len(next(iter(a.values()))) == len(next(iter(b.values()))):
+                seed = derive_seed(int(r.params.get("seed", 0)), "diff", r.metric,
+                                   json.dumps(r.params, sort_keys=True))
+                return paired_difference(stat, a, b, n_boot=max(params.n_boot, 2), seed=seed,
+                                         strata=strata), "paired_bootstrap"
+        return _normal_difference(r, ref), "normal_approx"
+
+    @staticmethod
+    def _arrays(r: Record, params: BiasParams, ctx: RunContext,
+                cache: dict[str, dict[str, Any] | None]):
+        """(per-example arrays, statistic, fingerprint, strata) behind ``r``, from its cell's
+        artifact; None when the artifact or its section is missing."""
+        if ctx.run_dir is None or not r.cell:
+            return None
+        if r.cell not in cache:
+            path = Path(ctx.run_dir) / "artifacts" / f"{r.cell}.json"
+            try:
+                cache[r.cell] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                cache[r.cell] = None
+        art = cache[r.cell]
+        if art is None:
+            return None
+        p = r.params
+        probe = p.get("probe")
+        if probe == "controlled" and "controlled" in art and "axis" in p:
+            sec = art["controlled"]
+            groups = sec["groups"].get(p["axis"])
+            if groups is None:
+                return None
+            y, pred = np.asarray(sec["y_true"]), np.asarray(sec["y_pred"])
+            g = np.asarray(groups)
+            pos = params.positive_label
+            if r.metric == "bias_amplification":
+                inside = g == sec["planted_group"]
+                arrays = {"y_pred": (pred == pos).astype(int), "in_group": inside,
+                          "data_association": np.full(len(y), sec["data_association"])}
+                return (arrays, amplification_statistic, sec["fingerprint"],
+                        inside * 2 + (y == pos))
+            keep = g != _NONE
+            arrays = {"y_true": (y[keep] == pos).astype(int),
+                      "y_pred": (pred[keep] == pos).astype(int), "group": g[keep]}
+            strata = np.char.add(g[keep].astype(str), (y[keep] == pos).astype(int).astype(str))
+            return arrays, gap_statistic(r.metric), sec["fingerprint"], strata
+        if probe == "counterfactual":
+            sec = art.get("counterfactual", {}).get(f"{p.get('swap')}/{p.get('direction')}")
+            if sec is None:
+                return None
+            key, stat = ("flip", mean_statistic("flip")) if r.metric == "flip_rate" else \
+                ("delta", mean_statistic("delta", absolute=True))
+            return {key: np.asarray(sec[key], dtype=float)}, stat, sec["fingerprint"], None
+        if probe == "template":
+            name = f"{p.get('axis')}/{p.get('attribute')}/{p.get('comparison')}"
+            sec = art.get("template", {}).get(name)
+            if sec is None:
+                return None
+            return ({"delta": np.asarray(sec["delta"], dtype=float)},
+                    mean_statistic("delta", absolute=True), sec["fingerprint"], None)
+        return None
+
+
+def _normal_difference(r: Record, ref: Record) -> Estimate:
+    """Difference of two independent estimates with a normal-approximation 95% interval."""
+    diff = float(r.value) - float(ref.value)  # type: ignore[arg-type]
+
+    def se(x: Record) -> float | None:
+        if x.stderr is not None:
+            return x.stderr
+        if x.ci_low is not None and x.ci_high is not None and x.interval == "ci95":
+            return (x.ci_high - x.ci_low) / (2 * 1.959963984540054)
+        return None
+
+    s1, s2 = se(r), se(ref)
+    n = min(x for x in (r.n, ref.n) if x is not None) if (r.n or ref.n) else None
+    if s1 is None or s2 is None:
+        return Estimate(diff, n=n)
+    s = math.sqrt(s1 * s1 + s2 * s2)
+    half = 1.959963984540054 * s
+    return Estimate(diff, diff - half, diff + half, s, n)

@@ -1,0 +1,326 @@
+"""The shared trainer: one budget and recipe for every attention, best-validation checkpoint kept.
+
+Every attention in a run is trained with the same :class:`TrainParams` (model size, steps, batch
+size, AdamW, linear warm-up then linear decay, gradient clipping, dropout), following LRA's fairness
+rule. Validation macro-F1 is computed every ``eval_every`` steps (and after the last step); the
+weights with the best validation score are copied in memory and loaded back at the end, so the
+caller scores that checkpoint on test.
+
+Runs are seeded: ``seed`` sets the initial weights (``build_model(seed=...)``), the global torch RNG
+(dropout) and a dedicated generator for the data order, so the same seed gives the same result on
+CPU. A NaN/inf loss or gradient norm raises :class:`TrainingDiverged` naming the step.
+
+>>> # task = load_task("recall")
+>>> # result = train_classifier(AttentionSpec("standard"), task, TrainParams(), seed=0)
+>>> # preds, probs = predict(result.model, task.test)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from torch import Tensor
+
+from harness.suites.base import AttentionSpec, SuiteParams
+
+if TYPE_CHECKING:
+    from harness.data.base import Split, TaskData
+    from harness.models import EncoderClassifier
+
+__all__ = [
+    "TrainParams",
+    "TrainResult",
+    "TrainingDiverged",
+    "build_for_task",
+    "macro_f1_scores",
+    "make_batch",
+    "predict",
+    "train_classifier",
+]
+
+
+class TrainParams(SuiteParams):
+    """Model size and training budget: identical for every attention in a run."""
+
+    steps: PositiveInt = 400
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 1e-3
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    warmup_frac: float = Field(default=0.1, ge=0.0, lt=1.0)
+    clip_norm: PositiveFloat = 1.0
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    eval_every: PositiveInt = 100
+    hidden_size: PositiveInt = 64
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    ffn_size: PositiveInt = 128
+    pooling: Literal["mean", "cls"] = "mean"
+    eval_batch_size: PositiveInt = 128
+    trim_padding: bool = True  # drop all-padding columns of each (right-padded) batch
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TrainParams:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"train.hidden_size ({self.hidden_size}) must be divisible by train.num_heads "
+                f"({self.num_heads}); e.g. hidden_size: {self.num_heads * 16}"
+            )
+        return self
+
+
+@dataclass
+class TrainResult:
+    """A trained model (best-validation weights loaded, eval mode) and how it got there.
+
+    ``history`` holds one dict per evaluation: ``step``, ``train_loss`` (mean since the previous
+    evaluation), ``val_macro_f1``, ``val_accuracy``, ``lr`` and ``elapsed_s``.
+    """
+
+    model: EncoderClassifier
+    best_step: int
+    best_val_score: float
+    train_time_s: float
+    n_params: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TrainingDiverged(RuntimeError):  # noqa: N818 - the shared API's name
+    """The loss or gradient norm became NaN/inf; the message names the step."""
+
+
+def macro_f1_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int | None = None, axis: int = -1
+) -> np.ndarray | float:
+    """Macro-F1 of each row of ``y_true``/``y_pred`` (class ids), fast enough for bootstraps.
+
+    Averages F1 over the classes present in that row's labels or predictions (scikit-learn's
+    ``f1_score(average="macro")`` convention). 1-D inputs give a float, 2-D a value per row.
+    ``axis`` must be the last axis (the ``bootstrap_ci(vectorized=True)`` calling convention).
+    """
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if t.shape != p.shape:
+        raise ValueError(f"macro_f1_scores: y_true shape {t.shape} differs from y_pred {p.shape}")
+    if axis not in (-1, t.ndim - 1):
+        raise ValueError(f"macro_f1_scores: only the last axis is supported, got axis={axis}")
+    single = t.ndim == 1
+    t2 = t.reshape(1, -1) if single else t.reshape(-1, t.shape[-1])
+    p2 = p.reshape(1, -1) if single else p.reshape(-1, p.shape[-1])
+    if t2.shape[1] == 0:
+        raise ValueError("macro_f1_scores: no examples; pass at least one label")
+    if t2.min() < 0 or p2.min() < 0:
+        raise ValueError("macro_f1_scores: class ids must be non-negative integers")
+    t2, p2 = t2.astype(np.int64, copy=False), p2.astype(np.int64, copy=False)
+    c = max(int(num_classes or 0), int(t2.max()) + 1, int(p2.max()) + 1)
+    rows = t2.shape[0]
+    offset = (np.arange(rows) * c)[:, None]
+    size = rows * c
+    n_true = np.bincount((offset + t2).ravel(), minlength=size).reshape(rows, c)
+    n_pred = np.bincount((offset + p2).ravel(), minlength=size).reshape(rows, c)
+    hit = (offset + t2)[t2 == p2]
+    tp = np.bincount(hit, minlength=size).reshape(rows, c)
+    denom = n_true + n_pred
+    present = denom > 0
+    f1 = 2.0 * tp / np.maximum(denom, 1)
+    scores = f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    return float(scores[0]) if single else scores.reshape(t.shape[:-1])
+
+
+def build_for_task(
+    attention: AttentionSpec, task: TaskData, params: TrainParams, *, seed: int
+) -> EncoderClassifier:
+    """The encoder for ``task`` with the run's model size; initial weights drawn from ``seed``."""
+    from harness.models import build_model
+
+    return build_model(
+        attention.name,
+        attention_options=dict(attention.options),
+        vocab_size=task.vocab_size,
+        num_labels=task.num_classes,
+        max_position=task.max_len,
+        hidden_size=params.hidden_size,
+        num_layers=params.num_layers,
+        num_heads=params.num_heads,
+        ffn_size=params.ffn_size,
+        dropout=params.dropout,
+        pooling=params.pooling,
+        pad_token_id=task.pad_id,
+        seed=seed,
+    )
+
+
+def make_batch(
+    split: Split, index: Tensor, device: str, trim: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(input_ids, attention_mask, labels)`` of ``split[index]`` on ``device``; with ``trim``,
+    columns that are padding in every row are dropped (splits are right-padded)."""
+    ids = split.input_ids[index]
+    mask = split.attention_mask[index]
+    if trim:
+        width = int(mask.any(dim=0).nonzero().max()) + 1 if bool(mask.any()) else 1
+        ids, mask = ids[:, :width], mask[:, :width]
+    return ids.to(device), mask.to(device), split.labels[index].to(device)
+
+
+@torch.no_grad()
+def predict(
+    model: EncoderClassifier,
+    split: Split,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    trim_padding: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels ``(n,)`` and class probabilities ``(n, C)`` for ``split``, in order."""
+    if batch_size < 1:
+        raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    probs: list[np.ndarray] = []
+    try:
+        for start in range(0, len(split), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(split)))
+            ids, mask, _ = make_batch(split, index, device, trim_padding)
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    num_labels = int(model.config.num_labels)
+    prob = np.concatenate(probs) if probs else np.zeros((0, num_labels), dtype=np.float32)
+    return prob.argmax(axis=1).astype(np.int64), prob
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices of linear layers only (not biases, norms or embeddings)."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad:
+                is_matrix = name == "weight" and isinstance(module, torch.nn.Linear)
+                (decay if is_matrix else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then linear decay to zero at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _check_task(task: TaskData) -> None:
+    if len(task.train) == 0:
+        raise ValueError(f"task {task.name!r}: the train split is empty; give it examples")
+    if task.num_classes < 2:
+        raise ValueError(f"task {task.name!r}: needs at least 2 classes, got {task.num_classes}")
+
+
+def train_classifier(
+    attention: AttentionSpec,
+    task: TaskData,
+    params: TrainParams,
+    *,
+    seed: int,
+    device: str = "cpu",
+    progress: Callable[[float, str], None] | None = None,
+) -> TrainResult:
+    """Train an encoder with ``attention`` on ``task`` for ``params.steps`` steps.
+
+    Returns the best-validation checkpoint (eval mode). Raises :class:`TrainingDiverged` on a
+    non-finite loss or gradient norm, ``ValueError`` on an unusable task.
+    """
+    _check_task(task)
+    torch.manual_seed(seed)
+    model = build_for_task(attention, task, params, seed=seed).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, params.weight_decay), lr=params.lr, betas=(0.9, 0.98), eps=1e-8
+    )
+    warmup = round(params.warmup_frac * params.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, params.steps, warmup)
+    )
+    order_gen = torch.Generator().manual_seed(seed)
+    n_train = len(task.train)
+    batch_size = min(params.batch_size, n_train)
+    has_val = len(task.validation) > 0
+    label = attention.label
+
+    def batches():
+        while True:
+            perm = torch.randperm(n_train, generator=order_gen)
+            for start in range(0, n_train - batch_size + 1, batch_size):
+                yield perm[start : start + batch_size]
+
+    history: list[dict[str, Any]] = []
+    best_score, best_step, best_state = -math.inf, 0, None
+    loss_sum, loss_count = 0.0, 0
+    started = time.perf_counter()
+    stream = batches()
+    model.train()
+    for step in range(1, params.steps + 1):
+        ids, mask, labels = make_batch(task.train, next(stream), device, params.trim_padding)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"{label}: training diverged at step {step}/{params.steps} (loss {loss.item()}); "
+                f"lower train.lr (now {params.lr}) or train.clip_norm"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), params.clip_norm)
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(
+                f"{label}: gradient norm became {norm.item()} at step {step}/{params.steps}; "
+                f"lower train.lr (now {params.lr})"
+            )
+        optimizer.step()
+        scheduler.step()
+        loss_sum += float(loss.detach())
+        loss_count += 1
+        if step % params.eval_every == 0 or step == params.steps:
+            entry: dict[str, Any] = {
+                "step": step,
+                "train_loss": loss_sum / max(loss_count, 1),
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            loss_sum, loss_count = 0.0, 0
+            if has_val:
+                preds, _ = predict(model, task.validation, batch_size=params.eval_batch_size,
+                                   device=device, trim_padding=params.trim_padding)
+                y = task.validation.labels.numpy()
+                score = float(macro_f1_scores(y, preds))
+                entry["val_macro_f1"] = score
+                entry["val_accuracy"] = float((preds == y).mean())
+                if score > best_score:
+                    best_score, best_step = score, step
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            entry["elapsed_s"] = time.perf_counter() - started
+            history.append(entry)
+            model.train()
+        if progress is not None and (step % 10 == 0 or step == params.steps):
+            shown = f" val F1 {best_score:.3f}" if best_state is not None else ""
+            progress(step / params.steps, f"{label} {task.name}: step {step}/{params.steps}{shown}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:  # no validation split: the final weights
+        best_step, best_score = params.steps, math.nan
+    model.eval()
+    return TrainResult(
+        model=model,
+        best_step=best_step,
+        best_val_score=best_score,
+        train_time_s=time.perf_counter() - started,
+        n_params=n_params,
+        history=history,
+    )

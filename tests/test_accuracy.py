@@ -1,0 +1,302 @@
+"""Accuracy suite: plan, cells through the suite API and the CLI, divergence, summary math."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats as sps
+from sklearn.metrics import accuracy_score, f1_score
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.measure.stats import paired_bootstrap_test
+from harness.records import Record
+from harness.run.profiles import ProfileError, profile_from_dict
+from harness.suites import AttentionSpec, RunContext, get_suite
+from harness.suites.accuracy import AccuracyParams, paired_diff, score_predictions
+from harness.suites.base import DataOptions
+from harness.suites.training import macro_f1_scores
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SST2 = DATA / "sst2"
+
+RECALL = {"n_train": 64, "n_val": 24, "n_test": 40, "seq_len": 24, "n_pairs": 4, "n_queries": 2,
+          "num_keys": 12, "num_values": 4}
+TRAIN = {"steps": 6, "batch_size": 16, "eval_every": 3, "hidden_size": 16, "num_layers": 1,
+         "num_heads": 2, "ffn_size": 32}
+
+
+def tiny_profile(**accuracy) -> dict:
+    params = {
+        "tasks": [{"name": "recall", "params": RECALL,
+                   "attention_options": {"sparse": {"block_size": 6}, "lsh": {"chunk_size": 4}}}],
+        "text": None,
+        "train": TRAIN,
+        "n_boot": 50,
+        **accuracy,
+    }
+    return copy.deepcopy({
+        "name": "tiny-accuracy",
+        "seeds": [0],
+        "device": "cpu",
+        "threads": 1,
+        "attentions": [{"name": "standard"}, {"name": "sparse"}, {"name": "lsh"},
+                       {"name": "linear", "options": {"feature_map": "favor"}}],
+        "suites": {"accuracy": params},
+    })
+
+
+def run_cli(tmp_path: Path, profile: dict, *extra: str):
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", "accuracy", "--profile", str(path), "--out",
+                                      str(out), "--no-progress", "--no-report", *extra])
+    run_dir = out / (out / "latest").readlink() if (out / "latest").is_symlink() else None
+    if run_dir is None:
+        run_dir = out / (out / "latest").read_text().strip()
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    return result, run_dir, records
+
+
+def test_plan_applies_task_attention_options_and_params():
+    suite = get_suite("accuracy")
+    raw = tiny_profile()["suites"]["accuracy"]
+    del raw["text"]  # the default text task, with its default attention options
+    params = AccuracyParams.model_validate(raw)
+    specs = [AttentionSpec("standard"), AttentionSpec("sparse"),
+             AttentionSpec("sparse", {"block_size": 2}, "sparse[2]")]
+    cells = suite.plan(params, specs, [0, 1])
+    assert len(cells) == 2 * 3 * 2  # (recall + text) x attentions x seeds
+    sparse = [c for c in cells if c.label == "sparse" and c.params["task"] == "recall"]
+    assert sparse[0].options["block_size"] == 6  # the task's override
+    explicit = [c for c in cells if c.label == "sparse[2]" and c.params["task"] == "recall"]
+    assert explicit[0].options["block_size"] == 2  # the spec's own option wins
+    text = [c for c in cells if c.params["task"] == "text" and c.label == "sparse"]
+    assert text[0].options["block_size"] == 8  # the text task's default override
+    assert {c.params["seed"] for c in cells} == {0, 1}
+    assert len({c.id for c in cells}) == len(cells)
+    other = AccuracyParams.model_validate(
+        {**tiny_profile()["suites"]["accuracy"],
+         "tasks": [{"name": "recall", "params": {**RECALL, "seq_len": 32}}]})
+    assert suite.plan(other, specs[:1], [0])[0].id != cells[0].id
+
+
+def test_bad_params_name_the_key():
+    bad = tiny_profile()
+    bad["suites"]["accuracy"]["tasks"][0]["params"]["bogus"] = 1
+    with pytest.raises(ProfileError, match="bogus"):
+        profile_from_dict(bad)
+    bad = tiny_profile()
+    bad["suites"]["accuracy"]["attention_options"] = {"sparse": {"chunk_size": 4}}
+    with pytest.raises(ProfileError, match="chunk_size"):
+        profile_from_dict(bad)
+    bad = tiny_profile(text={"params": {"data_files": "train=x.tsv"}})
+    with pytest.raises(ProfileError, match="command line"):
+        profile_from_dict(bad)
+    bad = tiny_profile(tasks=[{"name": "recall"}, {"name": "recall"}])
+    with pytest.raises(ProfileError, match="unique"):
+        profile_from_dict(bad)
+    with pytest.raises(ProfileError, match="nosuch"):
+        profile_from_dict(tiny_profile(tasks=[{"name": "nosuch"}]))
+
+
+def test_cell_via_suite_api_scores_and_saves_predictions(tmp_path):
+    suite = get_suite("accuracy")
+    params = AccuracyParams.model_validate(tiny_profile()["suites"]["accuracy"])
+    cell = suite.plan(params, [AttentionSpec("standard")], [0])[0]
+    seen = []
+    ctx = RunContext(run_dir=tmp_path, seeds=(0,), progress=lambda f, t: seen.append(f))
+    records = {r.metric: r for r in suite.run_cell(cell, params, ctx)}
+    assert set(records) == {"macro_f1", "accuracy", "val_macro_f1", "train_time_s", "n_params",
+                            "best_step"}
+    saved = json.loads((tmp_path / "artifacts" / f"{cell.id}.json").read_text())
+    y, p = np.array(saved["labels"]), np.array(saved["predictions"])
+    assert len(y) == RECALL["n_test"] == records["macro_f1"].n
+    assert records["macro_f1"].value == pytest.approx(f1_score(y, p, average="macro"))
+    assert records["accuracy"].value == pytest.approx(accuracy_score(y, p))
+    for name in ("macro_f1", "accuracy"):
+        r = records[name]
+        assert r.interval == "ci95" and r.ci_low <= r.value <= r.ci_high and r.higher_is_better
+    assert records["best_step"].value in (3, 6)
+    assert (tmp_path / "artifacts" / f"{cell.id}.pt").is_file()  # reference checkpoint
+    assert seen and max(seen) == 1.0
+
+
+def test_text_cells_skip_without_data(tmp_path):
+    suite = get_suite("accuracy")
+    params = AccuracyParams.model_validate(tiny_profile(text={})["suites"]["accuracy"])
+    cell = next(c for c in suite.plan(params, [AttentionSpec("standard")], [0])
+                if c.params["task"] == "text")
+    records = suite.run_cell(cell, params, RunContext(run_dir=tmp_path))
+    assert [r.status for r in records] == ["skipped"]
+    assert "--data-files" in records[0].error
+
+
+def test_cli_end_to_end_with_summary_and_fidelity(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    result, run_dir, records = run_cli(tmp_path, tiny_profile())
+    assert result.exit_code == 0, result.output
+    cells = [r for r in records if not r["cell"].startswith("summary")]
+    assert {r["label"] for r in cells} == {"standard", "sparse", "lsh", "linear[favor]"}
+    assert all(r["status"] == "ok" for r in records)
+    by = {(r["label"], r["metric"]): r for r in records if r["cell"] == "summary:accuracy"}
+    for label in ("standard", "sparse", "lsh", "linear[favor]"):
+        assert by[(label, "macro_f1_mean")]["n"] == 1
+    for label in ("sparse", "lsh", "linear[favor]"):
+        diff = by[(label, "macro_f1_diff_vs_standard")]
+        assert diff["interval"] == "ci95" and diff["n"] == RECALL["n_test"]
+        assert 0.0 < by[(label, "paired_p_value")]["value"] <= 1.0
+        assert by[(label, "fidelity_rel_error")]["value"] >= 0.0
+        assert 0.0 <= by[(label, "swap_macro_f1")]["value"] <= 1.0
+    # 4 blocks of 6 tokens: window 3 + global 1 + random 2 cover every key: exact softmax
+    assert by[("sparse", "fidelity_rel_error")]["value"] < 1e-5
+    assert by[("lsh", "fidelity_rel_error")]["value"] > 1e-3
+    f1 = {r["label"]: r["value"] for r in cells if r["metric"] == "macro_f1"}
+    arts = {r["label"]: json.loads((run_dir / "artifacts" / f"{r['cell']}.json").read_text())
+            for r in cells if r["metric"] == "macro_f1"}
+    y = np.array(arts["standard"]["labels"])
+    expected = f1_score(y, arts["lsh"]["predictions"], average="macro") - f1["standard"]
+    assert by[("lsh", "macro_f1_diff_vs_standard")]["value"] == pytest.approx(expected)
+
+
+def test_diverging_cell_is_an_error_record_and_the_run_goes_on(tmp_path):
+    profile = tiny_profile()
+    bad = {**profile["suites"]["accuracy"]["tasks"][0], "label": "recall-inf",
+           "train": {**TRAIN, "lr": math.inf}}
+    profile["suites"]["accuracy"]["tasks"].append(bad)
+    profile["attentions"] = [{"name": "standard"}]
+    result, _, records = run_cli(tmp_path, profile)
+    assert result.exit_code == 1
+    broken = [r for r in records if r["params"].get("task") == "recall-inf"]
+    assert broken and all(r["status"] == "error" for r in broken)
+    assert "diverged at step" in broken[0]["error"]
+    fine = [r for r in records if r["params"].get("task") == "recall" and r["metric"] == "macro_f1"]
+    assert fine and fine[0]["status"] == "ok"
+
+
+@pytest.mark.skipif(not SST2.is_dir(), reason="shared SST-2 data not available")
+def test_sst2_from_data_files(tmp_path):
+    profile = tiny_profile(tasks=[], text={
+        "label": "sst2",
+        "params": {"tokenizer": "word", "vocab_size": 2000, "max_len": 32, "max_train": 200,
+                   "max_eval": 64}})
+    profile["attentions"] = [{"name": "standard"}]
+    files = f"train={SST2 / 'train_full.tsv'},test={SST2 / 'dev.tsv'}"
+    result, _, records = run_cli(tmp_path, profile, "--data-files", files)
+    assert result.exit_code == 0, result.output
+    f1 = next(r for r in records if r["metric"] == "macro_f1")
+    assert f1["status"] == "ok" and f1["params"]["task"] == "sst2" and f1["n"] == 64
+
+
+def test_metrics_load_offline(tmp_path):
+    code = ("from harness.metrics import accuracy, macro_f1;"
+            "print(round(macro_f1([0, 1, 1, 0], [0, 1, 0, 0]), 4),"
+            " accuracy([0, 1, 1, 0], [0, 1, 0, 0]))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0.7333", "0.75"]
+
+
+# ------------------------------------------------------------------------------ summary math
+def _fake_run(tmp_path: Path, systems: dict[str, list[np.ndarray]], y: np.ndarray,
+              times: dict[str, list[float]]) -> list[Record]:
+    """Records + artifacts of a run where each label has predictions for seeds 0, 1, 2."""
+    art = tmp_path / "artifacts"
+    art.mkdir(parents=True, exist_ok=True)
+    records = []
+    for label, preds in systems.items():
+        name, options = {"standard": ("standard", {"backend": "sdpa"}),
+                         "linear": ("linear", {"feature_map": "elu", "n_features": 256,
+                                               "seed": 0})}[label]
+        for seed, p in enumerate(preds):
+            cell = f"{label}-{seed}"
+            (art / f"{cell}.json").write_text(json.dumps({
+                "labels": y.tolist(), "predictions": p.tolist(), "test_fingerprint": "same"}))
+            common = {"suite": "accuracy", "attention": name, "options": options,
+                      "params": {"task": "t", "seed": seed, "config": "c"}, "label": label,
+                      "cell": cell}
+            records += [
+                Record(metric="macro_f1", value=f1_score(y, p, average="macro"), **common),
+                Record(metric="accuracy", value=accuracy_score(y, p), **common),
+                Record(metric="train_time_s", value=times[label][seed], **common),
+                Record(metric="n_params", value=1000 if label == "standard" else 900, **common),
+            ]
+    return records
+
+
+def test_summary_means_t_interval_and_paired_comparison(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    std = [np.where(rng.random(300) < 0.8, y, rng.integers(0, 3, 300)) for _ in range(3)]
+    lin = [np.where(rng.random(300) < 0.5, y, rng.integers(0, 3, 300)) for _ in range(3)]
+    times = {"standard": [1.0, 2.0, 3.0], "linear": [0.5, 0.5, 0.8]}
+    records = _fake_run(tmp_path, {"standard": std, "linear": lin}, y, times)
+    params = AccuracyParams.model_validate({"tasks": [], "text": None, "fidelity": False,
+                                            "n_boot": 400})
+    out = get_suite("accuracy").summarize(records, params, RunContext(run_dir=tmp_path))
+    by = {(r.label, r.metric): r for r in out}
+    f1s = [f1_score(y, p, average="macro") for p in lin]
+    mean = by[("linear", "macro_f1_mean")]
+    half = sps.t.ppf(0.975, 2) * np.std(f1s, ddof=1) / math.sqrt(3)
+    assert mean.value == pytest.approx(np.mean(f1s)) and mean.n == 3
+    assert mean.stderr == pytest.approx(np.std(f1s, ddof=1) / math.sqrt(3))
+    assert (mean.ci_low, mean.ci_high) == pytest.approx((np.mean(f1s) - half, np.mean(f1s) + half))
+    assert by[("standard", "train_time_s_mean")].value == pytest.approx(2.0)
+    assert by[("linear", "n_params_ratio_vs_standard")].value == pytest.approx(0.9)
+    diff = by[("linear", "macro_f1_diff_vs_standard")]
+    expected = np.mean([f1_score(y, a, average="macro") - f1_score(y, b, average="macro")
+                        for a, b in zip(lin, std, strict=True)])
+    assert diff.value == pytest.approx(expected) and diff.n == 300
+    assert diff.ci_low < diff.value < diff.ci_high < 0  # clearly worse than standard
+    assert by[("linear", "paired_p_value")].value < 0.01
+    assert ("standard", "macro_f1_diff_vs_standard") not in by
+
+
+def test_paired_diff_agrees_with_the_stats_layer_for_one_seed():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    a = np.where(rng.random(400) < 0.75, y, 1 - y)
+    b = np.where(rng.random(400) < 0.70, y, 1 - y)
+    ours = paired_diff(y, [a], [b], n_boot=2000, seed=0)
+    ref = paired_bootstrap_test(macro_f1_scores, y, a, b, n_boot=2000, seed=0)
+    assert ours[0] == pytest.approx(ref[0])
+    assert ours[1] == pytest.approx(ref[1], abs=0.01) and ours[2] == pytest.approx(ref[2], abs=0.01)
+    assert ours[4] == pytest.approx(ref[3], abs=0.03)
+    same = paired_diff(y, [a, a], [a, a], n_boot=100)
+    assert same[:3] == (0.0, 0.0, 0.0) and same[4] == 1.0
+    with pytest.raises(ValueError, match="same test examples"):
+        paired_diff(y, [a[:10]], [b], n_boot=10)
+
+
+def test_score_predictions_interval_covers_value():
+    y = np.array([0, 1, 2] * 30)
+    p = np.array([0, 1, 1] * 30)
+    s = score_predictions(y, p, n_boot=200)
+    assert s["macro_f1"]["value"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert s["macro_f1"]["ci_low"] <= s["macro_f1"]["value"] <= s["macro_f1"]["ci_high"]
+    assert score_predictions(y, p, n_boot=0)["accuracy"]["ci_low"] is None
+
+
+def test_run_context_data_reaches_the_text_task():
+    from harness.suites.accuracy import _task_kwargs
+
+    params = AccuracyParams.model_validate({"tasks": [], "text": {"params": {"max_len": 16}}})
+    data = DataOptions(data_files={"train": str(SST2 / "train_full.tsv")}, label_column="label")
+    kwargs = _task_kwargs(params.text, params, RunContext(data=data))
+    assert kwargs == {"max_len": 16, "data_files": {"train": str(SST2 / "train_full.tsv")},
+                      "label_column": "label"}
