@@ -18,8 +18,9 @@ app = typer.Typer(
     no_args_is_help=False,
     help="Benchmark and fairness-audit harness for self-attention variants.",
 )
-console = Console()
-err_console = Console(stderr=True)
+# Logs and CI output are not terminals: give tables room instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -226,3 +226,13 @@ def test_cuda_matches_cpu(name):
     cpu = _call(attn, q, k, v)
     gpu = _call(attn.cuda(), q.cuda(), k.cuda(), v.cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=2e-3, atol=2e-3)
+
+
+def test_memory_claim_follows_the_configuration():
+    assert get_attention("standard", backend="eager").claimed_memory[1] == 2.0
+    assert get_attention("standard", backend="sdpa").claimed_memory[1] == 1.0
+    for name in NAMES:
+        if name != "standard":
+            attn = _build(name)
+            assert attn.claimed_memory == (attn.capabilities.memory_complexity,
+                                           attn.capabilities.memory_exponent)

@@ -78,6 +78,14 @@ class Attention(nn.Module):
         raise NotImplementedError
 
     @property
+    def claimed_memory(self) -> tuple[str, float]:
+        """(complexity, exponent of N) that this configuration claims for its peak memory.
+
+        The class capabilities by default; a family whose options change the claim overrides it.
+        """
+        return self.capabilities.memory_complexity, self.capabilities.memory_exponent
+
+    @property
     def options(self) -> dict[str, Any]:
         """The resolved options of this instance (defaults filled in)."""
         return {key: getattr(self, key) for key in attention_options(type(self))}

@@ -40,6 +40,14 @@ class StandardAttention(Attention):
             raise ValueError(f"standard: backend must be one of {_BACKENDS}, got {backend!r}")
         self.backend = backend
 
+    @property
+    def claimed_memory(self) -> tuple[str, float]:
+        if self.backend == "sdpa":
+            # torch's fused kernels (flash / memory-efficient, on CPU and CUDA) never hold the
+            # N x N weights; only its math fallback does.
+            return "O(N) with a fused SDPA kernel (O(N^2) in torch's math fallback)", 1.0
+        return super().claimed_memory
+
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:

@@ -71,6 +71,14 @@ def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedC
     return planned
 
 
+def _attention_meta(spec) -> dict[str, Any]:
+    """Spec, capabilities and this configuration's memory claim, for run.json and reports."""
+    complexity, exponent = spec.build().claimed_memory
+    caps = {**spec.capabilities.as_dict(), "memory_complexity": complexity,
+            "memory_exponent": exponent}
+    return {**spec.as_dict(), "capabilities": caps}
+
+
 def _new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
@@ -188,10 +196,7 @@ def start_run(
         "profile": profile.to_dict(),
         "profile_hash": profile.hash,
         "suites": suites,
-        "attentions": [
-            {**s.as_dict(), "capabilities": s.capabilities.as_dict()}
-            for s in profile.attention_specs()
-        ],
+        "attentions": [_attention_meta(s) for s in profile.attention_specs()],
         "seeds": list(profile.seeds),
         "device": device,
         "threads": ctx_threads,

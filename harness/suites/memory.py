@@ -154,8 +154,6 @@ class MemorySuite(Suite):
         self, records: list[Record], params: MemoryParams, ctx: RunContext
     ) -> list[Record]:
         """Per attention and mode: fitted exponent, claimed exponent, agreement, longest N."""
-        from harness.attention import attention_class
-
         groups: dict[tuple[str, str], list[Record]] = {}
         for r in records:
             if r.suite == self.name and r.metric == "peak_bytes":
@@ -165,7 +163,7 @@ class MemorySuite(Suite):
             first = rows[0]
             ok = sorted((r for r in rows if r.status == "ok" and r.value and r.value > 0),
                         key=lambda r: r.params["seq_len"])
-            claimed = attention_class(first.attention).capabilities.memory_exponent
+            claimed = AttentionSpec(first.attention, first.options).build().claimed_memory[1]
 
             def rec(metric: str, value, first=first, mode=mode, label=label, **kw) -> Record:
                 return Record(
