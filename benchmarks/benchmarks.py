@@ -1,7 +1,8 @@
 """asv benchmarks: thin wrappers over the suites, parametrized from the profile (one source).
 
-The lengths, attentions and suite parameters come from ``suites/<profile>.yaml`` (``quick`` unless
-``HARNESS_ASV_PROFILE`` names another), the same file ``harness run`` reads; threads are pinned
+The lengths, attentions and suite parameters come from this checkout's ``suites/<profile>.yaml``
+(``quick`` unless ``HARNESS_ASV_PROFILE`` names another), the same file ``harness run`` reads, so
+the parameter lists stay the same for every commit asv measures; threads are pinned
 (``HARNESS_ASV_THREADS``, set to 1 in asv.conf.json's matrix).
 
 - ``time_*``: asv times the attention call itself (``setup`` builds inputs outside the timing).
@@ -18,40 +19,77 @@ The lengths, attentions and suite parameters come from ``suites/<profile>.yaml``
 
 from __future__ import annotations
 
+import ast
 import os
 import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 
-from harness.run.profiles import load_profile
 from harness.suites import RunContext, get_suite
+from harness.suites.base import AttentionSpec
 from harness.suites.throughput import attention_inputs
 
+_TREE = Path(__file__).resolve().parents[1]
 _PROFILE_NAME = os.environ.get("HARNESS_ASV_PROFILE", "quick")
-# By name: the profile installed with the harness under test (harness.profiles), so each commit is
-# measured with the sweep it defines.
-PROFILE = load_profile(_PROFILE_NAME)
-SPECS = {spec.label: spec for spec in PROFILE.attention_specs()}
+_PROFILE_FILE = _TREE / "suites" / f"{_PROFILE_NAME}.yaml"
+# asv runs every commit with the parameter lists it discovered once, so they must not depend on
+# the harness installed at the commit under test: they come from this checkout's profile (and,
+# when the profile runs "every registered attention", from this checkout's registry source).
+# Each commit then validates the profile sections it runs with its own code; what it cannot run
+# (an attention it does not have, a suite it lacks) is skipped.
+RAW = yaml.safe_load(_PROFILE_FILE.read_text(encoding="utf-8"))
+
+
+def _registered_in_tree() -> list[str]:
+    """Names registered by this checkout's harness/attention/*.py (``name = "..."`` of classes
+    decorated with ``@register_attention``), read from the source, not from the installed copy."""
+    names = []
+    for path in sorted((_TREE / "harness" / "attention").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                getattr(d, "id", None) == "register_attention" for d in node.decorator_list
+            ):
+                for stmt in node.body:
+                    if (isinstance(stmt, ast.Assign) and getattr(stmt.targets[0], "id", "") ==
+                            "name" and isinstance(stmt.value, ast.Constant)):
+                        names.append(stmt.value.value)
+    return sorted(names)
+
+
+def _specs() -> dict[str, AttentionSpec]:
+    entries = RAW.get("attentions")
+    if entries is None:
+        entries = [{"name": n} for n in _registered_in_tree()] + list(RAW.get("variants") or [])
+    specs = [AttentionSpec(e["name"], dict(e.get("options") or {}), e.get("label") or "")
+             if isinstance(e, dict) else AttentionSpec(str(e)) for e in entries]
+    return {spec.label: spec for spec in specs}
+
+
+SPECS = _specs()
 # HARNESS_ASV_ATTENTIONS (comma-separated labels) narrows the profile's attentions, e.g. for the
 # gate proof; it filters the profile's list and never adds to it.
 if os.environ.get("HARNESS_ASV_ATTENTIONS"):
     _wanted = set(os.environ["HARNESS_ASV_ATTENTIONS"].split(","))
     SPECS = {label: spec for label, spec in SPECS.items() if label in _wanted}
 LABELS = list(SPECS)
-THREADS = int(os.environ.get("HARNESS_ASV_THREADS", PROFILE.threads or 1))
+THREADS = int(os.environ.get("HARNESS_ASV_THREADS", RAW.get("threads") or 1))
+
+
+def _raw_suite(name: str) -> dict:
+    return dict((RAW.get("suites") or {}).get(name) or {})
 
 
 def _context() -> RunContext:
+    from harness.run.profiles import parse_bytes
+
     torch.set_num_threads(THREADS)
-    return RunContext(device="cpu", threads=THREADS, memory_budget=PROFILE.memory_budget,
-                      seeds=tuple(PROFILE.seeds), run_dir=Path(tempfile.mkdtemp(prefix="asv-")))
-
-
-def _suite_params(name: str):
-    if name not in PROFILE.suites:
-        raise NotImplementedError(f"profile {_PROFILE_NAME!r} has no {name} suite")
-    return PROFILE.suites[name]
+    return RunContext(device="cpu", threads=THREADS,
+                      memory_budget=parse_bytes(RAW.get("memory_budget", "6GiB")),
+                      seeds=tuple(RAW.get("seeds") or [0]),
+                      run_dir=Path(tempfile.mkdtemp(prefix="asv-")))
 
 
 def _suite(name: str):
@@ -59,6 +97,25 @@ def _suite(name: str):
         return get_suite(name)
     except ValueError as err:  # a suite this commit of the harness does not have
         raise NotImplementedError(str(err)) from None
+
+
+def _suite_params(name: str):
+    """The profile's section for ``name``, validated by the installed harness's own model."""
+    if name not in (RAW.get("suites") or {}):
+        raise NotImplementedError(f"profile {_PROFILE_NAME!r} has no {name} suite")
+    try:
+        return _suite(name).Params.model_validate(_raw_suite(name))
+    except ValueError as err:  # this commit's harness reads the section differently
+        raise NotImplementedError(f"{name} parameters unusable at this commit: {err}") from None
+
+
+def _spec(label: str) -> AttentionSpec:
+    from harness.attention import list_attentions
+
+    spec = SPECS[label]
+    if spec.name not in list_attentions():
+        raise NotImplementedError(f"attention {spec.name!r} is not registered at this commit")
+    return spec
 
 
 def _first_ok(records, metric: str) -> float:
@@ -72,17 +129,17 @@ def _first_ok(records, metric: str) -> float:
 class AttentionTime:
     """Forward and backward time of each attention per length (throughput suite's settings)."""
 
-    params = (LABELS, list(_suite_params("throughput").seq_lens))
+    params = (LABELS, list(_raw_suite("throughput").get("seq_lens") or []))
     param_names = ("attention", "seq_len")
     timeout = 600
 
     def setup(self, label: str, seq_len: int) -> None:
         params = _suite_params("throughput")
         _context()
-        spec = SPECS[label]
+        spec = _spec(label)
         # The quadratic eager reference is skipped where its N x N weights would not fit.
         if spec.capabilities.memory_exponent >= 2 and spec.options.get("backend") == "eager" and (
-            params.heads * seq_len * seq_len * 4 * 3 > PROFILE.memory_budget
+            params.heads * seq_len * seq_len * 4 * 3 > _context().memory_budget
         ):
             raise NotImplementedError("over the memory budget")
         self.attn = spec.build()
@@ -104,15 +161,15 @@ class AttentionTime:
 class AttentionMemory:
     """Peak bytes above baseline per attention, length and mode, via the memory suite."""
 
-    params = (LABELS, list(_suite_params("memory").seq_lens),
-              list(_suite_params("memory").modes))
+    params = (LABELS, list(_raw_suite("memory").get("seq_lens") or []),
+              list(_raw_suite("memory").get("modes") or ["forward", "fwd_bwd"]))
     param_names = ("attention", "seq_len", "mode")
     timeout = 600
 
     def setup(self, label: str, seq_len: int, mode: str) -> None:
         self.suite = _suite("memory")
         self.params_ = _suite_params("memory")
-        self.cell = SPECS[label].cell("memory", {"mode": mode, "seq_len": seq_len,
+        self.cell = _spec(label).cell("memory", {"mode": mode, "seq_len": seq_len,
                                                  "batch": self.params_.batch})
 
     def track_peak_bytes(self, label: str, seq_len: int, mode: str) -> float:
@@ -130,7 +187,7 @@ class AccuracyTrack:
     def setup(self) -> None:
         self.suite = _suite("accuracy")
         self.params_ = _suite_params("accuracy")
-        cells = self.suite.plan(self.params_, [SPECS["standard"]], [PROFILE.seeds[0]])
+        cells = self.suite.plan(self.params_, [_spec("standard")], [_context().seeds[0]])
         if not cells:
             raise NotImplementedError("the accuracy suite planned no cell")
         self.cell = cells[0]
@@ -150,7 +207,7 @@ class BiasTrack:
     def setup(self) -> None:
         self.suite = _suite("bias")
         self.params_ = _suite_params("bias")
-        cells = self.suite.plan(self.params_, [SPECS["standard"]], [PROFILE.seeds[0]])
+        cells = self.suite.plan(self.params_, [_spec("standard")], [_context().seeds[0]])
         if not cells:
             raise NotImplementedError("the bias suite planned no cell")
         self.cell = cells[0]
