@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +51,7 @@ from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, r
 from harness.suites.training import (
     TrainParams,
     build_for_task,
+    load_task_cached,
     macro_f1_scores,
     make_batch,
     predict,
@@ -74,8 +74,6 @@ __all__ = [
 
 #: ``ctx.data`` fields that the text task takes from the command line, not from the profile.
 _DATA_KEYS = ("dataset", "data_files", "text_column", "label_column")
-_TASK_CACHE: OrderedDict[str, TaskData] = OrderedDict()
-_TASK_CACHE_SIZE = 3
 
 
 def _check_attention_options(value: dict[str, dict[str, Any]], where: str) -> None:
@@ -252,19 +250,8 @@ def _has_run_data(ctx: RunContext) -> bool:
 
 
 def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
-    """``load_task`` with a small in-process cache (cells of one task share the data)."""
-    from harness.data import load_task
-
-    key = canonical_json([name, kwargs])
-    task = _TASK_CACHE.get(key)
-    if task is None:
-        task = load_task(name, **kwargs)
-        _TASK_CACHE[key] = task
-        while len(_TASK_CACHE) > _TASK_CACHE_SIZE:
-            _TASK_CACHE.popitem(last=False)
-    else:
-        _TASK_CACHE.move_to_end(key)
-    return task
+    """``load_task`` through the suites' shared in-process cache (cells of one task share data)."""
+    return load_task_cached(name, **kwargs)
 
 
 def _split_fingerprint(split: Split) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from itertools import combinations
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from harness.data import build_probe, derive_seed, list_swaps, load_task, swap, swap_directions
+from harness.data import build_probe, derive_seed, list_swaps, swap, swap_directions
 from harness.data.base import Split, TaskData
 from harness.data.terms import ATTRIBUTES, AXES, axis_groups
 from harness.measure.stats import summarize as summarize_values
@@ -59,7 +58,7 @@ from harness.suites.fairness import (
     paired_difference,
     template_from_scores,
 )
-from harness.suites.training import TrainParams, predict, train_classifier
+from harness.suites.training import TrainParams, load_task_cached, predict, train_classifier
 
 __all__ = [
     "BIAS_METRICS",
@@ -73,32 +72,6 @@ __all__ = [
 #: Metrics compared with ``standard`` in the summary, with whether higher is better.
 BIAS_METRICS = {**GAP_METRICS, "bias_amplification": False, "flip_rate": False, "score_gap": False}
 _NONE = "none"
-_TASKS: OrderedDict[str, TaskData] = OrderedDict()  # loaded tasks, shared by a run's cells
-_TASKS_KEPT = 2
-
-
-def _load(name: str, **options: Any) -> TaskData:
-    """``load_task`` with a small in-process cache: every attention of a run trains on the same
-    data, so a dataset is read and tokenized once (local files are keyed by size and mtime)."""
-    stamp = []
-    for path in (options.get("data_files") or {}).values():
-        try:
-            st = Path(path).stat()
-            stamp.append((str(path), st.st_size, st.st_mtime_ns))
-        except OSError:
-            stamp.append((str(path), None, None))
-    key = json.dumps([name, options, stamp], sort_keys=True, default=str)
-    task = _TASKS.get(key)
-    if task is None:
-        task = load_task(name, **options)
-        _TASKS[key] = task
-        while len(_TASKS) > _TASKS_KEPT:
-            _TASKS.popitem(last=False)
-    else:
-        _TASKS.move_to_end(key)
-    return task
-
-
 def _default_train() -> TrainParams:
     return TrainParams(steps=200, batch_size=32, lr=2e-3, eval_every=50, hidden_size=32,
                        num_layers=1, num_heads=2, ffn_size=64, dropout=0.0)
@@ -501,14 +474,14 @@ class BiasSuite(Suite):
                    "strength": float(cell.params["strength"]), "mechanism": corpus.mechanism,
                    "tokenizer": corpus.tokenizer, "seed": seed}
         ctx.progress(0.0, f"{cell.label}: building the bias corpus")
-        task = _load("bias_sentiment", **options)
+        task = load_task_cached("bias_sentiment", **options)
         probe_texts = [r.text for r in build_probe(axes=params.template_axes)] \
             if params.template_axes else []
         counts = getattr(task.tokenizer, "token_counts", None)
         if probe_texts and counts is not None:
             need = int(counts(probe_texts).max()) + 1
             if need > task.max_len:  # room for the template sentences too
-                task = _load("bias_sentiment", **options, max_len=need)
+                task = load_task_cached("bias_sentiment", **options, max_len=need)
         result = self._train(cell, task, params.train, ctx)
         scorer = Scorer(result.model, task, positive=params.positive_label,
                         batch_size=params.predict_batch_size, device=ctx.device)
@@ -555,7 +528,7 @@ class BiasSuite(Suite):
         if data.label_column:
             options["label_column"] = data.label_column
         ctx.progress(0.0, f"{cell.label}: loading the text dataset")
-        task = _load("text", **options)
+        task = load_task_cached("text", **options)
         result = self._train(cell, task, tp.train or params.train, ctx)
         scorer = Scorer(result.model, task, positive=params.positive_label,
                         batch_size=params.predict_batch_size, device=ctx.device)

@@ -17,10 +17,13 @@ CPU. A NaN/inf loss or gradient norm raises :class:`TrainingDiverged` naming the
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -39,6 +42,7 @@ __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "build_for_task",
+    "load_task_cached",
     "macro_f1_scores",
     "make_batch",
     "predict",
@@ -324,3 +328,31 @@ def train_classifier(
         n_params=n_params,
         history=history,
     )
+
+
+_TASKS: OrderedDict[str, Any] = OrderedDict()  # loaded tasks, shared by a run's cells
+_TASKS_KEPT = 3
+
+
+def load_task_cached(name: str, **options: Any) -> Any:
+    """``load_task`` with a small in-process cache: every attention of a run trains on the same
+    data, so a dataset is read and tokenized once (local files are keyed by size and mtime)."""
+    from harness.data import load_task
+
+    stamp = []
+    for path in (options.get("data_files") or {}).values():
+        try:
+            st = Path(path).stat()
+            stamp.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamp.append((str(path), None, None))
+    key = json.dumps([name, options, stamp], sort_keys=True, default=str)
+    task = _TASKS.get(key)
+    if task is None:
+        task = load_task(name, **options)
+        _TASKS[key] = task
+        while len(_TASKS) > _TASKS_KEPT:
+            _TASKS.popitem(last=False)
+    else:
+        _TASKS.move_to_end(key)
+    return task
