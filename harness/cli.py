@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,7 +27,7 @@ EXIT_OK, EXIT_FAILED_CELLS, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -57,7 +58,7 @@ def list_cmd() -> None:
         cls = attention_class(name)
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
-        table.add_row(name, opts, caps.time_complexity, caps.memory_complexity,
+        table.add_row(escape(name), escape(opts), caps.time_complexity, caps.memory_complexity,
                       _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths))
     console.print(table)
     suites = Table(title="suites", title_justify="left")
@@ -107,18 +108,19 @@ class _RichProgress:
         self.current = self.bar.add_task("", total=1.0)
 
     def cell_started(self, planned) -> None:
-        self.bar.update(self.current, description=planned.cell.display, completed=0.0)
+        self.bar.update(self.current, description=escape(planned.cell.display), completed=0.0)
 
     def cell_progress(self, fraction: float, text: str) -> None:
         self.bar.update(self.current, completed=min(max(fraction, 0.0), 1.0),
-                        description=text or None)
+                        description=escape(text) if text else None)
 
     def cell_finished(self, planned, records) -> None:
         self.bar.advance(self.overall)
         bad = [r for r in records if r.status in ("error", "oom")]
         if bad and self.enabled:
             self.bar.console.print(
-                f"  [yellow]{bad[0].status}[/] {planned.cell.display}: {bad[0].error}",
+                f"  [yellow]{bad[0].status}[/] {escape(planned.cell.display)}:"
+                f" {escape(bad[0].error or '')}",
                 highlight=False, markup=True,
             )
 
@@ -255,7 +257,7 @@ def _print_summary(records) -> None:
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
+        table.add_row(*(escape(str(row[c])) for c in columns))
     console.print(table)
 
 

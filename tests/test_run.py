@@ -264,3 +264,16 @@ def test_resume_after_kill_9_loses_nothing_and_duplicates_nothing(tmp_path):
     assert before <= {r.cell for r in records}
     meta = read_run(results.parent)
     assert meta["status"] == "finished" and len(meta["resumed"]) == 1
+
+
+def test_labels_with_brackets_survive_the_terminal_output(tmp_path):
+    """rich reads `[eager]` as markup unless escaped: the label must print as written."""
+    data = json.loads(json.dumps(TINY))
+    data["suites"] = {"memory": {**TINY["suites"]["memory"], "seq_lens": [64, 128]}}
+    path = write_profile(tmp_path / "p.yaml", data)
+    result = CliRunner().invoke(
+        app, ["run", "--profile", str(path), "--out", str(tmp_path / "o"), "--no-progress",
+              "--no-report"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "standard[eager]" in result.output
