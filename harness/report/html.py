@@ -632,6 +632,21 @@ def _seeds_cell(records: list[Record]) -> dict[str, Any]:
             "n": None, "status": "ok", "error": ""}
 
 
+def _label_series(labels: list[str], colors: dict[str, str], rows) -> list[plots.BarSeries]:
+    """One bar series per attention label. ``rows(label)`` yields (category, records, tip prefix);
+    a category with no value is left out, and a label with no bar at all is dropped."""
+    series = []
+    for label in labels:
+        bars = {}
+        for cat, recs, prefix in rows(label):
+            bar = _seeds_bar(recs, prefix)
+            if bar is not None:
+                bars[cat] = bar
+        if bars:
+            series.append(plots.BarSeries(label, colors[label], bars))
+    return series
+
+
 def _seeds_bar(records: list[Record], prefix: str) -> plots.Bar | None:
     """A bar for one figure over seeds: value and 95% CI for one seed, mean with a dot per
     seed for several; None when no seed has a value."""
@@ -884,18 +899,12 @@ def _planted_rates_chart(bias: _Bias, labels: list[str], colors: dict[str, str])
         if "group" in r.params))
     groups.sort(key=lambda g: g != bias.group)  # the planted group first
     cats = [f"{_SHORT.get(m, m)}: {g}" for m in PLANTED_RATES for g in groups]
-    series = []
-    for label in labels:
-        bars = {}
-        for metric in PLANTED_RATES:
-            for group in groups:
-                recs = bias.find(metric, label, probe="controlled", axis=bias.axis,
-                                 strength=bias.strength, group=group)
-                bar = _seeds_bar(recs, f"{label} {NAMES.get(metric, metric)} of {group}")
-                if bar is not None:
-                    bars[f"{_SHORT.get(metric, metric)}: {group}"] = bar
-        if bars:
-            series.append(plots.BarSeries(label, colors[label], bars))
+    series = _label_series(labels, colors, lambda label: (
+        (f"{_SHORT.get(metric, metric)}: {group}",
+         bias.find(metric, label, probe="controlled", axis=bias.axis, strength=bias.strength,
+                   group=group),
+         f"{label} {NAMES.get(metric, metric)} of {group}")
+        for metric in PLANTED_RATES for group in groups))
     if not series:
         return None
     return _chart(plots.bar_chart(
@@ -908,15 +917,9 @@ def _planted_gaps_chart(bias: _Bias, labels: list[str], colors: dict[str, str]) 
     if bias.axis is None:
         return None
     cats = [_SHORT[m] for m in PLANTED_GAPS]
-    series = []
-    for label in labels:
-        bars = {}
-        for metric in PLANTED_GAPS:
-            bar = _seeds_bar(bias.headline(label, metric), f"{label} {NAMES[metric]}")
-            if bar is not None:
-                bars[_SHORT[metric]] = bar
-        if bars:
-            series.append(plots.BarSeries(label, colors[label], bars))
+    series = _label_series(labels, colors, lambda label: (
+        (_SHORT[metric], bias.headline(label, metric), f"{label} {NAMES[metric]}")
+        for metric in PLANTED_GAPS))
     if not series:
         return None
     return _chart(plots.bar_chart(
@@ -926,20 +929,13 @@ def _planted_gaps_chart(bias: _Bias, labels: list[str], colors: dict[str, str]) 
 
 def _diff_chart(bias: _Bias, labels: list[str], colors: dict[str, str]) -> Markup | None:
     cats = [_SHORT[m] for m in PLANTED_GAPS]
-    series = []
-    pooled = False
-    for label in labels:
-        if label == bias.run.reference:
-            continue
-        bars = {}
-        for metric in PLANTED_GAPS:
-            recs = bias.diff(label, metric)
-            pooled = pooled or any(r.params.get("seed") == "all" for r in recs)
-            bar = _seeds_bar(recs, f"{label} {NAMES[metric]} minus {bias.run.reference}")
-            if bar is not None:
-                bars[_SHORT[metric]] = bar
-        if bars:
-            series.append(plots.BarSeries(label, colors[label], bars))
+    others = [label for label in labels if label != bias.run.reference]
+    pooled = any(r.params.get("seed") == "all" for label in others
+                 for metric in PLANTED_GAPS for r in bias.diff(label, metric))
+    series = _label_series(others, colors, lambda label: (
+        (_SHORT[metric], bias.diff(label, metric),
+         f"{label} {NAMES[metric]} minus {bias.run.reference}")
+        for metric in PLANTED_GAPS))
     if not series:
         return None
     ref = bias.run.reference or "standard"
@@ -993,16 +989,9 @@ def _flip_chart(bias: _Bias, labels: list[str], colors: dict[str, str],
         return f"{swap}: {direction} (n={sizes[(swap, direction)]})"
 
     cats = list(dict.fromkeys(cat(r) for r in recs))
-    series = []
-    for label in labels:
-        bars = {}
-        for c in cats:
-            mine = [r for r in recs if label_of(r) == label and cat(r) == c]
-            bar = _seeds_bar(mine, f"{label} flip rate, swap {c}")
-            if bar is not None:
-                bars[c] = bar
-        if bars:
-            series.append(plots.BarSeries(label, colors[label], bars))
+    series = _label_series(labels, colors, lambda label: (
+        (c, [r for r in recs if label_of(r) == label and cat(r) == c],
+         f"{label} flip rate, swap {c}") for c in cats))
     data = next((str(r.params["data"]) for r in recs if "data" in r.params), "text data")
     on = f"bias corpus, strength {bias.strength:g}" if source == "controlled" else data
     return _chart(plots.bar_chart(
@@ -1019,16 +1008,9 @@ def _template_chart(bias: _Bias, labels: list[str], colors: dict[str, str],
     if not recs:
         return None
     cats = list(dict.fromkeys(_template_name(r) for r in recs))
-    series = []
-    for label in labels:
-        bars = {}
-        for cat in cats:
-            mine = [r for r in recs if label_of(r) == label and _template_name(r) == cat]
-            bar = _seeds_bar(mine, f"{label} template {cat}")
-            if bar is not None:
-                bars[cat] = bar
-        if bars:
-            series.append(plots.BarSeries(label, colors[label], bars))
+    series = _label_series(labels, colors, lambda label: (
+        (cat, [r for r in recs if label_of(r) == label and _template_name(r) == cat],
+         f"{label} template {cat}") for cat in cats))
     on = next((str(r.params["data"]) for r in recs if "data" in r.params), "text data") \
         if text else f"bias corpus, strength {bias.strength:g}"
     return _chart(plots.bar_chart(
