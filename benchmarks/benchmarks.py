@@ -145,7 +145,7 @@ class AttentionTime:
         self.attn = spec.build()
         self.q, self.k, self.v = attention_inputs(1, params.heads, seq_len, params.head_dim,
                                                   requires_grad=True)
-        if spec.name == "lsh":
+        if spec.capabilities.shared_qk:
             self.k = self.q
         self.out = self.attn(self.q, self.k, self.v)
         self.grad = torch.randn_like(self.out)

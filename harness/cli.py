@@ -23,7 +23,7 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
-EXIT_OK, EXIT_FAILED_CELLS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BAD_INPUT = 2  # 0 and 1 come from the run itself (RunOutcome.exit_code)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -88,8 +88,8 @@ def _vs_standard_pairs(seq_len: int, batch: int, heads: int, head_dim: int):
     out = []
     for label, options in VS_STANDARD.items():
         name = label.split("[")[0]
-        out.append((f"{label} vs standard(sdpa)", run(get_attention(name, **options),
-                                                      name == "lsh"), base))
+        attn = get_attention(name, **options)
+        out.append((f"{label} vs standard(sdpa)", run(attn, attn.capabilities.shared_qk), base))
     return out
 
 

@@ -35,8 +35,8 @@ def _qkv(b=2, h=2, n=40, d=16, dtype=torch.float32, seed=0, shared=False):
 
 
 def _call(attn, q, k, v, **kw):
-    """LSH is used with shared QK (as in Reformer); the others get distinct q and k."""
-    return attn(q, q if attn.name == "lsh" else k, v, **kw)
+    """Families declaring ``shared_qk`` (LSH, as in Reformer) get q as k; the others distinct k."""
+    return attn(q, q if attn.capabilities.shared_qk else k, v, **kw)
 
 
 def test_registry_lists_the_four_families():
@@ -236,3 +236,13 @@ def test_memory_claim_follows_the_configuration():
             attn = _build(name)
             assert attn.claimed_memory == (attn.capabilities.memory_complexity,
                                            attn.capabilities.memory_exponent)
+
+
+def test_shared_qk_capability_drives_the_model_default():
+    from harness.models import EncoderConfig
+
+    assert attention_class("lsh").capabilities.shared_qk
+    for name in NAMES:
+        expected = attention_class(name).capabilities.shared_qk
+        assert EncoderConfig(attention=name, num_labels=2).shared_qk is expected
+    assert EncoderConfig(attention="lsh", num_labels=2, shared_qk=False).shared_qk is False

@@ -32,6 +32,8 @@ class Capabilities:
 
     ``memory_exponent`` is the claimed exponent p in memory ~ N^p at a fixed batch, heads and head
     dimension; the memory suite compares it with the fitted slope of log memory vs log N.
+    ``shared_qk``: the family is meant to run with ``q is k`` (one projection for both, as in
+    Reformer); models, suites and benchmarks then pass the same tensor as q and k.
     """
 
     causal: bool = True
@@ -41,6 +43,7 @@ class Capabilities:
     memory_complexity: str = "O(N^2)"
     memory_exponent: float = 2.0
     approximates_softmax: bool = False
+    shared_qk: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -288,6 +288,7 @@ class LSHAttention(Attention):
         memory_complexity="O(N * chunk_size * n_hashes)",
         memory_exponent=1.0,
         approximates_softmax=True,
+        shared_qk=True,
     )
 
     def __init__(

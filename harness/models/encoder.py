@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from harness.attention import Attention, get_attention
+from harness.attention import Attention, attention_class, get_attention
 
 try:  # transformers >= 5: init functions that skip weights already loaded from a checkpoint
     from transformers import initialization as _init
@@ -39,12 +39,21 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"EncoderConfig.{name} must be an int >= {minimum}, got {value!r}")
 
 
+def _prefers_shared_qk(attention: str) -> bool:
+    """The attention's ``shared_qk`` capability; False for a name ``check()`` will reject."""
+    try:
+        return attention_class(attention).capabilities.shared_qk
+    except ValueError:
+        return False
+
+
 class EncoderConfig(PretrainedConfig):
     """Configuration of :class:`EncoderClassifier`; every field is validated on construction.
 
     ``attention`` is a registry name and ``attention_options`` its options (checked by building
     the attention once). ``shared_qk`` (one projection for queries and keys, which then reach the
-    attention as the same tensor) defaults to True for ``"lsh"`` and False otherwise.
+    attention as the same tensor) defaults to the attention's ``capabilities.shared_qk`` (True for
+    ``"lsh"``).
     """
 
     model_type = "attention-harness-encoder"
@@ -88,7 +97,7 @@ class EncoderConfig(PretrainedConfig):
         self.pad_token_id = pad_token_id
         self.attention = attention
         self.attention_options = dict(attention_options or {})
-        self.shared_qk = (attention == "lsh") if shared_qk is None else shared_qk
+        self.shared_qk = _prefers_shared_qk(attention) if shared_qk is None else shared_qk
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
         self.check()

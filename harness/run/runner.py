@@ -36,8 +36,6 @@ class RunOutcome:
 
     run_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
-    ran: int = 0
-    skipped_done: int = 0
     records: list[Record] = field(default_factory=list)
 
     @property
@@ -121,7 +119,6 @@ def _execute(
         for p in planned:
             suite = get_suite(p.suite)
             if store.is_done(p.cell):
-                outcome.skipped_done += 1
                 progress.cell_finished(p, [])
                 continue
             progress.cell_started(p)
@@ -143,7 +140,6 @@ def _execute(
                         traceback.print_exc()
             store.write_cell(p.cell, records)
             finished.extend(records)
-            outcome.ran += 1
             progress.cell_finished(p, records)
         for name in suites:
             suite = get_suite(name)

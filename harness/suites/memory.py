@@ -61,12 +61,13 @@ def memory_work(
     # baseline rather than in the measured peak.
     wq, wk, wv = attention_inputs(batch, heads, min(seq_len, 128), head_dim, device=device,
                                   requires_grad=grad)
-    wout = attn(wq, wq if name == "lsh" else wk, wv)
+    shared = attn.capabilities.shared_qk
+    wout = attn(wq, wq if shared else wk, wv)
     if grad:
         wout.sum().backward()
     del wq, wk, wv, wout
     q, k, v = attention_inputs(batch, heads, seq_len, head_dim, device=device, requires_grad=grad)
-    keys = q if name == "lsh" else k
+    keys = q if shared else k
 
     def work() -> object:
         if grad:

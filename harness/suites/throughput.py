@@ -143,7 +143,7 @@ class ThroughputSuite(Suite):
         tokens = float(n * batch)
         q, k, v = attention_inputs(batch, params.heads, n, params.head_dim, device=ctx.device,
                                    requires_grad=True)
-        shared = cell.attention == "lsh"
+        shared = attn.capabilities.shared_qk
         keys = q if shared else k
         causal = params.causal
         timer = self._timer(params, ctx)
