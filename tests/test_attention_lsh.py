@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from harness.attention import get_attention, reference_attention
-from harness.attention.lsh import KEY_NORM_EPS, LSHAttention, auto_n_buckets, hash_dtype
+from harness.attention.lsh import (
+    KEY_NORM_EPS,
+    LSHAttention,
+    _angular_buckets_,
+    auto_n_buckets,
+    hash_dtype,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -219,6 +225,26 @@ def test_buckets_shape_range_and_padding_bucket():
     proj = torch.matmul(q.unsqueeze(2), rot)
     expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
     assert torch.equal(attn.buckets(q), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_angular_bucket_assignment_is_exact_argmax_with_ties_and_signed_zeros(dtype):
+    gen = torch.Generator().manual_seed(3)
+    for trial in range(60):
+        half = (1, 2, 3, 7, 16, 32, 64)[trial % 7]  # wide rows take torch's vectorized reductions
+        proj = torch.randn(40, 3, half, generator=gen, dtype=dtype)
+        if trial % 3 == 0:
+            proj = proj.round()  # many exact ties, across halves too
+        proj[0] = 0.0
+        proj[1] = -0.0
+        proj[2, :, ::2] = -0.0  # some signed zeros
+        proj[6:9] = 0.0
+        proj[6:9][torch.rand(3, 3, half, generator=gen) < 0.5] = -0.0  # all-zero, mixed signs
+        proj[3] = -proj[3].abs().amax(dim=-1, keepdim=True)  # every entry ties for the minimum
+        proj[4, :, -1] = proj[4].abs().amax(dim=-1) + 1  # winner in the last slot
+        proj[5, :, 0] = -(proj[5].abs().amax(dim=-1) + 1)  # winner is -p in the first slot
+        expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
+        assert torch.equal(_angular_buckets_(proj.clone()), expected), trial
 
 
 def test_16bit_inputs_hash_in_float32():

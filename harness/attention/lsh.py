@@ -59,7 +59,7 @@ KEY_NORM_EPS = 1e-6
 _EFFECTIVE_WEIGHTS_MAX_LEN = 4096
 
 #: Floats of hash projection computed at once (bounds hashing memory; keeps it in cache).
-_HASH_BLOCK_ELEMENTS = 2**19
+_HASH_BLOCK_ELEMENTS = 2**20
 
 #: Shapes whose shape-only visibility masks a module keeps (cleared when full).
 _STATIC_CACHE_SIZE = 8
@@ -145,15 +145,31 @@ def _as_groups(t: Tensor, B: int, H: int, R: int) -> Tensor:
     return t.expand(B, H, R, *t.shape[3:]).reshape(B * H * R, *t.shape[3:])
 
 
-def _angular_buckets(proj: Tensor) -> Tensor:
+#: Integer views of the float dtypes hashing runs in (for :func:`_angular_buckets_`).
+_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _angular_buckets_(proj: Tensor) -> Tensor:
     """``argmax([p, -p])`` over the last dimension (first occurrence on ties), without building
-    the concatenation."""
+    the concatenation; overwrites ``proj`` (float32 or float64) as work space.
+
+    A row's winner is its largest entry ``top`` when ``top >= -low`` (``low`` its smallest; the
+    first half wins ties), else ``low`` in the second half. With ``s = +-1`` and ``m = max(top,
+    -low)``, ``e = s * p - m`` is ``<= 0`` and exactly ``+0`` at the winners (``-m`` is made
+    ``+0`` when zero, so no ``-0`` appears). The bit pattern of ``+0`` is 0 and that of every
+    negative float has the sign bit set, so ``max(bits(e) | (half - i))`` over ``i`` is
+    ``half - (first winner)``. Float reductions and integer ors only: torch's ``argmax`` and
+    bool comparisons over the last dimension are several times slower on CPU.
+    """
     half = proj.shape[-1]
     top = proj.amax(dim=-1, keepdim=True)
     low = proj.amin(dim=-1, keepdim=True)
     positive = top >= -low
-    target = torch.where(positive, top, low)
-    first = (proj == target).to(torch.uint8).argmax(dim=-1)
+    sign = torch.where(positive, 1.0, -1.0).to(proj.dtype)
+    neg_max = torch.where(positive, -top, low).add_(0.0)  # -0 -> +0
+    bits = proj.mul_(sign).add_(neg_max).view(_SAME_WIDTH_INT[proj.dtype])
+    rank = torch.arange(half, 0, -1, dtype=bits.dtype, device=proj.device)
+    first = half - bits.bitwise_or_(rank).amax(dim=-1).long()
     return first + half * (~positive.squeeze(-1)).long()
 
 
@@ -399,7 +415,7 @@ class LSHAttention(Attention):
                     x_block = xs[:, :, :, i : i + block]
                     out = work[: B * H * R * x_block.shape[-2] * half]
                     out = out.view(B, H, R, x_block.shape[-2], half)
-                    parts.append(_angular_buckets(torch.matmul(x_block, rot, out=out)))
+                    parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
                 buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
             if key_padding_mask is not None:
                 buckets = buckets.masked_fill(~key_padding_mask[:, None, None, :], n_buckets)
