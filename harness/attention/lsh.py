@@ -61,8 +61,9 @@ _EFFECTIVE_WEIGHTS_MAX_LEN = 4096
 #: Floats of hash projection computed at once (bounds hashing memory; keeps it in cache).
 _HASH_BLOCK_ELEMENTS = 2**20
 
-#: Shapes whose shape-only visibility masks a module keeps (cleared when full).
-_STATIC_CACHE_SIZE = 8
+#: Entries of a module's cache of shape-only tensors (visibility masks, rotations, unsort row
+#: tables), cleared when full.
+_STATIC_CACHE_SIZE = 16
 
 
 def auto_n_buckets(seq_len: int, chunk_size: int) -> int:
@@ -194,6 +195,17 @@ def _normalize_keys(x: Tensor, grad: bool, out: Tensor | None = None) -> Tensor:
     if out is None or low_precision:
         return (xf * scale).to(x.dtype)
     return torch.mul(xf, scale, out=out)
+
+
+def _slot_rows(
+    B: int, H: int, N: int, C: int, sg: int, sc: int, st: int, dev: torch.device
+) -> Tensor:
+    """(B, H, N) int64: the row, in a (rows, e) view with strides ``(sg, sc, st)`` over
+    (group, chunk, offset), of sorted slot ``s`` of group ``(b, h)``."""
+    slot = torch.arange(N, device=dev)
+    within = torch.div(slot, C, rounding_mode="floor") * sc + (slot % C) * st
+    base = torch.arange(B * H, device=dev).view(B, H, 1) * sg
+    return base + within
 
 
 def _pad_positions(perm: Tensor, padded_len: int) -> Tensor:
@@ -332,8 +344,17 @@ class LSHAttention(Attention):
         self.n_hashes = n_hashes
         self.n_buckets = n_buckets
         self.seed = seed
-        self._static_visibility: dict[tuple, _Visibility] = {}
+        self._static: dict[tuple, object] = {}
         self._scratch_buffers: dict[str, Tensor] = {}
+
+    def _cached(self, key: tuple, build):
+        """A value that depends only on ``key`` (shapes, options, device), built once."""
+        value = self._static.get(key)
+        if value is None:
+            if len(self._static) >= _STATIC_CACHE_SIZE:
+                self._static.clear()
+            value = self._static[key] = build()
+        return value
 
     def _scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """An inference-only work buffer reused across calls (reallocated when shape or dtype
@@ -393,7 +414,9 @@ class LSHAttention(Attention):
     def _rotations_for(self, x: Tensor, n_buckets: int) -> Tensor | None:
         if n_buckets == 1:
             return None
-        return self.rotations(x.shape[1], x.shape[-1], n_buckets, x.device, hash_dtype(x.dtype))
+        H, d, dev, dtype = x.shape[1], x.shape[-1], x.device, hash_dtype(x.dtype)
+        key = ("rotations", H, d, n_buckets, dev, dtype, self.seed, self.n_hashes)
+        return self._cached(key, lambda: self.rotations(H, d, n_buckets, dev, dtype))
 
     def _hash(
         self, x: Tensor, rot: Tensor | None, n_buckets: int, key_padding_mask: Tensor | None
@@ -458,15 +481,12 @@ class LSHAttention(Attention):
                     win_k = torch.cat([win_k.roll(1, dims=-2), win_k], dim=-1)
             if key_padding_mask is None and not causal:
                 # Visibility then depends on the shape alone: build it once per shape.
-                key = (N, C, shared, R, q.dtype, q.device)
-                vis = self._static_visibility.get(key)
-                if vis is None:
-                    if len(self._static_visibility) >= _STATIC_CACHE_SIZE:
-                        self._static_visibility.clear()
-                    vis = _visibility(
+                vis = self._cached(
+                    ("visibility", N, C, shared, R, q.dtype, q.device),
+                    lambda: _visibility(
                         None, None, N, C, nc, None, False, shared, R == 1, q.dtype, q.device
-                    )
-                    self._static_visibility[key] = vis
+                    ),
+                )
             else:
                 vis = _visibility(
                     pos_q.view(B, H, R, nc, C, 1),
@@ -498,9 +518,16 @@ class LSHAttention(Attention):
             counts = _pair_counts(perm_q, perm_k, pos_q, win_k, C)
         return self._merge_rounds(qs, kw, vw, perm_q, vis, counts, B, H, N)
 
-    @staticmethod
     def _single_round(
-        qs: Tensor, kw: Tensor, vw: Tensor, perm: Tensor, vis: _Visibility, B: int, H: int, N: int
+        self,
+        qs: Tensor,
+        kw: Tensor,
+        vw: Tensor,
+        perm: Tensor,
+        vis: _Visibility,
+        B: int,
+        H: int,
+        N: int,
     ) -> Tensor:
         """One round: fused attention per chunk, then back to original order."""
         C = qs.shape[2]
@@ -511,11 +538,14 @@ class LSHAttention(Attention):
         # Gather back to original order, laid out (B, N, H, dv) so merging heads is a free view.
         rows, (sg, sc, st) = _row_view(out)
         with torch.no_grad():
-            slot = _inverse_permutation(perm[:, :, 0])  # (B, H, N): sorted slot of each position
-            base = (torch.arange(B * H, device=slot.device) * sg).view(B, H, 1)
-            index = (base + torch.div(slot, C, rounding_mode="floor") * sc + (slot % C) * st)
-            index = index.transpose(1, 2).reshape(-1)
-        return rows.index_select(0, index).view(B, N, H, dv).transpose(1, 2)
+            # Row of `rows` holding sorted slot s of group (b, h); depends on shapes only.
+            slot_rows = self._cached(
+                ("unsort", B, H, N, C, sg, sc, st, out.device),
+                lambda: _slot_rows(B, H, N, C, sg, sc, st, out.device),
+            )
+            index = torch.empty(B, N, H, dtype=torch.long, device=out.device)
+            index.transpose(1, 2).scatter_(-1, perm[:, :, 0], slot_rows)
+        return rows.index_select(0, index.view(-1)).view(B, N, H, dv).transpose(1, 2)
 
     def _merge_rounds(
         self,
