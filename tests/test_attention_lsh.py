@@ -10,6 +10,7 @@ from harness.attention.lsh import (
     KEY_NORM_EPS,
     LSHAttention,
     _angular_buckets_,
+    _stable_bucket_order,
     auto_n_buckets,
     hash_dtype,
 )
@@ -245,6 +246,15 @@ def test_angular_bucket_assignment_is_exact_argmax_with_ties_and_signed_zeros(dt
         proj[5, :, 0] = -(proj[5].abs().amax(dim=-1) + 1)  # winner is -p in the first slot
         expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
         assert torch.equal(_angular_buckets_(proj.clone()), expected), trial
+
+
+@pytest.mark.parametrize("n_buckets", [6, 2**31])  # int32 keys, and int64 keys
+def test_bucket_order_is_a_stable_argsort(n_buckets):
+    gen = torch.Generator().manual_seed(4)
+    buckets = torch.randint(0, 7, (2, 3, 2, 301), generator=gen)  # 6 = the padding bucket
+    order = _stable_bucket_order(buckets, n_buckets)
+    assert order.dtype == torch.long
+    assert torch.equal(order, torch.argsort(buckets, dim=-1, stable=True))
 
 
 def test_16bit_inputs_hash_in_float32():

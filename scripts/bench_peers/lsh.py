@@ -62,6 +62,9 @@ def pairs(
       projections -> our attention with shared QK -> merged heads ``(batch, N, hidden)``; the peer
       runs the whole layer on the same hidden states.
     * ``lsh vs SDPA (bare attention)``: the attention call alone on the same q (= k) and v.
+    * ``kernel floor vs LSHSelfAttention``: only the kernels an LSH layer built from torch ops
+      cannot avoid (see :func:`_kernel_floor`), against the peer layer: peer / floor is the best
+      ratio any torch-level LSH layer can reach here.
 
     Every closure runs under ``torch.no_grad()``; the peer module is in eval mode.
     """
@@ -105,10 +108,61 @@ def pairs(
         with torch.no_grad():
             return F.scaled_dot_product_attention(qk, qk, v)
 
+    floor = _kernel_floor(peer, states, heads, head_dim, n_buckets)
     return [
         ("lsh+proj vs LSHSelfAttention", ours_projected, peer_projected),
         ("lsh vs SDPA (bare attention)", ours_bare, sdpa_bare),
+        ("kernel floor vs LSHSelfAttention", floor, peer_projected),
     ]
+
+
+def _kernel_floor(
+    peer: torch.nn.Module, states: torch.Tensor, heads: int, head_dim: int, n_buckets: int
+) -> Callable[[], torch.Tensor]:
+    """The irreducible part of a one-round LSH layer made of torch kernels, as a closure.
+
+    It runs the two shared projections, the hash projection ``x @ R`` (one (head_dim,
+    n_buckets / 2) rotation per head), the sorted-row gathers of q and v (with a fixed random
+    order), the fused attention over (chunk, previous chunk) windows with a mask, and the gather
+    back to original order. It skips bucket selection, sorting, key normalization and index
+    arithmetic, so it is a lower bound on any such layer's time, not a working layer.
+    """
+    batch, seq_len, _ = states.shape
+    C = CHUNK_SIZE
+    nc = -(-seq_len // C)
+    G = batch * heads
+    gen = torch.Generator().manual_seed(0)
+    rot = torch.randn(heads, 1, head_dim, n_buckets // 2, generator=gen)
+    proj = torch.empty(batch, heads, 1, seq_len, n_buckets // 2)
+    order = torch.stack([torch.randperm(seq_len, generator=gen) for _ in range(G)])
+    order = torch.cat([order, order[:, : nc * C - seq_len]], dim=1)  # fill the last chunk
+    # Rows of the (batch * N * heads, head_dim) projection output, in sorted order per head.
+    head = torch.arange(G) % heads + torch.arange(G) // heads * seq_len * heads
+    index = torch.cat([torch.zeros(C, dtype=torch.long), (order * heads + head[:, None]).view(-1)])
+    back = torch.argsort(order[:, :seq_len], dim=1) + (torch.arange(G) * nc * C)[:, None]
+    back = back.view(batch, heads, seq_len).transpose(1, 2).reshape(-1)
+    mask = torch.zeros(1, nc, C, 2 * C)
+    mask[:, 0, :, :C] = float("-inf")
+    windows = (G, nc, 2 * C, head_dim), (nc * C * head_dim, C * head_dim, head_dim, 1)
+
+    def floor() -> torch.Tensor:
+        with torch.no_grad():
+            qk = peer.query_key(states)
+            v = peer.value(states)
+            split = qk.view(batch, seq_len, heads, head_dim).transpose(1, 2)
+            torch.matmul(split.unsqueeze(2), rot, out=proj)
+            q_rows = qk.view(-1, head_dim).index_select(0, index)
+            v_rows = v.view(-1, head_dim).index_select(0, index)
+            out = F.scaled_dot_product_attention(
+                q_rows[C:].view(G, nc, C, head_dim),
+                q_rows.as_strided(*windows),
+                v_rows.as_strided(*windows),
+                attn_mask=mask,
+            )
+            rows = out.reshape(G * nc * C, head_dim)
+            return rows.index_select(0, back).view(batch, seq_len, heads * head_dim)
+
+    return floor
 
 
 def _block_ms(timer: Timer, number: int) -> float:
