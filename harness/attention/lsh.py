@@ -105,19 +105,14 @@ def _row_view(x: Tensor) -> tuple[Tensor, list[int]]:
     return base.reshape(-1, e), [x.stride(i) // e if x.shape[i] > 1 else 0 for i in range(lead)]
 
 
-def _take(x: Tensor, pos: Tensor, prefix: int = 0, out: Tensor | None = None) -> Tensor:
-    """Rows ``x[b, h, pos[b, h, ...]]`` as a flat (prefix + pos.numel(), e) tensor.
-
-    ``prefix`` extra leading rows (copies of a real row) pad the front for :func:`_windows_view`;
-    ``out`` is an optional buffer of that shape to write into.
-    """
+def _take(x: Tensor, pos: Tensor, out: Tensor | None = None) -> Tensor:
+    """Rows ``x[b, h, pos[b, h, ...]]`` as a flat (pos.numel(), e) tensor; ``out`` is an
+    optional contiguous buffer of that shape to write into."""
     rows, (sb, sh, sl) = _row_view(x)
     B, H = pos.shape[:2]
     dev = pos.device
     base = (torch.arange(B, device=dev) * sb).view(B, 1) + (torch.arange(H, device=dev) * sh)
     index = (pos * sl + base.view(B, H, *([1] * (pos.dim() - 2)))).reshape(-1)
-    if prefix:
-        index = torch.cat([index.new_zeros(prefix), index])
     if out is None:
         return rows.index_select(0, index)
     return torch.index_select(rows, 0, index, out=out)
@@ -374,6 +369,16 @@ class LSHAttention(Attention):
             value = self._static[key] = build()
         return value
 
+    def _sorted_rows(self, name: str, x: Tensor, pos: Tensor, prefix: int, grad: bool) -> Tensor:
+        """:func:`_take` of ``x`` at ``pos``; without autograd into work buffer ``name``, after
+        ``prefix`` zero rows."""
+        if grad:
+            return _take(x, pos)
+        buf = self._scratch(name, (prefix + pos.numel(), x.shape[-1]), x)
+        buf[:prefix].zero_()  # the buffer may have served another layout before
+        _take(x, pos, buf[prefix:])
+        return buf
+
     def _scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """An inference-only work buffer reused across calls (reallocated when shape or dtype
         change). Intermediates only: nothing returned to the caller aliases it."""
@@ -476,7 +481,6 @@ class LSHAttention(Attention):
         B, H, N, d = q.shape
         R = self.n_hashes
         G = B * H * R
-        dv = v.shape[-1]
         shared = q is k
         C = min(self.chunk_size, N)
         nc = -(-N // C)
@@ -512,15 +516,17 @@ class LSHAttention(Attention):
                     N, C, nc, key_padding_mask, causal, shared, R == 1, q.dtype, q.device,
                 )
 
-        # Sorted rows (with `prefix` leading rows when windows are read in place). Without autograd
-        # they are written into buffers kept across calls: no fresh pages to fault in each time.
+        # Sorted rows. Without autograd they are written into buffers kept across calls (no fresh
+        # pages to fault in each time) after `prefix` zero rows that windows read in place start
+        # in (masked out).
         rows = prefix + G * Np
-        q_rows = _take(q, pos_q, prefix, None if grad else self._scratch("q", (rows, d), q))
-        k_out = None if grad else self._scratch("k", (rows, d), k)
-        k_rows = (
-            _normalize_keys(q_rows, grad, k_out) if shared else _take(k, pos_k, prefix, k_out)
-        )
-        v_rows = _take(v, pos_k, prefix, None if grad else self._scratch("v", (rows, dv), v))
+        q_rows = self._sorted_rows("q", q, pos_q, prefix, grad)
+        if shared:
+            k_out = None if grad else self._scratch("k", (rows, d), k)
+            k_rows = _normalize_keys(q_rows, grad, k_out)
+        else:
+            k_rows = self._sorted_rows("k", k, pos_k, prefix, grad)
+        v_rows = self._sorted_rows("v", v, pos_k, prefix, grad)
         qs = q_rows[prefix:].view(G, nc, C, d)
         if not windowed:
             kw, vw = k_rows.view(G, 1, C, d), v_rows.view(G, 1, C, -1)
