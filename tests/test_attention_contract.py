@@ -174,6 +174,25 @@ def test_same_seed_gives_bitwise_identical_output(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_inference_mode_calls_mix_with_normal_and_autograd_calls(name, causal):
+    """Caches and work buffers made inside torch.inference_mode must not break later calls."""
+    attn = _build(name)
+    q, k, v = _qkv(n=40)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 33:] = False
+    with torch.inference_mode():
+        expected = _call(attn, q, k, v, key_padding_mask=mask, causal=causal)
+    with torch.no_grad():
+        assert torch.equal(_call(attn, q, k, v, key_padding_mask=mask, causal=causal), expected)
+    qg = q.clone().requires_grad_(True)
+    out = _call(attn, qg, k, v, key_padding_mask=mask, causal=causal)
+    out.sum().backward()
+    assert torch.isfinite(qg.grad).all()
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_options_round_trip(name):
     attn = _build(name)
     rebuilt = get_attention(name, **attn.options)

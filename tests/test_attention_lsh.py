@@ -329,6 +329,22 @@ def test_reused_work_buffers_never_leak_into_outputs():
     assert torch.equal(attn(q1, q1, v1), kept)
 
 
+def test_inference_mode_and_normal_calls_mix_on_the_one_round_path():
+    # The contract test covers several rounds; one round has its own cached unsort table.
+    attn = get_attention("lsh", chunk_size=8, n_hashes=1)
+    q, _, v = _qkv(N=64, dtype=torch.float32)
+    with torch.inference_mode():
+        expected = attn(q, q, v)  # work buffers and caches first made as inference tensors
+    with torch.no_grad():
+        assert torch.equal(attn(q, q, v), expected)
+    qg = q.clone().requires_grad_(True)
+    out = attn(qg, qg, v)  # autograd must not meet a cached inference tensor
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-5, atol=1e-6)
+    with torch.inference_mode():
+        assert torch.equal(attn(q, q, v), expected)
+
+
 def test_gradient_path_matches_inference_path():
     q, _k, v = _qkv(N=70, dtype=torch.float32)
     attn = get_attention("lsh", chunk_size=8)

@@ -36,7 +36,9 @@ Implementation: one round runs torch's fused ``scaled_dot_product_attention`` ov
 the overlapping (previous, own) key windows read in place when no gradient is needed; several
 rounds use explicit scores to get the log-sum-exps. Without autograd, sorted copies of q, k, v
 are written into work buffers the module keeps between calls (one module instance should not be
-called from several threads at once).
+called from several threads at once). Buckets come from float reductions and an integer trick
+instead of ``argmax`` (:func:`_angular_buckets_`); on CPU the (bucket, position) keys are sorted
+by value with numpy. Rotations and other shape-only tensors are cached per shape.
 """
 
 from __future__ import annotations
@@ -361,7 +363,9 @@ class LSHAttention(Attention):
         self._scratch_buffers: dict[str, Tensor] = {}
 
     def _cached(self, key: tuple, build):
-        """A value that depends only on ``key`` (shapes, options, device), built once."""
+        """A value that depends only on ``key`` (shapes, options, device), built once (separately
+        inside ``torch.inference_mode``, whose tensors cannot be used for autograd outside it)."""
+        key = (*key, torch.is_inference_mode_enabled())
         value = self._static.get(key)
         if value is None:
             if len(self._static) >= _STATIC_CACHE_SIZE:
@@ -388,6 +392,7 @@ class LSHAttention(Attention):
             or buf.shape != shape
             or buf.dtype != like.dtype
             or buf.device != like.device
+            or buf.is_inference() != torch.is_inference_mode_enabled()
         ):
             buf = torch.empty(shape, dtype=like.dtype, device=like.device)
             self._scratch_buffers[name] = buf

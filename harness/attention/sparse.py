@@ -83,18 +83,20 @@ class BlockSparseAttention(Attention):
             raise ValueError(f"sparse: seed must be < 2**63, got {seed!r}")
         self._layouts: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
         self._plans: dict[tuple[object, ...], tuple[Tensor, Tensor | None]] = {}
-        self._additive_masks: dict[tuple[int, torch.dtype], tuple[Tensor, Tensor]] = {}
+        self._additive_masks: dict[tuple[int, torch.dtype, bool], tuple[Tensor, Tensor]] = {}
         self._workspace: dict[str, Tensor] = {}
 
     # ------------------------------------------------------------------ pattern
-    def _pattern_key(self) -> tuple[int, ...]:
-        """The options the pattern depends on (the caches are keyed by them)."""
+    def _pattern_key(self) -> tuple[int | bool, ...]:
+        """The options the pattern depends on (the caches are keyed by them), and whether
+        ``torch.inference_mode`` is on (its tensors cannot be used for autograd outside it)."""
         return (
             self.block_size,
             self.window_blocks,
             self.global_blocks,
             self.random_blocks,
             self.seed,
+            torch.is_inference_mode_enabled(),
         )
 
     def block_layout(self, n_blocks: int) -> tuple[Tensor, Tensor]:
@@ -212,7 +214,7 @@ class BlockSparseAttention(Attention):
 
     def _additive(self, mask: Tensor, dtype: torch.dtype) -> Tensor:
         """``mask`` as a cached 0 / -inf float tensor of ``dtype`` (spares SDPA the conversion)."""
-        key = (id(mask), dtype)
+        key = (id(mask), dtype, torch.is_inference_mode_enabled())
         cached = self._additive_masks.get(key)
         if cached is None or cached[0] is not mask:
             if len(self._additive_masks) >= _CACHE_SIZE:
@@ -236,6 +238,7 @@ class BlockSparseAttention(Attention):
             or buffer.shape != shape
             or buffer.dtype != blocks.dtype
             or buffer.device != blocks.device
+            or buffer.is_inference() != torch.is_inference_mode_enabled()
         ):
             self._workspace.pop(name, None)
             buffer = torch.empty(shape, dtype=blocks.dtype, device=blocks.device)
