@@ -65,6 +65,8 @@ def pairs(
     * ``kernel floor vs LSHSelfAttention``: only the kernels an LSH layer built from torch ops
       cannot avoid (see :func:`_kernel_floor`), against the peer layer: peer / floor is the best
       ratio any torch-level LSH layer can reach here.
+    * ``shared projections vs LSHSelfAttention``: the two projections alone, the part both
+      layers share (``peer - projections`` is the peer's attention proper).
 
     Every closure runs under ``torch.no_grad()``; the peer module is in eval mode.
     """
@@ -100,6 +102,10 @@ def pairs(
         with torch.no_grad():
             return peer(states)
 
+    def projections() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return peer.query_key(states), peer.value(states)
+
     def ours_bare() -> torch.Tensor:
         with torch.no_grad():
             return ours(qk, qk, v)
@@ -113,6 +119,7 @@ def pairs(
         ("lsh+proj vs LSHSelfAttention", ours_projected, peer_projected),
         ("lsh vs SDPA (bare attention)", ours_bare, sdpa_bare),
         ("kernel floor vs LSHSelfAttention", floor, peer_projected),
+        ("shared projections vs LSHSelfAttention", projections, peer_projected),
     ]
 
 
