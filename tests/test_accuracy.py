@@ -76,8 +76,21 @@ def test_plan_applies_task_attention_options_and_params():
     params = AccuracyParams.model_validate(raw)
     specs = [AttentionSpec("standard"), AttentionSpec("sparse"),
              AttentionSpec("sparse", {"block_size": 2}, "sparse[2]")]
-    cells = suite.plan(params, specs, [0, 1])
+    planned = suite.plan(params, specs, [0, 1])
+    cells = [c for c in planned if "probe" not in c.params]
     assert len(cells) == 2 * 3 * 2  # (recall + text) x attentions x seeds
+    # one fidelity probe per task and softmax-approximating configuration, after the training
+    # cells, depending on the reference (standard, sdpa) cell of the first seed on its task
+    probes = planned[len(cells):]
+    assert [(c.params["task"], c.label, c.params["probe"]) for c in probes] == [
+        ("recall", "sparse", "fidelity"), ("recall", "sparse[2]", "fidelity"),
+        ("text", "sparse", "fidelity"), ("text", "sparse[2]", "fidelity")]
+    ref = suite.depends_on(probes[0], planned)
+    assert [(c.label, c.params["task"], c.params["seed"]) for c in ref] == [("standard",
+                                                                            "recall", 0)]
+    assert suite.depends_on(cells[0], planned) == []
+    no_ref = suite.plan(params, specs[1:], [0])
+    assert all("probe" not in c.params for c in no_ref)  # no reference model: no probes
     sparse = [c for c in cells if c.label == "sparse" and c.params["task"] == "recall"]
     assert sparse[0].options["block_size"] == 6  # the task's override
     explicit = [c for c in cells if c.label == "sparse[2]" and c.params["task"] == "recall"]
@@ -148,10 +161,13 @@ def test_cli_end_to_end_with_summary_and_fidelity(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     result, run_dir, records = run_cli(tmp_path, tiny_profile())
     assert result.exit_code == 0, result.output
-    cells = [r for r in records if not r["cell"].startswith("summary")]
+    cells = [r for r in records if "seed" in r["params"]]
     assert {r["label"] for r in cells} == {"standard", "sparse", "lsh", "linear[favor]"}
     assert all(r["status"] == "ok" for r in records)
-    by = {(r["label"], r["metric"]): r for r in records if r["cell"] == "summary:accuracy"}
+    # per task (no seed): the summary's records and the fidelity probe cells' records
+    by = {(r["label"], r["metric"]): r for r in records if "seed" not in r["params"]}
+    probes = {r["cell"] for r in records if r["metric"] == "fidelity_rel_error"}
+    assert len(probes) == 3 and not any(c.startswith("summary") for c in probes)
     for label in ("standard", "sparse", "lsh", "linear[favor]"):
         assert by[(label, "macro_f1_mean")]["n"] == 1
     for label in ("sparse", "lsh", "linear[favor]"):

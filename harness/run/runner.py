@@ -8,7 +8,7 @@ import secrets
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,13 @@ import torch
 
 from harness.measure.env import capture_environment, resolve_device
 from harness.records import Cell, Record
+from harness.run.executors import CellTask, Executor, SerialExecutor, plugin_specs
 from harness.run.profiles import Profile, profile_from_dict
 from harness.run.store import ResultsStore, point_latest, read_run, resolve_run_dir
 from harness.suites import RunContext, get_suite
+from harness.suites.base import RESOURCE_CLASSES
 
-__all__ = ["PlannedCell", "RunOutcome", "plan_run", "resume_run", "start_run"]
+__all__ = ["PlannedCell", "Progress", "RunOutcome", "plan_run", "resume_run", "start_run"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class PlannedCell:
     suite: str
     cell: Cell
     weight: float
+    resource: str = "training"
+    after: tuple[str, ...] = ()  # ids of the cells this one needs first (Suite.depends_on)
 
 
 @dataclass
@@ -58,14 +62,27 @@ def _now() -> str:
 
 
 def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedCell]:
-    """Every cell of the run in order: suite x attention x params x seed."""
+    """Every cell of the run in order: suite x attention x params x seed, with each cell's
+    resource class and the cells it depends on."""
     names = suites or list(profile.suites)
     specs = profile.attention_specs()
     planned = []
     for name in names:
         suite = get_suite(name)
-        for cell in suite.plan(profile.suites[name], specs, list(profile.seeds)):
-            planned.append(PlannedCell(name, cell, suite.cell_weight(cell)))
+        cells = suite.plan(profile.suites[name], specs, list(profile.seeds))
+        seen: set[str] = set()
+        for cell in cells:
+            after = tuple(d.id for d in suite.depends_on(cell, cells))
+            missing = [d for d in after if d not in seen]
+            if missing:
+                raise ValueError(f"suite {name}: cell {cell.display} depends on a cell planned"
+                                 " after it; dependencies must come first in the plan")
+            seen.add(cell.id)
+            resource = suite.resource_class(cell)
+            if resource not in RESOURCE_CLASSES:
+                raise ValueError(f"suite {name}: resource class {resource!r} is not one of"
+                                 f" {', '.join(RESOURCE_CLASSES)}")
+            planned.append(PlannedCell(name, cell, suite.cell_weight(cell), resource, after))
     return planned
 
 
@@ -81,7 +98,8 @@ def _new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -> RunContext:
+def _context(profile: Profile, run_dir: Path, device: str) -> RunContext:
+    """The run's context, picklable: it travels with every cell to its worker."""
     threads = profile.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     return RunContext(
@@ -91,7 +109,6 @@ def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -
         run_dir=run_dir,
         seeds=tuple(profile.seeds),
         data=profile.data,
-        progress=progress.cell_progress,
     )
 
 
@@ -99,9 +116,42 @@ def _error_records(cell: Cell, status: str, message: str) -> list[Record]:
     return [Record.for_cell(cell, "cell_status", status=status, error=message)]
 
 
-def _is_oom(err: BaseException) -> bool:
-    text = str(err).lower()
-    return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text
+class _Events:
+    """Turns the executors' events (cell started, progress) into Progress calls."""
+
+    def __init__(self, progress: Progress, planned: list[PlannedCell]) -> None:
+        self.progress = progress
+        self.by_id = {p.cell.id: p for p in planned}
+
+    def __call__(self, event: tuple[str, str, float, str]) -> None:
+        kind, cell_id, fraction, text = event
+        if kind == "started" and cell_id in self.by_id:
+            self.progress.cell_started(self.by_id[cell_id])
+        elif kind == "progress":
+            self.progress.cell_progress(fraction, text)
+
+
+def _shipped_files(run_dir: Path, after: tuple[str, ...]) -> dict[str, bytes]:
+    """The artifacts of a cell's dependencies (``<cell id>.*``), for workers without the run dir."""
+    folder = run_dir / "artifacts"
+    files: dict[str, bytes] = {}
+    for cell_id in after:
+        for path in sorted(folder.glob(f"{cell_id}.*")) if folder.is_dir() else []:
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def _store_files(run_dir: Path, files: dict[str, bytes]) -> None:
+    if not files:
+        return
+    folder = run_dir / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        if Path(name).name != name:
+            raise ValueError(f"artifact name {name!r} from a worker is not a plain file name")
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, folder / name)
 
 
 def _execute(
@@ -111,36 +161,69 @@ def _execute(
     ctx: RunContext,
     progress: Progress,
     suites: list[str],
+    executor: Executor,
 ) -> RunOutcome:
+    """Plan -> executor -> store: hand ready cells to the executor, store what comes back."""
     outcome = RunOutcome(store.run_dir)
-    finished = store.records()
+    by_cell: dict[str, list[Record]] = {}
+    for r in store.records():
+        if r.cell:
+            by_cell.setdefault(r.cell, []).append(r)
     progress.start(sum(p.weight for p in planned), len(planned))
+    pending: list[tuple[int, PlannedCell]] = []
+    for i, p in enumerate(planned):
+        if store.is_done(p.cell):
+            progress.cell_finished(p, [])
+        else:
+            pending.append((i, p))
+    plugins = plugin_specs()
+    by_id = {p.cell.id: p for p in planned}
+    seconds: dict[str, float] = {}
+    in_flight = 0
+
+    def finish(p: PlannedCell, records: list[Record], files: dict[str, bytes]) -> None:
+        _store_files(store.run_dir, files)  # artifacts first: records refer to them
+        store.write_cell(p.cell, records)
+        by_cell[p.cell.id] = records
+        progress.cell_finished(p, records)
+
+    executor.start(_Events(progress, planned))
+    store.update_meta(executor=executor.describe())
     try:
-        for p in planned:
-            suite = get_suite(p.suite)
-            if store.is_done(p.cell):
-                progress.cell_finished(p, [])
-                continue
-            progress.cell_started(p)
-            reason = suite.skip_reason(p.cell, finished)
-            if reason is not None:
-                records = _error_records(p.cell, "skipped", reason)
-            else:
-                try:
-                    records = suite.run_cell(p.cell, profile.suites[p.suite], ctx)
-                    if not records:
-                        records = _error_records(p.cell, "error", "the cell produced no record")
-                except KeyboardInterrupt:
-                    raise
-                except Exception as err:  # a failing cell is recorded; the run goes on
-                    status = "oom" if _is_oom(err) else "error"
-                    detail = "".join(traceback.format_exception_only(type(err), err)).strip()
-                    records = _error_records(p.cell, status, detail)
-                    if status == "error" and os.environ.get("HARNESS_TRACEBACK"):
-                        traceback.print_exc()
-            store.write_cell(p.cell, records)
-            finished.extend(records)
-            progress.cell_finished(p, records)
+        while pending or in_flight:
+            moved = True
+            while moved:  # a skipped cell can make the cells after it ready (or skipped)
+                moved, waiting = False, []
+                for i, p in pending:
+                    if any(d not in by_cell for d in p.after):
+                        waiting.append((i, p))
+                        continue
+                    moved = True
+                    inputs = {d: by_cell[d] for d in p.after}
+                    reason = get_suite(p.suite).skip_reason(
+                        p.cell, [r for rows in inputs.values() for r in rows])
+                    if reason is not None:
+                        progress.cell_started(p)
+                        finish(p, _error_records(p.cell, "skipped", reason), {})
+                        continue
+                    cell_ctx = replace(ctx, inputs=inputs,
+                                       threads=executor.thread_count(p.resource, ctx.threads))
+                    files = (None if executor.shared_filesystem
+                             else _shipped_files(store.run_dir, p.after))
+                    executor.submit(CellTask(i, p.suite, p.cell, p.resource,
+                                             profile.suites[p.suite], cell_ctx, files, plugins))
+                    in_flight += 1
+                pending = waiting
+            if not in_flight:
+                if pending:  # cannot happen with a valid plan (dependencies come first)
+                    raise RuntimeError(f"{len(pending)} cell(s) wait on cells that never ran")
+                break
+            result = executor.next_result()
+            in_flight -= 1
+            p = by_id[result.cell.id]
+            seconds[p.suite] = seconds.get(p.suite, 0.0) + result.seconds
+            finish(p, result.records, result.files)
+        finished = store.records()
         for name in suites:
             suite = get_suite(name)
             try:
@@ -151,8 +234,14 @@ def _execute(
                                   metric="summary_status", status="error",
                                   error=f"summary failed: {detail}")]
             store.replace_summaries(name, summary)
+    except BaseException:
+        executor.cancel()
+        raise
     finally:
+        executor.close()
         progress.stop()
+        if seconds:
+            store.update_meta(cell_seconds={k: round(v, 3) for k, v in seconds.items()})
     outcome.records = store.records()
     for r in outcome.records:
         outcome.counts[r.status] = outcome.counts.get(r.status, 0) + 1
@@ -168,9 +257,13 @@ def start_run(
     argv: list[str] | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
+    executor: Executor | None = None,
 ) -> RunOutcome:
-    """Run ``suites`` (default: all in the profile) and write a new run directory."""
+    """Run ``suites`` (default: all in the profile) and write a new run directory.
+
+    ``executor`` runs the cells (default: :class:`SerialExecutor`, in this process)."""
     progress = progress or Progress()
+    executor = executor or SerialExecutor()
     suites = suites or list(profile.suites)
     missing = [s for s in suites if s not in profile.suites]
     if missing:
@@ -200,10 +293,11 @@ def start_run(
         "n_cells": len(planned),
         "environment": capture_environment(device),
         "resumed": [],
+        "executor": {"name": executor.name},
     }
     store = ResultsStore.create(run_dir, meta)
     point_latest(out_dir, run_dir)
-    return _finish(store, profile, planned, device, progress, suites)
+    return _finish(store, profile, planned, device, progress, suites, executor)
 
 
 def _finish(
@@ -213,11 +307,12 @@ def _finish(
     device: str,
     progress: Progress,
     suites: list[str],
+    executor: Executor,
 ) -> RunOutcome:
-    ctx = _context(profile, store.run_dir, device, progress)
+    ctx = _context(profile, store.run_dir, device)
     started = time.perf_counter()
     try:
-        outcome = _execute(store, profile, planned, ctx, progress, suites)
+        outcome = _execute(store, profile, planned, ctx, progress, suites, executor)
     except BaseException:
         store.update_meta(status="interrupted", end_time=_now())
         raise
@@ -230,15 +325,20 @@ def _finish(
     return outcome
 
 
-def resume_run(run_dir: str | Path, *, progress: Progress | None = None) -> RunOutcome:
-    """Continue an interrupted run: finished cells are kept, the rest run; nothing duplicates."""
+def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
+               executor: Executor | None = None) -> RunOutcome:
+    """Continue an interrupted run: finished cells are kept, the rest run; nothing duplicates.
+
+    Any executor can resume any run (default: :class:`SerialExecutor`)."""
+    executor = executor or SerialExecutor()
     run_dir = resolve_run_dir(run_dir)  # follow `latest` to the real directory
     meta = read_run(run_dir)
     profile = profile_from_dict(meta["profile"], source=f"{run_dir}/run.json")
     store = ResultsStore.open(run_dir)
-    store.update_meta(status="running", resumed=[*meta.get("resumed", []), _now()])
+    store.update_meta(status="running", resumed=[*meta.get("resumed", []), _now()],
+                      executor={"name": executor.name})
     device = resolve_device(meta.get("device", profile.device))
     suites = meta["suites"]
     planned = plan_run(profile, suites)
     point_latest(run_dir.parent, run_dir)
-    return _finish(store, profile, planned, device, progress or Progress(), suites)
+    return _finish(store, profile, planned, device, progress or Progress(), suites, executor)

@@ -21,13 +21,14 @@ are sparse; the options that ran are in every record's ``options``.
 ``summarize`` writes, per attention and task: ``macro_f1_mean`` / ``accuracy_mean`` /
 ``train_time_s_mean`` over seeds (stderr, 95% t-interval, n seeds), ``macro_f1_diff_vs_standard``
 (mean over the seeds both models ran, paired bootstrap over the same test examples, 95% interval)
-with its ``paired_p_value``, ``n_params_ratio_vs_standard``, and, with ``fidelity``, for every
-softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``):
+with its ``paired_p_value`` and ``n_params_ratio_vs_standard``. With ``fidelity``, probe cells
+(``params.probe: fidelity``, planned after the reference cell they depend on) write, per task, for
+every softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``):
 ``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
 model's own q, k, v, per test example; mean with bootstrap interval) and ``swap_macro_f1`` (the
 standard model's test macro-F1 with its attention swapped, no retraining). The reference is
 ``standard`` with ``backend=sdpa``; its checkpoint for the first seed is saved to
-``artifacts/<cell id>.pt`` so the summary can reload it.
+``artifacts/<cell id>.pt`` so the probe cells can reload it.
 
 ``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
 little from intra-op threads and a single thread is much steadier on a shared machine).
@@ -423,7 +424,55 @@ class AccuracySuite(Suite):
                     cell = Cell(self.name, spec.name, options, cell_params, spec.label)
                     self._weights[cell.id] = weight
                     cells.append(cell)
+        if params.fidelity and seeds:
+            cells.extend(self._plan_fidelity(params, attentions))
         return cells
+
+    def _plan_fidelity(self, params: AccuracyParams, attentions: list[AttentionSpec]
+                       ) -> list[Cell]:
+        """One probe cell per task and softmax-approximating attention, run on the trained
+        reference (standard, sdpa) model of the first seed: ``fidelity_rel_error`` and
+        ``swap_macro_f1``. It depends on that reference cell (``depends_on``)."""
+        cells = []
+        for entry in params.all_tasks():
+            ref = next((s for s in attentions
+                        if _is_reference(s.name, self._options(s, entry, params))), None)
+            if ref is None:
+                continue
+            seen: set[str] = set()
+            for spec in attentions:
+                options = self._options(spec, entry, params)
+                if spec.label in seen or not _approximates_softmax(spec.name, options):
+                    continue
+                seen.add(spec.label)
+                cell_params = {"task": entry.key, "config": entry.config_hash(),
+                               "probe": "fidelity"}
+                cell = Cell(self.name, spec.name, options, cell_params, spec.label)
+                self._weights[cell.id] = 0.02 * self._weight(entry, params.train_for(entry))
+                cells.append(cell)
+        return cells
+
+    def depends_on(self, cell: Cell, cells: list[Cell]) -> list[Cell]:
+        """A fidelity probe needs the reference model of the first seed on its task."""
+        if cell.params.get("probe") != "fidelity":
+            return []
+        refs = [c for c in cells if c.suite == self.name and "seed" in c.params
+                and c.params["task"] == cell.params["task"]
+                and c.params.get("config") == cell.params.get("config")
+                and _is_reference(c.attention, c.options)]
+        if not refs:
+            return []
+        first = min(c.params["seed"] for c in refs)
+        return [next(c for c in refs if c.params["seed"] == first)]
+
+    def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
+        if cell.params.get("probe") != "fidelity":
+            return None
+        ref = next((r for r in finished if r.metric == "macro_f1"), None)
+        if ref is None or ref.status != "ok":
+            why = f"{ref.status}: {ref.error}" if ref is not None else "no record"
+            return f"no reference model on {cell.params['task']} ({why})"
+        return None
 
     def cell_weight(self, cell: Cell) -> float:
         return self._weights.get(cell.id, 1.0)
@@ -435,6 +484,9 @@ class AccuracySuite(Suite):
         return train.steps * train.batch_size * float(length) / 1e5
 
     def run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
+        if cell.params.get("probe") == "fidelity":
+            with _threads(params.threads):
+                return self._run_fidelity(cell, params, ctx)
         with _threads(params.threads):
             records = self._run_cell(cell, params, ctx)
         if _is_text_from_run(params.task(cell.params["task"]), params) and ctx.data.given:
@@ -503,9 +555,6 @@ class AccuracySuite(Suite):
         for (task_key, _label), by_metric in sorted(groups.items()):
             out.extend(self._means(task_key, by_metric))
         out.extend(self._comparisons(mine, params, ctx))
-        if params.fidelity:
-            with _threads(params.threads):
-                out.extend(self._fidelity(mine, params, ctx))
         return out
 
     def _summary_record(self, first: Record, task_key: str, metric: str, **kwargs: Any
@@ -588,64 +637,58 @@ class AccuracySuite(Suite):
                 error=None if p is not None else "n_boot < 2: no test"))
         return out
 
-    def _fidelity(self, mine: list[Record], params: AccuracyParams, ctx: RunContext
-                  ) -> list[Record]:
+    def _run_fidelity(self, cell: Cell, params: AccuracyParams, ctx: RunContext
+                      ) -> list[Record]:
+        """The fidelity probe cell: the reference model (its checkpoint from the dependency's
+        artifacts) with this attention swapped in, on the same q, k, v and test examples."""
         from harness.attention import get_attention
         from harness.measure.stats import bootstrap_ci
 
-        f1 = [r for r in mine if r.metric == "macro_f1"]
-        out = []
-        for task_key in sorted({str(r.params["task"]) for r in f1}):
-            refs = sorted((r for r in f1 if str(r.params["task"]) == task_key
-                           and _is_reference(r.attention, r.options)),
-                          key=lambda r: r.params["seed"])
-            ckpt = next((Path(ctx.run_dir) / "artifacts" / f"{r.cell}.pt" for r in refs
-                         if ctx.run_dir is not None
-                         and (Path(ctx.run_dir) / "artifacts" / f"{r.cell}.pt").is_file()), None)
-            variants: dict[str, Record] = {}
-            for r in f1:
-                if str(r.params["task"]) == task_key and \
-                        _approximates_softmax(r.attention, r.options):
-                    variants.setdefault(r.label or r.attention, r)
-            if ckpt is None or not variants:
-                continue
-            entry = params.task(task_key)
-            if _is_text_from_run(entry, params) and not _has_run_data(ctx):
-                continue
-            task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
-            ref = next(r for r in refs if ckpt.name == f"{r.cell}.pt")
-            spec = AttentionSpec(ref.attention, dict(ref.options), ref.label or "")
-            train = params.train_for(entry)
-            model = build_for_task(spec, task, train, seed=int(ref.params["seed"]))
-            model.load_state_dict(torch.load(ckpt, map_location="cpu"))
-            model.to(ctx.device).eval()
-            test = task.test
-            if len(test) > params.fidelity_max_examples:
-                test = test.subset(range(params.fidelity_max_examples))
-            y = task.test.labels.numpy()
-            for label, rec in sorted(variants.items()):
-                ctx.progress(0.0, f"fidelity {label} on {task_key}")
-                attn = get_attention(rec.attention, **rec.options)
-                errors = fidelity_errors(model, test, attn, batch_size=params.predict_batch_size,
-                                         device=ctx.device)
-                low = high = se = None
-                if params.n_boot >= 2 and errors.size > 1:
-                    _, low, high, se = bootstrap_ci(errors, np.mean, n_boot=params.n_boot,
-                                                    vectorized=True)
-                out.append(self._summary_record(
-                    rec, task_key, "fidelity_rel_error", value=float(errors.mean()),
-                    unit="fraction", higher_is_better=False, stderr=se, ci_low=low,
-                    ci_high=high, interval="ci95" if low is not None else None,
-                    n=int(errors.size)))
-                model.set_attention(rec.attention, **rec.options)
-                try:
-                    preds, _ = predict(model, task.test, batch_size=params.predict_batch_size,
-                                       device=ctx.device, trim_padding=train.trim_padding)
-                finally:
-                    model.set_attention(ref.attention, **ref.options)
-                scores = score_predictions(y, preds, n_boot=params.n_boot)
-                out.append(self._summary_record(
-                    rec, task_key, "swap_macro_f1", unit="f1", higher_is_better=True,
-                    n=int(y.size), interval="ci95" if scores["macro_f1"]["ci_low"] is not None
-                    else None, **scores["macro_f1"]))
-        return out
+        task_key = str(cell.params["task"])
+        ref_id, ref = next(((cid, r) for cid, rows in ctx.inputs.items() for r in rows
+                            if r.metric == "macro_f1" and r.status == "ok"), (None, None))
+        if ref is None:
+            raise RuntimeError(f"fidelity on {task_key}: the reference cell's records are not "
+                               "among this cell's inputs")
+        ckpt = ctx.artifacts / f"{ref_id}.pt"
+        if not ckpt.is_file():
+            raise RuntimeError(f"fidelity on {task_key}: reference checkpoint {ckpt} not found")
+        entry = params.task(task_key)
+        ctx.progress(0.0, f"fidelity {cell.label} on {task_key}: loading data")
+        task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+        spec = AttentionSpec(ref.attention, dict(ref.options), ref.label or "")
+        train = params.train_for(entry)
+        model = build_for_task(spec, task, train, seed=int(ref.params["seed"]))
+        model.load_state_dict(torch.load(ckpt, map_location="cpu"))
+        model.to(ctx.device).eval()
+        test = task.test
+        if len(test) > params.fidelity_max_examples:
+            test = test.subset(range(params.fidelity_max_examples))
+        y = task.test.labels.numpy()
+        ctx.progress(0.2, f"fidelity {cell.label} on {task_key}")
+        attn = get_attention(cell.attention, **cell.options)
+        errors = fidelity_errors(model, test, attn, batch_size=params.predict_batch_size,
+                                 device=ctx.device)
+        low = high = se = None
+        if params.n_boot >= 2 and errors.size > 1:
+            _, low, high, se = bootstrap_ci(errors, np.mean, n_boot=params.n_boot,
+                                            vectorized=True)
+        ctx.progress(0.6, f"swap {cell.label} on {task_key}")
+        model.set_attention(cell.attention, **cell.options)
+        preds, _ = predict(model, task.test, batch_size=params.predict_batch_size,
+                           device=ctx.device, trim_padding=train.trim_padding)
+        scores = score_predictions(y, preds, n_boot=params.n_boot)
+        ctx.progress(1.0, f"fidelity {cell.label} on {task_key}: done")
+        records = [
+            Record.for_cell(cell, "fidelity_rel_error", value=float(errors.mean()),
+                            unit="fraction", higher_is_better=False, stderr=se, ci_low=low,
+                            ci_high=high, interval="ci95" if low is not None else None,
+                            n=int(errors.size)),
+            Record.for_cell(cell, "swap_macro_f1", unit="f1", higher_is_better=True,
+                            n=int(y.size), interval="ci95"
+                            if scores["macro_f1"]["ci_low"] is not None else None,
+                            **scores["macro_f1"]),
+        ]
+        for r in records:  # the same identity as the other per-task summaries (no seed)
+            r.params = {"task": task_key, "config": cell.params.get("config")}
+        return records

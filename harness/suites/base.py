@@ -18,6 +18,7 @@ from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
 
 __all__ = [
+    "RESOURCE_CLASSES",
     "AttentionSpec",
     "DataOptions",
     "RunContext",
@@ -91,9 +92,18 @@ class DataOptions(SuiteParams):
         return ",".join(f"{k}={Path(v).name}" for k, v in sorted((self.data_files or {}).items()))
 
 
+def no_progress(fraction: float, text: str) -> None:
+    """The default progress sink: drops the event (a module function, so contexts pickle)."""
+
+
 @dataclass
 class RunContext:
-    """What a cell needs to know about the run it belongs to."""
+    """What a cell needs to know about the run it belongs to.
+
+    Picklable, so a cell can run in another process or on another node: ``progress`` is a
+    picklable callable (the executors give each worker a sink that sends events to the driver),
+    and ``inputs`` holds the records of the cells this cell depends on (``Suite.depends_on``).
+    """
 
     device: str = "cpu"
     threads: int = 1
@@ -101,7 +111,8 @@ class RunContext:
     run_dir: Path | None = None
     seeds: tuple[int, ...] = (0,)
     data: DataOptions = field(default_factory=DataOptions)
-    progress: Callable[[float, str], None] = lambda fraction, text: None
+    progress: Callable[[float, str], None] = no_progress
+    inputs: dict[str, list[Record]] = field(default_factory=dict)
 
     @property
     def artifacts(self) -> Path:
@@ -112,6 +123,12 @@ class RunContext:
         return path
 
 
+#: Resource classes of cells. ``timing`` cells measure speed or memory and need the machine (or the
+#: GPU) to themselves while they measure; ``training`` cells train and score small models and can
+#: share a machine, one torch thread each.
+RESOURCE_CLASSES = ("timing", "training")
+
+
 class Suite(ABC):
     """One suite: ``plan`` cells, ``run_cell`` each, then ``summarize`` across cells."""
 
@@ -119,6 +136,8 @@ class Suite(ABC):
     description: ClassVar[str]
     headline: ClassVar[str]
     Params: ClassVar[type[SuiteParams]]
+    #: resource class of this suite's cells (one of ``RESOURCE_CLASSES``)
+    resource: ClassVar[str] = "training"
 
     @abstractmethod
     def plan(
@@ -130,8 +149,21 @@ class Suite(ABC):
     def run_cell(self, cell: Cell, params: SuiteParams, ctx: RunContext) -> list[Record]:
         """Measure one cell; raise on failure (the runner records the error and goes on)."""
 
+    def resource_class(self, cell: Cell) -> str:
+        """Resource class of ``cell`` (see ``RESOURCE_CLASSES``); the suite's by default."""
+        return self.resource
+
+    def depends_on(self, cell: Cell, cells: list[Cell]) -> list[Cell]:
+        """The cells of ``cells`` (this suite's plan) that ``cell`` needs first.
+
+        A cell runs only after its dependencies finished; their records are what ``skip_reason``
+        sees and what ``ctx.inputs`` holds while it runs. They must come earlier in the plan.
+        """
+        return []
+
     def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
-        """Why ``cell`` should not run given the records so far (e.g. a sweep stopped at oom)."""
+        """Why ``cell`` should not run, given its dependencies' records (e.g. a sweep stopped at
+        its first oom)."""
         return None
 
     def summarize(

@@ -87,6 +87,7 @@ class MemorySuite(Suite):
     description = "peak memory per length (fresh process per cell on CPU) and the N exponent"
     headline = "memory_exponent"
     Params = MemoryParams
+    resource = "timing"
 
     def plan(
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
@@ -101,16 +102,23 @@ class MemorySuite(Suite):
     def cell_weight(self, cell: Cell) -> float:
         return 1.0 + cell.params["seq_len"] / 8192
 
+    def depends_on(self, cell: Cell, cells: list[Cell]) -> list[Cell]:
+        """The next shorter length of the same attention and mode: a sweep stops at its first
+        oom, so each length waits for the one before it."""
+        shorter = [c for c in cells if c.suite == self.name and c.label == cell.label
+                   and c.options == cell.options and c.params["mode"] == cell.params["mode"]
+                   and c.params["batch"] == cell.params["batch"]
+                   and c.params["seq_len"] < cell.params["seq_len"]]
+        return [max(shorter, key=lambda c: c.params["seq_len"])] if shorter else []
+
     def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
         for r in finished:
-            if (
-                r.suite == self.name
-                and r.status == "oom"
-                and r.label == cell.label
-                and r.params.get("mode") == cell.params["mode"]
-                and r.params.get("seq_len", 0) < cell.params["seq_len"]
-            ):
+            if r.suite != self.name or r.params.get("mode") != cell.params["mode"]:
+                continue
+            if r.status == "oom":
                 return f"sweep stopped at its first oom (N={r.params['seq_len']})"
+            if r.status == "skipped" and r.error and "first oom" in r.error:
+                return r.error  # the shorter length was skipped for the same reason
         return None
 
     def run_cell(self, cell: Cell, params: MemoryParams, ctx: RunContext) -> list[Record]:

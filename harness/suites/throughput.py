@@ -98,6 +98,7 @@ class ThroughputSuite(Suite):
     description = "forward / backward / train-step speed per attention and sequence length"
     headline = "forward_ms"
     Params = ThroughputParams
+    resource = "timing"
 
     def plan(
         self, params: ThroughputParams, attentions: list[AttentionSpec], seeds: list[int]

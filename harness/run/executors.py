@@ -1,0 +1,539 @@
+"""Executors: where a run's cells execute (this process, a local process pool, a Ray cluster).
+
+The runner plans cells, hands the ones whose dependencies finished to an executor as
+:class:`CellTask` objects, and takes back :class:`CellResult` objects as they finish; it alone
+writes the results store. An executor only runs cells:
+
+- :class:`SerialExecutor`: one cell at a time in this process, in plan order (tests, debugging).
+- :class:`PoolExecutor`: training cells on a pool of worker processes (one torch thread each);
+  timing cells in this process while no training cell runs, so they have the machine to
+  themselves. The default of ``harness run``.
+- :class:`RayExecutor`: every cell as a Ray task on a local instance or a cluster; timing cells
+  ask for a whole node (all its CPUs, or its GPU), training cells for one CPU.
+
+Everything a task carries is picklable. Where an executor has no shared filesystem
+(``shared_filesystem`` False), the artifacts a cell needs (those of its dependencies) travel with
+the task and the files it writes come back in its result; the driver stores them in the run dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import queue as queue_mod
+import shutil
+import signal
+import socket
+import tempfile
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.records import Cell, Record
+from harness.suites.base import RunContext, SuiteParams, no_progress
+
+__all__ = [
+    "EXECUTORS",
+    "CellResult",
+    "CellTask",
+    "Event",
+    "Executor",
+    "ExecutorUnavailableError",
+    "PoolExecutor",
+    "RayExecutor",
+    "SerialExecutor",
+    "execute_cell",
+    "make_executor",
+]
+
+EXECUTORS = ("serial", "pool", "ray")
+RAY_INSTALL = 'pip install -e ".[ray]"  (or: pip install "ray>=2.9")'
+#: custom Ray resource a node may declare (``ray start --resources '{"harness_timing": 1}'``):
+#: timing cells then run only on such nodes, one at a time per node.
+TIMING_RESOURCE = "harness_timing"
+
+#: ``(kind, cell id, fraction, text)``; kind is ``"started"`` or ``"progress"``.
+Event = tuple[str, str, float, str]
+
+
+class ExecutorUnavailableError(ValueError):
+    """The executor cannot be used here (e.g. Ray is not installed); says how to fix it."""
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One cell to run, with everything it needs (picklable)."""
+
+    index: int  # position in the plan: serial order and scheduling priority
+    suite: str
+    cell: Cell
+    resource: str
+    params: SuiteParams
+    ctx: RunContext
+    files: dict[str, bytes] | None = None  # artifacts shipped in (no shared filesystem)
+    plugins: tuple[str, ...] = ()
+
+
+@dataclass
+class CellResult:
+    """What a finished cell sends back to the driver."""
+
+    cell: Cell
+    records: list[Record]
+    files: dict[str, bytes] = field(default_factory=dict)
+    node: str = ""
+    seconds: float = 0.0
+
+
+def _error_records(cell: Cell, status: str, message: str) -> list[Record]:
+    return [Record.for_cell(cell, "cell_status", status=status, error=message)]
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def load_worker_plugins(specs: tuple[str, ...]) -> None:
+    """Load the run's attention plugins in a worker process (no-op without plugin support)."""
+    if not specs:
+        return
+    try:
+        from harness.attention import load_plugins  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    load_plugins(specs)
+
+
+def plugin_specs() -> tuple[str, ...]:
+    """The ``MODULE[:ATTR]`` plugin specs loaded in this (driver) process, for the workers."""
+    try:
+        from harness.attention import loaded_plugins  # type: ignore[attr-defined]
+    except ImportError:
+        return ()
+    return tuple(p.spec for p in loaded_plugins() if getattr(p, "spec", None))
+
+
+def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_progress
+                 ) -> CellResult:
+    """Run one cell wherever this is called and return its records; a failing cell becomes an
+    ``error`` (or ``oom``) record, never an exception (except KeyboardInterrupt)."""
+    import torch
+
+    from harness.suites import get_suite
+
+    started = time.perf_counter()
+    load_worker_plugins(task.plugins)
+    ctx = replace(task.ctx, progress=progress)
+    scratch: Path | None = None
+    if task.files is not None:
+        scratch = Path(tempfile.mkdtemp(prefix="harness-cell-"))
+        (scratch / "artifacts").mkdir()
+        for name, data in task.files.items():
+            (scratch / "artifacts" / name).write_bytes(data)
+        ctx = replace(ctx, run_dir=scratch)
+    if ctx.threads and torch.get_num_threads() != ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    try:
+        try:
+            records = get_suite(task.suite).run_cell(task.cell, task.params, ctx)
+            if not records:
+                records = _error_records(task.cell, "error", "the cell produced no record")
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # a failing cell is recorded; the run goes on
+            status = "oom" if _is_oom(err) else "error"
+            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            records = _error_records(task.cell, status, detail)
+            if status == "error" and os.environ.get("HARNESS_TRACEBACK"):
+                traceback.print_exc()
+        files: dict[str, bytes] = {}
+        if scratch is not None:
+            shipped = task.files or {}
+            files = {p.name: p.read_bytes() for p in sorted((scratch / "artifacts").iterdir())
+                     if p.is_file() and p.name not in shipped}
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return CellResult(task.cell, records, files, socket.gethostname(),
+                      time.perf_counter() - started)
+
+
+class Executor(ABC):
+    """Runs submitted cells and streams back finished ones; the driver writes the results."""
+
+    name: ClassVar[str]
+    #: whether workers see the driver's run directory (else artifacts travel with tasks)
+    shared_filesystem: ClassVar[bool] = True
+
+    def __init__(self, max_retries: int = 2) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.max_retries = max_retries
+        self.events: Callable[[Event], None] = lambda event: None
+
+    def start(self, events: Callable[[Event], None]) -> None:
+        """Get ready to run cells; ``events`` receives progress events in the driver thread."""
+        self.events = events
+
+    @abstractmethod
+    def submit(self, task: CellTask) -> None:
+        """Queue a cell whose dependencies have finished."""
+
+    @abstractmethod
+    def next_result(self) -> CellResult:
+        """Block until one submitted cell finished and return it."""
+
+    def cancel(self) -> None:  # noqa: B027 (optional hook)
+        """Drop every queued and running cell (Ctrl-C); finished results are already stored."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release workers and connections."""
+
+    def describe(self) -> dict[str, Any]:
+        """For run.json: the executor, its nodes and their devices."""
+        return {"name": self.name, "nodes": [_this_node()]}
+
+    def thread_count(self, resource: str, run_threads: int) -> int:
+        """torch threads a cell of ``resource`` class runs with."""
+        return run_threads
+
+
+def _this_node() -> dict[str, Any]:
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i} {torch.cuda.get_device_name(i)}"
+                    for i in range(torch.cuda.device_count())]
+    return {"host": socket.gethostname(), "cpus": os.cpu_count(), "devices": devices}
+
+
+class SerialExecutor(Executor):
+    """One cell at a time in this process, in plan order (today's behaviour; tests)."""
+
+    name = "serial"
+
+    def __init__(self, max_retries: int = 0) -> None:
+        super().__init__(max_retries)
+        self._queue: list[tuple[int, CellTask]] = []
+
+    def submit(self, task: CellTask) -> None:
+        heapq.heappush(self._queue, (task.index, task))
+
+    def next_result(self) -> CellResult:
+        if not self._queue:
+            raise RuntimeError("next_result() with no submitted cell")
+        _, task = heapq.heappop(self._queue)
+        return _run_here(task, self.events)
+
+    def cancel(self) -> None:
+        self._queue.clear()
+
+
+def _run_here(task: CellTask, events: Callable[[Event], None]) -> CellResult:
+    cell_id = task.cell.id
+    events(("started", cell_id, 0.0, ""))
+    return execute_cell(task, lambda f, t: events(("progress", cell_id, f, t)))
+
+
+# ------------------------------------------------------------------------------ process pool
+_WORKER_EVENTS: Any = None
+
+
+def _pool_init(events: Any) -> None:
+    """Pool worker start: Ctrl-C is the driver's to handle; one torch thread."""
+    global _WORKER_EVENTS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_EVENTS = events
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class _QueueProgress:
+    """Picklable progress sink: sends ``(kind, cell id, fraction, text)`` to the driver."""
+
+    events: Any
+    cell_id: str
+
+    def __call__(self, fraction: float, text: str) -> None:
+        with contextlib.suppress(Exception):  # progress must never fail a cell
+            self.events.put(("progress", self.cell_id, fraction, text))
+
+
+def _pool_run(task: CellTask) -> CellResult:
+    sink = _QueueProgress(_WORKER_EVENTS, task.cell.id)
+    with contextlib.suppress(Exception):
+        _WORKER_EVENTS.put(("started", task.cell.id, 0.0, ""))
+    return execute_cell(task, sink)
+
+
+class PoolExecutor(Executor):
+    """Training cells on ``workers`` processes (one torch thread each); timing cells in this
+    process, alone: none starts while a training cell runs, and none of those starts meanwhile.
+
+    A worker that dies (killed, segfault) breaks the pool: the cells it had in flight are retried
+    on a fresh pool up to ``max_retries`` times, then recorded as ``error``.
+    """
+
+    name = "pool"
+
+    def __init__(self, workers: int | None = None, max_retries: int = 2) -> None:
+        super().__init__(max_retries)
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._queue: list[tuple[int, CellTask]] = []
+        self._running: dict[Any, CellTask] = {}
+        self._done: list[CellResult] = []
+        self._attempts: dict[str, int] = {}
+        self._pool: Any = None
+        self._events_q: Any = None
+
+    def start(self, events: Callable[[Event], None]) -> None:
+        import multiprocessing as mp
+
+        super().start(events)
+        self._mp = mp.get_context("spawn")
+        self._events_q = self._mp.Queue()
+
+    def _new_pool(self) -> Any:
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.workers, mp_context=self._mp, initializer=_pool_init,
+                                   initargs=(self._events_q,))
+
+    def thread_count(self, resource: str, run_threads: int) -> int:
+        return 1 if resource == "training" else run_threads
+
+    def submit(self, task: CellTask) -> None:
+        heapq.heappush(self._queue, (task.index, task))
+
+    def _dispatch(self) -> None:
+        """Fill free workers with queued training cells (plan order), timing cells waiting."""
+        if not any(t.resource == "training" for _, t in self._queue):
+            return
+        if self._pool is None:
+            self._pool = self._new_pool()
+        keep = []
+        while self._queue and len(self._running) < self.workers:
+            index, task = heapq.heappop(self._queue)
+            if task.resource != "training":
+                keep.append((index, task))
+                continue
+            self._running[self._pool.submit(_pool_run, task)] = task
+        for item in keep:
+            heapq.heappush(self._queue, item)
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self._events_q.get_nowait()
+            except (queue_mod.Empty, OSError, ValueError):
+                return
+            self.events(event)
+
+    def next_result(self) -> CellResult:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        while True:
+            self._dispatch()
+            if self._done:
+                return self._done.pop(0)
+            if not self._running:
+                if not self._queue:
+                    raise RuntimeError("next_result() with no submitted cell")
+                _, task = heapq.heappop(self._queue)  # a timing cell: nothing else runs
+                return _run_here(task, self.events)
+            finished, _ = wait(list(self._running), timeout=0.1, return_when=FIRST_COMPLETED)
+            self._drain_events()
+            broken = False
+            for fut in finished:
+                task = self._running.pop(fut)
+                try:
+                    self._done.append(fut.result())
+                except BrokenProcessPool as err:
+                    broken = True
+                    self._retry(task, err)
+            if broken:
+                for fut, task in list(self._running.items()):
+                    self._running.pop(fut)
+                    self._retry(task, BrokenProcessPool("a pool worker died"))
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def _retry(self, task: CellTask, err: BaseException) -> None:
+        n = self._attempts.get(task.cell.id, 0) + 1
+        self._attempts[task.cell.id] = n
+        if n > self.max_retries:
+            message = (f"the worker process running this cell died ({n} attempt(s), "
+                       f"--max-retries {self.max_retries}): {type(err).__name__}: {err}")
+            self._done.append(CellResult(task.cell, _error_records(task.cell, "error", message)))
+        else:
+            heapq.heappush(self._queue, (task.index, task))
+
+    def cancel(self) -> None:
+        self._queue.clear()
+        self._running.clear()
+        self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        if self._pool is None:
+            return
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._events_q is not None:
+            self._drain_events()
+            self._events_q.close()
+            self._events_q = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.workers, "max_retries": self.max_retries,
+                "nodes": [_this_node()]}
+
+
+# ------------------------------------------------------------------------------------- Ray
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorUnavailableError(
+            f"--executor ray needs Ray, which is not installed; install the extra: {RAY_INSTALL}"
+        ) from None
+    return ray
+
+
+def _ray_run(task: CellTask) -> CellResult:
+    """The Ray task: one cell on whatever node Ray placed it."""
+    return execute_cell(task)
+
+
+class RayExecutor(Executor):
+    """Every cell as a Ray task. ``address`` None starts a local instance sized to the machine
+    (and stops it at the end); ``"auto"`` or ``ray://host:port`` joins a running cluster.
+
+    Training cells ask for 1 CPU (and ``training_gpus`` of a GPU on CUDA); timing cells for all
+    the CPUs of the smallest timing node (or 1 GPU), plus one ``harness_timing`` unit where nodes
+    declare it, so they have a node to themselves. A worker or node that dies mid-cell is retried
+    by Ray up to ``max_retries`` times; then the cell is an ``error`` record with the cause.
+    """
+
+    name = "ray"
+    shared_filesystem = False
+
+    def __init__(self, address: str | None = None, max_retries: int = 2,
+                 training_gpus: float = 0.5) -> None:
+        super().__init__(max_retries)
+        self.ray = _require_ray()
+        self.address = address
+        self.training_gpus = training_gpus
+        self._started_here = False
+        self._refs: dict[Any, CellTask] = {}
+        self._timing_cpus = 1
+        self._timing_resource = False
+
+    def start(self, events: Callable[[Event], None]) -> None:
+        super().start(events)
+        ray = self.ray
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1},
+                         include_dashboard=False, log_to_driver=False)
+                self._started_here = True
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        timing = [n for n in nodes if n.get("Resources", {}).get(TIMING_RESOURCE)]
+        self._timing_resource = bool(timing)
+        pool = timing or nodes
+        self._timing_cpus = max(1, int(min(n.get("Resources", {}).get("CPU", 1) for n in pool)))
+        self._remote = ray.remote(_ray_run)
+
+    def thread_count(self, resource: str, run_threads: int) -> int:
+        return 1 if resource == "training" else self._timing_cpus
+
+    def _options(self, task: CellTask) -> dict[str, Any]:
+        cuda = task.ctx.device.startswith("cuda")
+        opts: dict[str, Any] = {"max_retries": self.max_retries, "retry_exceptions": False}
+        if task.resource == "training":
+            opts.update(num_cpus=1, num_gpus=self.training_gpus if cuda else 0)
+        else:
+            opts.update(num_cpus=self._timing_cpus, num_gpus=1 if cuda else 0)
+            if self._timing_resource:
+                opts["resources"] = {TIMING_RESOURCE: 1}
+        return opts
+
+    def submit(self, task: CellTask) -> None:
+        ref = self._remote.options(**self._options(task)).remote(task)
+        self._refs[ref] = task
+        self.events(("started", task.cell.id, 0.0, ""))
+
+    def next_result(self) -> CellResult:
+        ray = self.ray
+        if not self._refs:
+            raise RuntimeError("next_result() with no submitted cell")
+        ready: list[Any] = []
+        while not ready:
+            ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=0.5)
+        ref = ready[0]
+        task = self._refs.pop(ref)
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError as err:
+            detail = " ".join(str(err).split())[:800]
+            message = (f"the Ray worker running this cell failed ({self.max_retries} retries): "
+                       f"{type(err).__name__}: {detail}")
+            return CellResult(task.cell, _error_records(task.cell, "error", message))
+
+    def cancel(self) -> None:
+        for ref in list(self._refs):
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+        self._refs.clear()
+
+    def close(self) -> None:
+        if self._started_here and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started_here = False
+
+    def describe(self) -> dict[str, Any]:
+        nodes = []
+        for n in self.ray.nodes():
+            res = n.get("Resources", {})
+            nodes.append({"host": n.get("NodeManagerHostname"), "address":
+                          n.get("NodeManagerAddress"), "alive": bool(n.get("Alive")),
+                          "cpus": res.get("CPU"), "gpus": res.get("GPU", 0),
+                          "timing_node": bool(res.get(TIMING_RESOURCE))})
+        return {"name": self.name, "address": self.address or "local", "max_retries":
+                self.max_retries, "timing_cpus": self._timing_cpus, "nodes": nodes}
+
+
+def make_executor(name: str, *, workers: int | None = None, ray_address: str | None = None,
+                  max_retries: int = 2) -> Executor:
+    """The executor called ``name`` (one of ``EXECUTORS``); checks run before anything starts."""
+    if name == "serial":
+        return SerialExecutor()
+    if name == "pool":
+        return PoolExecutor(workers, max_retries=max_retries)
+    if name == "ray":
+        return RayExecutor(ray_address, max_retries=max_retries)
+    raise ExecutorUnavailableError(
+        f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
