@@ -202,20 +202,38 @@ def run_cmd(
     label_column: Annotated[str | None, typer.Option(help="Label column of the dataset.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    executor: Annotated[str, typer.Option(
+        help="Where cells run: pool (training cells on a local process pool, timing cells "
+             "alone; default), serial (one at a time in this process) or ray.")] = "pool",
+    workers: Annotated[int | None, typer.Option(
+        help="Pool processes for training cells (default: CPU count).")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster to join: auto or ray://host:port (default: start a local one).")
+    ] = None,
+    max_retries: Annotated[int, typer.Option(
+        help="Retries of a cell whose worker process or node died, then an error record.")] = 2,
 ) -> None:
     """Run suites. With no arguments: every suite, quick profile, every registered attention."""
+    from harness.run.executors import make_executor
     from harness.run.profiles import ProfileError, load_profile
     from harness.run.runner import resume_run, start_run
     from harness.run.store import StoreError
     from harness.suites import list_suites
 
     bar = _RichProgress(enabled=progress)
+    if ray_address is not None and executor != "ray":
+        raise _fail("--ray-address needs --executor ray")
+    try:
+        runner = make_executor(executor, workers=workers, ray_address=ray_address,
+                               max_retries=max_retries)
+    except ValueError as err:
+        raise _fail(str(err)) from None
     try:
         if resume is not None:
             if suites:
                 raise _fail("--resume continues a run as planned; do not name suites with it")
             console.print(f"resuming [bold]{resume}[/]")
-            outcome = resume_run(resume, progress=bar)
+            outcome = resume_run(resume, progress=bar, executor=runner)
         else:
             unknown = [s for s in suites or [] if s not in list_suites()]
             if unknown:
@@ -231,7 +249,8 @@ def run_cmd(
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")
-            outcome = start_run(prof, suites=chosen, out_dir=out, argv=sys.argv, progress=bar)
+            outcome = start_run(prof, suites=chosen, out_dir=out, argv=sys.argv, progress=bar,
+                                executor=runner)
     except (ProfileError, StoreError, ValueError) as err:
         raise _fail(str(err)) from None
     _print_summary(outcome.records)

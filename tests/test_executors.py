@@ -1,0 +1,277 @@
+"""Executors: picklable contexts, explicit dependencies, the local pool (same records as serial,
+timing cells alone, a dying worker retried or recorded), Ctrl-C leaves a resumable run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.records import Cell, Record
+from harness.run.executors import (
+    CellTask,
+    ExecutorUnavailableError,
+    PoolExecutor,
+    SerialExecutor,
+    execute_cell,
+    make_executor,
+)
+from harness.run.profiles import profile_from_dict
+from harness.run.runner import plan_run, start_run
+from harness.run.store import read_records, read_run
+from harness.suites import RunContext, get_suite
+from harness.suites.base import DataOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+RECALL = {"n_train": 64, "n_val": 24, "n_test": 40, "seq_len": 24, "n_pairs": 4, "n_queries": 2,
+          "num_keys": 12, "num_values": 4}
+TRAIN = {"steps": 6, "batch_size": 16, "eval_every": 3, "hidden_size": 16, "num_layers": 1,
+         "num_heads": 2, "ffn_size": 32, "dropout": 0.0}
+#: accuracy (with a fidelity probe that needs the reference's checkpoint) + bias, tiny and
+#: one-threaded: CPU training is deterministic per seed, so every executor gives the same values.
+PARITY = {
+    "name": "tiny-parity",
+    "seeds": [0],
+    "device": "cpu",
+    "threads": 1,
+    "attentions": [{"name": "standard"}, {"name": "linear", "options": {"feature_map": "favor"}},
+                   {"name": "sparse"}],
+    "suites": {
+        "accuracy": {"tasks": [{"name": "recall", "params": RECALL,
+                                "attention_options": {"sparse": {"block_size": 6}}}],
+                     "text": None, "train": TRAIN, "n_boot": 20, "threads": 1},
+        "bias": {"corpus": {"n_train": 200, "n_val": 60, "n_test": 120},
+                 "train": {**TRAIN, "steps": 10, "eval_every": 5}, "audit_axes": ["gender"],
+                 "swaps": ["gender"], "template_axes": ["gender"], "n_boot": 20, "text": None,
+                 "threads": 1, "attention_options": {"sparse": {"block_size": 2,
+                                                                "random_blocks": 0}}},
+    },
+}
+
+
+def parity_profile():
+    return profile_from_dict(copy.deepcopy(PARITY))
+
+
+def values(records: list[Record]) -> dict[tuple, tuple]:
+    """Every record's identity -> its numbers (the times a cell took excluded)."""
+    out = {}
+    for r in records:
+        if r.metric in ("train_time_s", "train_time_s_mean"):
+            continue
+        out[r.key] = (r.status, r.value, r.ci_low, r.ci_high, r.stderr, r.n)
+    return out
+
+
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    return start_run(parity_profile(), out_dir=out, argv=["t"], executor=SerialExecutor())
+
+
+# ---------------------------------------------------------------------------------- the seam
+def test_run_context_pickles_and_a_lambda_progress_would_not():
+    ctx = RunContext(device="cpu", threads=2, run_dir=Path("/tmp/x"), seeds=(0, 1),
+                     data=DataOptions(dataset="glue/sst2"),
+                     inputs={"abc": [Record("memory", "standard", {}, {}, "peak_bytes", 1.0)]})
+    back = pickle.loads(pickle.dumps(ctx))
+    assert back == ctx
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(RunContext(progress=lambda f, t: None))
+
+
+def test_memory_sweep_dependencies_are_explicit():
+    profile = profile_from_dict({
+        "name": "m", "seeds": [0], "device": "cpu", "attentions": [{"name": "linear"}],
+        "suites": {"memory": {"seq_lens": [64, 32, 128], "modes": ["forward", "fwd_bwd"]}}})
+    planned = plan_run(profile)
+    by_id = {p.cell.id: p for p in planned}
+    for p in planned:
+        assert p.resource == "timing"
+        n, mode = p.cell.params["seq_len"], p.cell.params["mode"]
+        deps = [by_id[d].cell.params for d in p.after]
+        assert deps == ([] if n == 32 else [{"mode": mode, "seq_len": n // 2, "batch": 1}])
+    suite = get_suite("memory")
+    cell = planned[1].cell
+    oom = Record.for_cell(planned[0].cell, "peak_bytes", status="oom", error="over budget")
+    assert "first oom (N=32)" in suite.skip_reason(cell, [oom])
+    assert suite.skip_reason(cell, [Record.for_cell(planned[0].cell, "peak_bytes", value=1)]) \
+        is None
+
+
+def test_a_dependency_planned_after_its_cell_is_refused(monkeypatch):
+    suite = get_suite("memory")
+    monkeypatch.setattr(suite, "depends_on", lambda cell, cells: [cells[-1]])
+    profile = profile_from_dict({"name": "m", "seeds": [0], "device": "cpu",
+                                 "attentions": [{"name": "linear"}],
+                                 "suites": {"memory": {"seq_lens": [32, 64]}}})
+    with pytest.raises(ValueError, match="depends on a cell planned after it"):
+        plan_run(profile)
+
+
+def test_execute_cell_ships_artifacts_in_and_out_without_a_shared_filesystem(tmp_path):
+    """A cell on a worker without the run dir sees its inputs' files and returns what it wrote."""
+    cell = Cell("memory", "linear", {}, {"mode": "forward", "seq_len": 32, "batch": 1})
+    suite = get_suite("memory")
+
+    class Writes:
+        def run_cell(self, cell, params, ctx):
+            seen = (ctx.artifacts / "dep.pt").read_bytes()
+            (ctx.artifacts / f"{cell.id}.json").write_text("out")
+            return [Record.for_cell(cell, "peak_bytes", value=len(seen))]
+
+    task = CellTask(0, "memory", cell, "timing", suite.Params(), RunContext(run_dir=None),
+                    files={"dep.pt": b"12345"})
+    original = suite.run_cell
+    try:
+        suite.run_cell = Writes().run_cell
+        result = execute_cell(task)
+    finally:
+        suite.run_cell = original
+    assert result.records[0].value == 5.0
+    assert result.files == {f"{cell.id}.json": b"out"}
+
+
+def test_unknown_executor_and_ray_without_ray_exit_2(tmp_path, monkeypatch):
+    with pytest.raises(ExecutorUnavailableError, match="choose one of serial, pool, ray"):
+        make_executor("dask")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ExecutorUnavailableError, match=r'pip install -e "\.\[ray\]"'):
+        make_executor("ray")
+    result = CliRunner().invoke(app, ["run", "memory", "--executor", "ray", "--out",
+                                      str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2 and "pip install" in result.output
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+# ------------------------------------------------------------------------------- local pool
+def test_pool_gives_the_serial_executors_records(serial_run, tmp_path):
+    pooled = start_run(parity_profile(), out_dir=tmp_path, argv=["t"],
+                       executor=PoolExecutor(workers=2))
+    assert serial_run.exit_code == pooled.exit_code == 0
+    a, b = values(serial_run.records), values(pooled.records)
+    assert a == b
+    assert any(k[4] == "fidelity_rel_error" for k in a) and any(k[0] == "bias" for k in a)
+    meta = read_run(pooled.run_dir)
+    assert meta["executor"]["name"] == "pool" and meta["executor"]["workers"] == 2
+    assert set(meta["cell_seconds"]) == {"accuracy", "bias"}
+
+
+class _Order(PoolExecutor):
+    """Records, for each finished cell, which cells were running at that moment."""
+
+    def __init__(self) -> None:
+        super().__init__(workers=2)
+        self.overlaps: list[tuple[str, int]] = []
+
+    def next_result(self):
+        result = super().next_result()
+        running = len(self._running)
+        self.overlaps.append((result.cell.suite, running))
+        return result
+
+
+def test_pool_runs_timing_cells_alone(tmp_path):
+    data = copy.deepcopy(PARITY)
+    data["suites"] = {"bias": data["suites"]["bias"],
+                      "memory": {"seq_lens": [32, 64], "heads": 2, "head_dim": 8,
+                                 "modes": ["forward"]}}
+    executor = _Order()
+    outcome = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"],
+                        executor=executor)
+    assert outcome.exit_code == 0
+    timing = [n for suite, n in executor.overlaps if suite == "memory"]
+    assert len(timing) == 6 and set(timing) == {0}  # nothing else ran beside a timing cell
+
+
+def _kill_a_pool_worker(stop: threading.Event, killed: list[int]) -> None:
+    me = psutil.Process()
+    while not stop.is_set() and not killed:
+        for child in me.children(recursive=False):
+            try:
+                if "multiprocessing" in " ".join(child.cmdline()) and \
+                        child.cpu_percent(interval=0.05) > 20:
+                    child.kill()
+                    killed.append(child.pid)
+                    return
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_pool_survives_a_killed_worker(tmp_path, retries):
+    data = copy.deepcopy(PARITY)
+    data["attentions"] = [{"name": "standard"}]
+    data["suites"] = {"bias": {**data["suites"]["bias"],
+                               "train": {**TRAIN, "steps": 400, "eval_every": 200}}}
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_a_pool_worker, args=(stop, killed), daemon=True)
+    killer.start()
+    try:
+        outcome = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"],
+                            executor=PoolExecutor(workers=1, max_retries=retries))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker was killed"
+    if retries:
+        assert outcome.exit_code == 0 and outcome.counts.get("error", 0) == 0
+    else:
+        assert outcome.exit_code == 1
+        errors = [r for r in outcome.records if r.status == "error"]
+        assert len(errors) == 1 and "worker process running this cell died" in errors[0].error
+        assert read_run(outcome.run_dir)["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_pool_and_leaves_a_resumable_run(tmp_path):
+    data = copy.deepcopy(PARITY)
+    data["suites"] = {"bias": {**data["suites"]["bias"],
+                               "train": {**TRAIN, "steps": 150, "eval_every": 50}}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "harness.cli", "run", "--profile", str(path), "--out", str(out),
+           "--no-progress", "--no-report", "--executor", "pool", "--workers", "2"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 180
+    results = None
+    while time.time() < deadline and results is None:
+        found = list(out.glob("*/results.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            results = found[0]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert results is not None, err
+    assert proc.returncode != 0
+    run_dir = results.parent
+    assert read_run(run_dir)["status"] == "interrupted"
+    done = {r.cell for r in read_records(run_dir)}
+    assert 0 < len(done) < 3
+    resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume",
+                              str(run_dir), "--no-progress", "--no-report"], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    records = read_records(run_dir)
+    cells = {r.cell for r in records if not r.cell.startswith("summary")}
+    assert len(cells) == 3 and done <= cells
+    per_cell = [json.loads(line)["cell"] for line in (run_dir / "results.jsonl").open()]
+    assert len(per_cell) == len(records)  # nothing duplicated
