@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -159,78 +158,78 @@ def test_unknown_executor_and_ray_without_ray_exit_2(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------- local pool
-def test_pool_gives_the_serial_executors_records(serial_run, tmp_path):
-    pooled = start_run(parity_profile(), out_dir=tmp_path, argv=["t"],
-                       executor=PoolExecutor(workers=2))
-    assert serial_run.exit_code == pooled.exit_code == 0
-    a, b = values(serial_run.records), values(pooled.records)
-    assert a == b
-    assert any(k[4] == "fidelity_rel_error" for k in a) and any(k[0] == "bias" for k in a)
-    meta = read_run(pooled.run_dir)
-    assert meta["executor"]["name"] == "pool" and meta["executor"]["workers"] == 2
-    assert set(meta["cell_seconds"]) == {"accuracy", "bias"}
+class _Watched(PoolExecutor):
+    """A pool that notes, for each finished cell, how many cells were running beside it, and
+    the pids of the processes that started cells."""
 
-
-class _Order(PoolExecutor):
-    """Records, for each finished cell, which cells were running at that moment."""
-
-    def __init__(self) -> None:
-        super().__init__(workers=2)
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.overlaps: list[tuple[str, int]] = []
+        self.pids: list[int] = []
+
+    def start(self, events) -> None:
+        def watch(event):
+            if event[0] == "started" and event[3].isdigit() and int(event[3]) != os.getpid():
+                self.pids.append(int(event[3]))
+            events(event)
+
+        super().start(watch)
 
     def next_result(self):
         result = super().next_result()
-        running = len(self._running)
-        self.overlaps.append((result.cell.suite, running))
+        self.overlaps.append((result.cell.suite, len(self._running)))
         return result
 
 
-def test_pool_runs_timing_cells_alone(tmp_path):
+def test_pool_gives_the_serial_records_and_runs_timing_cells_alone(serial_run, tmp_path):
     data = copy.deepcopy(PARITY)
-    data["suites"] = {"bias": data["suites"]["bias"],
-                      "memory": {"seq_lens": [32, 64], "heads": 2, "head_dim": 8,
-                                 "modes": ["forward"]}}
-    executor = _Order()
-    outcome = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"],
-                        executor=executor)
-    assert outcome.exit_code == 0
+    data["suites"]["memory"] = {"seq_lens": [32, 64], "heads": 2, "head_dim": 8,
+                                "modes": ["forward"]}
+    executor = _Watched(workers=2)
+    pooled = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"], executor=executor)
+    assert serial_run.exit_code == pooled.exit_code == 0
+    a = values(serial_run.records)
+    b = values([r for r in pooled.records if r.suite != "memory"])
+    assert a == b
+    assert any(k[4] == "fidelity_rel_error" for k in a) and any(k[0] == "bias" for k in a)
+    assert len(set(executor.pids)) == 2  # training cells ran in two worker processes
     timing = [n for suite, n in executor.overlaps if suite == "memory"]
-    assert len(timing) == 6 and set(timing) == {0}  # nothing else ran beside a timing cell
+    assert len(timing) == 6 and set(timing) == {0}  # nothing ran beside a timing cell
+    meta = read_run(pooled.run_dir)
+    assert meta["executor"]["name"] == "pool" and meta["executor"]["workers"] == 2
+    assert set(meta["cell_seconds"]) == {"accuracy", "bias", "memory"}
 
 
-def _kill_a_pool_worker(stop: threading.Event, killed: list[int]) -> None:
-    me = psutil.Process()
-    while not stop.is_set() and not killed:
-        for child in me.children(recursive=False):
-            try:
-                if "multiprocessing" in " ".join(child.cmdline()) and \
-                        child.cpu_percent(interval=0.05) > 20:
-                    child.kill()
-                    killed.append(child.pid)
-                    return
-            except psutil.Error:
-                continue
-        time.sleep(0.05)
+def _kill_when_started(executor: _Watched, stop: threading.Event, killed: list[int]) -> None:
+    while not stop.is_set():
+        if executor.pids:
+            time.sleep(0.5)  # mid-cell
+            os.kill(executor.pids[0], signal.SIGKILL)
+            killed.append(executor.pids[0])
+            return
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("retries", [1, 0])
-def test_pool_survives_a_killed_worker(tmp_path, retries):
+def test_pool_survives_a_worker_killed_mid_cell(tmp_path, retries):
     data = copy.deepcopy(PARITY)
     data["attentions"] = [{"name": "standard"}]
     data["suites"] = {"bias": {**data["suites"]["bias"],
-                               "train": {**TRAIN, "steps": 400, "eval_every": 200}}}
+                               "train": {**TRAIN, "steps": 300, "eval_every": 300}}}
+    executor = _Watched(workers=1, max_retries=retries)
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=_kill_a_pool_worker, args=(stop, killed), daemon=True)
+    killer = threading.Thread(target=_kill_when_started, args=(executor, stop, killed))
     killer.start()
     try:
         outcome = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"],
-                            executor=PoolExecutor(workers=1, max_retries=retries))
+                            executor=executor)
     finally:
         stop.set()
         killer.join()
     assert killed, "no worker was killed"
     if retries:
         assert outcome.exit_code == 0 and outcome.counts.get("error", 0) == 0
+        assert len(set(executor.pids)) == 2  # the cell ran again in a fresh worker
     else:
         assert outcome.exit_code == 1
         errors = [r for r in outcome.records if r.status == "error"]

@@ -57,7 +57,8 @@ RAY_INSTALL = 'pip install -e ".[ray]"  (or: pip install "ray>=2.9")'
 #: timing cells then run only on such nodes, one at a time per node.
 TIMING_RESOURCE = "harness_timing"
 
-#: ``(kind, cell id, fraction, text)``; kind is ``"started"`` or ``"progress"``.
+#: ``(kind, cell id, fraction, text)``; kind is ``"started"`` (text: the pid of the process that
+#: runs it, where known) or ``"progress"``.
 Event = tuple[str, str, float, str]
 
 
@@ -238,7 +239,7 @@ class SerialExecutor(Executor):
 
 def _run_here(task: CellTask, events: Callable[[Event], None]) -> CellResult:
     cell_id = task.cell.id
-    events(("started", cell_id, 0.0, ""))
+    events(("started", cell_id, 0.0, str(os.getpid())))
     return execute_cell(task, lambda f, t: events(("progress", cell_id, f, t)))
 
 
@@ -270,8 +271,8 @@ class _QueueProgress:
 
 def _pool_run(task: CellTask) -> CellResult:
     sink = _QueueProgress(_WORKER_EVENTS, task.cell.id)
-    with contextlib.suppress(Exception):
-        _WORKER_EVENTS.put(("started", task.cell.id, 0.0, ""))
+    with contextlib.suppress(Exception):  # the worker's pid: which process runs the cell
+        _WORKER_EVENTS.put(("started", task.cell.id, 0.0, str(os.getpid())))
     return execute_cell(task, sink)
 
 
