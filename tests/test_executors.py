@@ -100,7 +100,7 @@ def test_memory_sweep_dependencies_are_explicit():
     planned = plan_run(profile)
     by_id = {p.cell.id: p for p in planned}
     for p in planned:
-        assert p.resource == "timing"
+        assert p.resource == "memory"
         n, mode = p.cell.params["seq_len"], p.cell.params["mode"]
         deps = [by_id[d].cell.params for d in p.after]
         assert deps == ([] if n == 32 else [{"mode": mode, "seq_len": n // 2, "batch": 1}])
@@ -181,23 +181,28 @@ class _Watched(PoolExecutor):
         return result
 
 
-def test_pool_gives_the_serial_records_and_runs_timing_cells_alone(serial_run, tmp_path):
+def test_pool_same_records_as_serial_timing_alone_memory_shared(serial_run, tmp_path):
     data = copy.deepcopy(PARITY)
     data["suites"]["memory"] = {"seq_lens": [32, 64], "heads": 2, "head_dim": 8,
                                 "modes": ["forward"]}
+    data["suites"]["throughput"] = {"seq_lens": [32], "heads": 2, "head_dim": 8,
+                                    "min_run_time": 0.01, "warmup": 0, "passes": ["forward"],
+                                    "model": None}
     executor = _Watched(workers=2)
     pooled = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"], executor=executor)
     assert serial_run.exit_code == pooled.exit_code == 0
     a = values(serial_run.records)
-    b = values([r for r in pooled.records if r.suite != "memory"])
+    b = values([r for r in pooled.records if r.suite not in ("memory", "throughput")])
     assert a == b
     assert any(k[4] == "fidelity_rel_error" for k in a) and any(k[0] == "bias" for k in a)
     assert len(set(executor.pids)) == 2  # training cells ran in two worker processes
-    timing = [n for suite, n in executor.overlaps if suite == "memory"]
-    assert len(timing) == 6 and set(timing) == {0}  # nothing ran beside a timing cell
+    timing = [n for suite, n in executor.overlaps if suite == "throughput"]
+    assert len(timing) == 3 and set(timing) == {0}  # nothing ran beside a timing cell
+    memory = [n for suite, n in executor.overlaps if suite == "memory"]
+    assert len(memory) == 6 and max(memory) == 1  # memory cells share: one training beside
     meta = read_run(pooled.run_dir)
     assert meta["executor"]["name"] == "pool" and meta["executor"]["workers"] == 2
-    assert set(meta["cell_seconds"]) == {"accuracy", "bias", "memory"}
+    assert set(meta["cell_seconds"]) == {"accuracy", "bias", "memory", "throughput"}
 
 
 def _kill_when_started(executor: _Watched, stop: threading.Event, killed: list[int]) -> None:

@@ -7,7 +7,8 @@ writes the results store. An executor only runs cells:
 - :class:`SerialExecutor`: one cell at a time in this process, in plan order (tests, debugging).
 - :class:`PoolExecutor`: training cells on a pool of worker processes (one torch thread each);
   timing cells in this process while no training cell runs, so they have the machine to
-  themselves. The default of ``harness run``.
+  themselves; CPU memory cells in this process beside training cells (one slot). The default of
+  ``harness run``.
 - :class:`RayExecutor`: every cell as a Ray task on a local instance or a cluster; timing cells
   ask for a whole node (all its CPUs, or its GPU), training cells for one CPU.
 
@@ -279,6 +280,8 @@ def _pool_run(task: CellTask) -> CellResult:
 class PoolExecutor(Executor):
     """Training cells on ``workers`` processes (one torch thread each); timing cells in this
     process, alone: none starts while a training cell runs, and none of those starts meanwhile.
+    CPU memory cells run in this process in one of the ``workers`` slots, beside training cells
+    (each measures its own fresh process); on CUDA they run alone like timing cells.
 
     A worker that dies (killed, segfault) breaks the pool: the cells it had in flight are retried
     on a fresh pool up to ``max_retries`` times, then recorded as ``error``.
@@ -318,14 +321,21 @@ class PoolExecutor(Executor):
     def submit(self, task: CellTask) -> None:
         heapq.heappush(self._queue, (task.index, task))
 
+    @staticmethod
+    def _shares(task: CellTask) -> bool:
+        """A memory cell on CPU: it runs here beside training cells (its own process's peak)."""
+        return task.resource == "memory" and not task.ctx.device.startswith("cuda")
+
     def _dispatch(self) -> None:
-        """Fill free workers with queued training cells (plan order), timing cells waiting."""
+        """Fill free workers with queued training cells (plan order), keeping one slot for a
+        queued CPU memory cell; timing cells wait for an empty pool."""
         if not any(t.resource == "training" for _, t in self._queue):
             return
         if self._pool is None:
             self._pool = self._new_pool()
+        slots = self.workers - (1 if any(self._shares(t) for _, t in self._queue) else 0)
         keep = []
-        while self._queue and len(self._running) < self.workers:
+        while self._queue and len(self._running) < slots:
             index, task = heapq.heappop(self._queue)
             if task.resource != "training":
                 keep.append((index, task))
@@ -333,6 +343,20 @@ class PoolExecutor(Executor):
             self._running[self._pool.submit(_pool_run, task)] = task
         for item in keep:
             heapq.heappush(self._queue, item)
+
+    def _pop_here(self) -> CellTask | None:
+        """The next cell to run in this process now, if any: a CPU memory cell while a slot is
+        free, else (nothing running) the first queued cell."""
+        if len(self._running) < self.workers:
+            shared = [item for item in self._queue if self._shares(item[1])]
+            if shared:
+                item = min(shared, key=lambda it: it[0])
+                self._queue.remove(item)
+                heapq.heapify(self._queue)
+                return item[1]
+        if not self._running and self._queue:
+            return heapq.heappop(self._queue)[1]
+        return None
 
     def _drain_events(self) -> None:
         while True:
@@ -350,11 +374,11 @@ class PoolExecutor(Executor):
             self._dispatch()
             if self._done:
                 return self._done.pop(0)
+            here = self._pop_here()
+            if here is not None:
+                return _run_here(here, self.events)
             if not self._running:
-                if not self._queue:
-                    raise RuntimeError("next_result() with no submitted cell")
-                _, task = heapq.heappop(self._queue)  # a timing cell: nothing else runs
-                return _run_here(task, self.events)
+                raise RuntimeError("next_result() with no submitted cell")
             finished, _ = wait(list(self._running), timeout=0.1, return_when=FIRST_COMPLETED)
             self._drain_events()
             broken = False
@@ -431,9 +455,10 @@ class RayExecutor(Executor):
     """Every cell as a Ray task. ``address`` None starts a local instance sized to the machine
     (and stops it at the end); ``"auto"`` or ``ray://host:port`` joins a running cluster.
 
-    Training cells ask for 1 CPU (and ``training_gpus`` of a GPU on CUDA); timing cells for all
-    the CPUs of the smallest timing node (or 1 GPU), plus one ``harness_timing`` unit where nodes
-    declare it, so they have a node to themselves. A worker or node that dies mid-cell is retried
+    Training cells ask for 1 CPU (and ``training_gpus`` of a GPU on CUDA), CPU memory cells for 1
+    CPU; timing cells (and memory cells on CUDA) for all the CPUs of the smallest timing node (and
+    1 GPU on CUDA), plus one ``harness_timing`` unit where nodes declare it, so they have a node
+    to themselves. A worker or node that dies mid-cell is retried
     by Ray up to ``max_retries`` times; then the cell is an ``error`` record with the cause.
     """
 
@@ -476,6 +501,8 @@ class RayExecutor(Executor):
         opts: dict[str, Any] = {"max_retries": self.max_retries, "retry_exceptions": False}
         if task.resource == "training":
             opts.update(num_cpus=1, num_gpus=self.training_gpus if cuda else 0)
+        elif task.resource == "memory" and not cuda:
+            opts.update(num_cpus=1)  # its own fresh process's peak: a neighbour does not change it
         else:
             opts.update(num_cpus=self._timing_cpus, num_gpus=1 if cuda else 0)
             if self._timing_resource:

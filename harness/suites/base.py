@@ -123,10 +123,12 @@ class RunContext:
         return path
 
 
-#: Resource classes of cells. ``timing`` cells measure speed or memory and need the machine (or the
-#: GPU) to themselves while they measure; ``training`` cells train and score small models and can
-#: share a machine, one torch thread each.
-RESOURCE_CLASSES = ("timing", "training")
+#: Resource classes of cells. ``timing`` cells measure speed and need the machine (or the GPU) to
+#: themselves while they measure. ``memory`` cells measure a peak in a fresh process of their own:
+#: on CPU a neighbour does not change that process's peak RSS, so they share the machine (one slot,
+#: never beside a timing cell); on a GPU they need it to themselves. ``training`` cells train and
+#: score small models and share a machine, one torch thread each.
+RESOURCE_CLASSES = ("timing", "memory", "training")
 
 
 class Suite(ABC):

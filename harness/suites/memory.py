@@ -87,7 +87,7 @@ class MemorySuite(Suite):
     description = "peak memory per length (fresh process per cell on CPU) and the N exponent"
     headline = "memory_exponent"
     Params = MemoryParams
-    resource = "timing"
+    resource = "memory"
 
     def plan(
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
