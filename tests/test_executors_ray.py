@@ -49,6 +49,8 @@ def test_ray_gives_the_serial_executors_values(cluster, tmp_path):
     assert any(k[4] == "fidelity_rel_error" for k in a)  # needed the shipped checkpoint
     meta = read_run(run_dir)
     assert meta["executor"]["name"] == "ray" and meta["executor"]["nodes"][0]["cpus"] == 2
+    assert len(meta["cell_nodes"]) == len({r.cell for r in serial.records
+                                           if not r.cell.startswith("summary")})
     # artifacts came back from the workers into the run dir (no shared filesystem assumed)
     cells = {r.cell for r in serial.records if r.metric == "macro_f1"}
     assert all((run_dir / "artifacts" / f"{c}.json").is_file() for c in cells)

@@ -179,6 +179,7 @@ def _execute(
     plugins = plugin_specs()
     by_id = {p.cell.id: p for p in planned}
     seconds: dict[str, float] = {}
+    nodes: dict[str, str] = {}  # cell id -> host that ran it (timings compare within a node type)
     in_flight = 0
 
     def finish(p: PlannedCell, records: list[Record], files: dict[str, bytes]) -> None:
@@ -222,6 +223,8 @@ def _execute(
             in_flight -= 1
             p = by_id[result.cell.id]
             seconds[p.suite] = seconds.get(p.suite, 0.0) + result.seconds
+            if result.node:
+                nodes[p.cell.id] = result.node
             finish(p, result.records, result.files)
         finished = store.records()
         for name in suites:
@@ -241,7 +244,9 @@ def _execute(
         executor.close()
         progress.stop()
         if seconds:
-            store.update_meta(cell_seconds={k: round(v, 3) for k, v in seconds.items()})
+            ran_on = {**store.meta().get("cell_nodes", {}), **nodes}
+            store.update_meta(cell_seconds={k: round(v, 3) for k, v in seconds.items()},
+                              cell_nodes=ran_on)
     outcome.records = store.records()
     for r in outcome.records:
         outcome.counts[r.status] = outcome.counts.get(r.status, 0) + 1
