@@ -246,7 +246,7 @@ def test_pool_survives_a_worker_killed_mid_cell(tmp_path, retries):
 def test_ctrl_c_cancels_the_pool_and_leaves_a_resumable_run(tmp_path):
     data = copy.deepcopy(PARITY)
     data["suites"] = {"bias": {**data["suites"]["bias"],
-                               "train": {**TRAIN, "steps": 150, "eval_every": 50}}}
+                               "train": {**TRAIN, "steps": 60, "eval_every": 30}}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(data))
     out = tmp_path / "runs"
