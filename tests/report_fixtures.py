@@ -25,6 +25,7 @@ from unittest import mock
 
 from harness.run import store as store_module
 from harness.run.store import Cell, Record, ResultsStore, canonical_json
+from harness.suites.base import suites_meta
 
 __all__ = ["ALL_SUITES", "DEFAULT_ATTENTIONS", "SEQ_LENS", "build_run"]
 
@@ -529,7 +530,7 @@ def build_run(
 
     ``attentions`` takes specs (``label``, ``name``, ``options``) or bare labels, which reuse the
     cost models of the default at the same position. The first attention is the reference
-    ("standard"). ``seed`` drives the measurement noise only. The bias suite runs
+    (run.json ``reference``). ``seed`` drives the measurement noise only. The bias suite runs
     ``bias_seeds`` (default: the first of ``seeds``, like the quick profile) x
     ``bias_strengths``; with two or more seeds its summary adds ``seed: "all"`` records.
     ``transform`` may edit or drop
@@ -563,6 +564,8 @@ def build_run(
         "profile_hash": hashlib.sha1(canonical_json(profile).encode()).hexdigest(),
         "suites": list(suites),
         "attentions": specs,
+        "reference": specs[0]["label"],
+        "suites_meta": suites_meta(list(suites)),
         "seeds": list(seeds),
         "environment": {
             "harness_version": "0.1.0", "git_sha": "3f9c2ab71e0d4c55b8a1f0e2d9c7b6a5e4f3d2c1",

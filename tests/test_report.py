@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from report_fixtures import build_run
 
-from harness.report import HEADLINE_METRICS, build_summary, plots, render_report, write_report
-from harness.report._common import format_uncertainty, format_value
-from harness.report.html import _loglog_slope
+from harness.report import build_summary, plots, render_report, write_report
+from harness.report._common import attention_colors, format_uncertainty, format_value
+from harness.report.sections.throughput import loglog_slope as _loglog_slope
 from harness.run.store import (
     Record,
     ResultsStore,
@@ -42,7 +42,11 @@ def page(full_run: Path) -> str:
 
 def _no_external(html: str) -> None:
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.I)
-    assert "<script" not in html.lower()
+    # one inline script, ours (sortable tables), with no attributes, as the page's last element
+    assert html.lower().count("<script") == 1 and html.count("<script>") == 1
+    script = html[html.index("<script>"):html.index("</script>")]
+    assert 'table.sortable' in script and "fetch" not in script and "import" not in script
+    assert html.rstrip().endswith("</script>\n</body>\n</html>")
     assert "<link" not in html.lower()
     assert not re.search(r"\bsrc\s*=", html, re.I)
     hrefs = re.findall(r'href="([^"]*)"', html)
@@ -66,7 +70,7 @@ def test_full_report_sections_and_header(full_run: Path, page: str) -> None:
     _no_external(page)
 
 
-def test_full_report_charts(page: str) -> None:
+def test_full_report_charts(full_run: Path, page: str) -> None:
     # throughput 2, memory 2 (modes), accuracy 1, bias 6: planted-axis rates, gaps, difference
     # to standard, fairness vs accuracy, counterfactual flip rates, template differences
     assert page.count("<svg") == 11
@@ -76,8 +80,11 @@ def test_full_report_charts(page: str) -> None:
     assert "fitted 1.79" in page or "fitted 1.8" in page  # fitted exponent in the legend
     assert "(claim N^2)" in page and "(claim O(N))" in page  # claims in the legends
     # every attention gets one colour, the same in every chart
-    colors = {lab: plots.PALETTE[i] for i, lab in enumerate(
-        ["standard[sdpa]", "standard[eager]", "sparse[block]", "lsh[reformer]", "linear[favor]"])}
+    labels = ["standard[sdpa]", "standard[eager]", "sparse[block]", "lsh[reformer]",
+              "linear[favor]"]
+    colors = attention_colors(read_run(full_run))
+    assert colors["standard[sdpa]"] == plots.PALETTE[0]  # the reference
+    assert len({colors[label] for label in labels}) == len(labels)
     for label, color in colors.items():
         assert f'<span class="swatch" style="background: {color}"></span><span class="label">' \
                f"{label}</span>" in page
@@ -113,7 +120,9 @@ def test_summary_export_matches_store(full_run: Path) -> None:
     data = json.loads((full_run / "summary.json").read_text(encoding="utf-8"))
     # forward_ms, memory exponents x 2 modes, macro-F1 x 2 tasks, DP difference
     assert len(rows) == len(data) == 5 + 10 + 10 + 5
-    counts = {m: sum(r["metric"] == m for r in data) for m in HEADLINE_METRICS.values()}
+    headlines = [m["name"] for info in read_run(full_run)["suites_meta"].values()
+                 for m in info["metrics"] if m["headline"]]
+    counts = {m: sum(r["metric"] == m for r in data) for m in headlines}
     assert counts == {"forward_ms": 5, "memory_exponent": 10, "macro_f1_mean": 10,
                       "demographic_parity_difference": 5}
     # throughput headline: the longest length every attention measured (eager ooms at 8192)

@@ -26,8 +26,8 @@ softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``)
 ``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
 model's own q, k, v, per test example; mean with bootstrap interval) and ``swap_macro_f1`` (the
 standard model's test macro-F1 with its attention swapped, no retraining). The reference is
-the profile's ``reference`` attention (default ``standard``); its checkpoint for the first seed is saved to
-``artifacts/<cell id>.pt`` so the summary can reload it.
+the profile's ``reference`` attention (default ``standard``); its checkpoint for the first
+seed is saved to ``artifacts/<cell id>.pt`` so the summary can reload it.
 
 ``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
 little from intra-op threads and a single thread is much steadier on a shared machine).
