@@ -18,6 +18,7 @@ from markupsafe import Markup
 from harness.report import plots
 from harness.report._common import (
     attention_colors,
+    environment,
     format_params,
     format_uncertainty,
     format_value,
@@ -258,6 +259,11 @@ class RunView:
     def template(self, name: str, **context: Any) -> Markup:
         """Render a template of ``harness/report/templates`` (autoescaped) as markup."""
         return Markup(render(name, view=self, **context))
+
+    def render_string(self, source: str, **context: Any) -> Markup:
+        """Render a template given as text (a plugin suite's own), autoescaped, with the
+        report's macros importable (``{% from "macros.html" import value_cell %}``)."""
+        return Markup(environment().from_string(source).render(view=self, **context))
 
 
 def chart(svg: str) -> Markup:
