@@ -28,7 +28,7 @@ _SECTION = """{% from "macros.html" import value_cell, label_cell %}
 
 
 class ExampleParams(SuiteParams):
-    sizes: list[int] = [4, 8]
+    sizes: tuple[int, ...] = (4, 8)
     offset: float = 0.0  # added to every value: a planted regression for compare
 
 

@@ -48,7 +48,8 @@ def reference_of(meta: dict[str, Any], labels: Sequence[str] = ()) -> str | None
 
 
 def attention_colors(meta: dict[str, Any], records: Sequence[Record] = (),
-                     base: dict[str, str] | None = None) -> dict[str, str]:
+                     base: dict[str, str] | None = None,
+                     prefer: dict[str, str] | None = None) -> dict[str, str]:
     """One colour per attention label, keyed by the label itself.
 
     The reference gets the first colour; every other label starts from a slot picked by a hash
@@ -69,7 +70,8 @@ def attention_colors(meta: dict[str, Any], records: Sequence[Record] = (),
             continue
         used = set(colors.values())
         start = zlib.crc32(label.encode("utf-8")) % rest
-        slots = [PALETTE[1 + (start + i) % rest] for i in range(rest)]
+        slots = [*([prefer[label]] if prefer and label in prefer else []),
+                 *(PALETTE[1 + (start + i) % rest] for i in range(rest))]
         colors[label] = next((c for c in slots if c not in used), slots[0])
     return colors
 

@@ -422,9 +422,10 @@ def write_compare_html(cmp: Comparison, path: str | Path) -> Path:
     if path.is_dir():
         path = path / "compare.html"
     # the new run's colours (as in its report), then the base run's other labels
-    colors = attention_colors(cmp.new_meta, [r for row in cmp.rows if (r := row.new)])
-    colors = attention_colors(cmp.base_meta, [r for row in cmp.rows if (r := row.base)],
-                              base=colors)
+    base_records = [r for row in cmp.rows if (r := row.base)]
+    colors = attention_colors(cmp.base_meta, base_records, prefer=attention_colors(
+        cmp.base_meta, base_records), base=attention_colors(
+        cmp.new_meta, [r for row in cmp.rows if (r := row.new)]))
     groups = []
     titles = {"regression": "Regressions", "improvement": "Improvements",
               "new": "New cells (only in the new run)",
