@@ -21,14 +21,14 @@ __all__ = [
     "Point",
     "ScatterPoint",
     "bar_chart",
-    "color_map",
     "format_length",
     "format_number",
     "line_chart",
     "scatter_chart",
 ]
 
-# Colour-blind-safe (Okabe-Ito, then Tol) hues; the first goes to the reference attention.
+# Colour-blind-safe (Okabe-Ito, then Tol) hues; the first goes to the reference attention
+# (harness.report._common.attention_colors keys the others by label).
 PALETTE = (
     "#3b3b3b",
     "#0072b2",
@@ -45,11 +45,6 @@ OOM_COLOR = "#c0392b"
 _CHAR_W = 6.6  # rough width of one character of 12px text, for layout
 _SLANT_W = 7.4  # a generous width per character of a slanted label, so none is clipped
 FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\""
-
-
-def color_map(labels: Sequence[str]) -> dict[str, str]:
-    """One colour per label, in the given order, reused across every chart of a page."""
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(dict.fromkeys(labels))}
 
 
 def _e(text: object) -> str:
