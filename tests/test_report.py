@@ -506,6 +506,11 @@ def test_numbers_are_human_readable(full_run: Path, page: str) -> None:
     shown = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)  # the resolved profile, as JSON
     assert str(12 * 2**30) not in shown and "12 GiB" in shown
     assert "<td>duration_s</td><td>1 h 32 min</td>" in environment
+    meta = {**read_run(full_run), "environment": {"memory_total_bytes": 25276514304,
+                                                  "packages": {"torch": "2.13.0"}}}
+    html = render_report(meta, read_records(full_run))
+    assert "<td>memory_total_bytes</td><td>23.5 GiB</td>" in html
+    assert "<td>packages</td><td>torch 2.13.0</td>" in html
     assert format_value(6 * 2**30, "bytes") == "6 GiB"
     assert format_value(192.0, "s") == "3 min 12 s" and format_value(0.25, "s") == "250 ms"
     assert format_value(-0.0123, "f1", "signed") == "-0.012"

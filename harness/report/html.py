@@ -241,23 +241,28 @@ def _all_records(view: RunView) -> list[dict[str, Any]]:
     return out
 
 
+def _readable(key: str, value: Any) -> str:
+    """A run.json or environment value as people read it: sizes in GiB, durations in min."""
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key == "memory_budget" or key.endswith("_bytes"):
+            return format_bytes(value)
+        if key.endswith("_s"):
+            return format_seconds(value)
+    if isinstance(value, list):
+        return (" " if key == "command" else ", ").join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) if all(
+            not isinstance(v, (dict, list)) for v in value.values()) else canonical_json(value)
+    return str(value)
+
+
 def _environment(meta: dict[str, Any]) -> dict[str, Any]:
     skip = {"environment", "profile", "attentions", "counts", "suites_meta"}
-    readable = {"memory_budget": format_bytes, "duration_s": format_seconds}
-    run_rows = []
-    for key, value in meta.items():
-        if key in skip:
-            continue
-        if isinstance(value, list):
-            value = " ".join(str(v) for v in value) if key == "command" else \
-                ", ".join(str(v) for v in value) or "-"
-        elif isinstance(value, dict):
-            value = canonical_json(value)
-        elif key in readable and isinstance(value, (int, float)):
-            value = readable[key](value)
-        run_rows.append((key, "-" if value is None else str(value)))
+    run_rows = [(k, _readable(k, v)) for k, v in meta.items() if k not in skip]
     env = meta.get("environment") or {}
-    env_rows = [(k, "-" if v is None else str(v)) for k, v in env.items()]
+    env_rows = [(k, _readable(k, v)) for k, v in env.items()]
     specs = []
     for spec in meta.get("attentions") or []:
         if isinstance(spec, dict):
