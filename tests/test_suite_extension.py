@@ -94,3 +94,22 @@ def test_reference_must_be_planned() -> None:
     assert _profile(reference="linear").reference_label() == "linear"
     with pytest.raises(ProfileError, match="reference: 'standard\\[sdpa\\]' is not one of"):
         _profile(reference="standard[sdpa]")
+
+
+def test_declarations_are_checked() -> None:
+    from harness.suites import get_suite, list_suites
+
+    for name in ("accuracy", "throughput", "memory", "bias"):
+        suite = get_suite(name)
+        heads = [m.name for m in suite.metrics if m.headline]
+        assert heads == [suite.headline] and suite.version >= 1 and suite.section
+    assert "example" not in list_suites() or get_suite("example").headline == "toy_cost"
+    with pytest.raises(ValueError, match="format must be one of"):
+        suite_base.MetricSpec("x", "x", format="bold")
+    with pytest.raises(TypeError, match="one headline metric"):
+        type("Two", (suite_base.Suite,), {"metrics": (
+            suite_base.MetricSpec("a", "a", headline=True),
+            suite_base.MetricSpec("b", "b", headline=True))})
+    with pytest.raises(TypeError, match="declared twice"):
+        type("Twice", (suite_base.Suite,), {"metrics": (
+            suite_base.MetricSpec("a", "a"), suite_base.MetricSpec("a", "b"))})

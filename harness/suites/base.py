@@ -168,7 +168,7 @@ class Suite(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    headline: ClassVar[str]
+    headline: ClassVar[str] = ""  # set from the metric declared ``headline=True``
     Params: ClassVar[type[SuiteParams]]
     version: ClassVar[int] = 1
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
