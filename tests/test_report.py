@@ -6,6 +6,8 @@ import csv
 import json
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -575,3 +577,36 @@ def test_schema_1_store_is_read_with_the_registered_declarations(tmp_path: Path)
     # schema 1 had no reference key: its suites compared with the label "standard"
     assert '<span class="ref">reference</span>' not in summary
     assert all(r.suite_version is None for r in read_records(run_dir))
+
+
+_FAKE_DOM = """
+// A minimal DOM: one table.sortable, enough for the report's sort script.
+function cell(text, sort) {
+  return {textContent: text, dataset: sort === undefined ? {} : {sort: sort}}; }
+var rows = ROWS.map(function (r) { return {id: r[0], cells: [cell(r[0]), cell(r[1], r[2])]}; });
+var body = {rows: rows, appendChild: function (row) {
+  rows.splice(rows.indexOf(row), 1); rows.push(row); }};
+var heads = [0, 1].map(function () { return {dataset: {}, classList: {add: function () {}},
+  addEventListener: function (ev, fn) { this.click = fn; }}; });
+var table = {tBodies: [body], querySelectorAll: function () { return heads; }};
+var document = {querySelectorAll: function () { return [table]; }};
+SCRIPT
+function ids() { return rows.map(function (r) { return r.id; }).join(","); }
+heads[1].click(); var first = ids();
+heads[1].click(); var second = ids();
+heads[0].click(); console.log(first + " " + second + " " + ids());
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the sort script")
+def test_sort_script_orders_rows_by_value(page: str, tmp_path: Path) -> None:
+    script = page[page.index("<script>") + len("<script>"):page.index("</script>")]
+    # a numeric column with a missing value: numbers first (ascending, then descending), the
+    # missing one last; a text column sorts by text
+    rows = [["b", "12 ms", "12"], ["a", "1.5 s", "1500"], ["c", "-", None], ["d", "3 ms", "3"]]
+    js = _FAKE_DOM.replace("ROWS", json.dumps([[a, b, c] if c is not None else [a, b]
+                                               for a, b, c in rows])).replace("SCRIPT", script)
+    (tmp_path / "t.js").write_text(js, encoding="utf-8")
+    out = subprocess.run(["node", str(tmp_path / "t.js")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["d,b,a,c", "a,b,d,c", "a,b,c,d"]

@@ -97,8 +97,8 @@ def _legacy_suites_meta(names: Iterable[str]) -> dict[str, dict[str, Any]]:
         from harness.suites.base import suite_meta
     except ImportError:  # pragma: no cover - the package always ships its suites
         return {}
-    known = set(list_suites())
-    return {n: suite_meta(n) for n in names if n in known}
+    wanted = set(names)
+    return {n: suite_meta(n) for n in list_suites() if n in wanted}
 
 
 @dataclass
@@ -146,7 +146,7 @@ class RunView:
     def suites(self) -> list[str]:
         """Suites with records: run.json's order (the planned one), then any others."""
         present = {r.suite for r in self.records}
-        planned = [s for s in self.meta.get("suites") or [] if s in present]
+        planned = [s for s in self.meta.get("suites") or self.suites_meta if s in present]
         return planned + sorted(present - set(planned))
 
     def capability(self, label: str, key: str) -> Any:

@@ -94,10 +94,7 @@ class _Bias:
                     and r.params.get("axis") == self.axis}
         self.strength = max((s for s in self.strengths if s in measured),
                             default=max(self.strengths, default=None))
-        profile = self.view.meta.get("profile")
-        suites = profile.get("suites") if isinstance(profile, dict) else None
-        params = suites.get("bias") if isinstance(suites, dict) else None
-        margin = params.get("min_increase") if isinstance(params, dict) else None
+        margin = self.view.suite_params("bias").get("min_increase")
         self.margin = float(margin) if isinstance(margin, (int, float)) else None
 
     def find(self, metric: str | None, label: str | None = None, *, status: str | None = None,
