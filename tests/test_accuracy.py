@@ -80,17 +80,15 @@ def test_plan_applies_task_attention_options_and_params():
     cells = [c for c in planned if "probe" not in c.params]
     assert len(cells) == 2 * 3 * 2  # (recall + text) x attentions x seeds
     # one fidelity probe per task and softmax-approximating configuration, after the training
-    # cells, depending on the reference (standard, sdpa) cell of the first seed on its task
+    # cells, depending on the first seed's training cells of its task (the reference among them)
     probes = planned[len(cells):]
     assert [(c.params["task"], c.label, c.params["probe"]) for c in probes] == [
         ("recall", "sparse", "fidelity"), ("recall", "sparse[2]", "fidelity"),
         ("text", "sparse", "fidelity"), ("text", "sparse[2]", "fidelity")]
-    ref = suite.depends_on(probes[0], planned)
-    assert [(c.label, c.params["task"], c.params["seed"]) for c in ref] == [("standard",
-                                                                            "recall", 0)]
+    deps = suite.depends_on(probes[0], planned)
+    assert [(c.label, c.params["task"], c.params["seed"]) for c in deps] == [
+        ("standard", "recall", 0), ("sparse", "recall", 0), ("sparse[2]", "recall", 0)]
     assert suite.depends_on(cells[0], planned) == []
-    no_ref = suite.plan(params, specs[1:], [0])
-    assert all("probe" not in c.params for c in no_ref)  # no reference model: no probes
     sparse = [c for c in cells if c.label == "sparse" and c.params["task"] == "recall"]
     assert sparse[0].options["block_size"] == 6  # the task's override
     explicit = [c for c in cells if c.label == "sparse[2]" and c.params["task"] == "recall"]

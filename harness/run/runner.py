@@ -20,7 +20,7 @@ from harness.run.executors import CellTask, Executor, SerialExecutor, plugin_spe
 from harness.run.profiles import Profile, profile_from_dict
 from harness.run.store import ResultsStore, point_latest, read_run, resolve_run_dir
 from harness.suites import RunContext, get_suite
-from harness.suites.base import RESOURCE_CLASSES
+from harness.suites.base import RESOURCE_CLASSES, suites_meta
 
 __all__ = ["PlannedCell", "Progress", "RunOutcome", "plan_run", "resume_run", "start_run"]
 
@@ -109,7 +109,15 @@ def _context(profile: Profile, run_dir: Path, device: str) -> RunContext:
         run_dir=run_dir,
         seeds=tuple(profile.seeds),
         data=profile.data,
+        reference=profile.reference_label(),
     )
+
+
+def _stamp(records: list[Record], version: int) -> list[Record]:
+    """Stamp the suite's method version into each record (compare: "method changed")."""
+    for r in records:
+        r.suite_version = version
+    return records
 
 
 def _error_records(cell: Cell, status: str, message: str) -> list[Record]:
@@ -184,6 +192,7 @@ def _execute(
 
     def finish(p: PlannedCell, records: list[Record], files: dict[str, bytes]) -> None:
         _store_files(store.run_dir, files)  # artifacts first: records refer to them
+        _stamp(records, get_suite(p.suite).version)
         store.write_cell(p.cell, records)
         by_cell[p.cell.id] = records
         progress.cell_finished(p, records)
@@ -236,7 +245,7 @@ def _execute(
                 summary = [Record(suite=name, attention="*", options={}, params={},
                                   metric="summary_status", status="error",
                                   error=f"summary failed: {detail}")]
-            store.replace_summaries(name, summary)
+            store.replace_summaries(name, _stamp(summary, suite.version))
     except BaseException:
         executor.cancel()
         raise
@@ -291,6 +300,8 @@ def start_run(
         "profile_hash": profile.hash,
         "suites": suites,
         "attentions": [_attention_meta(s) for s in profile.attention_specs()],
+        "reference": profile.reference_label(),
+        "suites_meta": suites_meta(suites),
         "seeds": list(profile.seeds),
         "device": device,
         "threads": ctx_threads,

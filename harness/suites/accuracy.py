@@ -27,8 +27,8 @@ every softmax-approximating attention (sparse, lsh, linear with ``feature_map=fa
 ``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
 model's own q, k, v, per test example; mean with bootstrap interval) and ``swap_macro_f1`` (the
 standard model's test macro-F1 with its attention swapped, no retraining). The reference is
-``standard`` with ``backend=sdpa``; its checkpoint for the first seed is saved to
-``artifacts/<cell id>.pt`` so the probe cells can reload it.
+the profile's ``reference`` attention (default ``standard``); its checkpoint for the first
+seed is saved to ``artifacts/<cell id>.pt`` so the probe cells can reload it.
 
 ``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
 little from intra-op threads and a single thread is much steadier on a shared machine).
@@ -48,7 +48,14 @@ import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from harness.records import Cell, Record, canonical_json
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 from harness.suites.training import (
     TrainParams,
     build_for_task,
@@ -217,8 +224,9 @@ class AccuracyParams(SuiteParams):
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _is_reference(attention: str, options: dict[str, Any]) -> bool:
-    return attention == "standard" and options.get("backend", "sdpa") == "sdpa"
+def _is_reference(item: Cell | Record, ctx: RunContext) -> bool:
+    """Whether a cell or record is the run's reference attention (profile ``reference``)."""
+    return ctx.is_reference(item.label or item.attention)
 
 
 def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
@@ -395,8 +403,31 @@ def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
 class AccuracySuite(Suite):
     name = "accuracy"
     description = "macro-F1 after training each attention with one budget (synthetic tasks, text)"
-    headline = "macro_f1_mean"
     Params = AccuracyParams
+    version = 1
+    section = "harness.report.sections.accuracy:render"
+    metrics = (
+        MetricSpec("macro_f1", "macro-F1 (one seed)", "f1", True),
+        MetricSpec("accuracy", "accuracy (one seed)", "fraction", True),
+        MetricSpec("val_macro_f1", "validation macro-F1", "f1", True),
+        MetricSpec("train_time_s", "training time", "s", False),
+        MetricSpec("n_params", "parameters", "count"),
+        MetricSpec("best_step", "best-validation step", "steps"),
+        MetricSpec("macro_f1_mean", "macro-F1 (mean over seeds)", "f1", True, headline=True,
+                   summary=True),
+        MetricSpec("accuracy_mean", "accuracy (mean over seeds)", "fraction", True,
+                   summary=True),
+        MetricSpec("train_time_s_mean", "training time (mean over seeds)", "s", False,
+                   summary=True),
+        MetricSpec("macro_f1_diff_vs_standard", "Δ macro-F1 vs the reference", "f1", True,
+                   format="signed", summary=True),
+        MetricSpec("paired_p_value", "paired p-value", "p", summary=True),
+        MetricSpec("n_params_ratio_vs_standard", "parameters / the reference's", "ratio",
+                   summary=True),
+        MetricSpec("fidelity_rel_error", "fidelity relative error", "fraction", False,
+                   summary=True),
+        MetricSpec("swap_macro_f1", "swap macro-F1 (no retraining)", "f1", True, summary=True),
+    )
 
     def _options(self, spec: AttentionSpec, entry: TaskEntry, params: AccuracyParams
                  ) -> dict[str, Any]:
@@ -431,14 +462,11 @@ class AccuracySuite(Suite):
     def _plan_fidelity(self, params: AccuracyParams, attentions: list[AttentionSpec]
                        ) -> list[Cell]:
         """One probe cell per task and softmax-approximating attention, run on the trained
-        reference (standard, sdpa) model of the first seed: ``fidelity_rel_error`` and
-        ``swap_macro_f1``. It depends on that reference cell (``depends_on``)."""
+        reference model of the first seed: ``fidelity_rel_error`` and ``swap_macro_f1``. It
+        depends on the first seed's training cells of its task (``depends_on``); which of them
+        is the reference is the run's (``ctx.reference``)."""
         cells = []
         for entry in params.all_tasks():
-            ref = next((s for s in attentions
-                        if _is_reference(s.name, self._options(s, entry, params))), None)
-            if ref is None:
-                continue
             seen: set[str] = set()
             for spec in attentions:
                 options = self._options(spec, entry, params)
@@ -453,25 +481,25 @@ class AccuracySuite(Suite):
         return cells
 
     def depends_on(self, cell: Cell, cells: list[Cell]) -> list[Cell]:
-        """A fidelity probe needs the reference model of the first seed on its task."""
+        """A fidelity probe needs the first seed's training cells of its task (the reference
+        model among them)."""
         if cell.params.get("probe") != "fidelity":
             return []
-        refs = [c for c in cells if c.suite == self.name and "seed" in c.params
+        same = [c for c in cells if c.suite == self.name and "seed" in c.params
                 and c.params["task"] == cell.params["task"]
-                and c.params.get("config") == cell.params.get("config")
-                and _is_reference(c.attention, c.options)]
-        if not refs:
+                and c.params.get("config") == cell.params.get("config")]
+        if not same:
             return []
-        first = min(c.params["seed"] for c in refs)
-        return [next(c for c in refs if c.params["seed"] == first)]
+        first = min(c.params["seed"] for c in same)
+        return [c for c in same if c.params["seed"] == first]
 
     def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
         if cell.params.get("probe") != "fidelity":
             return None
-        ref = next((r for r in finished if r.metric == "macro_f1"), None)
-        if ref is None or ref.status != "ok":
-            why = f"{ref.status}: {ref.error}" if ref is not None else "no record"
-            return f"no reference model on {cell.params['task']} ({why})"
+        if not any(r.metric == "macro_f1" and r.status == "ok" for r in finished):
+            why = sorted({f"{r.status}: {r.error}" for r in finished if r.error})
+            return (f"no trained model on {cell.params['task']}"
+                    + (f" ({why[0]})" if why else ""))
         return None
 
     def cell_weight(self, cell: Cell) -> float:
@@ -523,7 +551,7 @@ class AccuracySuite(Suite):
             "history": result.history, "task_summary": task.summary(),
         }, default=str))
         first_seed = seed not in ctx.seeds or seed == min(ctx.seeds)
-        if params.fidelity and first_seed and _is_reference(cell.attention, cell.options):
+        if params.fidelity and first_seed and _is_reference(cell, ctx):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
         return [
@@ -592,14 +620,14 @@ class AccuracySuite(Suite):
                      ) -> list[Record]:
         f1 = [r for r in mine if r.metric == "macro_f1"]
         refs = {(str(r.params["task"]), r.params["seed"]): r for r in f1
-                if _is_reference(r.attention, r.options)}
+                if _is_reference(r, ctx)}
         sizes = {(str(r.params["task"]), r.label): r.value for r in mine
                  if r.metric == "n_params"}
         ref_sizes = {str(r.params["task"]): r.value for r in mine
-                     if r.metric == "n_params" and _is_reference(r.attention, r.options)}
+                     if r.metric == "n_params" and _is_reference(r, ctx)}
         by_group: dict[tuple[str, str], list[Record]] = {}
         for r in f1:
-            if not _is_reference(r.attention, r.options):
+            if not _is_reference(r, ctx):
                 by_group.setdefault((str(r.params["task"]), r.label or r.attention), []).append(r)
         out = []
         for (task_key, label), rows in sorted(by_group.items()):
@@ -646,10 +674,12 @@ class AccuracySuite(Suite):
 
         task_key = str(cell.params["task"])
         ref_id, ref = next(((cid, r) for cid, rows in ctx.inputs.items() for r in rows
-                            if r.metric == "macro_f1" and r.status == "ok"), (None, None))
+                            if r.metric == "macro_f1" and r.status == "ok"
+                            and _is_reference(r, ctx)), (None, None))
         if ref is None:
-            raise RuntimeError(f"fidelity on {task_key}: the reference cell's records are not "
-                               "among this cell's inputs")
+            reason = (f"no reference model on {task_key}: the run's reference "
+                      f"({ctx.reference}) has no trained first-seed model on it")
+            return [Record.for_cell(cell, "cell_status", status="skipped", error=reason)]
         ckpt = ctx.artifacts / f"{ref_id}.pt"
         if not ckpt.is_file():
             raise RuntimeError(f"fidelity on {task_key}: reference checkpoint {ckpt} not found")
