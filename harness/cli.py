@@ -43,23 +43,48 @@ def _main(
         console.print(ctx.get_help())
 
 
+PluginOption = Annotated[list[str] | None, typer.Option(
+    "--plugin", help="Load attentions from MODULE[:ATTR] (repeatable); installed plugins"
+    " (entry points `harness.attentions`) load by themselves.")]
+
+
+def _load_plugins(specs: list[str] | None) -> None:
+    """Load plugins before anything is planned; exit 2 naming the plugin when one fails."""
+    from harness.attention import load_plugins
+
+    try:
+        load_plugins(specs or [])
+    except ValueError as err:
+        raise _fail(str(err)) from None
+
+
 @app.command("list")
-def list_cmd() -> None:
-    """Attentions (options, claimed complexity), suites, tasks, profiles and devices."""
-    from harness.attention import attention_class, attention_options, list_attentions
+def list_cmd(plugin: PluginOption = None) -> None:
+    """Attentions (options, claimed complexity, origin), suites, tasks, profiles and devices."""
+    from harness.attention import (
+        attention_class,
+        attention_options,
+        attention_origin,
+        list_attentions,
+    )
     from harness.measure.env import available_devices
     from harness.run.profiles import list_profiles
     from harness.suites import get_suite, list_suites
 
+    _load_plugins(plugin)
     table = Table(title="attentions", title_justify="left")
-    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths"):
+    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths",
+                "origin", "version"):
         table.add_column(col)
     for name in list_attentions():
         cls = attention_class(name)
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
+        origin, version = attention_origin(name)
         table.add_row(escape(name), escape(opts), caps.time_complexity, caps.memory_complexity,
-                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths))
+                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
+                      escape(origin), escape(version or (__version__ if origin == "built-in"
+                                                         else "-")))
     console.print(table)
     suites = Table(title="suites", title_justify="left")
     suites.add_column("name")
@@ -202,6 +227,7 @@ def run_cmd(
     label_column: Annotated[str | None, typer.Option(help="Label column of the dataset.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    plugin: PluginOption = None,
 ) -> None:
     """Run suites. With no arguments: every suite, quick profile, every registered attention."""
     from harness.run.profiles import ProfileError, load_profile
@@ -209,6 +235,7 @@ def run_cmd(
     from harness.run.store import StoreError
     from harness.suites import list_suites
 
+    _load_plugins(plugin)
     bar = _RichProgress(enabled=progress)
     try:
         if resume is not None:
