@@ -468,6 +468,9 @@ class LSHAttention(Attention):
                     out = out.view(B, H, R, x_block.shape[-2], half)
                     parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
                 buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+                # NaN projections give no winner and out-of-range ids, which would break the
+                # sort into a non-permutation whose gathers read other (batch, head) slices.
+                buckets.clamp_(0, n_buckets - 1)
             if key_padding_mask is not None:
                 buckets = buckets.masked_fill(~key_padding_mask[:, None, None, :], n_buckets)
         return buckets
@@ -483,6 +486,8 @@ class LSHAttention(Attention):
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:
+        if causal:
+            return self._causal_attend(q, k, v, key_padding_mask)
         B, H, N, d = q.shape
         R = self.n_hashes
         G = B * H * R
@@ -502,11 +507,11 @@ class LSHAttention(Attention):
             pos_q = _pad_positions(perm_q, Np)  # (B, H, R, Np)
             pos_k = pos_q if shared else _pad_positions(perm_k, Np)
             win_k = None
-            if causal or R > 1:
+            if R > 1:
                 win_k = pos_k.view(B, H, R, nc, C)
                 if windowed:
                     win_k = torch.cat([win_k.roll(1, dims=-2), win_k], dim=-1)
-            if key_padding_mask is None and not causal:
+            if key_padding_mask is None:
                 # Visibility then depends on the shape alone: build it once per shape.
                 vis = self._cached(
                     ("visibility", N, C, shared, R, q.dtype, q.device),
@@ -518,7 +523,7 @@ class LSHAttention(Attention):
                 vis = _visibility(
                     pos_q.view(B, H, R, nc, C, 1),
                     None if win_k is None else win_k.unsqueeze(-2),
-                    N, C, nc, key_padding_mask, causal, shared, R == 1, q.dtype, q.device,
+                    N, C, nc, key_padding_mask, False, shared, R == 1, q.dtype, q.device,
                 )
 
         # Sorted rows. Without autograd they are written into buffers kept across calls (no fresh
@@ -546,6 +551,98 @@ class LSHAttention(Attention):
         with torch.no_grad():
             counts = _pair_counts(perm_q, perm_k, pos_q, win_k, C)
         return self._merge_rounds(qs, kw, vw, perm_q, vis, counts, B, H, N)
+
+    def _causal_attend(
+        self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None
+    ) -> Tensor:
+        """Strictly causal LSH: query i attends to the keys of its own bucket at positions <= i,
+        the most recent ``chunk_size`` of them, in each round; rounds merge as in the
+        non-causal path (softmax over the union, pairs shared by c rounds get ``-log(c)``).
+        A query that sees no such key (other than itself, with shared QK) attends to the key at
+        its own position, as the shared-QK self rule does.
+
+        Which keys a query sees depends only on the buckets of positions <= i, so no later
+        token can change an earlier output (the chunk boundaries of the sorted order, which later
+        tokens shift, play no part). Queries stay in position order; each gathers its window of
+        C sorted keys: O(N * C * n_hashes) memory and time.
+        """
+        B, H, N, d = q.shape
+        R = self.n_hashes
+        shared = q is k
+        C = min(self.chunk_size, N)
+        n_buckets = self.resolved_n_buckets(N)
+        dev = q.device
+        with torch.no_grad():
+            rot = self._rotations_for(q, n_buckets)
+            bq = self._hash(q, rot, n_buckets, key_padding_mask)  # (B, H, R, N)
+            bk = bq if shared else self._hash(k, rot, n_buckets, key_padding_mask)
+            perm_k = _stable_bucket_order(bk, n_buckets)  # key positions in (bucket, pos) order
+            pos = torch.arange(N, device=dev)
+            codes_k = bk.gather(-1, perm_k) * N + perm_k  # ascending
+            codes_q = bq * N + pos
+            # Sorted index of the last key of the query's bucket at a position <= the query's.
+            last = torch.searchsorted(codes_k.contiguous(), codes_q.contiguous(), right=True) - 1
+            sidx = last.unsqueeze(-1) - torch.arange(C, device=dev)  # (B, H, R, N, C)
+            flat = sidx.clamp_min(0).view(B, H, R, N * C)
+            key_pos = perm_k.gather(-1, flat)  # (B, H, R, N*C)
+            allowed = (sidx >= 0) & (bk.gather(-1, key_pos).view(B, H, R, N, C)
+                                     == bq.unsqueeze(-1))
+            key_pos = key_pos.view(B, H, R, N, C)
+            if key_padding_mask is not None:
+                real = key_padding_mask[:, None, None, :].expand(B, H, R, N)
+                allowed &= real.gather(-1, key_pos.view(B, H, R, N * C)).view(B, H, R, N, C)
+            # A token attends to (the key at) its own position only when it sees no other key:
+            # with shared QK that key is in its window; otherwise it is added as an extra slot.
+            if shared:
+                is_self = key_pos == pos.view(N, 1)
+                other = allowed & ~is_self
+                lonely = ~other.any(dim=-1)
+                allowed = other | (allowed & lonely.unsqueeze(-1))
+            else:
+                lonely = ~allowed.any(dim=-1)
+                own = lonely if key_padding_mask is None else lonely & real
+                key_pos = torch.cat([key_pos, pos.view(N, 1).expand(B, H, R, N, 1)], dim=-1)
+                allowed = torch.cat([allowed, own.unsqueeze(-1)], dim=-1)
+            W = key_pos.shape[-1]
+            empty = ~allowed.any(dim=-1)  # (B, H, R, N)
+            counts = None
+            if R > 1:
+                inv_k = _inverse_permutation(perm_k)  # sorted index of each key position
+                flat_pos = key_pos.reshape(B, H, 1, R * N * W)
+                counts = torch.zeros(B, H, R, N, W, device=dev, dtype=hash_dtype(q.dtype))
+                for r in range(R):
+                    s_r = inv_k[:, :, r : r + 1].expand(B, H, 1, N).gather(-1, flat_pos)
+                    b_r = bk[:, :, r : r + 1].expand(B, H, 1, N).gather(-1, flat_pos)
+                    s_r, b_r = s_r.view(B, H, R, N, W), b_r.view(B, H, R, N, W)
+                    top = last[:, :, r : r + 1].unsqueeze(-1)
+                    counts += ((b_r == bq[:, :, r : r + 1].unsqueeze(-1)) & (s_r <= top)
+                               & (s_r > top - C)).to(counts.dtype)
+                counts.clamp_min_(1.0)
+
+        keys = _normalize_keys(k, torch.is_grad_enabled()) if shared else k
+        kw = _take(keys, key_pos).view(B, H, R, N, W, d)
+        vw = _take(v, key_pos).view(B, H, R, N, W, -1)
+        scores = torch.matmul(q.unsqueeze(2).unsqueeze(-2), kw.transpose(-1, -2)).squeeze(-2)
+        scores = scores * (1.0 / math.sqrt(d))  # (B, H, R, N, W)
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        if counts is not None:
+            scores = scores - torch.log(counts)
+        scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(empty.unsqueeze(-1), 0.0)
+        lse = torch.logsumexp(scores, dim=-1)  # (B, H, R, N)
+        weights = torch.exp(scores - lse.unsqueeze(-1)).to(vw.dtype)
+        out = torch.matmul(weights.unsqueeze(-2), vw).squeeze(-2)  # (B, H, R, N, dv)
+        if R == 1:
+            return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
+        with torch.no_grad():
+            # A round where a token sees only its own position is dropped if another shows more.
+            dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
+        lse = lse.masked_fill(dead, float("-inf"))
+        top = lse.detach().amax(dim=2, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        weight = torch.exp(lse - top)
+        weight = weight / weight.sum(dim=2, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+        return (out * weight.unsqueeze(-1).to(out.dtype)).sum(dim=2)
 
     def _single_round(
         self,
