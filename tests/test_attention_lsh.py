@@ -529,7 +529,7 @@ def test_causal_later_qk_change_never_reaches_earlier_outputs(shared, chunk, n_h
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n_hashes", [1, 2])
 def test_nan_stays_in_its_batch_head_slice(causal, n_hashes):
-    q, k, v = _qkv(B=3, H=2, N=64, d=8)
+    q, _, v = _qkv(B=3, H=2, N=64, d=8)
     attn = get_attention("lsh", chunk_size=8, n_hashes=n_hashes)
     base = attn(q, q, v, causal=causal)
     q2 = q.clone()

@@ -12,8 +12,13 @@ Algorithm, per batch element, head and hashing round:
 3. **Chunk.** The sorted sequence is cut into chunks of ``chunk_size``; sorted chunk ``c`` attends
    to sorted chunks ``c`` and ``c - 1``. Chunk 0 has no previous chunk (no wrap-around), so what a
    real token sees depends only on the ranks of real tokens: padding, however much, changes nothing.
-   A length that is not a multiple of ``chunk_size`` is padded inside, masked and cropped. Causal
-   masking and ``key_padding_mask`` act on original positions inside those windows.
+   A length that is not a multiple of ``chunk_size`` is padded inside, masked and cropped.
+   ``key_padding_mask`` acts on original positions inside those windows.
+   **Causal mode** does not use chunks (their boundaries depend on how many *later* tokens fell
+   into lower buckets, which would let later tokens change earlier outputs): query ``i`` attends
+   to the keys of its own bucket at positions ``<= i``, the most recent ``chunk_size`` of them,
+   which only earlier tokens determine. A query that sees no such key (other than itself with
+   shared QK) attends to the key at its own position.
 4. **Shared QK** (``q is k``, as in Reformer): keys are RMS-normalized (length ``sqrt(head_dim)``)
    before the usual ``1/sqrt(head_dim)`` scale, and a token attends to itself only when it can see
    no other key in any round.
@@ -244,20 +249,16 @@ class _Visibility:
 
 
 def _visibility(
-    pos_q: Tensor | None,
-    pos_k: Tensor | None,
     N: int,
     C: int,
     nc: int,
     key_padding_mask: Tensor | None,
-    causal: bool,
     shared: bool,
     with_bias: bool,
     dtype: torch.dtype,
     dev: torch.device,
 ) -> _Visibility:
-    """Visibility of window slots. ``pos_q`` (B, H, R, nc, C, 1) and ``pos_k`` (B, H, R, nc, 1, W)
-    are original positions, needed only when ``causal``."""
+    """Visibility of window slots of the (non-causal) chunked path."""
     W = 2 * C if nc > 1 else C
     # Sorted index of each window slot. Padding tokens sort after all real ones, so a slot holds a
     # real key iff 0 <= sorted index < number of real tokens (filler slots are >= N).
@@ -269,8 +270,6 @@ def _visibility(
     else:
         n_real = key_padding_mask.sum(dim=-1).view(-1, 1, 1, 1, 1, 1)
         allowed = (sorted_idx >= 0) & (sorted_idx < n_real)
-    if causal:
-        allowed = allowed & (pos_k <= pos_q)
     has_other = None
     if shared:
         # With shared QK a query's own key sits in its own chunk at the same offset.
@@ -515,16 +514,10 @@ class LSHAttention(Attention):
                 # Visibility then depends on the shape alone: build it once per shape.
                 vis = self._cached(
                     ("visibility", N, C, shared, R, q.dtype, q.device),
-                    lambda: _visibility(
-                        None, None, N, C, nc, None, False, shared, R == 1, q.dtype, q.device
-                    ),
+                    lambda: _visibility(N, C, nc, None, shared, R == 1, q.dtype, q.device),
                 )
             else:
-                vis = _visibility(
-                    pos_q.view(B, H, R, nc, C, 1),
-                    None if win_k is None else win_k.unsqueeze(-2),
-                    N, C, nc, key_padding_mask, False, shared, R == 1, q.dtype, q.device,
-                )
+                vis = _visibility(N, C, nc, key_padding_mask, shared, R == 1, q.dtype, q.device)
 
         # Sorted rows. Without autograd they are written into buffers kept across calls (no fresh
         # pages to fault in each time) after `prefix` zero rows that windows read in place start
