@@ -37,6 +37,9 @@ class Capabilities:
     dimension; the memory suite compares it with the fitted slope of log memory vs log N.
     ``shared_qk``: the family is meant to run with ``q is k`` (one projection for both, as in
     Reformer); models, suites and benchmarks then pass the same tensor as q and k.
+    ``time_exponent``: the claimed exponent of N in time (an upper bound; log factors are left
+    to the audit's tolerance). ``dtypes``: the floating dtypes it claims to support.
+    ``harness check`` verifies each claim (see :mod:`harness.check`).
     """
 
     causal: bool = True
@@ -47,6 +50,8 @@ class Capabilities:
     memory_exponent: float = 2.0
     approximates_softmax: bool = False
     shared_qk: bool = False
+    time_exponent: float = 2.0
+    dtypes: tuple[str, ...] = ("float32", "float64", "bfloat16")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +87,13 @@ class Attention(nn.Module):
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def exact_options(cls, seq_len: int) -> dict[str, Any] | None:
+        """Options under which this family computes exact softmax attention for sequences of
+        ``seq_len`` tokens (``harness check`` compares them with a float64 reference), or None
+        when no configuration is exact. Default: ``{}`` unless it approximates softmax."""
+        return None if cls.capabilities.approximates_softmax else {}
 
     @property
     def claimed_memory(self) -> tuple[str, float]:

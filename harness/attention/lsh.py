@@ -331,7 +331,14 @@ class LSHAttention(Attention):
         memory_exponent=1.0,
         approximates_softmax=True,
         shared_qk=True,
+        time_exponent=1.0,
     )
+
+    @classmethod
+    def exact_options(cls, seq_len: int) -> dict[str, object] | None:
+        """One bucket and one chunk (causal: a window of every predecessor): full softmax
+        attention (with distinct q and k; shared QK adds the key normalization and self rule)."""
+        return {"n_buckets": 1, "chunk_size": seq_len}
 
     def __init__(
         self,
