@@ -133,6 +133,10 @@ def _load_one(spec: str) -> PluginInfo:
         names = sorted({*names, *(c.name for c in _classes(obj, spec))})
     else:
         names = sorted({*names, *(n for n in _REGISTRY.names() if _defined_in(n, module))})
+    for n in names:  # registered during the import, before __version__ could be read
+        entry = _REGISTRY._entries[n]
+        if entry.origin == origin and entry.version is None:
+            entry.version = version
     if not names:
         raise PluginError(
             f"plugin {spec!r} registered no attention; decorate the class with"
