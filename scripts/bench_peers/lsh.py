@@ -4,7 +4,9 @@ Both sides start from the same ``(batch, N, hidden)`` hidden states and the same
 query/key and value ``nn.Linear`` projections (ours reuses the peer's modules, then calls our
 attention with ``q is k``) and return ``(batch, N, hidden)``. A second pair compares the bare
 attention call with torch's ``scaled_dot_product_attention`` on the same q, k, v.
-Chunk 64, 1 hash, the previous chunk only, the same bucket count on both sides.
+Chunk 64, 1 hash, the previous chunk only, the same bucket count on both sides; a further pair
+runs the peer as users get it by default (``num_buckets=None``: transformers picks and factorizes
+the bucket count, hashing less) against our default (automatic bucket count).
 The peer is imported here only, never by the ``harness`` package.
 
     PYTHONPATH=. python -m scripts.bench_peers.lsh --lengths 1024 4096 16384 --threads 1
@@ -32,8 +34,11 @@ N_HASHES = 1
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def _reformer_lsh(seq_len: int, hidden: int, heads: int, head_dim: int, n_buckets: int):
-    """The peer: transformers' ``LSHSelfAttention`` in eval mode, configured like ours."""
+def _reformer_lsh(
+    seq_len: int, hidden: int, heads: int, head_dim: int, n_buckets: int | None
+):
+    """The peer: transformers' ``LSHSelfAttention`` in eval mode, configured like ours
+    (``n_buckets=None``: the peer's default, chosen and factorized from the length per call)."""
     from transformers import ReformerConfig
     from transformers.models.reformer.modeling_reformer import LSHSelfAttention
 
@@ -67,6 +72,8 @@ def pairs(
       ratio any torch-level LSH layer can reach here.
     * ``shared projections vs LSHSelfAttention``: the two projections alone, the part both
       layers share (``peer - projections`` is the peer's attention proper).
+    * ``lsh+proj vs LSHSelfAttention (num_buckets=None)``: both sides in their default bucket
+      configuration, projections included (the peer as users get it).
 
     Every closure runs under ``torch.no_grad()``; the peer module is in eval mode.
     """
@@ -115,11 +122,28 @@ def pairs(
             return F.scaled_dot_product_attention(qk, qk, v)
 
     floor = _kernel_floor(peer, states, heads, head_dim, n_buckets)
+    with torch.no_grad():
+        default_peer = _reformer_lsh(seq_len, hidden, heads, head_dim, None).to(device)
+        default_peer.load_state_dict(peer.state_dict())  # the same projections
+        default_ours = get_attention("lsh", chunk_size=CHUNK_SIZE, n_hashes=N_HASHES).eval()
+
+    def ours_default() -> torch.Tensor:
+        with torch.no_grad():
+            qk_ = split(peer.query_key(states))
+            v_ = split(peer.value(states))
+            out = default_ours(qk_, qk_, v_)
+            return out.transpose(1, 2).reshape(batch, seq_len, hidden)
+
+    def peer_default() -> object:
+        with torch.no_grad():
+            return default_peer(states)
+
     return [
         ("lsh+proj vs LSHSelfAttention", ours_projected, peer_projected),
         ("lsh vs SDPA (bare attention)", ours_bare, sdpa_bare),
         ("kernel floor vs LSHSelfAttention", floor, peer_projected),
         ("shared projections vs LSHSelfAttention", projections, peer_projected),
+        ("lsh+proj vs LSHSelfAttention (num_buckets=None)", ours_default, peer_default),
     ]
 
 
@@ -238,7 +262,7 @@ def main() -> None:
           f" threads={args.threads}, batch 1, 4 heads, head_dim 64, chunk {CHUNK_SIZE},"
           f" {N_HASHES} hash; {args.clock} clock; {args.rounds} alternating blocks of"
           f" ~{args.block_seconds}s per side")
-    print(f"{'pair':<30} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
+    print(f"{'pair':<48} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
           f" {'peer/ours [IQR]':>20}")
     for seq_len in args.lengths:
         for label, ours_fn, peer_fn in pairs(seq_len):
@@ -252,7 +276,7 @@ def main() -> None:
                 q1, q2, q3 = _quartiles(result[key])
                 cells.append(f"{q2:.2f} [{q1:.2f}-{q3:.2f}]" if key == "ratio"
                              else f"{q2:.1f} [{q1:.1f}-{q3:.1f}]")
-            print(f"{label:<30} {seq_len:>6} {cells[0]:>22} {cells[1]:>22} {cells[2]:>20}",
+            print(f"{label:<48} {seq_len:>6} {cells[0]:>22} {cells[1]:>22} {cells[2]:>20}",
                   flush=True)
 
 
