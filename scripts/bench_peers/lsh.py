@@ -10,6 +10,7 @@ the bucket count, hashing less) against our default (automatic bucket count).
 The peer is imported here only, never by the ``harness`` package.
 
     PYTHONPATH=. python -m scripts.bench_peers.lsh --lengths 1024 4096 16384 --threads 1
+    PYTHONPATH=. python -m scripts.bench_peers.lsh --causal-cost --lengths 1024 4096 --threads 1
 
 Times are medians (and interquartile ranges) of per-call means over alternating blocks; the
 ratio is the median of per-round peer/ours ratios.
@@ -147,6 +148,35 @@ def pairs(
     ]
 
 
+def causal_pairs(
+    seq_len: int, batch: int = 1, heads: int = 4, head_dim: int = 64, n_hashes: int = N_HASHES
+) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    """Causal mode's cost: ``[(label, non-causal fn, causal fn)]`` on the same q (= k) and v,
+    forward and forward + backward; the printed ratio is causal / non-causal time."""
+    torch.manual_seed(0)
+    attn = get_attention("lsh", chunk_size=CHUNK_SIZE, n_hashes=n_hashes).eval()
+    qk, v = (torch.randn(batch, heads, seq_len, head_dim) for _ in range(2))
+    qg, vg = (t.clone().requires_grad_(True) for t in (qk, v))
+
+    def forward(causal: bool) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():
+                return attn(qk, qk, v, causal=causal)
+        return run
+
+    def fwd_bwd(causal: bool) -> Callable[[], object]:
+        def run() -> object:
+            attn(qg, qg, vg, causal=causal).sum().backward()
+            qg.grad = vg.grad = None
+        return run
+
+    tag = f"{n_hashes} hash{'es' if n_hashes > 1 else ''}"
+    return [
+        (f"lsh causal/non-causal fwd, {tag}", forward(False), forward(True)),
+        (f"lsh causal/non-causal fwd+bwd, {tag}", fwd_bwd(False), fwd_bwd(True)),
+    ]
+
+
 def _kernel_floor(
     peer: torch.nn.Module, states: torch.Tensor, heads: int, head_dim: int, n_buckets: int
 ) -> Callable[[], torch.Tensor]:
@@ -253,6 +283,9 @@ def main() -> None:
                         help="wall time, or process CPU time (steadier on a busy machine)")
     parser.add_argument("--skip-sdpa-above", type=int, default=16384,
                         help="skip the SDPA pair for longer sequences (it is O(N^2))")
+    parser.add_argument("--causal-cost", action="store_true",
+                        help="time causal vs non-causal lsh instead (ratio: causal / non-causal)")
+    parser.add_argument("--n-hashes", type=int, default=N_HASHES, help="with --causal-cost")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
@@ -265,7 +298,9 @@ def main() -> None:
     print(f"{'pair':<48} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
           f" {'peer/ours [IQR]':>20}")
     for seq_len in args.lengths:
-        for label, ours_fn, peer_fn in pairs(seq_len):
+        chosen = (causal_pairs(seq_len, n_hashes=args.n_hashes) if args.causal_cost
+                  else pairs(seq_len))
+        for label, ours_fn, peer_fn in chosen:
             if "SDPA" in label and seq_len > args.skip_sdpa_above:
                 continue
             result = compare(
