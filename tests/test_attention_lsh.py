@@ -522,8 +522,9 @@ def test_causal_later_qk_change_never_reaches_earlier_outputs(shared, chunk, n_h
         q2[:, :, cut:] = torch.randn_like(q2[:, :, cut:])
         k2[:, :, cut:] = torch.randn_like(k2[:, :, cut:])
         out = attn(q2, q2 if shared else k2, v, causal=True)
-        assert torch.equal(out[:, :, :cut], base[:, :, :cut])
-        assert not torch.equal(out[:, :, cut:], base[:, :, cut:])
+        # Equal up to rounding (a window's key slots may move; the fused kernel sums in order).
+        torch.testing.assert_close(out[:, :, :cut], base[:, :, :cut], rtol=0, atol=1e-12)
+        assert not torch.allclose(out[:, :, cut:], base[:, :, cut:])
 
 
 @pytest.mark.parametrize("causal", [False, True])
