@@ -266,27 +266,30 @@ def _padding(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdict
 def _independence(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdict:
     claim = "each (batch, head) slice is computed on its own"
     problems = []
-    n = 40
+    n = 160  # long enough for several chunks / blocks / buckets in the built-in defaults
     keep = torch.ones(3, 2, dtype=torch.bool, device=dev)
     keep[1, 0] = False
-    for shared in _variants(cls):
-        attn = cls(**options)
-        q, k, v = _inputs(3, 2, n, 8, seed=5, device=dev)
-        base = _call(attn, q, k, v, shared)
-        for poison, label in ((float("nan"), "NaN"), (1e4, "a large value (1e4)")):
-            for which in ("q", "k", "v"):
-                if shared and which == "k":
-                    continue
-                tensors = {"q": q.clone(), "k": k.clone(), "v": v.clone()}
-                if label == "NaN":
-                    tensors[which][1, 0, n // 3] = poison
-                else:
-                    tensors[which][1, 0] *= poison
-                out = _call(attn, tensors["q"], tensors["k"], tensors["v"], shared)
-                change = _maxdiff(out[keep], base[keep])
-                if change > _ATOL:
-                    problems.append(f"{label} in {which}[1, 0] changed other slices by"
-                                    f" {change:.3g}{' (q as k)' if shared else ''}")
+    for dtype in (torch.float32, torch.float64):  # NaN bit patterns differ between widths
+        for shared in _variants(cls):
+            attn = cls(**options)
+            q, k, v = _inputs(3, 2, n, 8, seed=5, dtype=dtype, device=dev)
+            base = _call(attn, q, k, v, shared)
+            for poison, label in ((float("nan"), "NaN"), (1e4, "a large value (1e4)")):
+                for which in ("q", "k", "v"):
+                    if shared and which == "k":
+                        continue
+                    tensors = {"q": q.clone(), "k": k.clone(), "v": v.clone()}
+                    if label == "NaN":
+                        tensors[which][1, 0, n // 3] = poison
+                    else:
+                        tensors[which][1, 0] *= poison
+                    out = _call(attn, tensors["q"], tensors["k"], tensors["v"], shared)
+                    change = _maxdiff(out[keep], base[keep])
+                    if change > _ATOL:
+                        problems.append(
+                            f"{label} in {which}[1, 0] changed other slices by {change:.3g}"
+                            f" ({str(dtype).removeprefix('torch.')}"
+                            f"{', q as k' if shared else ''})")
     return _result("independence", claim, problems,
                    "NaN and 1e4 in one slice leave the other slices unchanged", dev)
 

@@ -163,6 +163,19 @@ def test_builtins_time_claims_hold_on_a_small_sweep():
         assert verdict.status == "pass", verdict
 
 
+def test_independence_check_catches_the_old_lsh_nan_crossing(monkeypatch):
+    """Without the bucket clamp (the old code), NaN projections give out-of-range bucket ids,
+    the sort is no permutation and gathers read other (batch, head) slices."""
+    from harness.attention import lsh
+
+    monkeypatch.setattr(lsh, "_clamp_buckets_", lambda buckets, n_buckets: buckets)
+    verdict = _by_check(audit("lsh", config=CheckConfig(checks=("independence",))))
+    assert verdict["independence"].status == "fail", verdict
+    monkeypatch.undo()
+    verdict = _by_check(audit("lsh", config=CheckConfig(checks=("independence",))))
+    assert verdict["independence"].status == "pass", verdict
+
+
 def test_exponent_interval_is_a_t_interval():
     n = [64, 128, 256, 512]
     exponent, ci = exponent_interval(n, [x ** 2 * (1 + 0.05 * (-1) ** i) for i, x in

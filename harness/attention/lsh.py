@@ -180,6 +180,13 @@ def _angular_buckets_(proj: Tensor) -> Tensor:
     return first + half * (~positive.squeeze(-1)).long()
 
 
+def _clamp_buckets_(buckets: Tensor, n_buckets: int) -> Tensor:
+    """Clamp bucket ids into ``[0, n_buckets)`` in place. NaN projections have no winner and
+    give out-of-range ids, which would break the sort into a non-permutation whose gathers read
+    other (batch, head) slices; clamped, a NaN stays in its own slice."""
+    return buckets.clamp_(0, n_buckets - 1)
+
+
 def _stable_bucket_order(buckets: Tensor, n_buckets: int) -> Tensor:
     """Positions sorted by bucket, ties in position order, along the last dimension (int64).
 
@@ -536,9 +543,7 @@ class LSHAttention(Attention):
                     out = out.view(B, H, R, x_block.shape[-2], half)
                     parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
                 buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-                # NaN projections give no winner and out-of-range ids, which would break the
-                # sort into a non-permutation whose gathers read other (batch, head) slices.
-                buckets.clamp_(0, n_buckets - 1)
+                _clamp_buckets_(buckets, n_buckets)
             if key_padding_mask is not None:
                 buckets = buckets.masked_fill(~key_padding_mask[:, None, None, :], n_buckets)
         return buckets
