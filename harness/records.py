@@ -62,6 +62,7 @@ class Record:
     label: str | None = None
     cell: str | None = None
     cell_size: int | None = None
+    ci_method: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
