@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from harness.records import Record
 from harness.suites import AttentionSpec, DataOptions, RunContext, get_suite
 from harness.suites.bias import BiasParams, _abs_estimate
-from harness.suites.fairness import Estimate
+from harness.measure.fairness import Estimate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = DATA / "sst2"
