@@ -12,10 +12,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from harness.measure.stats import Estimate
 from harness.records import Record
 from harness.suites import AttentionSpec, DataOptions, RunContext, get_suite
 from harness.suites.bias import BiasParams, _abs_estimate
-from harness.measure.fairness import Estimate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = DATA / "sst2"
