@@ -237,6 +237,60 @@ def test_summary_mean_over_seeds():
     assert len([r for r in out if r.metric.endswith("_diff_vs_standard")]) == 4
 
 
+def _null_family(rng: np.random.Generator, seed: int, size: int, se: float,
+                 planted: float = 0.0) -> list[Record]:
+    """Standard and one variant on ``size`` comparisons whose true difference is 0 (the
+    variant's figure is drawn like standard's), plus ``planted`` added to the first one."""
+    records = []
+    for j in range(size):
+        truth = rng.uniform(0.1, 0.5)
+        for label, shift in (("standard", 0.0), ("lsh", planted if j == 0 else 0.0)):
+            value = truth + shift + rng.normal(0.0, se)
+            records.append(Record(
+                suite="bias", attention=label, options={}, label=label, cell=f"{label}{seed}",
+                params={"probe": "counterfactual", "source": "controlled", "strength": 0.0,
+                        "seed": seed, "swap": f"swap{j}", "direction": "a->b"},
+                metric="flip_rate", value=value, stderr=se, ci_low=value - 2 * se,
+                ci_high=value + 2 * se, interval="ci95", n=500, higher_is_better=False))
+    return records
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_flags_are_calibrated_on_a_true_null_and_fire_on_a_planted_gap(method):
+    """40 comparisons per (attention, seed) family, no true difference: with the family
+    adjusted, at most ~5% of families carry any flag (tested alone, most would); a planted
+    gap of 10 standard errors is flagged in every family."""
+    suite = get_suite("bias")
+    rng = np.random.default_rng(0)
+    records = [r for seed in range(40) for r in _null_family(rng, seed, 40, 0.01)]
+    adjusted = BiasParams.model_validate({**TINY, "multiplicity": method, "min_increase": 0.0})
+    alone = BiasParams.model_validate({**TINY, "multiplicity": "none", "min_increase": 0.0})
+
+    def flagged_families(params: BiasParams, recs: list[Record]) -> set:
+        out = suite.summarize(recs, params, RunContext())
+        return {f.params["seed"] for f in out if f.metric == "significant_increase"
+                and f.value == 1.0 and f.params["seed"] != "all"}
+
+    assert len(flagged_families(alone, records)) / 40 > 0.5
+    assert len(flagged_families(adjusted, records)) / 40 <= 0.10
+    out = suite.summarize(records, adjusted, RunContext())
+    raw = [r for r in out if r.metric == "increase_p_value" and r.params["seed"] != "all"]
+    adj = [r for r in out if r.metric == "increase_p_adjusted" and r.params["seed"] != "all"]
+    assert len(raw) == len(adj) == 40 * 40 and {r.n for r in adj} == {40}
+    assert all(a.value >= r.value for r, a in zip(raw, adj, strict=True))
+    planted = [r for seed in range(10) for r in _null_family(rng, seed, 40, 0.01, planted=0.15)]
+    out = suite.summarize(planted, adjusted, RunContext())
+    hits = {f.params["seed"] for f in out if f.metric == "significant_increase"
+            and f.value == 1.0 and f.params["swap"] == "swap0"}
+    assert hits == {*range(10), "all"}  # every seed, and the mean over seeds
+
+
+def test_multiplicity_is_a_profile_key():
+    assert BiasParams.model_validate(TINY).multiplicity == "holm"
+    with pytest.raises(ValueError, match="multiplicity"):
+        BiasParams.model_validate({**TINY, "multiplicity": "bonferroni"})
+
+
 def test_abs_estimate_interval():
     assert _abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
     assert _abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
