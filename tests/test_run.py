@@ -229,6 +229,28 @@ def test_memory_claims_are_upper_bounds():
     assert exp.ci_method == "ols_t" and exp.n == 4 and exp.interval == "ci95"
 
 
+def test_time_exponent_skips_constant_dominated_lengths_and_never_shows_a_bare_negative():
+    suite = get_suite("throughput")
+    params = suite.Params(seq_lens=[256, 512, 1024, 2048, 4096])
+    cases = {"quadratic": [1.0, 1.05, 4.2, 16.8, 67.0],  # flat until 512, then N^2
+             "flat": [1.0, 1.1, 1.0, 1.05, 1.1],  # fixed costs throughout
+             "noisy": [1.0, 0.5, 0.7, 0.6, 0.65]}
+    records = []
+    for label, times in cases.items():
+        for n, t in zip(params.seq_lens, times, strict=True):
+            cell = Cell("throughput", "standard", {}, {"kind": "attention", "seq_len": n,
+                                                      "batch": 1}, label)
+            records.append(Record.for_cell(cell, "forward_ms", value=t))
+    out = {r.label: r for r in suite.summarize(records, params, RunContext())
+           if r.metric == "time_exponent"}
+    quad = out["quadratic"]
+    assert quad.status == "ok" and quad.value == pytest.approx(2.0, abs=0.02)
+    assert quad.n == 4 and quad.ci_method == "ols_t" and "N=512" in quad.error
+    for label in ("flat", "noisy"):
+        assert out[label].status == "skipped" and out[label].value is None
+    assert "constant-dominated" in out["flat"].error
+
+
 def test_list_shows_each_configurations_memory_claim():
     """`harness list` reads the same claim as the memory suite and the report."""
     from harness.attention import attention_class
