@@ -29,6 +29,20 @@ standard model's test macro-F1 with its attention swapped, no retraining). The r
 ``standard`` with ``backend=sdpa``; its checkpoint for the first seed is saved to
 ``artifacts/<cell id>.pt`` so the summary can reload it.
 
+No verdict without signal: per task, ``chance_macro_f1`` is the macro-F1 of the best label-blind
+guess (majority class or uniform, on the test labels, with a bootstrap interval), and
+``task_signal`` is 1 when every seed's reference macro-F1 has its lower 95% bound above it. On a
+task without signal (0) every comparison on it (``macro_f1_diff_vs_standard``,
+``paired_p_value``, ``macro_f1_gain_vs_no_attention``) keeps its value but has ``status:
+skipped`` and an ``error`` starting with ``no_signal:`` that says why: it is not a finding.
+
+The no-attention baseline (``baseline: true``): per task and seed one more cell,
+``attention: none``, label ``no-attention``, ``params.ablation: no_token_mixing``: the same
+encoder with every self-attention sublayer removed (per-token layers, then mean pooling), the same
+budget. ``macro_f1_gain_vs_no_attention`` (each attention minus it, paired bootstrap) states how
+much F1 token mixing adds per task. It is a baseline row, not an attention family: it is not in
+the registry and gets no fidelity figures.
+
 ``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
 little from intra-op threads and a single thread is much steadier on a shared machine).
 """

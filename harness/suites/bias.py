@@ -19,9 +19,16 @@ a paired bootstrap over test examples from the per-example outputs each cell sav
 missing, a normal approximation from the two records' intervals assuming independence
 (``"normal_approx"``). Those intervals cover the sampling of test examples only, not training
 randomness; with two or more seeds a ``seed: "all"`` record adds the mean difference over seeds
-with a t-interval (``"t_over_seeds"``). ``significant_increase`` flags an efficient attention whose
-interval lies entirely on the more-biased side (above ``min_increase``, default 0; below minus it
-for the parity ratio).
+with a t-interval (``"t_over_seeds"``).
+
+Flags: every comparison of an efficient attention tests one-sided whether it is more than
+``min_increase`` more biased than standard (``increase_p_value``: a Wald test on the paired
+bootstrap's standard error, or Student's t over seeds). The comparisons of one attention at one
+seed (or ``all``) and one planted strength (or data source) are one family: their p-values are
+adjusted together (``multiplicity``: Holm by default, or Benjamini-Hochberg;
+``increase_p_adjusted``) and ``significant_increase`` is 1 where the adjusted p-value is at most
+``alpha``. Tested alone at 95%, about half the null families carried a false flag; adjusted, at
+most ``alpha`` of them do (``scripts/prove_bias_calibration.py``).
 """
 
 from __future__ import annotations
