@@ -294,6 +294,17 @@ def test_multiplicity_is_a_profile_key():
 def test_abs_estimate_interval():
     assert _abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
     assert _abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
+    assert _abs_estimate(Estimate(-0.1, -0.2, 0.0, 0.1, 9, "t")).method == "t"
+
+
+def test_every_interval_states_its_method_and_n(controlled):
+    records = [r for strength in (0.0, 0.8) for r in controlled[strength]]
+    with_ci = [r for r in records if r.interval == "ci95"]
+    assert with_ci and all(r.n for r in with_ci)
+    methods = {r.metric: r.ci_method for r in with_ci}
+    assert methods["selection_rate"] == "bootstrap" and methods["flip_rate"] == "wilson"
+    assert methods["score_difference"] == "t"
+    assert all(r.ci_method is None for r in records if r.interval is None)
 
 
 @pytest.mark.parametrize(

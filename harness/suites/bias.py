@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -289,11 +290,11 @@ def _abs_estimate(est: Estimate) -> Estimate:
     if est.value is None:
         return est
     if est.ci_low is None or est.ci_high is None:
-        return Estimate(abs(est.value), stderr=est.stderr, n=est.n)
+        return replace(est, value=abs(est.value))
     lo, hi = sorted((abs(est.ci_low), abs(est.ci_high)))
     if est.ci_low <= 0 <= est.ci_high:
         lo = 0.0
-    return Estimate(abs(est.value), lo, hi, est.stderr, est.n)
+    return replace(est, value=abs(est.value), ci_low=lo, ci_high=hi)
 
 
 # ---------------------------------------------------------------------------------------------
