@@ -4,11 +4,12 @@ Runs the bias suite of a profile (default ``quick``: its corpus, model, budget, 
 ``min_increase`` / ``multiplicity``) at planted strengths 0 and 0.8 over several seeds, then
 checks two things on the stored records:
 
-* null (strength 0: the training labels carry no group association): the share of
-  (attention, seed) families with at least one ``significant_increase`` flag against standard
-  must be <= the profile's ``alpha`` (family-wise error, ``multiplicity: holm``) - or, with
-  ``multiplicity: bh``, the share of flags that are false (all are, under the null) is reported
-  against the FDR target;
+* null (strength 0: the training labels carry no group association): the share of attentions
+  with at least one ``significant_increase`` flag against standard (the verdicts, made over
+  seeds) must be <= the profile's ``alpha`` (family-wise error, ``multiplicity: holm``; under a
+  complete null every flag is false, so with ``bh`` the same share is bounded by the FDR target);
+  the share of (attention, seed) families with an adjusted per-seed p-value <= alpha is printed
+  for context (those compare one trained model with another, not the attentions);
 * planted (strength 0.8): the planted group's demographic-parity gap must be detected for every
   attention and seed: its 95% interval lies above ``min_increase``.
 
@@ -68,24 +69,44 @@ def _run(profile: dict[str, Any], out: Path, attention: str | None) -> Path:
     return out / (latest.readlink() if latest.is_symlink() else latest.read_text().strip())
 
 
+def _summarized(run_dir: Path, profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's cell records plus the bias summary recomputed by this checkout's code (so a
+    stored run can be re-checked after a change to the summary)."""
+    from dataclasses import asdict
+
+    from harness.records import Record
+    from harness.run.profiles import profile_from_dict
+    from harness.suites import RunContext, get_suite
+
+    params = profile_from_dict(profile).suites["bias"]
+    cells = [Record.from_dict(json.loads(line)) for line in
+             (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    cells = [r for r in cells if r.cell and not r.cell.startswith("summary:")]
+    summary = get_suite("bias").summarize(cells, params, RunContext(run_dir=run_dir))
+    return [asdict(r) for r in (*cells, *summary)]
+
+
 def _check(run_dir: Path, profile: dict[str, Any], strength: float) -> tuple[bool, str]:
     bias = profile["suites"]["bias"]
     alpha = float(bias.get("alpha", 0.05))
     margin = float(bias.get("min_increase", 0.0))
     method = bias.get("multiplicity", "holm")
     planted_axis = bias.get("corpus", {}).get("bias_axis", "gender")
-    records = [json.loads(line) for line in
-               (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
-    flags: dict[tuple[str, Any], list[float]] = defaultdict(list)
+    records = _summarized(run_dir, profile)
+    flags: dict[str, list[float]] = defaultdict(list)
+    per_seed: dict[tuple[str, Any], list[bool]] = defaultdict(list)
     n_flags = n_tests = 0
     for r in records:
         p = r["params"]
-        if r["metric"] != "significant_increase" or r["value"] is None \
-                or p.get("strength") != 0.0 or p.get("seed") == "all":
+        if p.get("strength") != 0.0 or r["value"] is None:
             continue
-        flags[(r["label"], p["seed"])].append(r["value"])
-        n_flags += r["value"] == 1.0
-        n_tests += 1
+        if r["metric"] == "significant_increase" and p.get("seed") == "all":
+            flags[r["label"]].append(r["value"])
+            n_flags += r["value"] == 1.0
+            n_tests += 1
+        elif r["metric"] == "increase_p_adjusted" and p.get("seed") != "all":
+            per_seed[(r["label"], p["seed"])].append(r["value"] <= alpha)
+    seed_share = sum(any(v) for v in per_seed.values()) / max(len(per_seed), 1)
     flagged = sorted(k for k, v in flags.items() if 1.0 in v)
     share = len(flagged) / max(len(flags), 1)
     detect: dict[tuple[str, Any], bool] = {}
@@ -97,15 +118,17 @@ def _check(run_dir: Path, profile: dict[str, Any], strength: float) -> tuple[boo
     missed = sorted(k for k, ok in detect.items() if not ok)
     null_ok = share <= alpha and bool(flags)
     planted_ok = not missed and bool(detect)
-    labels = sorted({k[0] for k in flags} | {k[0] for k in detect})
+    labels = sorted(set(flags) | {k[0] for k in detect})
     lines = [
         f"run: {run_dir}",
         "",
         "| check | figure | target | verdict |",
         "| --- | --- | --- | --- |",
-        f"| null (strength 0): (attention, seed) families with any flag | {len(flagged)} of"
-        f" {len(flags)} ({share:.0%}); {n_flags} flags in {n_tests} tests | <= {alpha:.0%}"
-        f" ({method}) | {'pass' if null_ok else 'FAIL'} |",
+        f"| null (strength 0): attentions with any `significant_increase` (over seeds) |"
+        f" {len(flagged)} of {len(flags)} ({share:.0%}); {n_flags} flags in {n_tests} tests |"
+        f" <= {alpha:.0%} ({method}) | {'pass' if null_ok else 'FAIL'} |",
+        f"| context: (attention, seed) families with an adjusted per-seed p <= {alpha:g} (this"
+        f" model vs standard's; not a verdict) | {seed_share:.0%} of {len(per_seed)} | - | - |",
         f"| planted (strength {strength:g}): planted {planted_axis} gap detected | "
         f"{len(detect) - len(missed)} of {len(detect)} (attention, seed) | all |"
         f" {'pass' if planted_ok else 'FAIL'} |",
@@ -113,7 +136,7 @@ def _check(run_dir: Path, profile: dict[str, Any], strength: float) -> tuple[boo
         f"attentions: {', '.join(labels)}; min_increase {margin:g}; alpha {alpha:g}",
     ]
     if flagged:
-        lines.append("flagged null families: " + ", ".join(f"{a} seed {s}" for a, s in flagged))
+        lines.append("flagged null attentions: " + ", ".join(flagged))
     if missed:
         lines.append("missed planted gaps: " + ", ".join(f"{a} seed {s}" for a, s in missed))
     return null_ok and planted_ok, "\n".join(lines)

@@ -642,13 +642,19 @@ class BiasSuite(Suite):
 
     def _flags(self, tests: list[tuple[Record, dict[str, Any], Estimate]],
                params: BiasParams) -> list[Record]:
-        """``significant_increase`` per comparison, with multiplicity control per family.
+        """Tests of "more biased than standard", with multiplicity control per family.
 
         Each comparison tests ``H0: the variant is at most min_increase more biased than
         standard`` one-sided (``increase_p_value``); the p-values of one family (one attention,
         one seed or ``all``, one planted strength or data source) are adjusted together with
-        ``params.multiplicity`` (``increase_p_adjusted``, whose ``n`` is the family size), and a
-        flag is raised where the adjusted p-value is <= ``params.alpha``.
+        ``params.multiplicity`` (``increase_p_adjusted``, whose ``n`` is the family size).
+
+        ``significant_increase`` (adjusted p <= ``alpha``) is a verdict on the attention, so it
+        is given only over seeds (``seed: "all"``): one seed's interval covers the sampling of
+        test examples, not training randomness, and two models trained alike differ in their
+        spurious associations (on the quick corpus at strength 0, Holm-adjusted per-seed tests
+        still flagged most (attention, seed) families, while the over-seed tests flagged none).
+        With a single seed the flag is recorded as skipped, with that reason.
         """
         raw: list[float | None] = []
         for r, _, est in tests:
@@ -673,20 +679,39 @@ class BiasSuite(Suite):
             for i, value in zip(members, values, strict=True):
                 adjusted[i], sizes[i] = value, size
         out: list[Record] = []
+        over_seeds: set[tuple[str, str]] = set()
+        single: dict[tuple[str, str], tuple[Record, dict[str, Any]]] = {}
         for (r, where, est), p_raw, p_adj, size in zip(tests, raw, adjusted, sizes, strict=True):
             flag_params = {**where, "metric": r.metric}
             common = {"suite": self.name, "attention": r.attention, "options": dict(r.options),
                       "params": flag_params, "label": r.label}
             missing = None if p_adj is not None else "no standard error for the difference"
-            worse = None if p_adj is None else float(p_adj <= params.alpha)
+            group = (r.label or r.attention, str(where.get("strength", where.get("source"))))
+            if where.get("seed") == "all":
+                over_seeds.add(group)
+                worse = None if p_adj is None else float(p_adj <= params.alpha)
+                out.append(Record(**common, metric="significant_increase", value=worse,
+                                  unit="flag", higher_is_better=False, n=est.n, error=missing))
+            else:
+                single.setdefault(group, (r, where))
             out += [
-                Record(**common, metric="significant_increase", value=worse, unit="flag",
-                       higher_is_better=False, n=est.n, error=missing),
                 Record(**common, metric="increase_p_value", value=p_raw, unit="p", n=est.n,
                        error=missing),
                 Record(**common, metric="increase_p_adjusted", value=p_adj, unit="p", n=size,
                        error=missing),
             ]
+        for group, (r, where) in sorted(single.items(), key=lambda kv: kv[0]):
+            if group in over_seeds:
+                continue
+            keep = {k: where[k] for k in ("probe", "planted", "strength", "source", "data")
+                    if k in where}
+            out.append(Record(
+                suite=self.name, attention=r.attention, options=dict(r.options), label=r.label,
+                params={**keep, "seed": "all"}, metric="significant_increase", unit="flag",
+                higher_is_better=False, status="skipped",
+                error="a verdict on the attention needs two or more seeds (one seed's interval"
+                " covers test sampling, not training randomness); see increase_p_adjusted for"
+                " this model against standard's"))
         return out
 
     def _difference(self, r: Record, ref: Record, params: BiasParams, ctx: RunContext,
