@@ -58,6 +58,15 @@ def _load_plugins(specs: list[str] | None) -> None:
         raise _fail(str(err)) from None
 
 
+def memory_claim(name: str) -> str:
+    """The memory claim of ``name`` with its default options: ``Attention.claimed_memory``, the
+    same source the memory suite and the report use (a family whose options change the claim,
+    e.g. standard's SDPA backend, says so there rather than in its class capabilities)."""
+    from harness.attention import get_attention
+
+    return get_attention(name).claimed_memory[0]
+
+
 @app.command("list")
 def list_cmd(plugin: PluginOption = None) -> None:
     """Attentions (options, claimed complexity, origin), suites, tasks, profiles and devices."""
@@ -81,7 +90,7 @@ def list_cmd(plugin: PluginOption = None) -> None:
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
         origin, version = attention_origin(name)
-        table.add_row(escape(name), escape(opts), caps.time_complexity, caps.memory_complexity,
+        table.add_row(escape(name), escape(opts), caps.time_complexity, memory_claim(name),
                       _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
                       escape(origin), escape(version or (__version__ if origin == "built-in"
                                                          else "-")))
