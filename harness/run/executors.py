@@ -102,23 +102,18 @@ def _is_oom(err: BaseException) -> bool:
 
 
 def load_worker_plugins(specs: tuple[str, ...]) -> None:
-    """Load the run's attention plugins in a worker process (no-op without plugin support)."""
-    if not specs:
-        return
-    try:
-        from harness.attention import load_plugins  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    load_plugins(specs)
+    """Load the run's attention plugins in a worker process (idempotent; entry points too)."""
+    if specs:
+        from harness.attention import load_plugins
+
+        load_plugins(specs)
 
 
 def plugin_specs() -> tuple[str, ...]:
     """The ``MODULE[:ATTR]`` plugin specs loaded in this (driver) process, for the workers."""
-    try:
-        from harness.attention import loaded_plugins  # type: ignore[attr-defined]
-    except ImportError:
-        return ()
-    return tuple(p.spec for p in loaded_plugins() if getattr(p, "spec", None))
+    from harness.attention import loaded_plugins
+
+    return tuple(p.spec for p in loaded_plugins() if p.spec)
 
 
 def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_progress
