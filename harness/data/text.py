@@ -32,7 +32,16 @@ from harness.data.base import Split, TaskData, Tokenizer, check_fraction, check_
 from harness.data.registry import register_task
 from harness.data.tokenization import TOKENIZER_KINDS, TRUNCATIONS, build_tokenizer, pack
 
-__all__ = ["load_text", "parse_data_files", "read_split_files"]
+__all__ = ["MIN_CLASS_ROWS", "MIN_SPLIT_ROWS", "check_text_data", "load_text",
+           "parse_data_files", "read_split_files"]
+
+#: A benchmark run refuses local data with fewer rows than this in a split (after holding out)...
+MIN_SPLIT_ROWS = 20
+#: ...or fewer rows than this of any class in train (scores on a handful of rows mean nothing).
+MIN_CLASS_ROWS = 5
+#: Label cells that spell a missing value (read as text by the csv/tsv readers).
+_MISSING_LABELS = {"nan", "na", "n/a", "null", "<na>"}
+_TEXT_FORMATS = ("csv", "tsv", "json")
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {
@@ -89,6 +98,14 @@ def parse_data_files(data_files: str | Mapping[str, str | Path]) -> dict[str, Pa
             )
         if not path.is_file():
             raise ValueError(f"text: {canonical} file not found: {path}")
+        if _FORMATS[path.suffix.lower()] in _TEXT_FORMATS:
+            with open(path, "rb") as fh:
+                head = fh.read(8192)
+            if b"\x00" in head:
+                raise ValueError(
+                    f"text: {canonical} file {path} is binary (NUL bytes), not"
+                    f" {path.suffix.lower()[1:]} text; pass a text file or a .parquet file"
+                )
         files[canonical] = path
     if "train" not in files:
         raise ValueError(
@@ -228,13 +245,22 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _missing_label(value: Any) -> bool:
+    """A missing label: None, NaN, an empty cell or a cell spelling NaN/NA/null."""
+    if _missing(value):
+        return True
+    return isinstance(value, str) and (not value.strip() or value.strip().lower() in
+                                       _MISSING_LABELS)
+
+
 def _raw(ds: Any, split: str, text_col: str, label_col: str) -> RawSplit:
     texts, labels = list(ds[text_col]), list(ds[label_col])
     for row, (t, y) in enumerate(zip(texts, labels, strict=True)):
         if _missing(t):
             raise ValueError(f"text: {split} row {row} has no text in column {text_col!r}")
-        if _missing(y) or (isinstance(y, str) and not y.strip()):
-            raise ValueError(f"text: {split} row {row} has no label in column {label_col!r}")
+        if _missing_label(y):
+            raise ValueError(f"text: {split} row {row} has no label in column {label_col!r}"
+                             f" (found {y!r}); fill or drop the rows without a label")
     return [str(t) for t in texts], labels
 
 
@@ -443,6 +469,41 @@ def load_text(
         tokenizer=tok,
         info=info,
     )
+
+
+def check_text_data(
+    *,
+    data_files: str | Mapping[str, str | Path],
+    text_column: str | None = None,
+    label_column: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pre-flight check of local text data, before a run starts: every problem ``load_text``
+    would meet (missing files, binary files, missing columns, rows without text or label), plus
+    sizes a benchmark can score: each split at least ``MIN_SPLIT_ROWS`` rows and each class at
+    least ``MIN_CLASS_ROWS`` rows in train. Returns ``load_text``'s ``info``; ``ValueError``
+    names the problem and the fix.
+    """
+    task = load_text(data_files=data_files, text_column=text_column,
+                     label_column=label_column or "label", tokenizer="byte", max_len=8,
+                     val_fraction=val_fraction, seed=seed)
+    info = task.info
+    small = [f"{split} has {n}" for split, n in info["sizes"].items() if n < MIN_SPLIT_ROWS]
+    if small:
+        raise ValueError(
+            f"text: too few rows to benchmark on ({', '.join(small)}; each split needs at least"
+            f" {MIN_SPLIT_ROWS} after holding out validation/test from train); use more data"
+        )
+    rare = [f"{name!r}: {count}" for name, count in zip(task.label_names,
+                                                        info["label_counts"]["train"],
+                                                        strict=True) if count < MIN_CLASS_ROWS]
+    if rare:
+        raise ValueError(
+            f"text: too few train rows of class {', '.join(rare)} (each class needs at least"
+            f" {MIN_CLASS_ROWS}); add examples or drop the class"
+        )
+    return info
 
 
 def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:

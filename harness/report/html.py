@@ -319,6 +319,7 @@ def _cell(r: Record | None) -> dict[str, Any]:
         "n": r.n,
         "status": r.status,
         "error": r.error or "",
+        "noisy": r.noisy or "",
     }
 
 

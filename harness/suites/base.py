@@ -119,6 +119,11 @@ class Suite(ABC):
     description: ClassVar[str]
     headline: ClassVar[str]
     Params: ClassVar[type[SuiteParams]]
+    #: run.json keys that also define this suite's measurements (compare matches on them).
+    run_keys: ClassVar[tuple[str, ...]] = ()
+    #: metric -> its drift-cancelling ratio metric (measured side by side with a reference);
+    #: compare requires the ratio to agree before it calls the metric a regression.
+    reference_metrics: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def plan(
@@ -143,6 +148,11 @@ class Suite(ABC):
     def cell_weight(self, cell: Cell) -> float:
         """Relative expected cost of a cell, for the progress bar."""
         return 1.0
+
+    def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+        """A schema-1 record's ``params`` completed with what this version's records carry,
+        from the run's profile ``section`` for this suite (so old stores still match)."""
+        return params
 
 
 _SUITES: dict[str, Suite] = {}
