@@ -169,8 +169,8 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
             families = sorted({f"'{s.name}*'" for s in specs})
             raise ProfileError(
                 f"--attention: no attention labelled {', '.join(map(repr, unknown))}; choose"
-                f" labels from {', '.join(s.label for s in specs)}, or a whole family with"
-                f" {', '.join(families)}"
+                f" from {', '.join(s.label for s in specs)} (exact labels), or a whole family"
+                f" with {', '.join(families)}"
             )
         data_dict["attentions"] = [s.as_dict() for s in chosen]
         data_dict["variants"] = []

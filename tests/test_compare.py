@@ -120,7 +120,15 @@ def test_new_and_vanished_cells_are_listed(base: Path, tmp_path: Path) -> None:
                                                                           "sparse[block]")}
     assert {r.suite for r in gone} == {"memory", "accuracy", "bias"}  # suites not run: vanished
     assert all(r.note.startswith("only in the") for r in added + gone)
-    assert cmp.exit_code == 0  # listed, not a regression
+    # cells measured in the base run and missing now fail the gate, unless allowed
+    assert cmp.exit_code == 1 and cmp.verdict == "fail" and not cmp.regressions
+    assert cmp.failing_vanished and all(r in gone for r in cmp.failing_vanished)
+    allowed = compare_runs(base, new, allow_missing=True)
+    assert allowed.exit_code == 0 and allowed.counts["vanished"] == len(gone)
+    common = compare_runs(base, new, only_common=True)
+    assert common.exit_code == 0 and not common.by_status("vanished")
+    assert not common.by_status("new")
+    assert common.left_out == {"only in base": len(gone), "only in new": len(added)}
 
 
 def test_status_changes(base: Path, tmp_path: Path) -> None:
@@ -208,8 +216,8 @@ def test_unusable_input_raises_store_error(base: Path, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="corrupt JSON"):
         compare_runs(base, runs["corrupt_meta"])
     meta = json.loads((runs["schema"] / "run.json").read_text(encoding="utf-8"))
-    (runs["schema"] / "run.json").write_text(json.dumps({**meta, "schema_version": 2}))
-    with pytest.raises(StoreError, match="schema_version 2"):
+    (runs["schema"] / "run.json").write_text(json.dumps({**meta, "schema_version": 3}))
+    with pytest.raises(StoreError, match="schema_version 3"):
         compare_runs(runs["schema"], base)
     lines = (runs["corrupt_line"] / "results.jsonl").read_text(encoding="utf-8").splitlines()
     lines.insert(1, '{"suite": "throughput", ')

@@ -344,14 +344,14 @@ def timing_threads(requested: int, device: str = "cpu") -> tuple[int, dict[str, 
     """Torch threads to time with: ``requested``, but never more than the idle cores.
 
     Watches the machine for ``_PROBE_S`` seconds (other processes' CPU use, ``LoadMonitor``);
-    idle cores = CPUs - that use (rounded up). CUDA timings keep ``requested``. Returns the
-    thread count and the load seen.
+    idle cores = CPUs - that use (rounded up). One thread and CUDA timings keep ``requested``
+    (without watching). Returns the thread count and the load seen.
     """
+    if requested <= 1 or not device.startswith("cpu"):
+        return requested, {}  # nothing to reduce: no need to watch
     monitor = LoadMonitor().start()
     time.sleep(_PROBE_S)
     load = monitor.stop().summary()
-    if not device.startswith("cpu"):
-        return requested, load
     others = load.get("others_cores")
     busy = math.ceil(others - 0.25) if others is not None else 0  # ignore background flicker
     idle = max(1, int(load["cpu_count"]) - max(busy, 0))

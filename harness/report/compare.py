@@ -281,20 +281,21 @@ def _change(base: Record, new: Record, atol: float) -> _Change | None:
 
 def _judge(base: Record, new: Record, change: _Change, threshold: float,
            alpha: float) -> tuple[str, str, float | None]:
-    """``(regression | improvement | unchanged, why, p)`` from the threshold and the noise."""
+    """``(regression | improvement | unchanged, noise, p)`` from the threshold and the noise:
+    ``noise`` says which test decided (``below threshold`` when none was needed)."""
     if not change.beyond(threshold):
         return "unchanged", "below threshold", None
     worse = change.better < 0
     if change.samples:
         p = _mwu_p(base, new, worse)
-        if p >= alpha:
-            return "unchanged", f"within noise (Mann-Whitney p={p:.2g} >= {alpha:.2g})", p
-        return ("regression" if worse else "improvement"), \
-            f"Mann-Whitney p={p:.2g} < {alpha:.2g}", p
-    apart, noise = _interval_noise(base, new, change.diff)
+        apart = p < alpha
+        noise = f"Mann-Whitney p={p:.2g} {'<' if apart else '>='} {alpha:.2g}"
+    else:
+        p = None
+        apart, noise = _interval_noise(base, new, change.diff)
     if not apart:
-        return "unchanged", f"within noise ({noise})", None
-    return ("regression" if worse else "improvement"), noise, None
+        return "unchanged", noise, p
+    return ("regression" if worse else "improvement"), noise, p
 
 
 def _calibration_drift(base: Record | None, new: Record | None) -> float | None:
@@ -353,13 +354,14 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
         r_change = _change(*ratio, atol)
         r_status, r_noise, _ = _judge(*ratio, r_change, threshold, alpha) if r_change else (
             "unchanged", "no ratio value", None)
+        if r_change is not None:
+            r_noise = f"{r_change.rel:+.1%}, {r_noise}"
         if drifted:  # absolute times are not comparable: the ratio decides
             status = r_status
-            out["note"] = f"machine speed {drift:+.0%}: judged on speed vs reference " \
-                          f"({r_change.rel:+.1%}, {r_noise})" if r_change else r_noise
+            out["note"] = f"machine speed {drift:+.0%}: judged on speed vs reference ({r_noise})"
         elif status == "regression" and r_status != "regression":
             status = "unchanged"
-            out["note"] = f"machine drift: speed vs reference {r_noise}"
+            out["note"] = f"machine drift: speed vs reference unchanged ({r_noise})"
     elif drifted and status == "regression":
         status = "inconclusive"
         out["note"] = f"machine speed {drift:+.0%} (calibration) and no ratio to decide"
@@ -369,7 +371,7 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
             f"{side} run: {r.noisy}" for side, r in (("base", base), ("new", new)) if r.noisy)
     out["status"] = status
     if status == "unchanged" and "note" not in out:
-        out["note"] = noise if noise.startswith(("below", "within")) else ""
+        out["note"] = "below threshold" if not change.beyond(threshold) else "within noise"
     return out
 
 
@@ -538,8 +540,8 @@ def _environment_warnings(base: dict[str, Any], new: dict[str, Any]) -> list[str
             out.append(f"{what} differs: {eb.get(key)} (base) vs {en.get(key)} (new); "
                        "timings may not be comparable")
     if base.get("profile_hash") and base.get("profile_hash") != new.get("profile_hash"):
-        out.append("the runs used different profiles (profile_hash differs): only the cells"
-                   " both measured are compared")
+        out.append("the runs used different profiles (profile_hash differs): cells only one"
+                   " run holds are new / vanished; --only-common compares the shared ones")
     for side, meta in (("base", base), ("new", new)):
         if meta.get("status") not in ("finished", "failed"):
             out.append(f"{side} run status is {meta.get('status')!r}: it may be incomplete")
