@@ -325,7 +325,8 @@ def compare_cmd(
     except (StoreError, ValueError) as err:
         raise _fail(str(err)) from None
     console.print(verdict_line(result))
-    console.print(render_compare_table(result))
+    table = render_compare_table(result)
+    console.print(table if table.row_count else table.caption)
     for line in unmatched_summary(result):
         console.print(line)
     if html is not None:

@@ -350,6 +350,7 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
     out = {"diff": change.diff, "rel_change": change.rel, "absolute_rule": change.absolute,
            "noise": noise, "p_value": p}
     drifted = drift is not None and abs(drift) > threshold
+    deciding = change  # the change the verdict rests on
     if ratio is not None:
         r_change = _change(*ratio, atol)
         r_status, r_noise, _ = _judge(*ratio, r_change, threshold, alpha) if r_change else (
@@ -358,6 +359,7 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
             r_noise = f"{r_change.rel:+.1%}, {r_noise}"
         if drifted:  # absolute times are not comparable: the ratio decides
             status = r_status
+            deciding = r_change or change
             out["note"] = f"machine speed {drift:+.0%}: judged on speed vs reference ({r_noise})"
         elif status == "regression" and r_status != "regression":
             status = "unchanged"
@@ -365,10 +367,12 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
     elif drifted and status == "regression":
         status = "inconclusive"
         out["note"] = f"machine speed {drift:+.0%} (calibration) and no ratio to decide"
-    if status == "regression" and (base.noisy or new.noisy):
+    noisy = "; ".join(f"{side} run: {r.noisy}" for side, r in (("base", base), ("new", new))
+                      if r.noisy)
+    if noisy and deciding.better < -threshold and status in ("regression", "unchanged"):
+        # worse beyond the threshold, measured on a busy machine: neither pass nor fail
         status = "inconclusive"
-        out["note"] = "noisy: " + "; ".join(
-            f"{side} run: {r.noisy}" for side, r in (("base", base), ("new", new)) if r.noisy)
+        out["note"] = f"noisy ({noisy})" + (f"; {out['note']}" if out.get("note") else "")
     out["status"] = status
     if status == "unchanged" and "note" not in out:
         out["note"] = "below threshold" if not change.beyond(threshold) else "within noise"

@@ -132,7 +132,8 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
             raise StoreError(f"{path}:{lineno}: corrupt record ({err})") from None
         bad = _invalid_numbers(data)
         if bad:
-            what = "/".join(str(data.get(k)) for k in ("suite", "label", "metric"))
+            what = f"{data.get('suite')}/{data.get('label') or data.get('attention')}/" \
+                   f"{data.get('metric')}"
             raise StoreError(f"{path}:{lineno}: invalid record {what} {data.get('params')}:"
                              f" {bad}; the store was edited or written by a broken writer")
         try:
