@@ -76,6 +76,7 @@ __all__ = [
     "Comparison",
     "compare_records",
     "compare_runs",
+    "registry_rules",
     "render_compare_table",
     "unmatched_summary",
     "verdict_line",
@@ -203,18 +204,24 @@ class Comparison:
 # evidence
 
 
-def _suite_attr(suite: str, name: str, default: Any) -> Any:
-    from harness.suites import get_suite
-
-    try:
-        return getattr(get_suite(suite), name, default)
-    except ValueError:  # a suite this harness does not know: no suite-specific rules
-        return default
+Rules = dict[str, dict[str, Any]]  # suite -> {"run_keys": [...], "reference_metrics": {...}}
 
 
-def _supporting(suite: str) -> set[str]:
-    """The drift-cancelling ratio metrics of ``suite`` (they support other metrics)."""
-    return set(_suite_attr(suite, "reference_metrics", {}).values())
+def registry_rules() -> Rules:
+    """Each registered suite's compare rules (``Suite.run_keys``, ``Suite.reference_metrics``);
+    runs store them in run.json (``compare_rules``), so comparing them imports no suite."""
+    from harness.suites.base import compare_rules
+
+    return compare_rules()
+
+
+def _rules_of(base_meta: dict[str, Any], new_meta: dict[str, Any]) -> Rules:
+    """The rules stored with the runs (the new run's first), else the registered suites'."""
+    for meta in (new_meta, base_meta):
+        rules = meta.get("compare_rules")
+        if isinstance(rules, dict):
+            return rules
+    return registry_rules()
 
 
 def _has_samples(r: Record) -> bool:
@@ -383,18 +390,18 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
 # matching
 
 
-def _match_key(r: Record, meta: dict[str, Any]) -> tuple:
+def _match_key(r: Record, meta: dict[str, Any], rules: Rules) -> tuple:
     """``Record.key`` plus the run.json values the record's suite measures under."""
-    keys = _suite_attr(r.suite, "run_keys", ())
+    keys = (rules.get(r.suite) or {}).get("run_keys") or ()
     return (*r.key, *(f"{k}={meta.get(k)}" for k in keys))
 
 
-def _index(records: Sequence[Record], meta: dict[str, Any], side: str,
+def _index(records: Sequence[Record], meta: dict[str, Any], rules: Rules, side: str,
            warnings: list[str]) -> dict[tuple, Record]:
     index: dict[tuple, Record] = {}
     dupes = 0
     for r in records:
-        key = _match_key(r, meta)
+        key = _match_key(r, meta, rules)
         dupes += key in index
         index[key] = r
     if dupes:
@@ -440,8 +447,11 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
         raise ValueError(f"compare: alpha must be in (0, 1), got {alpha!r}")
     warnings: list[str] = []
     b_meta, n_meta = base_meta or {}, new_meta or {}
-    b_index = _index(base, b_meta, "base", warnings)
-    n_index = _index(new, n_meta, "new", warnings)
+    rules = _rules_of(b_meta, n_meta)
+    ratio_of = {suite: dict(r.get("reference_metrics") or {}) for suite, r in rules.items()}
+    supporting = {suite: set(m.values()) for suite, m in ratio_of.items()}
+    b_index = _index(base, b_meta, rules, "base", warnings)
+    n_index = _index(new, n_meta, rules, "new", warnings)
     b_failed, n_failed = _failed_cells(base), _failed_cells(new)
     keys = [*b_index, *(k for k in n_index if k not in b_index)]
     # Bonferroni: the rows whose sampled change exceeds the threshold share alpha
@@ -477,7 +487,7 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
         elif CELL_STATUS in (b.metric, n.metric) and ref.metric == CELL_STATUS:
             row.status, row.note = "informational", f"cell status {b.status} -> {n.status}"
         else:
-            ratio_metric = _suite_attr(ref.suite, "reference_metrics", {}).get(ref.metric)
+            ratio_metric = ratio_of.get(ref.suite, {}).get(ref.metric)
             ratio = None
             if ratio_metric:
                 rb, rn = _partner(b_index, key, ratio_metric), _partner(n_index, key, ratio_metric)
@@ -488,7 +498,7 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
             for name, value in _classify(b, n, threshold, atol, alpha=row_alpha, ratio=ratio,
                                          drift=drift).items():
                 setattr(row, name, value)
-            if ref.metric in _supporting(ref.suite) and row.status in (
+            if ref.metric in supporting.get(ref.suite, ()) and row.status in (
                     "regression", "improvement", "inconclusive"):
                 row.note = f"{row.status} of the ratio; judged with its absolute metric"
                 row.status = "informational"

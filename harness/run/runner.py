@@ -27,6 +27,7 @@ from harness.run.store import (
     resolve_run_dir,
 )
 from harness.suites import RunContext, get_suite
+from harness.suites.base import compare_rules
 
 __all__ = ["PlannedCell", "RunInterrupted", "RunOutcome", "plan_run", "preflight", "resume_run",
            "start_run"]
@@ -236,6 +237,7 @@ def start_run(
         "n_cells": len(planned),
         "environment": capture_environment(device),
         "resumed": [],
+        "compare_rules": compare_rules(suites),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):

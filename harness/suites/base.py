@@ -23,6 +23,7 @@ __all__ = [
     "RunContext",
     "Suite",
     "SuiteParams",
+    "compare_rules",
     "get_suite",
     "list_suites",
     "register_suite",
@@ -168,6 +169,14 @@ def list_suites() -> list[str]:
     """Registered suites in their canonical running order."""
     order = ["accuracy", "throughput", "memory", "bias"]
     return sorted(_SUITES, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def compare_rules(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each suite's rules for `harness compare` (``run_keys``, ``reference_metrics``), stored in
+    run.json so comparing runs needs no suite import."""
+    return {name: {"run_keys": list(get_suite(name).run_keys),
+                   "reference_metrics": dict(get_suite(name).reference_metrics)}
+            for name in (list_suites() if names is None else names)}
 
 
 def get_suite(name: str) -> Suite:
