@@ -322,6 +322,26 @@ def _fill_missing_splits(
     return sources
 
 
+def _raw_splits(
+    loaded: Mapping[str, Any], text_column: str | None, label_column: str
+) -> tuple[dict[str, RawSplit], list[str], tuple[str, str] | None]:
+    """Texts and raw labels of each loaded split (checked), the splits dropped for hidden
+    labels, and the columns used."""
+    raw: dict[str, RawSplit] = {}
+    dropped: list[str] = []
+    columns: tuple[str, str] | None = None
+    for split, ds in loaded.items():
+        columns = _columns(ds, split, text_column, label_column)
+        texts, labels = _raw(ds, split, *columns)
+        if split != "train" and all(isinstance(y, (int, np.integer)) and y < 0 for y in labels):
+            dropped.append(split)  # hidden test labels (e.g. GLUE's -1)
+            continue
+        raw[split] = (texts, labels)
+    if len(raw["train"][0]) < 3:
+        raise ValueError(f"text: the train split has {len(raw['train'][0])} rows; need at least 3")
+    return raw, dropped, columns
+
+
 @register_task("text")
 def load_text(
     *,
@@ -386,19 +406,7 @@ def load_text(
         feature = loaded["train"].features.get(label_column)
         class_names = list(getattr(feature, "names", None) or []) or None
 
-    raw: dict[str, RawSplit] = {}
-    dropped: list[str] = []
-    columns: tuple[str, str] | None = None
-    for split, ds in loaded.items():
-        columns = _columns(ds, split, text_column, label_column)
-        texts, labels = _raw(ds, split, *columns)
-        if split != "train" and all(isinstance(y, (int, np.integer)) and y < 0 for y in labels):
-            dropped.append(split)  # hidden test labels (e.g. GLUE's -1)
-            continue
-        raw[split] = (texts, labels)
-    if len(raw["train"][0]) < 3:
-        raise ValueError(f"text: the train split has {len(raw['train'][0])} rows; need at least 3")
-
+    raw, dropped, columns = _raw_splits(loaded, text_column, label_column)
     sources = _fill_missing_splits(raw, val_fraction, seed)
 
     # caps
@@ -482,28 +490,31 @@ def check_text_data(
     """Pre-flight check of local text data, before a run starts: every problem ``load_text``
     would meet (missing files, binary files, missing columns, rows without text or label), plus
     sizes a benchmark can score: each split at least ``MIN_SPLIT_ROWS`` rows and each class at
-    least ``MIN_CLASS_ROWS`` rows in train. Returns ``load_text``'s ``info``; ``ValueError``
-    names the problem and the fix.
+    least ``MIN_CLASS_ROWS`` rows in train. Nothing is tokenized. Returns the split sizes and
+    the train rows per class; ``ValueError`` names the problem and the fix.
     """
-    task = load_text(data_files=data_files, text_column=text_column,
-                     label_column=label_column or "label", tokenizer="byte", max_len=8,
-                     val_fraction=val_fraction, seed=seed)
-    info = task.info
-    small = [f"{split} has {n}" for split, n in info["sizes"].items() if n < MIN_SPLIT_ROWS]
+    raw, _, _ = _raw_splits(read_split_files(parse_data_files(data_files)), text_column,
+                            label_column or "label")
+    _fill_missing_splits(raw, val_fraction, seed)
+    mapping, names = _label_map(raw, None)
+    sizes = {split: len(raw[split][0]) for split in SPLITS}
+    small = [f"{split} has {n}" for split, n in sizes.items() if n < MIN_SPLIT_ROWS]
     if small:
         raise ValueError(
             f"text: too few rows to benchmark on ({', '.join(small)}; each split needs at least"
             f" {MIN_SPLIT_ROWS} after holding out validation/test from train); use more data"
         )
-    rare = [f"{name!r}: {count}" for name, count in zip(task.label_names,
-                                                        info["label_counts"]["train"],
-                                                        strict=True) if count < MIN_CLASS_ROWS]
+    counts = [0] * len(names)
+    for y in raw["train"][1]:
+        counts[mapping[y]] += 1
+    rare = [f"{name!r}: {count}" for name, count in zip(names, counts, strict=True)
+            if count < MIN_CLASS_ROWS]
     if rare:
         raise ValueError(
             f"text: too few train rows of class {', '.join(rare)} (each class needs at least"
             f" {MIN_CLASS_ROWS}); add examples or drop the class"
         )
-    return info
+    return {"sizes": sizes, "label_names": names, "train_label_counts": counts}
 
 
 def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
