@@ -644,14 +644,21 @@ def verdict_line(cmp: Comparison) -> Text:
 
 def unmatched_summary(cmp: Comparison, *, limit: int = 20) -> list[Text]:
     """New and vanished cells, grouped by status, suite and attention: one line per group."""
+    by_suite: dict[str, set[str]] = {}
+    for row in cmp.rows:
+        by_suite.setdefault(row.suite, set()).add(row.status)
+    whole = {suite for suite, statuses in by_suite.items() if statuses in ({"new"},
+                                                                          {"vanished"})}
     groups: dict[tuple[str, str, str], list[CompareRow]] = {}
     for row in cmp.rows:
         if row.status in ("new", "vanished"):
-            groups.setdefault((row.status, row.suite, row.label), []).append(row)
+            # a suite only one run ran is one line; otherwise one line per attention
+            label = "(the whole suite)" if row.suite in whole else row.label
+            groups.setdefault((row.status, row.suite, label), []).append(row)
     lines = []
     for (status, suite, label), rows in sorted(groups.items(),
                                                key=lambda kv: (kv[0][0] != "vanished", kv[0])):
-        cells = {format_params(r.params) for r in rows}
+        cells = {(r.label, format_params(r.params)) for r in rows}
         failing = status == "vanished" and any(r in cmp.failing_vanished for r in rows)
         tag = "vanished, fails the gate" if failing else status
         lines.append(Text.assemble((f"{tag}: ", _STYLES[status] if failing or status == "new"
