@@ -68,6 +68,8 @@ class Record:
     samples: list[float] | None = None
     noisy: str | None = None
     load: dict[str, Any] | None = None
+    suite_version: int | None = None
+    ci_method: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -81,6 +83,8 @@ class Record:
             self.n = int(self.n)
         if self.samples is not None:
             self.samples = [float(x) for x in self.samples]
+        if self.suite_version is not None:
+            self.suite_version = int(self.suite_version)
         if self.interval not in INTERVALS:
             raise ValueError(f"record interval must be one of {INTERVALS}, got {self.interval!r}")
 

@@ -541,7 +541,7 @@ def _load(run_dir: str | Path, side: str) -> tuple[Path, dict[str, Any], list[Re
     if not path.is_dir():
         raise StoreError(f"{side} run {run_dir}: no such directory; pass a run directory written"
                          " by `harness run` (e.g. reports/<run-id> or reports/latest)")
-    meta = read_run(path, versions=(1, 2))
+    meta = read_run(path)
     return path, meta, _upgrade(meta, read_records(path))
 
 
@@ -724,10 +724,11 @@ def write_compare_html(cmp: Comparison, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / "compare.html"
-    records = [r for row in cmp.rows for r in (row.new, row.base) if r is not None]
-    meta = {"attentions": [*(cmp.new_meta.get("attentions") or []),
-                           *(cmp.base_meta.get("attentions") or [])]}
-    colors = attention_colors(meta, records)
+    # the new run's colours (as in its report), then the base run's other labels
+    base_records = [r for row in cmp.rows if (r := row.base)]
+    colors = attention_colors(cmp.base_meta, base_records, prefer=attention_colors(
+        cmp.base_meta, base_records), base=attention_colors(
+        cmp.new_meta, [r for row in cmp.rows if (r := row.new)]))
     groups = []
     titles = {"regression": "Regressions",
               "inconclusive": "Inconclusive (would-be regressions measured on a busy or"

@@ -18,6 +18,7 @@ from harness.measure.env import capture_environment, resolve_device
 from harness.records import Cell, Record
 from harness.run.profiles import Profile, profile_from_dict
 from harness.run.store import (
+    SCHEMA_VERSION,
     ResultsStore,
     RunLock,
     StoreError,
@@ -27,7 +28,7 @@ from harness.run.store import (
     resolve_run_dir,
 )
 from harness.suites import RunContext, get_suite
-from harness.suites.base import compare_rules
+from harness.suites.base import compare_rules, suites_meta
 
 __all__ = ["PlannedCell", "RunInterrupted", "RunOutcome", "plan_run", "preflight", "resume_run",
            "start_run"]
@@ -114,7 +115,15 @@ def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -
         seeds=tuple(profile.seeds),
         data=profile.data,
         progress=progress.cell_progress,
+        reference=profile.reference_label(),
     )
+
+
+def _stamp(records: list[Record], version: int) -> list[Record]:
+    """Stamp the suite's method version into each record (compare: "method changed")."""
+    for r in records:
+        r.suite_version = version
+    return records
 
 
 def _error_records(cell: Cell, status: str, message: str) -> list[Record]:
@@ -160,6 +169,7 @@ def _execute(
                     records = _error_records(p.cell, status, detail)
                     if status == "error" and os.environ.get("HARNESS_TRACEBACK"):
                         traceback.print_exc()
+            _stamp(records, suite.version)
             store.write_cell(p.cell, records)
             finished.extend(records)
             progress.cell_finished(p, records)
@@ -172,7 +182,7 @@ def _execute(
                 summary = [Record(suite=name, attention="*", options={}, params={},
                                   metric="summary_status", status="error",
                                   error=f"summary failed: {detail}")]
-            store.replace_summaries(name, summary)
+            store.replace_summaries(name, _stamp(summary, suite.version))
     finally:
         progress.stop()
     outcome.records = store.records()
@@ -230,6 +240,8 @@ def start_run(
         "profile_hash": profile.hash,
         "suites": suites,
         "attentions": [_attention_meta(s) for s in profile.attention_specs()],
+        "reference": profile.reference_label(),
+        "suites_meta": suites_meta(suites),
         "seeds": list(profile.seeds),
         "device": device,
         "threads": ctx_threads,
@@ -278,7 +290,7 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None) -> RunO
     run_dir = resolve_run_dir(run_dir)  # follow `latest` to the real directory
     if not run_dir.is_dir():
         raise StoreError(f"--resume {run_dir}: no such run directory")
-    meta = read_run(run_dir)
+    meta = read_run(run_dir, versions=(SCHEMA_VERSION,))
     source = f"{run_dir}/run.json"
     suites = meta.get("suites")
     if not isinstance(meta.get("profile"), dict) or not isinstance(suites, list) or not suites:

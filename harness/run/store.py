@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-#: Versions readers such as ``harness compare`` accept (1: records without raw samples).
+#: Versions readers accept: 1 lacks raw samples, ``noisy``, ``load`` and ``suite_version`` in
+#: records and ``suites_meta`` / ``reference`` in run.json (readers use the registered suites').
 READABLE_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
@@ -69,10 +70,10 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(fh, 1)
 
 
-def read_run(run_dir: str | Path, *, versions: tuple[int, ...] = (SCHEMA_VERSION,)
+def read_run(run_dir: str | Path, *, versions: tuple[int, ...] = READABLE_VERSIONS
              ) -> dict[str, Any]:
     """Load ``run.json``; ``StoreError`` when missing, corrupt, not an object, or of a schema
-    version outside ``versions`` (writers accept only the current one)."""
+    version outside ``versions`` (readers take every readable one; a resume only the current)."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise StoreError(f"{path}: not found; is {run_dir} a run directory of `harness run`?")
@@ -183,7 +184,7 @@ class ResultsStore:
     @classmethod
     def open(cls, run_dir: str | Path) -> ResultsStore:
         """Reopen for resume: drop torn lines and incomplete cells, remember finished cells."""
-        read_run(run_dir)
+        read_run(run_dir, versions=(SCHEMA_VERSION,))
         store = cls(Path(run_dir))
         kept = read_records(run_dir, complete_only=True)
         original = store.results_path.read_text(encoding="utf-8")
