@@ -46,7 +46,8 @@ def parse_bytes(value: int | float | str) -> int:
         if value <= 0:
             raise ValueError(f"a memory size must be positive, got {value}")
         return int(value)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+]?[0-9]+)?)\s*([a-zA-Z]*)\s*",
+                         str(value))
     if not match or match.group(2).lower() not in _UNITS:
         raise ValueError(f"cannot read {value!r} as a memory size; write e.g. 6GiB, 512MiB, 1e9")
     size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])

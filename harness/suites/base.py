@@ -26,6 +26,7 @@ __all__ = [
     "RunContext",
     "Suite",
     "SuiteParams",
+    "compare_rules",
     "get_suite",
     "list_suites",
     "register_suite",
@@ -171,6 +172,11 @@ class Suite(ABC):
     description: ClassVar[str]
     headline: ClassVar[str] = ""  # set from the metric declared ``headline=True``
     Params: ClassVar[type[SuiteParams]]
+    #: run.json keys that also define this suite's measurements (compare matches on them).
+    run_keys: ClassVar[tuple[str, ...]] = ()
+    #: metric -> its drift-cancelling ratio metric (measured side by side with a reference);
+    #: compare requires the ratio to agree before it calls the metric a regression.
+    reference_metrics: ClassVar[dict[str, str]] = {}
     version: ClassVar[int] = 1
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     section: ClassVar[str | None] = None
@@ -211,6 +217,11 @@ class Suite(ABC):
         """Relative expected cost of a cell, for the progress bar."""
         return 1.0
 
+    def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+        """A schema-1 record's ``params`` completed with what this version's records carry,
+        from the run's profile ``section`` for this suite (so old stores still match)."""
+        return params
+
 
 _ORDER = ["accuracy", "throughput", "memory", "bias"]
 _SUITES: Registry[Suite] = Registry(
@@ -228,6 +239,14 @@ def register_suite(cls: type[Suite]) -> type[Suite]:
 def list_suites() -> list[str]:
     """Registered suites in their canonical running order."""
     return _SUITES.names()
+
+
+def compare_rules(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each suite's rules for `harness compare` (``run_keys``, ``reference_metrics``), stored in
+    run.json so comparing runs needs no suite import."""
+    return {name: {"run_keys": list(get_suite(name).run_keys),
+                   "reference_metrics": dict(get_suite(name).reference_metrics)}
+            for name in (list_suites() if names is None else names)}
 
 
 def suite_meta(name: str) -> dict[str, Any]:
