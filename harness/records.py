@@ -62,6 +62,7 @@ class Record:
     label: str | None = None
     cell: str | None = None
     cell_size: int | None = None
+    predictions: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -100,7 +101,10 @@ class Record:
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        data = asdict(self)
+        if data["predictions"] is None:  # only cells that saved predictions carry the field
+            del data["predictions"]
+        return json.dumps(data, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

@@ -30,6 +30,7 @@ from harness.report._common import (
     render,
     run_header,
 )
+from harness.report.probes import render_probe_section
 from harness.run.store import Record, canonical_json, read_records, read_run, resolve_run_dir
 
 __all__ = [
@@ -1396,6 +1397,7 @@ def render_report(meta: dict[str, Any], records: Sequence[Record]) -> str:
         memory=memory,
         accuracy=accuracy,
         bias=bias,
+        probe_set=render_probe_section(meta, run.records, run.reference),
         problems=problems,
         all_records=_all_records(run),
         environment=_environment(meta),

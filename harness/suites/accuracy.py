@@ -48,6 +48,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_
 
 from harness.records import Cell, Record, canonical_json
 from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.predictions import PredictionSet, save_predictions
 from harness.suites.training import (
     TrainParams,
     build_for_task,
@@ -457,8 +458,8 @@ class AccuracySuite(Suite):
         result = train_classifier(spec, task, train, seed=seed, device=ctx.device,
                                   progress=ctx.progress)
         ctx.progress(1.0, f"{cell.label} {entry.key}: scoring on test")
-        preds, _ = predict(result.model, task.test, batch_size=params.predict_batch_size,
-                           device=ctx.device, trim_padding=train.trim_padding)
+        preds, probs = predict(result.model, task.test, batch_size=params.predict_batch_size,
+                               device=ctx.device, trim_padding=train.trim_padding)
         y = task.test.labels.numpy()
         scores = score_predictions(y, preds, n_boot=params.n_boot, seed=seed)
         n_test = len(y)
@@ -474,7 +475,7 @@ class AccuracySuite(Suite):
         if params.fidelity and first_seed and _is_reference(cell.attention, cell.options):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
-        return [
+        records = [
             _record(cell, "macro_f1", unit="f1", higher_is_better=True, n=n_test,
                     interval="ci95" if scores["macro_f1"]["ci_low"] is not None else None,
                     **scores["macro_f1"]),
@@ -488,6 +489,10 @@ class AccuracySuite(Suite):
             _record(cell, "n_params", value=result.n_params, unit="count", n=1),
             _record(cell, "best_step", value=result.best_step, unit="steps", n=1),
         ]
+        score = probs[:, 1] if probs.shape[1] == 2 else probs.max(axis=1)
+        save_predictions(ctx, cell, [PredictionSet("test", preds, score, texts=task.test.texts,
+                                                   labels=y.tolist())], records)
+        return records
 
     # ------------------------------------------------------------------------------ summary
     def summarize(
