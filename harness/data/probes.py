@@ -276,15 +276,24 @@ def _has_pairs(probe: ProbeSet, column: str) -> bool:
     return False
 
 
-def label_ids(probe: ProbeSet, label_names: Sequence[str], num_classes: int) -> list[int]:
-    """The probe labels as class indices of a model: a value naming a class (``positive``) or an
-    integer index below ``num_classes``; :class:`ProbeSetError` names the first that is neither."""
+def label_ids(probe: ProbeSet, label_names: Sequence[str], num_classes: int, *,
+              positive: int = 1, label_map: Mapping[str, int] | None = None) -> list[int]:
+    """The probe labels as class indices of a model: through ``label_map`` if given, else a value
+    naming a class (``positive``), an integer index below ``num_classes``, or, for two classes,
+    ``positive``/``negative`` (any case) as the ``positive`` class and the other one;
+    :class:`ProbeSetError` names the first label that is none of these."""
     assert probe.labels is not None
-    names: Mapping[str, int] = {str(n): i for i, n in enumerate(label_names)}
+    names: dict[str, int] = {str(n): i for i, n in enumerate(label_names)}
+    if label_map is not None:
+        names = {str(k): int(v) for k, v in label_map.items()}
+    elif num_classes == 2 and not {"positive", "negative"} & set(names):
+        names |= {"positive": positive, "negative": 1 - positive}
     out = []
     for i, value in enumerate(probe.labels):
         text = str(value).strip()
-        if text in names:
+        if label_map is None and text.lower() in ("positive", "negative") and text not in names:
+            text = text.lower()
+        if text in names and 0 <= names[text] < num_classes:
             out.append(names[text])
             continue
         try:
@@ -297,5 +306,6 @@ def label_ids(probe: ProbeSet, label_names: Sequence[str], num_classes: int) -> 
         raise ProbeSetError(
             f"{probe.origin[i]}, label column {probe.columns.get('label_column')!r}: label"
             f" {value!r} is not a class of the trained model (classes {list(label_names)} or"
-            f" indices 0..{num_classes - 1})")
+            f" indices 0..{num_classes - 1}); map it with probe_set.label_map, e.g."
+            " {positive: 1, negative: 0}")
     return out

@@ -72,6 +72,7 @@ class ProbeSetParams(SuiteParams):
     pair_columns: list[str] = Field(default_factory=list)
     label_column: str | None = None
     template_column: str | None = None
+    label_map: dict[str, int] | None = None
     empty: Literal["level", "drop"] = "level"
     empty_level: str = "(empty)"
     adjust: Literal["holm", "bh"] = "holm"
@@ -304,8 +305,8 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
     """
     where = {**base, "probe": PROBE, "set": probe.name}
     pos = (pred == positive).astype(np.int64)
-    y = np.asarray(label_ids(probe, label_names, num_classes)) if probe.labels is not None \
-        else None
+    y = np.asarray(label_ids(probe, label_names, num_classes, positive=positive,
+                             label_map=params.label_map)) if probe.labels is not None else None
     out = [_rec(cell, "probe_rows", where, value=float(len(probe)), unit="count", n=len(probe))]
     if y is not None:
         out.append(_rec(cell, "accuracy", {**where, "column": "all"},
@@ -520,8 +521,8 @@ def score_probe_set(cell: Cell, base: dict[str, Any], scorer: Any, task: Any,
     records, section = probe_set_records(
         cell, base, probe, pred, score, positive=positive, label_names=task.label_names,
         num_classes=task.num_classes, params=params, seed=seed)
-    labels = label_ids(probe, task.label_names, task.num_classes) if probe.labels is not None \
-        else None
+    labels = label_ids(probe, task.label_names, task.num_classes, positive=positive,
+                       label_map=params.label_map) if probe.labels is not None else None
     groups: dict[str, Any] = dict(probe.groups)
     if probe.keys is not None:
         groups["pair_key"] = [k.replace("\x1f", " | ") for k in probe.keys]
