@@ -479,3 +479,28 @@ def test_probe_labels_map_to_the_model_classes(tmp_path):
         [1 - y for y in expected]
     with pytest.raises(ProbeSetError, match=r"p\.csv row 1, label column 'Label'.*label_map"):
         label_ids(probe, ["a", "b", "c"], 3)
+
+
+def test_hub_probe_dataset_goes_through_datasets(monkeypatch):
+    import datasets
+
+    import harness.data.text as text
+
+    frame = pd.DataFrame(probe_rows())
+    calls = []
+
+    def fake_hub(name, cache_dir):
+        calls.append(name)
+        return {"test": datasets.Dataset.from_pandas(frame)}, name
+
+    monkeypatch.setattr(text, "_load_hub", fake_hub)
+    probe = load_probe_set(dataset="someone/eec-like", **PROBE_COLUMNS)
+    assert calls == ["someone/eec-like"] and len(probe) == 288
+    assert probe.name == "someone/eec-like" and probe.origin[0].startswith("probe dataset")
+
+    def offline(name, cache_dir):
+        raise RuntimeError("text: the Hugging Face hub is unreachable")
+
+    monkeypatch.setattr(text, "_load_hub", offline)
+    with pytest.raises(ProbeSetError, match="probe dataset 'someone/eec-like'.*unreachable"):
+        load_probe_set(dataset="someone/eec-like", **PROBE_COLUMNS)
