@@ -1,4 +1,4 @@
-"""Write an example probe CSV in the Equity Evaluation Corpus layout from the package's own lexicons.
+"""Write an example probe CSV in the Equity Evaluation Corpus layout from the package lexicons.
 
     python scripts/write_probe_csv.py probe.csv [--names-per-group 3]
 

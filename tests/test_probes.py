@@ -318,6 +318,16 @@ def test_shift_vs_standard_is_zero_for_a_twin_and_fires_for_another_model(audite
     raw = _one(other, "shift_p_value", column="Gender", comparison="female-male",
                metric="score_difference")
     assert raw.value <= adjusted.value < 1e-3
+    # another backend of one model: rounding-sized shifts on every row are p-significant but
+    # below min_shift, so nothing is flagged
+    art = json.loads((tmp_path / "artifacts" / "twin.json").read_text())
+    art["probe_set"]["score"] = [s + 1e-6 * (1 + i % 3) for i, s in
+                                 enumerate(art["probe_set"]["score"])]
+    (tmp_path / "artifacts" / "noisy.json").write_text(json.dumps(art))
+    noisy = summarize_probe_set(standard + _as_variant(audited[0.8], "noisy", "noisy"),
+                                params.probe_set, ctx, "bias")
+    assert min(r.value for r in noisy if r.metric == "shift_p_adjusted") < 1e-6
+    assert not any(r.value for r in noisy if r.metric == "significant_shift")
     gone = summarize_probe_set(standard + _as_variant(audited[0.0], "other", "missing"),
                                params.probe_set, ctx, "bias")
     assert [r.status for r in gone] == ["skipped"]
@@ -502,5 +512,5 @@ def test_hub_probe_dataset_goes_through_datasets(monkeypatch):
         raise RuntimeError("text: the Hugging Face hub is unreachable")
 
     monkeypatch.setattr(text, "_load_hub", offline)
-    with pytest.raises(ProbeSetError, match="probe dataset 'someone/eec-like'.*unreachable"):
+    with pytest.raises(ProbeSetError, match=r"probe dataset 'someone/eec-like'.*unreachable"):
         load_probe_set(dataset="someone/eec-like", **PROBE_COLUMNS)

@@ -195,7 +195,7 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
     mine = [r for r in shifts if r.metric.endswith(_SHIFT)]
     if mine:
         flags = {canonical_json({k: v for k, v in r.params.items()
-                                 if k not in ("metric", "alpha")}) + label_of(r)
+                                 if k not in ("metric", "alpha", "min_shift")}) + label_of(r)
                  + str(r.params.get("metric")): r for r in shifts
                  if r.metric == "significant_shift"}
         adj = {canonical_json({k: v for k, v in r.params.items()

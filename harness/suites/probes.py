@@ -24,7 +24,11 @@ differ, and ``score_difference`` with a ``template`` param the same per template
 
 :func:`summarize_probe_set` compares each variant with ``standard`` on the same probe rows
 (``<metric>_shift_vs_standard``, paired t-tests over rows or keys, p-values adjusted per variant
-and cell, ``significant_shift`` flags).
+and cell). ``significant_shift`` needs both an adjusted p below ``alpha`` and a shift of at least
+``min_shift`` (default 0.01 on the [0, 1] score and rate scales): two backends of one attention
+differ by rounding on every row, which a paired t-test over thousands of rows calls significant.
+The tests cover the sampling of probe sentences for fixed trained models, not training
+randomness.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class ProbeSetParams(SuiteParams):
     empty_level: str = "(empty)"
     adjust: Literal["holm", "bh"] = "holm"
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_shift: float = Field(default=0.01, ge=0.0, lt=1.0)
     n_boot: PositiveInt = 1000
 
     @model_validator(mode="after")
@@ -502,9 +507,10 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
             _shift_rec(r, "shift_p_value", where, value=p, unit="p", n=est.n),
             _shift_rec(r, "shift_p_adjusted", {**where, "adjust": params.adjust}, value=q,
                        unit="p", n=est.n),
-            _shift_rec(r, "significant_shift", {**where, "alpha": params.alpha},
-                       value=float(q < params.alpha), unit="flag", higher_is_better=False,
-                       n=est.n),
+            _shift_rec(r, "significant_shift", {**where, "alpha": params.alpha,
+                                                "min_shift": params.min_shift},
+                       value=float(q < params.alpha and abs(est.value or 0.0) >= params.min_shift),
+                       unit="flag", higher_is_better=False, n=est.n),
         ]
     return out
 
