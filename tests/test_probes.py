@@ -161,6 +161,21 @@ def test_group_scores_match_direct_computation():
     gap = gaps["positive_score_gap"]
     assert gap.value == pytest.approx(max(means.values()) - min(means.values()))
     assert gap.ci_low <= gap.value <= gap.ci_high
+    # with labels: fairlearn's own figures, and intervals around them
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
+    y = (rng.uniform(size=100) < 0.5).astype(int)
+    per, gaps = group_scores(score, pos, levels.tolist(), n_boot=200, seed=1, y_true=y)
+    assert gaps["equalized_odds_difference"].value == pytest.approx(
+        equalized_odds_difference(y, pos, sensitive_features=levels))
+    assert gaps["demographic_parity_difference"].value == pytest.approx(
+        demographic_parity_difference(y, pos, sensitive_features=levels))
+    for g in "abc":
+        mask = levels == g
+        assert per[g]["accuracy"].value == pytest.approx((y[mask] == pos[mask]).mean())
+        tpr = per[g]["tpr"]
+        assert tpr.value == pytest.approx(pos[mask & (y == 1)].mean())
+        assert tpr.ci_low <= tpr.value <= tpr.ci_high
 
 
 def test_p_value_adjustment():

@@ -49,7 +49,7 @@ from harness.data import derive_seed
 from harness.data.probes import ProbeSet, label_ids, load_probe_set
 from harness.records import Cell, Record, canonical_json
 from harness.suites.base import RunContext, SuiteParams
-from harness.suites.fairness import Estimate, audit_groups, resample_indices
+from harness.suites.fairness import Estimate, _confusion, _rates, resample_indices
 
 __all__ = [
     "PROBE_GROUP_METRICS",
@@ -82,7 +82,7 @@ class ProbeSetParams(SuiteParams):
     adjust: Literal["holm", "bh"] = "holm"
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_shift: float = Field(default=0.01, ge=0.0, lt=1.0)
-    n_boot: PositiveInt = 1000
+    n_boot: PositiveInt = 500
 
     @model_validator(mode="after")
     def _one_source(self) -> ProbeSetParams:
@@ -175,13 +175,26 @@ def _from_boot(point: float, samples: np.ndarray, n: int) -> Estimate:
 
 def _level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
                  idx: np.ndarray) -> np.ndarray:
-    """Per-resample mean of ``values`` per level: ``(B, n_levels)`` (NaN for an empty level)."""
-    b = idx.shape[0]
-    offset = (codes[idx] + n_levels * np.arange(b)[:, None]).ravel()
-    sums = np.bincount(offset, weights=values[idx].ravel(), minlength=b * n_levels)
-    counts = np.bincount(offset, minlength=b * n_levels)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (sums / counts).reshape(b, n_levels)
+    """Per-resample mean of ``values`` per level: ``(B, n_levels)`` (NaN for an empty level).
+
+    ``idx`` must be resampled within levels (``resample_indices(..., strata=codes)``, or the
+    identity row): the columns of a level then hold that level's resampled rows.
+    """
+    out = np.full((idx.shape[0], n_levels), np.nan)
+    start = 0
+    for part in _row_chunks(idx):
+        taken = values[part]
+        for j in range(n_levels):
+            cols = codes == j
+            if cols.any():
+                out[start: start + part.shape[0], j] = taken[:, cols].mean(axis=1)
+        start += part.shape[0]
+    return out
+
+
+def _row_chunks(idx: np.ndarray, elements: int = 4_000_000) -> list[np.ndarray]:
+    step = max(1, elements // max(idx.shape[1], 1))
+    return [idx[i: i + step] for i in range(0, idx.shape[0], step)]
 
 
 def _spread(means: np.ndarray) -> np.ndarray:
@@ -195,41 +208,66 @@ def _spread(means: np.ndarray) -> np.ndarray:
 
 
 def group_scores(score: np.ndarray, positive: np.ndarray, levels: Sequence[str], *,
-                 n_boot: int, seed: int) -> tuple[dict[str, dict[str, Estimate]],
-                                                 dict[str, Estimate]]:
-    """Per level: mean positive score and predicted-positive rate (fairlearn ``MetricFrame``;
-    t and Wilson intervals); between levels: their max - min with bootstrap intervals."""
-    from fairlearn.metrics import MetricFrame
+                 n_boot: int, seed: int, y_true: np.ndarray | None = None
+                 ) -> tuple[dict[str, dict[str, Estimate]], dict[str, Estimate]]:
+    """Per level and between levels, from one fairlearn ``MetricFrame`` (point values).
+
+    ``score``: positive-class probabilities; ``positive``: 1 where the predicted label is the
+    positive class; ``y_true``: 1 where the expected label is (None: no label metrics).
+    Per level: ``positive_score`` (t-interval), ``selection_rate`` (Wilson) and, with labels,
+    ``accuracy``, ``f1``, ``tpr``, ``fpr`` (bootstrap); between levels (max - min, bootstrap
+    stratified by level): ``positive_score_gap``, ``demographic_parity_difference`` and, with
+    labels, ``equalized_odds_difference``.
+    """
+    from fairlearn.metrics import MetricFrame, false_positive_rate, true_positive_rate
+    from sklearn.metrics import accuracy_score, f1_score
 
     lv = np.asarray(levels, dtype=object).astype(str)
     names = sorted(set(lv.tolist()))
+    yt = (positive if y_true is None else y_true).astype(np.int64)
+    yp = positive.astype(np.int64)
+    metrics: dict[str, Any] = {"positive_score": lambda a, b, score: float(np.mean(score)),
+                               "selection_rate": lambda a, b: float(np.mean(b))}
+    params: dict[str, Any] = {"positive_score": {"score": score.astype(float)}}
+    if y_true is not None:
+        metrics |= {"accuracy": accuracy_score, "tpr": true_positive_rate,
+                    "fpr": false_positive_rate,
+                    "f1": lambda a, b: float(f1_score(a, b, zero_division=0))}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = MetricFrame(
-            metrics={"positive_score": lambda yt, yp: float(np.mean(yp)),
-                     "selection_rate": lambda yt, yp: float(np.mean(yt))},
-            y_true=positive.astype(float), y_pred=score.astype(float), sensitive_features=lv)
-    by = frame.by_group
-    per: dict[str, dict[str, Estimate]] = {}
-    for g in names:
-        mask = lv == g
-        t_est, _ = _t_estimate(score[mask])
-        w = _wilson(positive[mask].astype(float))
-        per[g] = {
-            "positive_score": Estimate(float(by.loc[g, "positive_score"]), t_est.ci_low,
-                                       t_est.ci_high, t_est.stderr, int(mask.sum())),
-            "selection_rate": Estimate(float(by.loc[g, "selection_rate"]), w.ci_low,
-                                       w.ci_high, w.stderr, int(mask.sum())),
-        }
+        by = MetricFrame(metrics=metrics, y_true=yt, y_pred=yp, sensitive_features=lv,
+                         sample_params=params).by_group
     codes = np.searchsorted(np.asarray(names), lv)
     idx = resample_indices(len(lv), n_boot, seed, strata=codes)
+    boot = _rates(_confusion(codes * 4 + yt * 2 + yp, len(names), idx))
+    per: dict[str, dict[str, Estimate]] = {}
+    for j, g in enumerate(names):
+        mask = lv == g
+        n = int(mask.sum())
+        t_est, _ = _t_estimate(score[mask])
+        w = _wilson(yp[mask].astype(float))
+        per[g] = {
+            "positive_score": Estimate(float(by.loc[g, "positive_score"]), t_est.ci_low,
+                                       t_est.ci_high, t_est.stderr, n),
+            "selection_rate": Estimate(float(by.loc[g, "selection_rate"]), w.ci_low, w.ci_high,
+                                       w.stderr, n),
+        }
+        if y_true is not None:
+            for metric in _LABEL_METRICS:
+                per[g][metric] = _from_boot(float(by.loc[g, metric]), boot[metric][:, j], n)
     full = np.arange(len(lv))[None, :]
-    gaps = {}
-    for metric, values in (("positive_score_gap", score.astype(float)),
-                           ("demographic_parity_difference", positive.astype(float))):
-        point = float(_spread(_level_means(values, codes, len(names), full))[0])
-        samples = _spread(_level_means(values, codes, len(names), idx))
-        gaps[metric] = _from_boot(point, samples, len(lv))
+    point = _rates(_confusion(codes * 4 + yt * 2 + yp, len(names), full))
+    gaps = {"positive_score_gap": _from_boot(
+        float(_spread(_level_means(score.astype(float), codes, len(names), full))[0]),
+        _spread(_level_means(score.astype(float), codes, len(names), idx)), len(lv))}
+    sel = np.array([per[g]["selection_rate"].value for g in names], dtype=float)
+    gaps["demographic_parity_difference"] = _from_boot(
+        float(sel.max() - sel.min()), _spread(boot["selection_rate"]), len(lv))
+    if y_true is not None:
+        def eo(rates: dict[str, np.ndarray]) -> np.ndarray:
+            return np.maximum(_spread(rates["tpr"]), _spread(rates["fpr"]))
+
+        gaps["equalized_odds_difference"] = _from_boot(float(eo(point)[0]), eo(boot), len(lv))
     return per, gaps
 
 
@@ -324,28 +362,18 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
                             status="skipped", error=f"column {column!r} has fewer than two"
                             " levels after dropping empty values"))
             continue
-        s = derive_seed(seed, "probe_set", column)
-        per, gaps = group_scores(score[keep], pos[keep], lv, n_boot=params.n_boot, seed=s)
-        audit = None
-        if y is not None:
-            audit = audit_groups(y[keep], pred[keep], lv, positive=positive,
-                                 n_boot=params.n_boot, seed=s)
+        per, gaps = group_scores(
+            score[keep], pos[keep], lv, n_boot=params.n_boot,
+            seed=derive_seed(seed, "probe_set", column),
+            y_true=None if y is None else (y[keep] == positive).astype(np.int64))
         for g, metrics in per.items():
             at = {**where, "column": column, "group": g}
             for metric, est in metrics.items():
                 out.append(_rec(cell, metric, at, est, unit="score" if metric ==
                                 "positive_score" else "fraction"))
-            if audit is not None:
-                for metric in _LABEL_METRICS:
-                    out.append(_rec(cell, metric, at, audit.per_group[g][metric]))
-        at = {**where, "column": column}
-        out.append(_rec(cell, "positive_score_gap", at, gaps["positive_score_gap"],
-                        unit="score", hib=False))
-        out.append(_rec(cell, "demographic_parity_difference", at,
-                        gaps["demographic_parity_difference"], hib=False))
-        if audit is not None:
-            out.append(_rec(cell, "equalized_odds_difference", at,
-                            audit.gaps["equalized_odds_difference"], hib=False))
+        for metric, est in gaps.items():
+            out.append(_rec(cell, metric, {**where, "column": column}, est, hib=False,
+                            unit="score" if metric == "positive_score_gap" else "fraction"))
     out += _paired_records(cell, where, probe, pos, score, params, seed)
     section = {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
                "positive": pos.tolist()}
