@@ -172,7 +172,7 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
                     _value(d), boot_text.strip() or "-",
                     format_value(p.value if p else None, "p"),
                     format_value(q.value if q else None, "p"),
-                    q.params.get("adjust", "") if q else "",
+                    q.params.get("multiplicity", "") if q else "",
                     format_value(flip.value if flip else None, "fraction")))
             rows.append([column, comp, *cells])
         parts.append(Markup("<h4>Paired differences<small class=\"muted\"> (EEC protocol: mean"
@@ -199,7 +199,7 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
                  + str(r.params.get("metric")): r for r in shifts
                  if r.metric == "significant_shift"}
         adj = {canonical_json({k: v for k, v in r.params.items()
-                               if k not in ("metric", "adjust")}) + label_of(r)
+                               if k not in ("metric", "multiplicity")}) + label_of(r)
                + str(r.params.get("metric")): r for r in shifts if r.metric == "shift_p_adjusted"}
         rows = []
         for r in mine:

@@ -79,7 +79,7 @@ class ProbeSetParams(SuiteParams):
     label_map: dict[str, int] | None = None
     empty: Literal["level", "drop"] = "level"
     empty_level: str = "(empty)"
-    adjust: Literal["holm", "bh"] = "holm"
+    multiplicity: Literal["holm", "bh", "none"] = "holm"
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_shift: float = Field(default=0.01, ge=0.0, lt=1.0)
     n_boot: PositiveInt = 500
@@ -150,11 +150,11 @@ def _wilson(hits: np.ndarray) -> Estimate:
 
 
 def _adjust(pvalues: Sequence[float], method: str) -> list[float]:
-    """Holm (family-wise) or Benjamini-Hochberg (false discovery rate) adjusted p-values."""
+    """Holm (family-wise), Benjamini-Hochberg (false discovery rate) or no adjustment."""
     p = np.asarray(pvalues, dtype=float)
     m = p.size
-    if m == 0:
-        return []
+    if m == 0 or method == "none":
+        return p.tolist()
     order = np.argsort(p)
     if method == "holm":
         adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
@@ -420,10 +420,10 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
                     t_est, _ = _t_estimate(diff[js])
                     out.append(_rec(cell, "score_difference", {**at, "template": template},
                                     t_est, unit="score"))
-    adjusted = _adjust([p for _, p, _ in tested], params.adjust)
+    adjusted = _adjust([p for _, p, _ in tested], params.multiplicity)
     for (at, _, n), q in zip(tested, adjusted, strict=True):
-        out.append(_rec(cell, "score_difference_p_adjusted", {**at, "adjust": params.adjust},
-                        value=q, unit="p", n=n))
+        out.append(_rec(cell, "score_difference_p_adjusted",
+                        {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=n))
     return out
 
 
@@ -523,7 +523,7 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                 est, p = _t_estimate(d)
                 tests.append(("score_difference",
                               {**r.params, "column": column, "comparison": f"{a}-{b}"}, est, p))
-    adjusted = iter(_adjust([p for *_, p in tests if p is not None], params.adjust))
+    adjusted = iter(_adjust([p for *_, p in tests if p is not None], params.multiplicity))
     for metric, at, est, p in tests:
         unit = "score" if metric in ("positive_score", "score_difference") else "fraction"
         out.append(_shift_rec(r, f"{metric}_shift_vs_standard", at, est, unit=unit))
@@ -533,8 +533,8 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
         where = {**at, "metric": metric}
         out += [
             _shift_rec(r, "shift_p_value", where, value=p, unit="p", n=est.n),
-            _shift_rec(r, "shift_p_adjusted", {**where, "adjust": params.adjust}, value=q,
-                       unit="p", n=est.n),
+            _shift_rec(r, "shift_p_adjusted", {**where, "multiplicity": params.multiplicity},
+                       value=q, unit="p", n=est.n),
             _shift_rec(r, "significant_shift", {**where, "alpha": params.alpha,
                                                 "min_shift": params.min_shift},
                        value=float(q < params.alpha and abs(est.value or 0.0) >= params.min_shift),
