@@ -434,6 +434,16 @@ def test_cli_audits_a_probe_csv_saves_predictions_and_reports(tmp_path):
     html = (run_dir / "index.html").read_text()
     assert 'id="probe-set"' in html and "Heat map" in html and "Gender × Race" in html
     assert "Paired differences" in html and "Shift vs standard" in html
+    # the same block as a part of the bias section
+    from types import SimpleNamespace
+
+    from harness.report.probes import probe_set_part
+    from harness.run.store import read_records
+
+    part = probe_set_part(SimpleNamespace(meta=meta, records=read_records(run_dir),
+                                          reference="standard"))
+    assert part.startswith('<div id="probe-set">') and "Heat map" in part
+    assert probe_set_part(SimpleNamespace(meta=meta, records=[], reference=None)) is None
 
 
 def test_accuracy_cells_save_predictions(tmp_path):

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from harness.records import Record, canonical_json
 from harness.report._common import format_uncertainty, format_value, label_of
 
-__all__ = ["render_probe_section"]
+__all__ = ["probe_set_part", "render_probe_section"]
 
 _MODEL_KEYS = ("source", "planted", "strength", "seed", "data", "set")
 _SHIFT = "_shift_vs_standard"
@@ -223,10 +223,17 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
     return Markup("").join(parts)
 
 
+def probe_set_part(view: Any, bias: Any = None) -> Markup | None:
+    """The probe-set block inside the bias section (a ``(view, bias) -> Markup | None`` part,
+    ``view`` offering ``meta``, ``records`` and ``reference``)."""
+    return render_probe_section(view.meta, view.records, view.reference, wrap=False)
+
+
 def render_probe_section(meta: dict[str, Any], records: Sequence[Record],
-                         reference: str | None = "standard") -> Markup | None:
-    """The probe-set section as an HTML fragment, or None when the run has no probe-set
-    records."""
+                         reference: str | None = "standard", *,
+                         wrap: bool = True) -> Markup | None:
+    """The probe-set section as an HTML fragment (a ``<section>`` unless ``wrap`` is False), or
+    None when the run has no probe-set records."""
     recs = [r for r in records if r.suite == "bias" and r.params.get("probe") == "probe_set"]
     if not recs:
         return None
@@ -244,13 +251,14 @@ def render_probe_section(meta: dict[str, Any], records: Sequence[Record],
         if r.metric.endswith(_SHIFT) or "shift" in r.metric:
             continue
         models.setdefault(_model_key(r), []).append(r)
-    parts = [Markup('<section id="probe-set"><h2>Bias audit on the probe set</h2>'
-                    '<p class="lead">Every attention\'s bias model scores the user\'s probe set;'
+    head = Markup('<section id="probe-set"><h2>') if wrap else Markup('<div id="probe-set"><h3>')
+    parts = [head + Markup("Bias audit on the probe set") + Markup("</h2>" if wrap else "</h3>")
+             + Markup('<p class="lead">Every attention\'s bias model scores the user\'s probe set;'
                     " per analysis column (each group column and their intersection) the"
                     " per-group scores, the paired differences between levels, and each"
                     " variant's shift vs the reference on the same sentences.</p>")]
     for key, mine in models.items():
         parts.append(_model_section(mine, [r for r in shifts if _model_key(r) == key], labels,
                                     reference))
-    parts.append(Markup("</section>"))
+    parts.append(Markup("</section>" if wrap else "</div>"))
     return Markup("").join(parts)
