@@ -48,7 +48,7 @@ from pydantic import Field, PositiveInt, model_validator
 from harness.data import derive_seed
 from harness.data.probes import ProbeSet, label_ids, load_probe_set
 from harness.records import Cell, Record, canonical_json
-from harness.suites.base import RunContext, SuiteParams
+from harness.suites.base import MetricSpec, RunContext, SuiteParams
 from harness.suites.fairness import Estimate, _confusion, _rates, resample_indices
 
 __all__ = [
@@ -64,6 +64,33 @@ PROBE = "probe_set"
 #: Per-level metrics (labels add accuracy, f1, tpr, fpr).
 PROBE_GROUP_METRICS = ("positive_score", "selection_rate")
 _LABEL_METRICS = ("accuracy", "f1", "tpr", "fpr")
+_SHIFTED = {"positive_score": ("mean positive score", "score"),
+            "selection_rate": ("selection rate", "fraction"),
+            "score_difference": ("paired score difference", "score"),
+            "positive_score_gap": ("positive-score gap", "score"),
+            "demographic_parity_difference": ("demographic-parity difference", "fraction")}
+#: The metrics the probe-set audit adds to the bias suite (the others it writes, e.g.
+#: ``selection_rate`` or ``flip_rate``, the suite already declares).
+PROBE_METRIC_SPECS = (
+    MetricSpec("probe_rows", "probe-set rows scored", "count"),
+    MetricSpec("positive_score", "mean positive score", "score",
+               description="mean positive-class probability over a probe-set group"),
+    MetricSpec("positive_score_gap", "positive-score gap", "score", False,
+               description="max - min of the groups' mean positive scores"),
+    MetricSpec("score_difference_bootstrap", "paired score difference (bootstrap CI)", "score",
+               format="signed"),
+    MetricSpec("score_difference_p_value", "paired t-test p-value", "p"),
+    MetricSpec("score_difference_p_adjusted", "paired t-test p-value, adjusted", "p"),
+    *(MetricSpec(f"{m}_shift_vs_standard", f"Δ {display} vs the reference (probe set)", unit,
+                 False if m.endswith(("_gap", "_difference")) and m != "score_difference"
+                 else None, format="signed", summary=True)
+      for m, (display, unit) in _SHIFTED.items()),
+    MetricSpec("shift_p_value", "shift p-value", "p", summary=True),
+    MetricSpec("shift_p_adjusted", "shift p-value, adjusted", "p", summary=True),
+    MetricSpec("significant_shift", "significant shift vs the reference", "flag", False,
+               summary=True, description="adjusted p below alpha and a shift of at least"
+               " min_shift"),
+)
 
 
 class ProbeSetParams(SuiteParams):
@@ -444,13 +471,13 @@ def _artifact(ctx: RunContext, cell_id: str | None, cache: dict[str, Any]) -> di
 
 
 def summarize_probe_set(records: list[Record], params: ProbeSetParams, ctx: RunContext,
-                        suite: str, reference: str = "standard") -> list[Record]:
-    """Each variant minus ``reference`` on the same probe rows (same model cell params): shifts
+                        suite: str) -> list[Record]:
+    """Each variant minus the run's reference on the same probe rows (same cell params): shifts
     of per-level scores and rates (paired t over rows), of paired differences (paired t over
     keys) and of the gaps (paired bootstrap); p-values adjusted per variant and cell."""
     rows = [r for r in records if r.suite == suite and r.metric == "probe_rows"
             and r.status == "ok" and not (r.cell or "").startswith("summary:")]
-    refs = {canonical_json(r.params): r for r in rows if (r.label or r.attention) == reference}
+    refs = {canonical_json(r.params): r for r in rows if ctx.is_reference(r.label or r.attention)}
     if not refs:
         return []
     probe = params.load()
@@ -458,7 +485,7 @@ def summarize_probe_set(records: list[Record], params: ProbeSetParams, ctx: RunC
     out: list[Record] = []
     for r in rows:
         ref = refs.get(canonical_json(r.params))
-        if ref is None or ref is r or (r.label or r.attention) == reference:
+        if ref is None or ref is r or ctx.is_reference(r.label or r.attention):
             continue
         mine, theirs = _artifact(ctx, r.cell, cache), _artifact(ctx, ref.cell, cache)
         if not mine or not theirs or not mine["fingerprint"] == theirs["fingerprint"] \
