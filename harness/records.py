@@ -64,6 +64,7 @@ class Record:
     cell_size: int | None = None
     predictions: str | None = None
     suite_version: int | None = None
+    ci_method: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

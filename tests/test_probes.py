@@ -25,7 +25,6 @@ from harness.suites import AttentionSpec, DataOptions, RunContext, get_suite
 from harness.suites.bias import BiasParams
 from harness.suites.predictions import PredictionOptions
 from harness.suites.probes import (
-    _adjust,
     _key_differences,
     _t_estimate,
     group_scores,
@@ -176,13 +175,6 @@ def test_group_scores_match_direct_computation():
         tpr = per[g]["tpr"]
         assert tpr.value == pytest.approx(pos[mask & (y == 1)].mean())
         assert tpr.ci_low <= tpr.value <= tpr.ci_high
-
-
-def test_p_value_adjustment():
-    p = [0.01, 0.04, 0.03, 0.005]
-    assert _adjust(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert _adjust(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
-    assert _adjust([], "holm") == []
 
 
 def _simulate(effect: float, rng: np.random.Generator, n_keys: int = 40) -> float:

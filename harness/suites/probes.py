@@ -7,7 +7,7 @@ or more, their intersection ``A × B``):
 * per level (params ``column``, ``group``): ``positive_score`` (mean positive-class probability,
   t-interval) and ``selection_rate`` (predicted-positive rate, Wilson interval), point values from
   fairlearn's ``MetricFrame``; with a label column also ``accuracy``, ``f1``, ``tpr``, ``fpr``
-  (bootstrap intervals, :func:`harness.suites.fairness.audit_groups`);
+  (bootstrap intervals on per-level confusion counts);
 * between levels (params ``column``): ``positive_score_gap`` (max - min level mean),
   ``demographic_parity_difference`` (bootstrap intervals stratified by level) and, with labels,
   ``equalized_odds_difference``.
@@ -34,9 +34,9 @@ randomness.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
@@ -47,9 +47,19 @@ from pydantic import Field, PositiveInt, model_validator
 
 from harness.data import derive_seed
 from harness.data.probes import ProbeSet, label_ids, load_probe_set
+from harness.measure.fairness import _confusion, _rates
+from harness.measure.stats import (
+    Estimate,
+    adjust_pvalues,
+    index_chunks,
+    paired_ttest,
+    percentile_estimate,
+    resample_indices,
+    t_interval,
+    wilson_interval,
+)
 from harness.records import Cell, Record, canonical_json
 from harness.suites.base import MetricSpec, RunContext, SuiteParams
-from harness.suites.fairness import Estimate, _confusion, _rates, resample_indices
 
 __all__ = [
     "PROBE_GROUP_METRICS",
@@ -149,55 +159,11 @@ def _load_cached(key: str) -> ProbeSet:
 
 def _t_estimate(diff: np.ndarray) -> tuple[Estimate, float | None]:
     """Mean with a Student-t 95% interval, and the two-sided one-sample t-test p-value."""
-    from scipy import stats
-
-    n = int(diff.size)
-    if n == 0:
+    if diff.size == 0:
         return Estimate(None, n=0), None
-    mean = float(diff.mean())
-    if n < 2:
-        return Estimate(mean, n=n), None
-    sd = float(diff.std(ddof=1))
-    se = sd / math.sqrt(n)
-    half = float(stats.t.ppf(0.975, df=n - 1)) * se
-    if se == 0.0:
-        return Estimate(mean, mean, mean, 0.0, n), (1.0 if mean == 0.0 else 0.0)
-    p = float(2 * stats.t.sf(abs(mean / se), df=n - 1))
-    return Estimate(mean, mean - half, mean + half, se, n), p
-
-
-def _wilson(hits: np.ndarray) -> Estimate:
-    n = int(hits.size)
-    p = float(hits.mean())
-    z = 1.959963984540054
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half),
-                    math.sqrt(p * (1 - p) / n), n)
-
-
-def _adjust(pvalues: Sequence[float], method: str) -> list[float]:
-    """Holm (family-wise), Benjamini-Hochberg (false discovery rate) or no adjustment."""
-    p = np.asarray(pvalues, dtype=float)
-    m = p.size
-    if m == 0 or method == "none":
-        return p.tolist()
-    order = np.argsort(p)
-    if method == "holm":
-        adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    else:
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1)) * p[order][::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out.tolist()
-
-
-def _from_boot(point: float, samples: np.ndarray, n: int) -> Estimate:
-    good = samples[np.isfinite(samples)]
-    if good.size < 2 or not math.isfinite(point):
-        return Estimate(point if math.isfinite(point) else None, n=n)
-    lo, hi = np.quantile(good, [0.025, 0.975])
-    return Estimate(float(point), float(lo), float(hi), float(good.std(ddof=1)), n)
+    est = t_interval(diff)
+    p = paired_ttest(diff, np.zeros_like(diff))[2] if diff.size > 1 else None
+    return est, p
 
 
 def _level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
@@ -209,7 +175,7 @@ def _level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
     """
     out = np.full((idx.shape[0], n_levels), np.nan)
     start = 0
-    for part in _row_chunks(idx):
+    for part in index_chunks(idx):
         taken = values[part]
         for j in range(n_levels):
             cols = codes == j
@@ -217,11 +183,6 @@ def _level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
                 out[start: start + part.shape[0], j] = taken[:, cols].mean(axis=1)
         start += part.shape[0]
     return out
-
-
-def _row_chunks(idx: np.ndarray, elements: int = 4_000_000) -> list[np.ndarray]:
-    step = max(1, elements // max(idx.shape[1], 1))
-    return [idx[i: i + step] for i in range(0, idx.shape[0], step)]
 
 
 def _spread(means: np.ndarray) -> np.ndarray:
@@ -272,29 +233,29 @@ def group_scores(score: np.ndarray, positive: np.ndarray, levels: Sequence[str],
         mask = lv == g
         n = int(mask.sum())
         t_est, _ = _t_estimate(score[mask])
-        w = _wilson(yp[mask].astype(float))
+        w = wilson_interval(yp[mask])
         per[g] = {
-            "positive_score": Estimate(float(by.loc[g, "positive_score"]), t_est.ci_low,
-                                       t_est.ci_high, t_est.stderr, n),
-            "selection_rate": Estimate(float(by.loc[g, "selection_rate"]), w.ci_low, w.ci_high,
-                                       w.stderr, n),
+            "positive_score": replace(t_est, value=float(by.loc[g, "positive_score"])),
+            "selection_rate": replace(w, value=float(by.loc[g, "selection_rate"])),
         }
         if y_true is not None:
             for metric in _LABEL_METRICS:
-                per[g][metric] = _from_boot(float(by.loc[g, metric]), boot[metric][:, j], n)
+                per[g][metric] = percentile_estimate(float(by.loc[g, metric]),
+                                                     boot[metric][:, j], n)
     full = np.arange(len(lv))[None, :]
     point = _rates(_confusion(codes * 4 + yt * 2 + yp, len(names), full))
-    gaps = {"positive_score_gap": _from_boot(
+    gaps = {"positive_score_gap": percentile_estimate(
         float(_spread(_level_means(score.astype(float), codes, len(names), full))[0]),
         _spread(_level_means(score.astype(float), codes, len(names), idx)), len(lv))}
     sel = np.array([per[g]["selection_rate"].value for g in names], dtype=float)
-    gaps["demographic_parity_difference"] = _from_boot(
+    gaps["demographic_parity_difference"] = percentile_estimate(
         float(sel.max() - sel.min()), _spread(boot["selection_rate"]), len(lv))
     if y_true is not None:
         def eo(rates: dict[str, np.ndarray]) -> np.ndarray:
             return np.maximum(_spread(rates["tpr"]), _spread(rates["fpr"]))
 
-        gaps["equalized_odds_difference"] = _from_boot(float(eo(point)[0]), eo(boot), len(lv))
+        gaps["equalized_odds_difference"] = percentile_estimate(float(eo(point)[0]), eo(boot),
+                                                                len(lv))
     return per, gaps
 
 
@@ -346,7 +307,7 @@ def _ratio_boot(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int) -> Est
     point = float(num.sum() / den.sum())
     idx = resample_indices(num.size, n_boot, seed)
     samples = num[idx].sum(axis=1) / den[idx].sum(axis=1)
-    est = _from_boot(point, samples, int(den.sum()))
+    est = percentile_estimate(point, samples, int(den.sum()))
     return est
 
 
@@ -380,7 +341,7 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
     out = [_rec(cell, "probe_rows", where, value=float(len(probe)), unit="count", n=len(probe))]
     if y is not None:
         out.append(_rec(cell, "accuracy", {**where, "column": "all"},
-                        _wilson((pred == y).astype(float)), hib=True))
+                        wilson_interval((pred == y).astype(float)), hib=True))
     for column, levels in probe.analysis_columns().items():
         keep = np.array([v is not None for v in levels])
         lv = [str(v) for v in levels if v is not None]
@@ -428,7 +389,7 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
             est, p = _t_estimate(diff)
             s = derive_seed(seed, "probe_pairs", column, a, b)
             idx = resample_indices(diff.size, params.n_boot, s)
-            boot = _from_boot(float(diff.mean()), diff[idx].mean(axis=1), diff.size)
+            boot = percentile_estimate(float(diff.mean()), diff[idx].mean(axis=1), diff.size)
             flips, pairs = _flip_counts(pos, rows_a, rows_b)
             out += [
                 _rec(cell, "score_difference", at, est, unit="score"),
@@ -447,7 +408,7 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
                     t_est, _ = _t_estimate(diff[js])
                     out.append(_rec(cell, "score_difference", {**at, "template": template},
                                     t_est, unit="score"))
-    adjusted = _adjust([p for _, p, _ in tested], params.multiplicity)
+    adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
     for (at, _, n), q in zip(tested, adjusted, strict=True):
         out.append(_rec(cell, "score_difference_p_adjusted",
                         {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=n))
@@ -536,7 +497,7 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                  - _spread(_level_means(ref[keep], codes, len(names), idx)))
             out.append(_shift_rec(r, f"{metric}_shift_vs_standard",
                                   {**r.params, "column": column},
-                                  _from_boot(float(d[0]), d[1:], int(keep.sum())),
+                                  percentile_estimate(float(d[0]), d[1:], int(keep.sum())),
                                   unit="score" if metric == "positive_score_gap" else "fraction",
                                   higher_is_better=False))
     if probe.keys is not None:
@@ -550,7 +511,7 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                 est, p = _t_estimate(d)
                 tests.append(("score_difference",
                               {**r.params, "column": column, "comparison": f"{a}-{b}"}, est, p))
-    adjusted = iter(_adjust([p for *_, p in tests if p is not None], params.multiplicity))
+    adjusted = iter(adjust_pvalues([p for *_, p in tests if p is not None], params.multiplicity))
     for metric, at, est, p in tests:
         unit = "score" if metric in ("positive_score", "score_difference") else "fraction"
         out.append(_shift_rec(r, f"{metric}_shift_vs_standard", at, est, unit=unit))
