@@ -247,9 +247,29 @@ def run_cmd(
     label_column: Annotated[str | None, typer.Option(help="Label column of the dataset.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    probe_files: Annotated[str | None, typer.Option(
+        help="Bias audit on your probe set: PATH[,PATH] (csv/tsv/json/jsonl/parquet).")] = None,
+    probe_dataset: Annotated[str | None, typer.Option(
+        help="Probe set from the hub (online), instead of --probe-files.")] = None,
+    probe_text_column: Annotated[str | None, typer.Option(
+        help="Sentence column of the probe set (default: sentence).")] = None,
+    group_columns: Annotated[str | None, typer.Option(
+        help="Group columns of the probe set, e.g. Gender,Race.")] = None,
+    pair_columns: Annotated[str | None, typer.Option(
+        help="Pair-key columns (paired EEC analysis), e.g. 'Template,Emotion word'.")] = None,
+    probe_label_column: Annotated[str | None, typer.Option(
+        help="Expected-label column of the probe set (accuracy, equalized odds).")] = None,
+    probe_empty: Annotated[str | None, typer.Option(
+        help="Empty group values: 'level' (own level) or 'drop'.")] = None,
+    save_predictions: Annotated[bool | None, typer.Option(
+        "--save-predictions/--no-save-predictions",
+        help="Write per-example predictions of accuracy and bias cells (predictions/).")] = None,
+    predictions_format: Annotated[str | None, typer.Option(
+        help="parquet or jsonl (with --save-predictions).")] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Run suites. With no arguments: every suite, quick profile, every registered attention."""
+    from harness.run.probe_options import apply_probe_options
     from harness.run.profiles import ProfileError, load_profile
     from harness.run.runner import RunInterrupted, resume_run, start_run
     from harness.run.store import StoreError
@@ -275,6 +295,11 @@ def run_cmd(
                 data={"dataset": dataset, "data_files": _parse_data_files(data_files),
                       "text_column": text_column, "label_column": label_column},
             )
+            prof = apply_probe_options(
+                prof, files=probe_files, dataset=probe_dataset, text_column=probe_text_column,
+                group_columns=group_columns, pair_columns=pair_columns,
+                label_column=probe_label_column, empty=probe_empty,
+                save_predictions=save_predictions, predictions_format=predictions_format)
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")

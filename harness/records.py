@@ -68,6 +68,7 @@ class Record:
     samples: list[float] | None = None
     noisy: str | None = None
     load: dict[str, Any] | None = None
+    predictions: str | None = None
     suite_version: int | None = None
     ci_method: str | None = None
 
@@ -114,7 +115,10 @@ class Record:
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        data = asdict(self)
+        if data["predictions"] is None:  # only cells that saved predictions carry the field
+            del data["predictions"]
+        return json.dumps(data, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

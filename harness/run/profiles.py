@@ -18,6 +18,7 @@ from harness.attention import list_attentions, load_plugins
 from harness.records import canonical_json
 from harness.suites import get_suite, list_suites
 from harness.suites.base import AttentionSpec, DataOptions, SuiteParams
+from harness.suites.predictions import PredictionOptions
 
 __all__ = [
     "PROFILE_DIR",
@@ -88,6 +89,7 @@ class Profile(BaseModel):
     attentions: list[AttentionEntry] | None = None
     variants: list[AttentionEntry] = Field(default_factory=list)
     data: DataOptions = Field(default_factory=DataOptions)
+    predictions: PredictionOptions = Field(default_factory=PredictionOptions)
     #: Label of the attention every suite and the report compare with; unset: ``standard``
     #: when the run has it (else no comparisons).
     reference: str | None = None
@@ -161,6 +163,7 @@ class Profile(BaseModel):
     def hash(self) -> str:
         data = self.to_dict()
         data.pop("source", None)
+        data.pop("predictions", None)  # what is saved, not what is measured
         return hashlib.sha1(canonical_json(data).encode()).hexdigest()
 
 

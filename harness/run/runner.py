@@ -115,6 +115,7 @@ def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -
         run_dir=run_dir,
         seeds=tuple(profile.seeds),
         data=profile.data,
+        predictions=profile.predictions,
         progress=progress.cell_progress,
         reference=profile.reference_label(),
     )

@@ -71,6 +71,7 @@ from harness.suites.base import (
     SuiteParams,
     register_suite,
 )
+from harness.suites.predictions import PredictionSet, save_predictions
 from harness.suites.training import (
     TrainParams,
     build_for_task,
@@ -525,8 +526,8 @@ class AccuracySuite(Suite):
         result = train_classifier(spec, task, train, seed=seed, device=ctx.device,
                                   progress=ctx.progress, token_mixing=not baseline)
         ctx.progress(1.0, f"{cell.label} {entry.key}: scoring on test")
-        preds, _ = predict(result.model, task.test, batch_size=params.predict_batch_size,
-                           device=ctx.device, trim_padding=train.trim_padding)
+        preds, probs = predict(result.model, task.test, batch_size=params.predict_batch_size,
+                               device=ctx.device, trim_padding=train.trim_padding)
         y = task.test.labels.numpy()
         scores = score_predictions(y, preds, n_boot=params.n_boot, seed=seed)
         artifacts = ctx.artifacts
@@ -541,7 +542,7 @@ class AccuracySuite(Suite):
         if params.fidelity and first_seed and _is_reference(cell, ctx):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
-        return [
+        records = [
             _record(cell, "macro_f1", unit="f1", higher_is_better=True,
                     **scores["macro_f1"].record_fields()),
             _record(cell, "accuracy", unit="fraction", higher_is_better=True,
@@ -553,6 +554,10 @@ class AccuracySuite(Suite):
             _record(cell, "n_params", value=result.n_params, unit="count", n=1),
             _record(cell, "best_step", value=result.best_step, unit="steps", n=1),
         ]
+        score = probs[:, 1] if probs.shape[1] == 2 else probs.max(axis=1)
+        save_predictions(ctx, cell, [PredictionSet("test", preds, score, texts=task.test.texts,
+                                                   labels=y.tolist())], records)
+        return records
 
     # ------------------------------------------------------------------------------ summary
     def summarize(

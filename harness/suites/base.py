@@ -141,6 +141,7 @@ class RunContext:
     run_dir: Path | None = None
     seeds: tuple[int, ...] = (0,)
     data: DataOptions = field(default_factory=DataOptions)
+    predictions: Any = None  # harness.suites.predictions.PredictionOptions (None: not saved)
     progress: Callable[[float, str], None] = lambda fraction, text: None
     #: The label of the reference attention every suite compares with (profile ``reference``).
     reference: str | None = "standard"
