@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccuracyParams",
     "AccuracySuite",
+    "MediaTaskEntry",
     "TaskEntry",
     "TextTaskEntry",
     "fidelity_errors",
@@ -74,6 +75,8 @@ __all__ = [
 
 #: ``ctx.data`` fields that the text task takes from the command line, not from the profile.
 _DATA_KEYS = ("dataset", "data_files", "text_column", "label_column")
+#: ... and those that the media (image/audio) task takes.
+_MEDIA_KEYS = ("dataset", "data_dir", "data_format", "label_column")
 
 
 def _check_attention_options(value: dict[str, dict[str, Any]], where: str) -> None:
@@ -156,6 +159,20 @@ def _recall() -> TaskEntry:
                      attention_options={"sparse": {"block_size": 8}, "lsh": {"chunk_size": 16}})
 
 
+class MediaTaskEntry(TaskEntry):
+    """The ``media`` task on the run's image/audio data (``--data-dir`` + ``--data-format``, or
+    ``--dataset NAME --data-format ...``); ``name`` is fixed."""
+
+    name: Literal["media"] = "media"
+
+
+def _media() -> MediaTaskEntry:
+    return MediaTaskEntry(name="media", params={"image_size": 32, "max_frames": 101,
+                                                "max_train": 20000, "max_eval": 2000},
+                          attention_options={"sparse": {"block_size": 16},
+                                             "lsh": {"chunk_size": 16}})
+
+
 def _text() -> TextTaskEntry:
     return TextTaskEntry(name="text", params={"tokenizer": "wordpiece", "vocab_size": 8000,
                                           "max_len": 64, "max_train": 20000, "max_eval": 2000},
@@ -167,6 +184,7 @@ class AccuracyParams(SuiteParams):
 
     tasks: list[TaskEntry] = Field(default_factory=lambda: [_listops(), _recall()])
     text: TextTaskEntry | None = Field(default_factory=_text)
+    media: MediaTaskEntry | None = Field(default_factory=_media)
     train: TrainParams = Field(default_factory=TrainParams)
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_boot: NonNegativeInt = 1000
@@ -199,10 +217,19 @@ class AccuracyParams(SuiteParams):
                     "(--dataset/--data-files/--text-column/--label-column); to pin data in the "
                     "profile, add a `tasks:` entry with name: text and params.data_files"
                 )
+        if self.media is not None:
+            given = sorted(set(self.media.params) & set(_MEDIA_KEYS))
+            if given:
+                raise ValueError(
+                    f"media.params: {', '.join(given)} come from the command line "
+                    "(--data-dir/--data-format/--dataset/--label-column); to pin data in the "
+                    "profile, add a `tasks:` entry with name: media and params.data_dir"
+                )
         return self
 
     def all_tasks(self) -> list[TaskEntry]:
-        return [*self.tasks, *([self.text] if self.text is not None else [])]
+        run_data = [e for e in (self.text, self.media) if e is not None]
+        return [*self.tasks, *run_data]
 
     def task(self, key: str) -> TaskEntry:
         for entry in self.all_tasks():
@@ -231,22 +258,27 @@ def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
 
 
 def _is_text_from_run(entry: TaskEntry, params: AccuracyParams) -> bool:
-    return params.text is not None and entry is params.text
+    """Whether ``entry`` runs on the run's own data (the text or the media entry)."""
+    return (params.text is not None and entry is params.text) or _is_media_from_run(entry, params)
+
+
+def _is_media_from_run(entry: TaskEntry, params: AccuracyParams) -> bool:
+    return params.media is not None and entry is params.media
 
 
 def _task_kwargs(entry: TaskEntry, params: AccuracyParams, ctx: RunContext) -> dict[str, Any]:
     kwargs = dict(entry.params)
     if _is_text_from_run(entry, params):
         data = ctx.data
-        for key in _DATA_KEYS:
+        for key in _MEDIA_KEYS if _is_media_from_run(entry, params) else _DATA_KEYS:
             value = getattr(data, key)
             if value is not None:
                 kwargs[key] = dict(value) if isinstance(value, dict) else value
     return kwargs
 
 
-def _has_run_data(ctx: RunContext) -> bool:
-    return ctx.data.given
+def _has_run_data(ctx: RunContext, media: bool = False) -> bool:
+    return ctx.data.media_given if media else ctx.data.given
 
 
 def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
@@ -256,7 +288,7 @@ def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
 
 def _split_fingerprint(split: Split) -> str:
     h = hashlib.sha1()
-    h.update(split.input_ids.numpy().tobytes())
+    h.update(split.inputs.numpy().tobytes())
     h.update(split.labels.numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -366,7 +398,8 @@ def fidelity_errors(
             for layer, (q, k, v, kpm) in zip(model.layers, inputs, strict=True):
                 exact = layer.attention.attn(q, k, v, key_padding_mask=kpm)
                 approx = attention(q, k, v, key_padding_mask=kpm)
-                keep = mask[:, None, :, None].to(exact.dtype)
+                keep = (torch.ones_like(exact[:, :1, :, :1]) if kpm is None
+                        else kpm[:, None, :, None].to(exact.dtype))
                 num += (((approx - exact) * keep).double() ** 2).sum(dim=(1, 2, 3))
                 den += ((exact * keep).double() ** 2).sum(dim=(1, 2, 3))
         errors.append((num.sqrt() / den.sqrt().clamp_min(1e-30)).cpu().numpy())
@@ -437,14 +470,21 @@ class AccuracySuite(Suite):
     def run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
         with _threads(params.threads):
             records = self._run_cell(cell, params, ctx)
-        if _is_text_from_run(params.task(cell.params["task"]), params) and ctx.data.given:
+        entry = params.task(cell.params["task"])
+        media = _is_media_from_run(entry, params)
+        if _is_text_from_run(entry, params) and _has_run_data(ctx, media):
             # Runs on different datasets must not match in `harness compare`.
+            label = ctx.data.media_label if media else ctx.data.label
             for r in records:
-                r.params = {**r.params, "data": ctx.data.label}
+                r.params = {**r.params, "data": label}
         return records
 
     def _run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
         entry = params.task(cell.params["task"])
+        if _is_media_from_run(entry, params) and not _has_run_data(ctx, media=True):
+            reason = ("no image/audio data: pass --data-dir PATH --data-format imagefolder|"
+                      "audiofolder (or --dataset NAME --data-format ...) to run the media task")
+            return [_record(cell, "macro_f1", status="skipped", error=reason)]
         if _is_text_from_run(entry, params) and not _has_run_data(ctx):
             reason = ("no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
                       "to run the text task")
@@ -610,7 +650,8 @@ class AccuracySuite(Suite):
             if ckpt is None or not variants:
                 continue
             entry = params.task(task_key)
-            if _is_text_from_run(entry, params) and not _has_run_data(ctx):
+            if _is_text_from_run(entry, params) and not _has_run_data(
+                    ctx, _is_media_from_run(entry, params)):
                 continue
             task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
             ref = next(r for r in refs if ckpt.name == f"{r.cell}.pt")
