@@ -92,7 +92,7 @@ def _place(
         span = high - low
         if (span > size - 1 - 2 * margin).any():
             continue
-        if np.abs(points[0] - points[-1]).max() <= 4:  # ends too close: dots would merge
+        if dots and np.abs(points[0] - points[-1]).max() <= 4:  # dots would merge
             continue
         for _ in range(8):  # a few positions for this shape
             offset = rng.integers(margin - low, size - margin - high)

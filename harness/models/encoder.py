@@ -7,7 +7,7 @@ head surround whichever attention ``config.attention`` names, so parameter count
 A modality front-end turns the input into the sequence the blocks see (``config.modality``):
 
 - ``text``: token ids ``(batch, seq_len)`` -> token + learned 1-D position embeddings;
-- ``image``: pixels ``(batch, channels, height, width)`` -> ViT-style patch embedding (a
+- ``image``: pixels in [0, 1] ``(batch, channels, height, width)`` -> ViT-style patch embedding (a
   ``patch_size`` x ``patch_size`` convolution with that stride; ``patch_size=1`` is LRA's
   pixel-level sequence) + learned 2-D position embeddings (row + column), flattened row-major;
 - ``audio``: log-mel frames ``(batch, frames, num_mel_bins)`` (from
@@ -321,7 +321,13 @@ class EncoderClassifier(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding, nn.Conv2d)):
+        if module is getattr(self, "patch_embeddings", None) or module is getattr(
+            self, "frame_embeddings", None
+        ):  # input projections (as ViT's): unit-scale inputs give unit-scale embeddings
+            fan_in = module.weight[0].numel()
+            _init.normal_(module.weight, mean=0.0, std=fan_in**-0.5)
+            _init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Embedding, nn.Conv2d)):
             _init.normal_(module.weight, mean=0.0, std=std)
             if getattr(module, "bias", None) is not None:
                 _init.zeros_(module.bias)
@@ -428,7 +434,8 @@ class EncoderClassifier(PreTrainedModel):
     def embed(self, inputs: Tensor) -> Tensor:
         """The front-end: (batch, seq_len, hidden_size) with position embeddings added."""
         if self.config.modality == "image":
-            x = self.patch_embeddings(inputs.to(self.patch_embeddings.weight.dtype))
+            pixels = inputs.to(self.patch_embeddings.weight.dtype)
+            x = self.patch_embeddings(2.0 * pixels - 1.0)  # [0, 1] -> [-1, 1], as ViT's input
             rows, cols = x.shape[2], x.shape[3]
             pos = self.row_embeddings.weight[:rows, None, :] + self.column_embeddings.weight[
                 None, :cols, :
