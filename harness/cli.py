@@ -249,6 +249,11 @@ def run_cmd(
                       **_parse_media(data_dir, data_format)},
             )
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
+            accuracy = prof.suites.get("accuracy")
+            if prof.data.media_given and getattr(accuracy, "media", None) is None:
+                raise _fail(f"--data-dir/--data-format: profile {prof.name!r} has no "
+                            "accuracy.media entry to run image/audio data; add one (e.g. "
+                            "`media: {params: {image_size: 32}}`) or use --profile quick")
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")
             outcome = start_run(prof, suites=chosen, out_dir=out, argv=sys.argv, progress=bar)

@@ -166,13 +166,6 @@ class MediaTaskEntry(TaskEntry):
     name: Literal["media"] = "media"
 
 
-def _media() -> MediaTaskEntry:
-    return MediaTaskEntry(name="media", params={"image_size": 32, "max_frames": 101,
-                                                "max_train": 20000, "max_eval": 2000},
-                          attention_options={"sparse": {"block_size": 16},
-                                             "lsh": {"chunk_size": 16}})
-
-
 def _text() -> TextTaskEntry:
     return TextTaskEntry(name="text", params={"tokenizer": "wordpiece", "vocab_size": 8000,
                                           "max_len": 64, "max_train": 20000, "max_eval": 2000},
@@ -184,7 +177,8 @@ class AccuracyParams(SuiteParams):
 
     tasks: list[TaskEntry] = Field(default_factory=lambda: [_listops(), _recall()])
     text: TextTaskEntry | None = Field(default_factory=_text)
-    media: MediaTaskEntry | None = Field(default_factory=_media)
+    #: the run's image/audio data (``--data-dir``); a profile opts in with a ``media:`` entry
+    media: MediaTaskEntry | None = None
     train: TrainParams = Field(default_factory=TrainParams)
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_boot: NonNegativeInt = 1000
@@ -481,12 +475,12 @@ class AccuracySuite(Suite):
 
     def _run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
         entry = params.task(cell.params["task"])
-        if _is_media_from_run(entry, params) and not _has_run_data(ctx, media=True):
+        media = _is_media_from_run(entry, params)
+        if _is_text_from_run(entry, params) and not _has_run_data(ctx, media):
             reason = ("no image/audio data: pass --data-dir PATH --data-format imagefolder|"
-                      "audiofolder (or --dataset NAME --data-format ...) to run the media task")
-            return [_record(cell, "macro_f1", status="skipped", error=reason)]
-        if _is_text_from_run(entry, params) and not _has_run_data(ctx):
-            reason = ("no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
+                      "audiofolder (or --dataset NAME --data-format ...) to run the media task"
+                      if media else
+                      "no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
                       "to run the text task")
             return [_record(cell, "macro_f1", status="skipped", error=reason)]
         seed = int(cell.params["seed"])
