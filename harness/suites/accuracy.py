@@ -203,21 +203,17 @@ class AccuracyParams(SuiteParams):
             raise ValueError(
                 f"task labels must be unique, repeated: {', '.join(dupes)}; set `label:` on one"
             )
-        if self.text is not None:
-            given = sorted(set(self.text.params) & set(_DATA_KEYS))
+        for entry, keys, flags, pin in (
+            (self.text, _DATA_KEYS, "--dataset/--data-files/--text-column/--label-column",
+             "text and params.data_files"),
+            (self.media, _MEDIA_KEYS, "--data-dir/--data-format/--dataset/--label-column",
+             "media and params.data_dir"),
+        ):
+            given = sorted(set(entry.params) & set(keys)) if entry is not None else []
             if given:
                 raise ValueError(
-                    f"text.params: {', '.join(given)} come from the command line "
-                    "(--dataset/--data-files/--text-column/--label-column); to pin data in the "
-                    "profile, add a `tasks:` entry with name: text and params.data_files"
-                )
-        if self.media is not None:
-            given = sorted(set(self.media.params) & set(_MEDIA_KEYS))
-            if given:
-                raise ValueError(
-                    f"media.params: {', '.join(given)} come from the command line "
-                    "(--data-dir/--data-format/--dataset/--label-column); to pin data in the "
-                    "profile, add a `tasks:` entry with name: media and params.data_dir"
+                    f"{entry.name}.params: {', '.join(given)} come from the command line "
+                    f"({flags}); to pin data in the profile, add a `tasks:` entry with name: {pin}"
                 )
         return self
 
