@@ -205,3 +205,19 @@ def test_accuracy_end_to_end_on_speech(tmp_path, monkeypatch) -> None:
     f1 = [r for r in records if r["metric"] == "macro_f1" and r["cell"] != "summary:accuracy"]
     assert {r["params"]["task"] for r in f1} == {"speech"}
     assert len(f1) == 2 and all(r["status"] == "ok" and r["n"] == 8 for r in f1)
+
+
+def test_speech_cells_are_skipped_without_espeak(tmp_path, monkeypatch) -> None:
+    from harness.data import speech
+    from harness.suites import AttentionSpec, RunContext, get_suite
+    from harness.suites.accuracy import AccuracyParams
+
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    speech.synthesize.cache_clear()
+    suite = get_suite("accuracy")
+    params = AccuracyParams.model_validate(tiny_profile(tasks=[{
+        "name": "speech", "params": {"words": ["left", "right"], "n_train": 2, "n_val": 2,
+                                     "n_test": 2, "seed": 99}}])["suites"]["accuracy"])
+    cell = suite.plan(params, [AttentionSpec("standard")], [0])[0]
+    records = suite.run_cell(cell, params, RunContext(run_dir=tmp_path))
+    assert [r.status for r in records] == ["skipped"] and "espeak-ng" in records[0].error

@@ -18,7 +18,7 @@ from harness.data import pathfinder as _pathfinder  # noqa: F401  (registers "pa
 from harness.data import recall as _recall  # noqa: F401  (registers "recall")
 from harness.data import speech as _speech  # noqa: F401  (registers "speech")
 from harness.data import text as _text  # noqa: F401  (registers "text")
-from harness.data.base import Split, TaskData, Tokenizer, derive_seed
+from harness.data.base import Split, TaskData, TaskUnavailable, Tokenizer, derive_seed
 from harness.data.counterfactual import list_swaps, swap, swap_directions, swap_texts
 from harness.data.listops import evaluate_listops
 from harness.data.modality import MODALITIES, declare_modality, task_modality
@@ -38,6 +38,7 @@ __all__ = [
     "Split",
     "SubwordTokenizer",
     "TaskData",
+    "TaskUnavailable",
     "Tokenizer",
     "WordTokenizer",
     "build_probe",

@@ -17,7 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["Split", "TaskData", "Tokenizer", "derive_seed"]
+__all__ = ["Split", "TaskData", "TaskUnavailable", "Tokenizer", "derive_seed"]
+
+
+class TaskUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like TimeoutError
+    """A task cannot be built on this machine (e.g. a program it needs is not installed); suites
+    record its cells as skipped with this message."""
 
 
 @runtime_checkable

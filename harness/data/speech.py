@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from harness.data.audio import MelParams, resample, stack_features
-from harness.data.base import Split, TaskData, check_int, derive_seed
+from harness.data.base import Split, TaskData, TaskUnavailable, check_int, derive_seed
 from harness.data.modality import declare_modality
 from harness.data.registry import register_task
 
@@ -54,7 +54,7 @@ def _run_espeak(text: str, voice: str, speed: int, pitch: int, ssml: bool) -> tu
 
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise RuntimeError(
+        raise TaskUnavailable(
             "speech: the espeak-ng program is not installed; install the Debian package "
             "(apt-get install -y espeak-ng) or use another audio task"
         )
