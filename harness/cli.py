@@ -179,6 +179,8 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
             )
         data_dict["attentions"] = [s.as_dict() for s in chosen]
         data_dict["variants"] = []
+        if data_dict.get("reference") not in {s.label for s in chosen}:
+            data_dict["reference"] = None  # not chosen: the run compares with nothing
     if seed is not None:
         data_dict["seeds"] = [seed]
     if device:

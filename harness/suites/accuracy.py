@@ -26,8 +26,8 @@ softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``)
 ``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
 model's own q, k, v, per test example; mean with bootstrap interval) and ``swap_macro_f1`` (the
 standard model's test macro-F1 with its attention swapped, no retraining). The reference is
-``standard`` with ``backend=sdpa``; its checkpoint for the first seed is saved to
-``artifacts/<cell id>.pt`` so the summary can reload it.
+the profile's ``reference`` attention (default ``standard``); its checkpoint for the first
+seed is saved to ``artifacts/<cell id>.pt`` so the summary can reload it.
 
 ``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
 little from intra-op threads and a single thread is much steadier on a shared machine).
@@ -47,7 +47,14 @@ import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from harness.records import Cell, Record, canonical_json
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 from harness.suites.training import (
     TrainParams,
     build_for_task,
@@ -233,8 +240,9 @@ class AccuracyParams(SuiteParams):
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _is_reference(attention: str, options: dict[str, Any]) -> bool:
-    return attention == "standard" and options.get("backend", "sdpa") == "sdpa"
+def _is_reference(item: Cell | Record, ctx: RunContext) -> bool:
+    """Whether a cell or record is the run's reference attention (profile ``reference``)."""
+    return ctx.is_reference(item.label or item.attention)
 
 
 def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
@@ -417,8 +425,31 @@ def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
 class AccuracySuite(Suite):
     name = "accuracy"
     description = "macro-F1 after training each attention with one budget (synthetic tasks, text)"
-    headline = "macro_f1_mean"
     Params = AccuracyParams
+    version = 1
+    section = "harness.report.sections.accuracy:render"
+    metrics = (
+        MetricSpec("macro_f1", "macro-F1 (one seed)", "f1", True),
+        MetricSpec("accuracy", "accuracy (one seed)", "fraction", True),
+        MetricSpec("val_macro_f1", "validation macro-F1", "f1", True),
+        MetricSpec("train_time_s", "training time", "s", False),
+        MetricSpec("n_params", "parameters", "count"),
+        MetricSpec("best_step", "best-validation step", "steps"),
+        MetricSpec("macro_f1_mean", "macro-F1 (mean over seeds)", "f1", True, headline=True,
+                   summary=True),
+        MetricSpec("accuracy_mean", "accuracy (mean over seeds)", "fraction", True,
+                   summary=True),
+        MetricSpec("train_time_s_mean", "training time (mean over seeds)", "s", False,
+                   summary=True),
+        MetricSpec("macro_f1_diff_vs_standard", "Δ macro-F1 vs the reference", "f1", True,
+                   format="signed", summary=True),
+        MetricSpec("paired_p_value", "paired p-value", "p", summary=True),
+        MetricSpec("n_params_ratio_vs_standard", "parameters / the reference's", "ratio",
+                   summary=True),
+        MetricSpec("fidelity_rel_error", "fidelity relative error", "fraction", False,
+                   summary=True),
+        MetricSpec("swap_macro_f1", "swap macro-F1 (no retraining)", "f1", True, summary=True),
+    )
 
     def _options(self, spec: AttentionSpec, entry: TaskEntry, params: AccuracyParams
                  ) -> dict[str, Any]:
@@ -506,7 +537,7 @@ class AccuracySuite(Suite):
             "history": result.history, "task_summary": task.summary(),
         }, default=str))
         first_seed = seed not in ctx.seeds or seed == min(ctx.seeds)
-        if params.fidelity and first_seed and _is_reference(cell.attention, cell.options):
+        if params.fidelity and first_seed and _is_reference(cell, ctx):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
         return [
@@ -578,14 +609,14 @@ class AccuracySuite(Suite):
                      ) -> list[Record]:
         f1 = [r for r in mine if r.metric == "macro_f1"]
         refs = {(str(r.params["task"]), r.params["seed"]): r for r in f1
-                if _is_reference(r.attention, r.options)}
+                if _is_reference(r, ctx)}
         sizes = {(str(r.params["task"]), r.label): r.value for r in mine
                  if r.metric == "n_params"}
         ref_sizes = {str(r.params["task"]): r.value for r in mine
-                     if r.metric == "n_params" and _is_reference(r.attention, r.options)}
+                     if r.metric == "n_params" and _is_reference(r, ctx)}
         by_group: dict[tuple[str, str], list[Record]] = {}
         for r in f1:
-            if not _is_reference(r.attention, r.options):
+            if not _is_reference(r, ctx):
                 by_group.setdefault((str(r.params["task"]), r.label or r.attention), []).append(r)
         out = []
         for (task_key, label), rows in sorted(by_group.items()):
@@ -632,7 +663,7 @@ class AccuracySuite(Suite):
         out = []
         for task_key in sorted({str(r.params["task"]) for r in f1}):
             refs = sorted((r for r in f1 if str(r.params["task"]) == task_key
-                           and _is_reference(r.attention, r.options)),
+                           and _is_reference(r, ctx)),
                           key=lambda r: r.params["seed"])
             ckpt = next((Path(ctx.run_dir) / "artifacts" / f"{r.cell}.pt" for r in refs
                          if ctx.run_dir is not None

@@ -43,7 +43,14 @@ from harness.data.base import Split, TaskData
 from harness.data.terms import ATTRIBUTES, AXES, axis_groups
 from harness.measure.stats import summarize as summarize_values
 from harness.records import Cell, Record
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 from harness.suites.fairness import (
     GAP_METRICS,
     GROUP_METRICS,
@@ -414,14 +421,55 @@ def _template_records(cell: Cell, base: dict[str, Any], scorer: Scorer,
 # ---------------------------------------------------------------------------------------------
 # the suite
 
+#: Display names of the compared metrics (their ``<metric>_diff_vs_standard`` records follow).
+_COMPARED = {
+    "demographic_parity_difference": "demographic-parity difference",
+    "demographic_parity_ratio": "demographic-parity ratio",
+    "equalized_odds_difference": "equalized-odds difference",
+    "bias_amplification": "bias amplification",
+    "flip_rate": "counterfactual flip rate",
+    "score_gap": "score gap",
+}
+_METRIC_SPECS = (
+    MetricSpec("demographic_parity_difference", _COMPARED["demographic_parity_difference"],
+               "fraction", False, headline=True,
+               description="on the planted axis of the controlled probe"),
+    MetricSpec("demographic_parity_ratio", _COMPARED["demographic_parity_ratio"], "fraction",
+               True),
+    MetricSpec("equalized_odds_difference", _COMPARED["equalized_odds_difference"], "fraction",
+               False),
+    MetricSpec("bias_amplification", _COMPARED["bias_amplification"], "fraction", False),
+    MetricSpec("flip_rate", _COMPARED["flip_rate"], "fraction", False),
+    MetricSpec("score_gap", _COMPARED["score_gap"], "score", False),
+    MetricSpec("selection_rate", "selection rate", "fraction"),
+    MetricSpec("tpr", "true-positive rate", "fraction"),
+    MetricSpec("fpr", "false-positive rate", "fraction"),
+    MetricSpec("accuracy", "accuracy", "fraction", True),
+    MetricSpec("f1", "F1", "fraction"),
+    MetricSpec("model_association", "model association", "fraction"),
+    MetricSpec("data_association", "data association", "fraction"),
+    MetricSpec("score_difference", "score difference", "score", format="signed"),
+    MetricSpec("score_gap_p_value", "score-gap p-value", "p"),
+    MetricSpec("worst_case_accuracy", "worst-case accuracy", "fraction", True),
+    MetricSpec("train_time_s", "training time", "s", False),
+    *(MetricSpec(f"{m}_diff_vs_standard", f"Δ {display} vs the reference", None,
+                 m == "demographic_parity_ratio", format="signed", summary=True)
+      for m, display in _COMPARED.items()),
+    MetricSpec("significant_increase", "significant increase vs the reference", "flag", False,
+               summary=True, description="1 when the difference's whole interval lies on the"
+               " more-biased side beyond min_increase"),
+)
+
 
 @register_suite
 class BiasSuite(Suite):
     name = "bias"
     description = ("fairlearn group audits, bias amplification, counterfactual and template"
                    " probes per attention")
-    headline = "demographic_parity_difference"
     Params = BiasParams
+    version = 1
+    section = "harness.report.sections.bias:render"
+    metrics = _METRIC_SPECS
 
     def plan(self, params: BiasParams, attentions: list[AttentionSpec],
              seeds: list[int]) -> list[Cell]:
@@ -573,14 +621,14 @@ class BiasSuite(Suite):
                 and r.metric in BIAS_METRICS and r.value is not None
                 and not (r.cell or "").startswith("summary:")]
         reference = {(json.dumps(r.params, sort_keys=True), r.metric): r
-                     for r in mine if (r.label or r.attention) == "standard"}
+                     for r in mine if ctx.is_reference(r.label or r.attention)}
         if not reference:
             return []
         cache: dict[str, dict[str, Any] | None] = {}
         out: list[Record] = []
         per_seed: dict[str, list[tuple[Record, Estimate]]] = {}
         for r in mine:
-            if (r.label or r.attention) == "standard":
+            if ctx.is_reference(r.label or r.attention):
                 continue
             ref = reference.get((json.dumps(r.params, sort_keys=True), r.metric))
             if ref is None:

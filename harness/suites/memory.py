@@ -12,7 +12,14 @@ from harness.attention import get_attention
 from harness.measure.memory import cuda_peak_memory, measure_cpu_peak
 from harness.measure.stats import fit_power_law
 from harness.records import Cell, Record
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 from harness.suites.throughput import attention_inputs
 
 __all__ = ["MemoryParams", "MemorySuite", "memory_work"]
@@ -85,8 +92,18 @@ def memory_work(
 class MemorySuite(Suite):
     name = "memory"
     description = "peak memory per length (fresh process per cell on CPU) and the N exponent"
-    headline = "memory_exponent"
     Params = MemoryParams
+    version = 1
+    section = "harness.report.sections.memory:render"
+    metrics = (
+        MetricSpec("peak_bytes", "peak memory", "bytes", False),
+        MetricSpec("memory_exponent", "memory exponent", "exponent", False, headline=True,
+                   summary=True, description="slope of log peak memory vs log N"),
+        MetricSpec("claimed_exponent", "claimed exponent", "exponent", summary=True),
+        MetricSpec("exponent_matches_claim", "matches the claim", "bool", summary=True),
+        MetricSpec("max_seq_len_under_budget", "longest N under the budget", "tokens", True,
+                   summary=True),
+    )
 
     def plan(
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]

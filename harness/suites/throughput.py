@@ -9,7 +9,14 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from harness.measure.timing import time_callable
 from harness.records import Cell, Record
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 
 __all__ = ["ModelThroughputParams", "ThroughputParams", "ThroughputSuite", "attention_inputs"]
 
@@ -96,8 +103,23 @@ def _rate(cell: Cell, metric: str, timing, work: float, unit: str) -> Record:
 class ThroughputSuite(Suite):
     name = "throughput"
     description = "forward / backward / train-step speed per attention and sequence length"
-    headline = "forward_ms"
     Params = ThroughputParams
+    version = 1
+    section = "harness.report.sections.throughput:render"
+    metrics = (
+        MetricSpec("forward_ms", "forward time", "ms", False, headline=True,
+                   description="attention layer alone: median time per forward call, IQR"),
+        MetricSpec("backward_ms", "backward time", "ms", False),
+        MetricSpec("fwd_bwd_ms", "forward + backward time", "ms", False),
+        MetricSpec("forward_tokens_per_s", "forward tokens/s", "tokens/s", True),
+        MetricSpec("fwd_bwd_tokens_per_s", "forward + backward tokens/s", "tokens/s", True),
+        MetricSpec("train_steps_per_s", "train steps/s (full model)", "steps/s", True),
+        MetricSpec("inference_tokens_per_s", "inference tokens/s (full model)", "tokens/s",
+                   True),
+        MetricSpec("crossover_seq_len", "faster than the reference from N", "tokens", False,
+                   summary=True, description="shortest measured length from which the forward"
+                   " pass stays faster than the reference's; null: never"),
+    )
 
     def plan(
         self, params: ThroughputParams, attentions: list[AttentionSpec], seeds: list[int]
@@ -231,7 +253,7 @@ class ThroughputSuite(Suite):
         baseline = {
             (r.params["batch"], r.params["seq_len"]): r.value
             for r in fwd
-            if r.attention == "standard" and r.options.get("backend") == "sdpa"
+            if ctx.is_reference(r.label or r.attention)
         }
         if not baseline:
             return []
@@ -240,7 +262,7 @@ class ThroughputSuite(Suite):
             by_label.setdefault((r.label or r.attention, r.params["batch"]), []).append(r)
         out = []
         for (label, batch), rows in sorted(by_label.items()):
-            if label == "standard":
+            if ctx.is_reference(label):
                 continue
             rows = sorted(rows, key=lambda r: r.params["seq_len"])
             pairs = [(r.params["seq_len"], r.value, baseline.get((batch, r.params["seq_len"])))
