@@ -63,6 +63,7 @@ class Record:
     cell: str | None = None
     cell_size: int | None = None
     suite_version: int | None = None
+    ci_method: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
