@@ -444,7 +444,8 @@ def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
 @register_suite
 class AccuracySuite(Suite):
     name = "accuracy"
-    description = "macro-F1 after training each attention with one budget (synthetic tasks, text)"
+    description = ("macro-F1 after training each attention with one budget (synthetic tasks, text,"
+                   " images, audio)")
     Params = AccuracyParams
     version = 2  # 2: Wald p-values on the bootstrap stderr, no_signal, no-attention baseline
     section = "harness.report.sections.accuracy:render"
