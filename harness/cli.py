@@ -106,12 +106,13 @@ def list_cmd(plugin: PluginOption = None) -> None:
         suites.add_row(name, suite.description, suite.headline)
     console.print(suites)
     try:
-        from harness.data import list_tasks
+        from harness.data import list_tasks, task_modality
 
-        tasks = ", ".join(list_tasks())
+        tasks = ", ".join(f"{name} ({task_modality(name)})" for name in list_tasks())
     except ImportError:
         tasks = "(none)"
-    console.print(f"[bold]tasks:[/] {tasks}")
+    console.print(f"[bold]tasks (modality):[/] {tasks}")
+    console.print("  image and audio tasks run in the accuracy suite; the bias suite is text-only")
     console.print(f"[bold]profiles:[/] {', '.join(list_profiles())}")
     console.print(f"[bold]devices:[/] {', '.join(available_devices())}")
 
@@ -184,6 +185,18 @@ def _parse_data_files(value: str | None) -> dict[str, str] | None:
     return out
 
 
+def _parse_media(data_dir: str | None, data_format: str | None) -> dict[str, str | None]:
+    formats = ("imagefolder", "audiofolder")
+    if data_format is not None and data_format not in formats:
+        raise _fail(f"--data-format must be one of {', '.join(formats)}, got {data_format!r}")
+    if data_dir is not None:
+        if data_format is None:
+            raise _fail("--data-dir needs --data-format imagefolder or audiofolder")
+        if not Path(data_dir).expanduser().is_dir():
+            raise _fail(f"--data-dir {data_dir}: not a folder")
+    return {"data_dir": data_dir, "data_format": data_format}
+
+
 def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads, data):
     from harness.run.profiles import ProfileError, profile_from_dict
 
@@ -245,6 +258,12 @@ def run_cmd(
         help="Local files: train=PATH,test=PATH[,validation=PATH].")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of the dataset.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of the dataset.")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        help="Local image/audio folder (one sub-folder per class; train/ and test/ optional).")
+    ] = None,
+    data_format: Annotated[str | None, typer.Option(
+        help="imagefolder or audiofolder: the layout of --data-dir (or of an image/audio "
+             "--dataset).")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     probe_files: Annotated[str | None, typer.Option(
@@ -293,7 +312,8 @@ def run_cmd(
                 prof, attention=attention, seed=seed, device=device,
                 memory_budget=memory_budget, threads=threads,
                 data={"dataset": dataset, "data_files": _parse_data_files(data_files),
-                      "text_column": text_column, "label_column": label_column},
+                      "text_column": text_column, "label_column": label_column,
+                      **_parse_media(data_dir, data_format)},
             )
             prof = apply_probe_options(
                 prof, files=probe_files, dataset=probe_dataset, text_column=probe_text_column,
@@ -301,6 +321,11 @@ def run_cmd(
                 label_column=probe_label_column, empty=probe_empty,
                 save_predictions=save_predictions, predictions_format=predictions_format)
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
+            accuracy = prof.suites.get("accuracy")
+            if prof.data.media_given and getattr(accuracy, "media", None) is None:
+                raise _fail(f"--data-dir/--data-format: profile {prof.name!r} has no "
+                            "accuracy.media entry to run image/audio data; add one (e.g. "
+                            "`media: {params: {image_size: 32}}`) or use --profile quick")
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")
             outcome = start_run(prof, suites=chosen, out_dir=out, argv=sys.argv, progress=bar)

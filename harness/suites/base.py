@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
@@ -111,17 +111,36 @@ class MetricSpec:
 
 
 class DataOptions(SuiteParams):
-    """Where text data comes from (for suites that train on text)."""
+    """Where the run's own data comes from: text (``dataset`` / ``data_files``) for suites that
+    train on text, or an image/audio folder (``data_dir`` + ``data_format``) or hub image/audio
+    ``dataset`` (with ``data_format``) for the accuracy suite's ``media`` task."""
 
     dataset: str | None = None
     data_files: dict[str, str] | None = None
     text_column: str | None = None
     label_column: str | None = None
+    data_dir: str | None = None
+    data_format: Literal["imagefolder", "audiofolder"] | None = None
+
+    @model_validator(mode="after")
+    def _media_pair(self) -> DataOptions:
+        if self.data_dir is not None and self.data_format is None:
+            raise ValueError("data.data_dir needs data_format: imagefolder or audiofolder")
+        if self.data_format is not None and self.data_dir is None and self.dataset is None:
+            raise ValueError("data.data_format needs data_dir (a local folder) or dataset (a hub "
+                             "image/audio dataset)")
+        return self
 
     @property
     def given(self) -> bool:
-        """Whether the run names a dataset or local files."""
-        return self.dataset is not None or self.data_files is not None
+        """Whether the run names text data (a text dataset or local files)."""
+        text_dataset = self.dataset is not None and self.data_format is None
+        return text_dataset or self.data_files is not None
+
+    @property
+    def media_given(self) -> bool:
+        """Whether the run names image/audio data (a folder, or a hub dataset with a format)."""
+        return self.data_format is not None
 
     @property
     def label(self) -> str:
@@ -129,6 +148,11 @@ class DataOptions(SuiteParams):
         if self.dataset:
             return str(self.dataset)
         return ",".join(f"{k}={Path(v).name}" for k, v in sorted((self.data_files or {}).items()))
+
+    @property
+    def media_label(self) -> str:
+        """Short identity of the image/audio data (hub name or folder name)."""
+        return str(self.dataset) if self.data_dir is None else Path(self.data_dir).name
 
 
 @dataclass
