@@ -96,6 +96,7 @@ class MemorySuite(Suite):
     description = "peak memory per length (fresh process per cell on CPU) and the N exponent"
     Params = MemoryParams
     resource = "memory"
+    run_keys = ("device",)
     version = 2  # 2: claims judged as upper bounds on a t-based interval
     section = "harness.report.sections.memory:render"
     metrics = (
@@ -115,8 +116,9 @@ class MemorySuite(Suite):
     def plan(
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
     ) -> list[Cell]:
+        shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32"}
         return [
-            spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch})
+            spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch, **shape})
             for spec in attentions
             for mode in params.modes
             for n in params.seq_lens
@@ -134,13 +136,19 @@ class MemorySuite(Suite):
                    and c.params["seq_len"] < cell.params["seq_len"]]
         return [max(shorter, key=lambda c: c.params["seq_len"])] if shorter else []
 
+    def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+        extra = {k: section.get(k, MemoryParams.model_fields[k].default)
+                 for k in ("heads", "head_dim")}
+        return {**params, **{k: v for k, v in extra.items() if k not in params},
+                "dtype": params.get("dtype", "float32")}
+
     def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
         for r in finished:
             if r.suite != self.name or r.params.get("mode") != cell.params["mode"]:
                 continue
-            if r.status == "oom":
-                return f"sweep stopped at its first oom (N={r.params['seq_len']})"
-            if r.status == "skipped" and r.error and "first oom" in r.error:
+            if r.status in ("oom", "timeout"):
+                return f"sweep stopped at its first {r.status} (N={r.params['seq_len']})"
+            if r.status == "skipped" and r.error and "sweep stopped at its first" in r.error:
                 return r.error  # the shorter length was skipped for the same reason
         return None
 
@@ -171,9 +179,11 @@ class MemorySuite(Suite):
         )
         if result.status == "ok":
             return [self._record(cell, result.peak_bytes, "ok", None)]
-        if result.status in ("oom", "timeout"):
+        if result.status == "timeout":  # not an oom: it says nothing about the budget
+            return [self._record(cell, None, "timeout", f"timeout: {result.error or ''}")]
+        if result.status == "oom":
             message = result.error or f"over the memory budget of {ctx.memory_budget} bytes"
-            return [self._record(cell, None, "oom", f"{result.status}: {message}")]
+            return [self._record(cell, None, "oom", f"oom: {message}")]
         raise RuntimeError(result.error or "memory measurement failed")
 
     def _record(self, cell: Cell, peak: int | None, status: str, error: str | None) -> Record:
@@ -201,9 +211,12 @@ class MemorySuite(Suite):
 
             def rec(metric: str, value=None, first=first, mode=mode, label=label, **kw
                     ) -> Record:
+                shape = {k: first.params[k] for k in ("heads", "head_dim", "dtype")
+                         if k in first.params}
                 return Record(
                     suite=self.name, attention=first.attention, options=first.options,
-                    params={"mode": mode, "batch": first.params["batch"]}, metric=metric,
+                    params={"mode": mode, "batch": first.params["batch"], **shape},
+                    metric=metric,
                     value=value, label=label, **kw,
                 )
 
