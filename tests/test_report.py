@@ -23,7 +23,6 @@ from harness.report import (
     write_report,
 )
 from harness.report._common import attention_colors, format_uncertainty, format_value
-from harness.report.sections.throughput import loglog_slope as _loglog_slope
 from harness.run.store import (
     Record,
     ResultsStore,
@@ -231,15 +230,6 @@ def test_build_summary_without_meta(full_run: Path) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def test_loglog_slope_recovers_exponents() -> None:
-    ns = [256, 512, 1024, 2048, 4096, 8192]
-    for p in (1.0, 2.0, 1.5):
-        slope, se, n = _loglog_slope([(x, 3.0 * x**p) for x in ns])  # type: ignore[misc]
-        assert slope == pytest.approx(p, abs=1e-9) and se == pytest.approx(0, abs=1e-9)
-        assert n == 3  # the longer half of 6 lengths
-    assert _loglog_slope([(1, 1), (2, 2)]) is None
 
 
 def test_format_helpers() -> None:

@@ -295,3 +295,43 @@ def test_undeclared_metric_check_fires_on_a_planted_metric() -> None:
     assert _written_metrics_undeclared(
         [_rec("throughput", "linear", "time_slope", {}, value=1.0)], meta) == \
         {("throughput", "time_slope")}
+
+
+# ---------------------------------------------------------------------------------------------
+# every metric a quick run writes is declared
+
+_TRAIN = {"steps": 4, "batch_size": 16, "eval_every": 2, "hidden_size": 16, "num_layers": 1,
+          "num_heads": 2, "ffn_size": 32}
+QUICK = {
+    "name": "tiny-all", "seeds": [0], "device": "cpu", "threads": 1, "memory_budget": "2GiB",
+    "attentions": [{"name": "standard"}, {"name": "linear"}],
+    "suites": {
+        "throughput": {"seq_lens": [32, 64, 128], "heads": 2, "head_dim": 8,
+                       "min_run_time": 0.01, "warmup": 0,
+                       "model": {"seq_lens": [16], "batch": 2, "hidden_size": 16,
+                                 "num_layers": 1, "num_heads": 2}},
+        "memory": {"seq_lens": [128, 256, 512], "heads": 2, "head_dim": 8,
+                   "modes": ["forward"]},
+        "accuracy": {"tasks": [{"name": "recall", "params": {
+            "n_train": 48, "n_val": 16, "n_test": 32, "seq_len": 24, "n_pairs": 4,
+            "n_queries": 2, "num_keys": 12, "num_values": 4}}],
+            "text": None, "train": _TRAIN, "n_boot": 20, "baseline": True},
+        "bias": {"corpus": {"n_train": 160, "n_val": 40, "n_test": 80}, "train": _TRAIN,
+                 "audit_axes": ["gender"], "swaps": ["gender"], "template_axes": ["gender"],
+                 "n_boot": 20, "text": None},
+    },
+}
+
+
+@pytest.mark.slow
+def test_every_metric_a_quick_run_writes_is_declared(tmp_path) -> None:
+    from harness.run.profiles import profile_from_dict
+    from harness.run.runner import start_run
+
+    outcome = start_run(profile_from_dict(QUICK), out_dir=tmp_path)
+    written = {r.metric for r in outcome.records}
+    assert {"time_exponent", "memory_exponent", "constant_dominated", "task_signal",
+            "chance_macro_f1", "macro_f1_gain_vs_no_attention", "increase_p_adjusted",
+            "significant_increase"} <= written  # the run reached every summary
+    meta = suites_meta(list(QUICK["suites"]))
+    assert _written_metrics_undeclared(outcome.records, meta) == set()
