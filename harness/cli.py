@@ -43,6 +43,21 @@ def _main(
         console.print(ctx.get_help())
 
 
+PluginOption = Annotated[list[str] | None, typer.Option(
+    "--plugin", help="Load attentions from MODULE[:ATTR] (repeatable); installed plugins"
+    " (entry points `harness.attentions`) load by themselves.")]
+
+
+def _load_plugins(specs: list[str] | None) -> None:
+    """Load plugins before anything is planned; exit 2 naming the plugin when one fails."""
+    from harness.attention import load_plugins
+
+    try:
+        load_plugins(specs or [])
+    except ValueError as err:
+        raise _fail(str(err)) from None
+
+
 def memory_claim(name: str) -> str:
     """The memory claim of ``name`` with its default options: ``Attention.claimed_memory``, the
     same source the memory suite and the report use (a family whose options change the claim,
@@ -53,22 +68,32 @@ def memory_claim(name: str) -> str:
 
 
 @app.command("list")
-def list_cmd() -> None:
-    """Attentions (options, claimed complexity), suites, tasks, profiles and devices."""
-    from harness.attention import attention_class, attention_options, list_attentions
+def list_cmd(plugin: PluginOption = None) -> None:
+    """Attentions (options, claimed complexity, origin), suites, tasks, profiles and devices."""
+    from harness.attention import (
+        attention_class,
+        attention_options,
+        attention_origin,
+        list_attentions,
+    )
     from harness.measure.env import available_devices
     from harness.run.profiles import list_profiles
     from harness.suites import get_suite, list_suites
 
+    _load_plugins(plugin)
     table = Table(title="attentions", title_justify="left")
-    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths"):
+    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths",
+                "origin", "version"):
         table.add_column(col)
     for name in list_attentions():
         cls = attention_class(name)
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
+        origin, version = attention_origin(name)
         table.add_row(escape(name), escape(opts), caps.time_complexity, memory_claim(name),
-                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths))
+                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
+                      escape(origin), escape(version or (__version__ if origin == "built-in"
+                                                         else "-")))
     console.print(table)
     suites = Table(title="suites", title_justify="left")
     suites.add_column("name")
@@ -213,6 +238,7 @@ def run_cmd(
     label_column: Annotated[str | None, typer.Option(help="Label column of the dataset.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    plugin: PluginOption = None,
 ) -> None:
     """Run suites. With no arguments: every suite, quick profile, every registered attention."""
     from harness.run.profiles import ProfileError, load_profile
@@ -220,6 +246,7 @@ def run_cmd(
     from harness.run.store import StoreError
     from harness.suites import list_suites
 
+    _load_plugins(plugin)
     bar = _RichProgress(enabled=progress)
     try:
         if resume is not None:
@@ -308,6 +335,80 @@ def compare_cmd(
         console.print(f"diff: [bold]{path}[/]")
     console.print(f"verdict: [bold]{result.verdict}[/]")
     raise typer.Exit(result.exit_code)
+
+
+@app.command("check")
+def check_cmd(
+    name: Annotated[str, typer.Argument(help="A registered attention (plugins included).")],
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="An attention option KEY=VALUE (YAML value), repeatable.")] = None,
+    only: Annotated[str | None, typer.Option(
+        help="Comma-separated checks to run (default: all).")] = None,
+    seq_lens: Annotated[str | None, typer.Option(
+        help="Lengths of the time sweep, e.g. 256,512,1024,2048.")] = None,
+    memory_seq_lens: Annotated[str | None, typer.Option(
+        help="Lengths of the memory sweep, e.g. 1024,2048,4096,8192.")] = None,
+    device: Annotated[str, typer.Option(
+        help="auto (CPU, and CUDA when present), cpu or cuda.")] = "auto",
+    json_dir: Annotated[Path | None, typer.Option(
+        "--json", help="Write the verdicts as records into this (new) run directory.")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Audit an attention's claims (exactness, causality, padding, independence, determinism,
+    dtypes, bad inputs, complexity). Exit 0: every claim holds; 1: one is violated; 2: bad input."""
+    import yaml
+
+    from harness.check import CheckConfig, audit, exit_code, write_check_run
+
+    _load_plugins(plugin)
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"--option: write KEY=VALUE, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    fields = {}
+    try:
+        if only:
+            fields["checks"] = tuple(c.strip() for c in only.split(",") if c.strip())
+        for key, text in (("seq_lens", seq_lens), ("memory_seq_lens", memory_seq_lens)):
+            if text:
+                fields[key] = tuple(int(x) for x in text.split(","))
+                if len(set(fields[key])) < 3 or min(fields[key]) < 1:
+                    raise ValueError(f"--{key.replace('_', '-')}: give >= 3 distinct positive"
+                                     f" lengths, got {text!r}")
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    if device not in ("auto", "cpu", "cuda"):
+        raise _fail(f"--device must be auto, cpu or cuda; got {device!r}")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise _fail("--device cuda: no CUDA device is available")
+    devices = {"cpu": ("cpu",), "cuda": ("cuda",)}.get(
+        device, ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+    if json_dir is not None and (json_dir / "results.jsonl").exists():
+        raise _fail(f"--json {json_dir}: already holds results; name a new directory")
+    try:
+        verdicts = audit(name, options, CheckConfig(devices=devices, **fields))
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    table = Table(title=f"claims of {name}", title_justify="left")
+    for col in ("check", "device", "claim", "verdict", "evidence"):
+        table.add_column(col)
+    colour = {"pass": "green", "fail": "bold red", "skip": "yellow", "info": "cyan"}
+    for v in verdicts:
+        table.add_row(v.check, v.device, escape(v.claim),
+                      f"[{colour[v.status]}]{v.status}[/]", escape(v.evidence))
+    console.print(table)
+    code = exit_code(verdicts)
+    if json_dir is not None:
+        path = write_check_run(json_dir, name, options, verdicts, argv=sys.argv)
+        console.print(f"results: [bold]{path / 'results.jsonl'}[/]")
+    failed = [v.check for v in verdicts if v.status == "fail"]
+    console.print("verdict: [bold]" + (f"violated ({', '.join(failed)})" if failed
+                                       else "every claim holds") + "[/]")
+    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.attention import list_attentions
+from harness.attention import list_attentions, load_plugins
 from harness.records import canonical_json
 from harness.suites import get_suite, list_suites
 from harness.suites.base import AttentionSpec, DataOptions, SuiteParams
@@ -83,6 +83,7 @@ class Profile(BaseModel):
     device: str = "auto"
     threads: int | None = None
     memory_budget: int = 8 * 2**30
+    plugins: list[str] = Field(default_factory=list)
     attentions: list[AttentionEntry] | None = None
     variants: list[AttentionEntry] = Field(default_factory=list)
     data: DataOptions = Field(default_factory=DataOptions)
@@ -203,6 +204,13 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: a profile must be a mapping, got {type(data).__name__}")
     data = dict(data)
+    plugins = data.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ProfileError(f"{source}: `plugins` must be a list of MODULE[:ATTR] strings")
+    try:
+        load_plugins(plugins)  # before attentions are validated: they may name plugin ones
+    except ValueError as err:
+        raise ProfileError(f"{source}: plugins: {err}") from None
     raw_suites = data.pop("suites", None)
     if not isinstance(raw_suites, dict) or not raw_suites:
         raise ProfileError(

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from harness.attention import load_plugins, loaded_plugins
 from harness.measure.env import capture_environment, resolve_device
 from harness.records import Cell, Record
 from harness.run.profiles import Profile, profile_from_dict
@@ -203,6 +204,7 @@ def start_run(
         "profile_hash": profile.hash,
         "suites": suites,
         "attentions": [_attention_meta(s) for s in profile.attention_specs()],
+        "plugins": [info.as_dict() for info in loaded_plugins()],
         "reference": profile.reference_label(),
         "suites_meta": suites_meta(suites),
         "seeds": list(profile.seeds),
@@ -246,6 +248,7 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None) -> RunO
     """Continue an interrupted run: finished cells are kept, the rest run; nothing duplicates."""
     run_dir = resolve_run_dir(run_dir)  # follow `latest` to the real directory
     meta = read_run(run_dir)
+    load_plugins(p["spec"] for p in meta.get("plugins", []) if p.get("spec"))
     profile = profile_from_dict(meta["profile"], source=f"{run_dir}/run.json")
     store = ResultsStore.open(run_dir)
     store.update_meta(status="running", resumed=[*meta.get("resumed", []), _now()])

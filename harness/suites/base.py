@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
+from harness.registry import Registry, origin_of
 
 __all__ = [
     "FORMATS",
@@ -211,19 +212,22 @@ class Suite(ABC):
         return 1.0
 
 
-_SUITES: dict[str, Suite] = {}
+_ORDER = ["accuracy", "throughput", "memory", "bias"]
+_SUITES: Registry[Suite] = Registry(
+    "suite", order=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)
+)
 
 
 def register_suite(cls: type[Suite]) -> type[Suite]:
-    """Class decorator: register a suite under ``cls.name``."""
-    _SUITES[cls.name] = cls()
+    """Class decorator: register a suite under ``cls.name`` (a taken name is refused)."""
+    if type(_SUITES.get(cls.name)) is not cls:
+        _SUITES.add(cls.name, cls(), origin=origin_of(cls)[0])
     return cls
 
 
 def list_suites() -> list[str]:
     """Registered suites in their canonical running order."""
-    order = ["accuracy", "throughput", "memory", "bias"]
-    return sorted(_SUITES, key=lambda n: (order.index(n) if n in order else len(order), n))
+    return _SUITES.names()
 
 
 def suite_meta(name: str) -> dict[str, Any]:
@@ -239,7 +243,4 @@ def suites_meta(names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def get_suite(name: str) -> Suite:
-    try:
-        return _SUITES[name]
-    except KeyError:
-        raise ValueError(f"unknown suite {name!r}; available: {', '.join(list_suites())}") from None
+    return _SUITES.entry(name).value  # type: ignore[return-value]
