@@ -600,3 +600,15 @@ def test_sort_script_orders_rows_by_value(page: str, tmp_path: Path) -> None:
     out = subprocess.run(["node", str(tmp_path / "t.js")], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["d,b,a,c", "a,b,d,c", "a,b,c,d"]
+
+
+def test_throughput_exponents_are_the_suites_records(full_run: Path, page: str) -> None:
+    """The table shows each attention's stored ``time_exponent`` (with its interval and method),
+    not a fit of its own."""
+    section = _section(page, "throughput", "memory")
+    exps = {r.label: r for r in read_records(full_run) if r.metric == "time_exponent"}
+    assert exps and "fitted slope" not in section and "slope " not in section
+    for label, r in exps.items():
+        row = next(x for x in re.findall(r"<tr>.*?</tr>", section, re.S)
+                   if f'<span class="label">{label}</span>' in x)
+        assert f'data-sort="{r.value}"' in row and "(ols_t)" in row, label
