@@ -58,7 +58,7 @@ def render(view: RunView) -> Section | None:
             if exp is not None and exp.value is not None:
                 legend += f" · fitted {exp.value:.2f}"
             if claim is not None and claim.value is not None:
-                legend += f" (claim ≤ N^{claim.value:g})"
+                legend += f" (claim N^{claim.value:g})"
             series.append(plots.LineSeries(legend, view.color(label), pts, [
                 seq_len(r) for r in mine if r.status == "oom"]))  # type: ignore[misc]
         charts.append(chart(plots.line_chart(
