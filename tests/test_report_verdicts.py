@@ -6,6 +6,7 @@ planted fault) to show that it can fail."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -335,3 +336,38 @@ def test_every_metric_a_quick_run_writes_is_declared(tmp_path) -> None:
             "significant_increase"} <= written  # the run reached every summary
     meta = suites_meta(list(QUICK["suites"]))
     assert _written_metrics_undeclared(outcome.records, meta) == set()
+
+
+# ---------------------------------------------------------------------------------------------
+# the page around the sections: verdict cards, the all-records appendix
+
+
+def _page_parts(records: list[Record]) -> tuple[str, str]:
+    """The verdict block and the "All records" appendix of the full page."""
+    page = render_report(_meta("accuracy"), records)
+    verdict = page[page.index('id="verdict"'):page.index('id="summary"')]
+    return verdict, page[page.index("All records"):]
+
+
+def test_verdict_cards_leave_out_the_no_attention_baseline() -> None:
+    verdict, _ = _page_parts(_accuracy(signal=True))
+    assert ">standard<" in verdict and ">linear<" in verdict
+    assert ">no-attention<" not in verdict  # a baseline row of the accuracy section only
+    # a label of a real attention that merely reads like one still gets its card
+    renamed = [r if r.attention != "none" else replace(r, attention="linear")
+               for r in _accuracy(signal=True)]
+    verdict, _ = _page_parts(renamed)
+    assert ">no-attention<" in verdict
+
+
+def test_all_records_appendix_names_each_interval_method() -> None:
+    _, appendix = _page_parts(_accuracy(signal=True))
+    chance = _row(appendix, "<td>chance_macro_f1</td>")
+    assert "interval: percentile bootstrap (bootstrap)" in chance
+    diff = _row(appendix, "<td>macro_f1_diff_vs_standard</td>")
+    assert "interval: paired percentile bootstrap" in diff
+    # a record without its method says so rather than passing in silence
+    bare = [r if r.metric != "chance_macro_f1" else replace(r, ci_method=None)
+            for r in _accuracy(signal=True)]
+    _, appendix = _page_parts(bare)
+    assert "method not recorded" in _row(appendix, "<td>chance_macro_f1</td>")
