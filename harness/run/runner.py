@@ -117,7 +117,8 @@ def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -
         data=profile.data,
         predictions=profile.predictions,
         progress=progress.cell_progress,
-        reference=profile.reference_label(),
+        reference=(reference := profile.reference_label()),
+        reference_spec=next((s for s in profile.attention_specs() if s.label == reference), None),
     )
 
 
