@@ -14,7 +14,9 @@ poison the others:
 4. ``bench``: ``scripts/gpu_bench.py``: float32 / bfloat16 / float16 sweep (forward, fwd+bwd,
    peak memory, crossover, memory exponents), standard (sdpa) vs bare SDPA and vs eager, sparse
    vs ``torch.compile(flex_attention)`` (``bench.jsonl``).
-5. ``summary.txt``: every table and every failure, also printed at the end.
+5. ``training`` (only when named in ``--steps``): ``harness run accuracy bias`` cut to 40 steps
+   per model, a smoke of the training, evaluation and audit paths on the device.
+6. ``summary.txt``: every table and every failure, also printed at the end.
 
 Exit status: 0 every step passed; 1 a step failed or did not finish; 2 unusable setup (CUDA
 asked for and missing, a package that cannot be imported).
@@ -45,6 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from scripts.gpu_summary import latest_run, write_summary  # noqa: E402
+
 #: Modules every step needs: a failure to import one stops the check (exit 2).
 REQUIRED_MODULES = ("torch", "pydantic", "yaml", "jinja2", "typer", "psutil", "scipy",
                     "transformers", "harness.suites", "harness.run.runner", "harness.report",
@@ -63,7 +67,7 @@ TEST_FILES = ("tests/test_attention_contract.py", "tests/test_attention_sparse.p
 FULL_LENGTHS = [1024, 2048, 4096, 8192, 16384]
 TINY_LENGTHS = [128, 256]
 #: Seconds each step may take on the device; the check as a whole stays under 8 minutes.
-FULL_LIMITS = {"tests": 150, "suites": 150, "bench": 240}
+FULL_LIMITS = {"tests": 150, "suites": 150, "bench": 240, "training": 150}
 
 
 class CheckError(Exception):
@@ -193,7 +197,8 @@ def junit_problems(xml_path: Path, device: str) -> tuple[dict[str, int], list[st
 def run_tests(out: Path, device: str, tiny: bool, deadline: float, env: dict[str, str]
               ) -> list[str]:
     problems = []
-    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+            "--continue-on-collection-errors"]
     runs = {"tests_cuda": ["-m", "cuda", "tests"], "tests_attention": list(TEST_FILES)}
     for name, selection in runs.items():
         xml = out / f"{name}.xml"
@@ -234,6 +239,47 @@ def suites_profile(device: str, tiny: bool, memory_budget: str) -> dict[str, Any
     return data
 
 
+def training_profile(device: str, memory_budget: str) -> dict[str, Any]:
+    """The quick profile's accuracy (recall only) and bias suites, cut to a smoke of the CUDA
+    training, evaluation and audit paths (40 steps per model)."""
+    from harness.run.profiles import load_profile
+
+    data = load_profile("quick").to_dict()
+    data.pop("source", None)
+    data.update(name="gpu-check-training", description="scripts/gpu_check.py training smoke",
+                device=device, memory_budget=memory_budget, threads=None)
+    accuracy, bias = data["suites"]["accuracy"], data["suites"]["bias"]
+    accuracy["tasks"] = [t for t in accuracy["tasks"] if t["name"] == "recall"]
+    accuracy["tasks"][0]["params"].update(n_train=500, n_val=100, n_test=200)
+    for suite in (accuracy, bias):
+        suite["train"].update(steps=40, eval_every=20)
+        suite["n_boot"] = 100
+        suite["threads"] = None
+    bias["corpus"].update(n_train=500, n_val=100, n_test=300)
+    data["suites"] = {"accuracy": accuracy, "bias": bias}
+    return data
+
+
+def run_training(out: Path, device: str, tiny: bool, deadline: float, env: dict[str, str],
+                 memory_budget: str) -> list[str]:
+    """``harness run accuracy bias`` on the device with the training smoke profile."""
+    import yaml
+
+    profile = out / "gpu_training.yaml"
+    profile.write_text(yaml.safe_dump(training_profile(device, memory_budget), sort_keys=False),
+                       encoding="utf-8")
+    cmd = [sys.executable, "-m", "harness.cli", "run", "accuracy", "bias", "--profile",
+           str(profile), "--device", device, "--out", str(out / "runs-training"),
+           "--no-progress"]
+    code = run_process(cmd, out / "training.log", _limit("training", tiny, deadline),
+                       {**env, "HARNESS_TRACEBACK": "1"})
+    if code is None:
+        return ["harness run accuracy bias did not finish in time"]
+    if code != 0:
+        return [f"harness run accuracy bias exited {code} (see training.log)"]
+    return []
+
+
 def run_suites(out: Path, device: str, tiny: bool, deadline: float, env: dict[str, str],
                memory_budget: str) -> tuple[list[str], Path | None]:
     import yaml
@@ -246,9 +292,7 @@ def run_suites(out: Path, device: str, tiny: bool, deadline: float, env: dict[st
            str(profile), "--device", device, "--out", str(runs), "--no-progress"]
     code = run_process(cmd, out / "suites.log", _limit("suites", tiny, deadline),
                        {**env, "HARNESS_TRACEBACK": "1"})
-    dirs = sorted(p for p in runs.glob("*")
-                  if not p.is_symlink() and (p / "results.jsonl").is_file())
-    run_dir = dirs[-1] if dirs else None
+    run_dir = latest_run(runs)
     problems = []
     if code is None:
         problems.append("harness run did not finish in time (its finished cells are kept)")
@@ -301,7 +345,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fail (exit 2) when CUDA is missing; default: on with --device cuda")
     p.add_argument("--tiny", action="store_true", help="tiny sizes: the CPU dry run")
     p.add_argument("--steps", nargs="+", default=["tests", "suites", "bench"],
-                   choices=["tests", "suites", "bench"])
+                   choices=["tests", "suites", "bench", "training"],
+                   help="steps after the preflight; 'training' (accuracy + bias smoke on the "
+                   "device) is not in the default run")
     p.add_argument("--memory-budget", default="48GiB", help="peak allowed per memory cell")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds for all steps together (default 450, under 8 minutes; "
@@ -321,8 +367,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from scripts.gpu_summary import write_summary
-
     args = parse_args(argv)
     started = time.monotonic()
     deadline = started + args.time_budget
@@ -360,9 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "suites":
             step.detail, run_dir = run_suites(out, args.device, args.tiny, deadline, env,
                                               args.memory_budget)
-        else:
+        elif name == "bench":
             step.detail = run_bench(out, args.device, args.tiny, deadline, env,
                                     args.memory_budget)
+        else:
+            step.detail = run_training(out, args.device, args.tiny, deadline, env,
+                                       args.memory_budget)
         step.seconds = time.monotonic() - t0
         step.status = "failed" if step.detail else "passed"
     text = write_summary(out, info, steps, run_dir, time.monotonic() - started)

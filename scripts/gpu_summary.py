@@ -167,6 +167,12 @@ def _bench_section(records: list[Record]) -> list[str]:
     return out
 
 
+def latest_run(folder: Path) -> Path | None:
+    """The newest run directory under ``folder`` (not the ``latest`` link), if any."""
+    runs = sorted(p.parent for p in folder.glob("*/results.jsonl") if not p.parent.is_symlink())
+    return runs[-1] if runs else None
+
+
 def summary_text(out_dir: Path, info: dict[str, Any], steps: list[Any],
                  run_dir: Path | None, elapsed: float) -> str:
     """The whole summary as text."""
@@ -188,8 +194,16 @@ def summary_text(out_dir: Path, info: dict[str, Any], steps: list[Any],
         lines += [f"run directory: {run_dir.relative_to(out_dir)}", *_suites_section(suite_records),
                   ""]
     lines += _bench_section(bench_records)
+    training = latest_run(out_dir / "runs-training")
+    training_records = read_jsonl(training / "results.jsonl") if training else []
+    if training is not None:
+        counts: dict[str, int] = {}
+        for r in training_records:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        lines += ["", "== training smoke (harness run accuracy bias) ==",
+                  f"run directory: {training.relative_to(out_dir)}; records by status: {counts}"]
     problems = [f"[{s.name}] {d}" for s in steps for d in s.detail]
-    problems += failures(suite_records) + failures(bench_records)
+    problems += failures(suite_records) + failures(bench_records) + failures(training_records)
     lines += ["", f"== problems ({len(problems)}) ==", *(problems or ["none"])]
     overall = all(s.status == "passed" for s in steps)
     lines += ["", f"gpu_check: {'PASSED' if overall else 'FAILED'}"]
@@ -213,10 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args[0])
     info = json.loads((out / "env.json").read_text()) if (out / "env.json").is_file() else {}
-    runs = sorted(p.parent for p in (out / "runs").glob("*/results.jsonl")
-                  if not p.parent.is_symlink())
     steps = [SimpleNamespace(name="(re-made)", status="passed", seconds=0.0, detail=[])]
-    print(summary_text(out, info, steps, runs[-1] if runs else None, 0.0), end="")
+    print(summary_text(out, info, steps, latest_run(out / "runs"), 0.0), end="")
     return 0
 
 

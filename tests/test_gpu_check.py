@@ -242,3 +242,15 @@ def test_throughput_suite_cell_on_cuda(tmp_path):
     assert {r.metric for r in records} >= {"forward_ms", "backward_ms", "fwd_bwd_ms"}
     assert all(r.status == "ok" and r.value > 0 for r in records)
     json.dumps([r.to_json() for r in records])
+
+
+@pytest.mark.parametrize("tiny", [True, False])
+def test_generated_profiles_validate(tiny):
+    from harness.run.profiles import profile_from_dict
+
+    suites = profile_from_dict(gpu_check.suites_profile("cuda", tiny, "48GiB"))
+    assert max(suites.suites["memory"].seq_lens) == (256 if tiny else 16384)
+    assert {s.label for s in suites.attention_specs()} >= {"standard", "standard[eager]",
+                                                           "sparse", "lsh", "linear"}
+    training = profile_from_dict(gpu_check.training_profile("cuda", "48GiB"))
+    assert [t.name for t in training.suites["accuracy"].tasks] == ["recall"]
