@@ -33,7 +33,7 @@ def test_missing_cuda_fails_loudly_before_anything_runs(monkeypatch, tmp_path, c
 def test_require_cuda_defaults_follow_the_device(tmp_path):
     assert gpu_check.parse_args(["--out", str(tmp_path / "a")]).require_cuda is True
     cpu = gpu_check.parse_args(["--device", "cpu", "--tiny", "--out", str(tmp_path / "b")])
-    assert cpu.require_cuda is False and cpu.time_budget == 1800.0
+    assert cpu.require_cuda is False and cpu.time_budget == 3600.0
     _, problems = gpu_check.preflight("cpu", require_cuda=False)
     assert not [p for p in problems if "pydantic" in p]
     full = tmp_path / "full"
