@@ -200,8 +200,8 @@ def run_tests(out: Path, device: str, tiny: bool, deadline: float, env: dict[str
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
             "--continue-on-collection-errors"]
     # The dry run (tiny) keeps the contract file only: the family files are CPU tests there.
-    files = [f for f in TEST_FILES if not tiny or "sparse" not in f and "lsh" not in f
-             and "linear" not in f]
+    files = [f for f in TEST_FILES if not tiny or ("sparse" not in f and "lsh" not in f
+             and "linear" not in f)]
     runs = {"tests_cuda": ["-m", "cuda", "tests"], "tests_attention": files}
     for name, selection in runs.items():
         xml = out / f"{name}.xml"
