@@ -43,6 +43,15 @@ def _main(
         console.print(ctx.get_help())
 
 
+def memory_claim(name: str) -> str:
+    """The memory claim of ``name`` with its default options: ``Attention.claimed_memory``, the
+    same source the memory suite and the report use (a family whose options change the claim,
+    e.g. standard's SDPA backend, says so there rather than in its class capabilities)."""
+    from harness.attention import get_attention
+
+    return get_attention(name).claimed_memory[0]
+
+
 @app.command("list")
 def list_cmd() -> None:
     """Attentions (options, claimed complexity), suites, tasks, profiles and devices."""
@@ -58,7 +67,7 @@ def list_cmd() -> None:
         cls = attention_class(name)
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
-        table.add_row(escape(name), escape(opts), caps.time_complexity, caps.memory_complexity,
+        table.add_row(escape(name), escape(opts), caps.time_complexity, memory_claim(name),
                       _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths))
     console.print(table)
     suites = Table(title="suites", title_justify="left")
@@ -166,6 +175,8 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
             )
         data_dict["attentions"] = [s.as_dict() for s in chosen]
         data_dict["variants"] = []
+        if data_dict.get("reference") not in {s.label for s in chosen}:
+            data_dict["reference"] = None  # not chosen: the run compares with nothing
     if seed is not None:
         data_dict["seeds"] = [seed]
     if device:

@@ -62,6 +62,8 @@ class Record:
     label: str | None = None
     cell: str | None = None
     cell_size: int | None = None
+    suite_version: int | None = None
+    ci_method: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -73,6 +75,8 @@ class Record:
                 setattr(self, name, v if math.isfinite(v) else None)
         if self.n is not None:
             self.n = int(self.n)
+        if self.suite_version is not None:
+            self.suite_version = int(self.suite_version)
         if self.interval not in INTERVALS:
             raise ValueError(f"record interval must be one of {INTERVALS}, got {self.interval!r}")
 

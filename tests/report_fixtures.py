@@ -25,6 +25,7 @@ from unittest import mock
 
 from harness.run import store as store_module
 from harness.run.store import Cell, Record, ResultsStore, canonical_json
+from harness.suites.base import suites_meta
 
 __all__ = ["ALL_SUITES", "DEFAULT_ATTENTIONS", "SEQ_LENS", "build_run"]
 
@@ -529,7 +530,7 @@ def build_run(
 
     ``attentions`` takes specs (``label``, ``name``, ``options``) or bare labels, which reuse the
     cost models of the default at the same position. The first attention is the reference
-    ("standard"). ``seed`` drives the measurement noise only. The bias suite runs
+    (run.json ``reference``). ``seed`` drives the measurement noise only. The bias suite runs
     ``bias_seeds`` (default: the first of ``seeds``, like the quick profile) x
     ``bias_strengths``; with two or more seeds its summary adds ``seed: "all"`` records.
     ``transform`` may edit or drop
@@ -563,7 +564,11 @@ def build_run(
         "profile_hash": hashlib.sha1(canonical_json(profile).encode()).hexdigest(),
         "suites": list(suites),
         "attentions": specs,
+        "reference": specs[0]["label"],
+        "suites_meta": suites_meta(list(suites)),
         "seeds": list(seeds),
+        "device": device,
+        "memory_budget": MEMORY_BUDGET,
         "environment": {
             "harness_version": "0.1.0", "git_sha": "3f9c2ab71e0d4c55b8a1f0e2d9c7b6a5e4f3d2c1",
             "git_dirty": False, "python": "3.11.9", "torch": "2.13.0", "transformers": "4.57.0",
@@ -591,7 +596,8 @@ def build_run(
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "oom", "error", "skipped")}
     cells = {r.cell for r in records if r.cell and not r.cell.startswith("summary:")}
     store.update_meta(status="failed" if counts["error"] else "finished",
-                      end_time="2025-03-14T11:02:41Z", n_cells=len(cells), counts=counts)
+                      end_time="2025-03-14T11:02:41Z", n_cells=len(cells), counts=counts,
+                      duration_s=5561.2)
     return Path(run_dir)
 
 

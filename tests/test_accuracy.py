@@ -18,11 +18,16 @@ from sklearn.metrics import accuracy_score, f1_score
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.measure.stats import paired_bootstrap_test
 from harness.records import Record
 from harness.run.profiles import ProfileError, profile_from_dict
 from harness.suites import AttentionSpec, RunContext, get_suite
-from harness.suites.accuracy import AccuracyParams, paired_diff, score_predictions
+from harness.suites.accuracy import (
+    BASELINE_LABEL,
+    AccuracyParams,
+    chance_macro_f1,
+    paired_diff,
+    score_predictions,
+)
 from harness.suites.base import DataOptions
 from harness.suites.training import macro_f1_scores
 
@@ -77,7 +82,12 @@ def test_plan_applies_task_attention_options_and_params():
     specs = [AttentionSpec("standard"), AttentionSpec("sparse"),
              AttentionSpec("sparse", {"block_size": 2}, "sparse[2]")]
     cells = suite.plan(params, specs, [0, 1])
-    assert len(cells) == 2 * 3 * 2  # (recall + text) x attentions x seeds
+    # (recall + text) x (attentions + the no-attention baseline) x seeds
+    assert len(cells) == 2 * (3 + 1) * 2
+    base = [c for c in cells if c.label == BASELINE_LABEL]
+    assert len(base) == 4 and all(c.params["ablation"] == "no_token_mixing" for c in base)
+    without = AccuracyParams.model_validate({**raw, "baseline": False})
+    assert not [c for c in suite.plan(without, specs, [0]) if c.label == BASELINE_LABEL]
     sparse = [c for c in cells if c.label == "sparse" and c.params["task"] == "recall"]
     assert sparse[0].options["block_size"] == 6  # the task's override
     explicit = [c for c in cells if c.label == "sparse[2]" and c.params["task"] == "recall"]
@@ -149,11 +159,21 @@ def test_cli_end_to_end_with_summary_and_fidelity(tmp_path, monkeypatch):
     result, run_dir, records = run_cli(tmp_path, tiny_profile())
     assert result.exit_code == 0, result.output
     cells = [r for r in records if not r["cell"].startswith("summary")]
-    assert {r["label"] for r in cells} == {"standard", "sparse", "lsh", "linear[favor]"}
-    assert all(r["status"] == "ok" for r in records)
+    assert {r["label"] for r in cells} == {"standard", "sparse", "lsh", "linear[favor]",
+                                           BASELINE_LABEL}
     by = {(r["label"], r["metric"]): r for r in records if r["cell"] == "summary:accuracy"}
+    # 6 training steps may not leave chance: then the comparisons say so instead of passing
+    # for findings
+    signal = by[("standard", "task_signal")]
+    assert all(r["status"] == "ok" or (r["status"] == "skipped" and signal["value"] == 0.0
+                                       and r["error"].startswith("no_signal"))
+               for r in records)
     for label in ("standard", "sparse", "lsh", "linear[favor]"):
         assert by[(label, "macro_f1_mean")]["n"] == 1
+        assert by[(label, "macro_f1_gain_vs_no_attention")]["n"] == RECALL["n_test"]
+    assert by[(BASELINE_LABEL, "macro_f1_mean")]["n"] == 1
+    assert (BASELINE_LABEL, "fidelity_rel_error") not in by
+    assert by[("standard", "chance_macro_f1")]["ci_method"] == "bootstrap"
     for label in ("sparse", "lsh", "linear[favor]"):
         diff = by[(label, "macro_f1_diff_vs_standard")]
         assert diff["interval"] == "ci95" and diff["n"] == RECALL["n_test"]
@@ -267,18 +287,18 @@ def test_summary_means_t_interval_and_paired_comparison(tmp_path):
     assert ("standard", "macro_f1_diff_vs_standard") not in by
 
 
-def test_paired_diff_agrees_with_the_stats_layer_for_one_seed():
+def test_paired_diff_is_the_stats_layers_paired_bootstrap():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 400)
-    a = np.where(rng.random(400) < 0.75, y, 1 - y)
+    a = np.where(rng.random(400) < 0.90, y, 1 - y)
     b = np.where(rng.random(400) < 0.70, y, 1 - y)
-    ours = paired_diff(y, [a], [b], n_boot=2000, seed=0)
-    ref = paired_bootstrap_test(macro_f1_scores, y, a, b, n_boot=2000, seed=0)
-    assert ours[0] == pytest.approx(ref[0])
-    assert ours[1] == pytest.approx(ref[1], abs=0.01) and ours[2] == pytest.approx(ref[2], abs=0.01)
-    assert ours[4] == pytest.approx(ref[3], abs=0.03)
+    res = paired_diff(y, [a], [b], n_boot=1000, seed=0)
+    diff = res.difference
+    assert diff.value == pytest.approx(macro_f1_scores(y, a) - macro_f1_scores(y, b))
+    assert (diff.method, diff.n) == ("paired_bootstrap", 400)
+    assert 0 < diff.ci_low < diff.value < diff.ci_high and res.p_value < 0.01
     same = paired_diff(y, [a, a], [a, a], n_boot=100)
-    assert same[:3] == (0.0, 0.0, 0.0) and same[4] == 1.0
+    assert (same.difference.value, same.difference.ci_low, same.p_value) == (0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="same test examples"):
         paired_diff(y, [a[:10]], [b], n_boot=10)
 
@@ -287,9 +307,55 @@ def test_score_predictions_interval_covers_value():
     y = np.array([0, 1, 2] * 30)
     p = np.array([0, 1, 1] * 30)
     s = score_predictions(y, p, n_boot=200)
-    assert s["macro_f1"]["value"] == pytest.approx(f1_score(y, p, average="macro"))
-    assert s["macro_f1"]["ci_low"] <= s["macro_f1"]["value"] <= s["macro_f1"]["ci_high"]
-    assert score_predictions(y, p, n_boot=0)["accuracy"]["ci_low"] is None
+    f1 = s["macro_f1"]
+    assert f1.value == pytest.approx(f1_score(y, p, average="macro"))
+    assert f1.ci_low <= f1.value <= f1.ci_high and (f1.method, f1.n) == ("bootstrap", 90)
+    assert score_predictions(y, p, n_boot=0)["accuracy"].ci_low is None
+
+
+def test_chance_level_is_the_best_label_blind_guess():
+    rng = np.random.default_rng(0)
+    balanced = rng.integers(0, 10, 3000)
+    guesses = [macro_f1_scores(balanced, rng.integers(0, 10, 3000)) for _ in range(30)]
+    chance = chance_macro_f1(balanced, n_boot=100)
+    assert chance.value == pytest.approx(np.mean(guesses), abs=0.01)  # uniform guess
+    skewed = (rng.random(3000) < 0.9).astype(int)
+    # majority class: F1 of the majority class over 2 classes
+    assert chance_macro_f1(skewed, n_boot=0).value == pytest.approx(
+        f1_score(skewed, np.ones_like(skewed), average="macro"), abs=0.01)
+
+
+def test_no_signal_task_reports_comparisons_as_not_findings(tmp_path):
+    """A reference at chance: its task is no_signal and every delta on it says so; a reference
+    that learned: the same deltas are findings (the check fails on a broken input)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 400)
+    params = AccuracyParams.model_validate({"tasks": [], "text": None, "fidelity": False,
+                                            "n_boot": 200})
+    for learned in (False, True):
+        hit = 0.9 if learned else 0.0
+        std = [np.where(rng.random(400) < hit, y, rng.integers(0, 4, 400)) for _ in range(2)]
+        lin = [np.where(rng.random(400) < hit / 2, y, rng.integers(0, 4, 400)) for _ in range(2)]
+        records = _fake_run(tmp_path, {"standard": std, "linear": lin}, y,
+                            {"standard": [1.0, 1.0], "linear": [1.0, 1.0]})
+        for r in records:
+            if r.metric == "macro_f1":
+                art = json.loads((tmp_path / "artifacts" / f"{r.cell}.json").read_text())
+                est = score_predictions(np.array(art["labels"]), np.array(art["predictions"]),
+                                        n_boot=200)["macro_f1"]
+                r.ci_low, r.ci_high = est.ci_low, est.ci_high
+        out = get_suite("accuracy").summarize(records, params, RunContext(run_dir=tmp_path))
+        by = {(r.label, r.metric): r for r in out}
+        signal = by[("standard", "task_signal")]
+        assert signal.value == float(learned)
+        assert by[("standard", "chance_macro_f1")].value == pytest.approx(0.25, abs=0.03)
+        for metric in ("macro_f1_diff_vs_standard", "paired_p_value"):
+            rec = by[("linear", metric)]
+            if learned:
+                assert rec.status == "ok" and signal.error is None
+            else:
+                assert rec.status == "skipped" and rec.error.startswith("no_signal")
+                assert rec.value is not None  # kept, but not a finding
 
 
 def test_run_context_data_reaches_the_text_task():

@@ -12,10 +12,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from harness.measure.stats import Estimate
 from harness.records import Record
 from harness.suites import AttentionSpec, DataOptions, RunContext, get_suite
 from harness.suites.bias import BiasParams, _abs_estimate
-from harness.suites.fairness import Estimate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = DATA / "sst2"
@@ -154,7 +154,11 @@ def test_summary_of_identical_models_is_zero(controlled, tmp_path):
         assert r.value == pytest.approx(0.0, abs=1e-12) and r.label == "linear"
         assert r.ci_low == pytest.approx(0.0, abs=1e-12)
         assert r.ci_high == pytest.approx(0.0, abs=1e-12)
-    assert len(flags) == len(diffs) and all(f.value == 0.0 for f in flags)
+    p_adj = [r for r in out if r.metric == "increase_p_adjusted"]
+    assert len(p_adj) == len(diffs) and all(r.value == 1.0 for r in p_adj)
+    # one seed: no verdict on the attention, and the record says why
+    assert [(f.status, f.params["seed"]) for f in flags] == [("skipped", "all")]
+    assert "two or more seeds" in flags[0].error
 
 
 def _controlled_artifact(y_pred: list[int], fingerprint: str = "same") -> dict:
@@ -188,9 +192,9 @@ def test_summary_flags_a_significant_increase_and_falls_back_without_artifacts(t
     diff = _one(out, "demographic_parity_difference_diff_vs_standard")
     assert diff.value == pytest.approx(1.0) and diff.params["ci_method"] == "paired_bootstrap"
     assert diff.ci_low > 0.5
-    flag = _one(out, "significant_increase")
-    assert flag.value == 1.0 and flag.params["metric"] == "demographic_parity_difference"
-    assert flag.attention == "lsh" and flag.higher_is_better is False
+    p_adj = _one(out, "increase_p_adjusted")
+    assert p_adj.value < 1e-6 and p_adj.params["metric"] == "demographic_parity_difference"
+    assert p_adj.attention == "lsh" and p_adj.n == 1
     # different test examples (fingerprints) or no artifacts: normal approximation
     (art / "v.json").write_text(json.dumps(_controlled_artifact(biased, "other")))
     out = suite.summarize(records, params, RunContext(run_dir=tmp_path))
@@ -212,7 +216,7 @@ def test_flag_margin(margin, flagged):
     out = suite.summarize(records, params, RunContext())
     diff = _one(out, "demographic_parity_difference_diff_vs_standard")
     assert diff.ci_low == pytest.approx(0.03 - 1.96 * np.sqrt(2) * 0.001, abs=1e-4)
-    assert _one(out, "significant_increase").value == flagged
+    assert float(_one(out, "increase_p_adjusted").value <= 0.05) == flagged
 
 
 def test_summary_mean_over_seeds():
@@ -237,9 +241,81 @@ def test_summary_mean_over_seeds():
     assert len([r for r in out if r.metric.endswith("_diff_vs_standard")]) == 4
 
 
+def _null_family(rng: np.random.Generator, labels: list[str], seeds: int, size: int, se: float,
+                 planted: float = 0.0) -> list[Record]:
+    """Standard and the variants ``labels`` over ``seeds`` seeds on ``size`` comparisons whose
+    true difference is 0 (each seed's model has its own quirks, shared by no other seed), plus
+    ``planted`` added to every variant's first comparison in every seed."""
+    records = []
+    for seed in range(seeds):
+        for j in range(size):
+            truth = rng.uniform(0.1, 0.5)
+            for name in ["standard", *labels]:
+                shift = planted if j == 0 and name != "standard" else 0.0
+                value = truth + shift + rng.normal(0.0, 0.03)  # this model's own quirk
+                records.append(Record(
+                    suite="bias", attention=name, options={}, label=name, cell=f"{name}{seed}",
+                    params={"probe": "counterfactual", "source": "controlled", "strength": 0.0,
+                            "seed": seed, "swap": f"swap{j}", "direction": "a->b"},
+                    metric="flip_rate", value=value, stderr=se, ci_low=value - 2 * se,
+                    ci_high=value + 2 * se, interval="ci95", n=500, higher_is_better=False))
+    return records
+
+
+def _flagged(records: list[Record], params: BiasParams) -> set:
+    out = get_suite("bias").summarize(records, params, RunContext())
+    return {f.label for f in out if f.metric == "significant_increase" and f.value == 1.0}
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_flags_are_calibrated_on_a_true_null_and_fire_on_a_planted_gap(method):
+    """40 comparisons per attention over 4-5 seeds, no true difference: with the family adjusted,
+    at most ~5% of attentions carry any flag (tested alone, most would); a planted gap is
+    flagged for every attention. Each seed's model has quirks larger than its test-sampling
+    error, so per-seed tests would flag them: verdicts come from the tests over seeds."""
+    rng = np.random.default_rng(0)
+    labels = [f"variant{i}" for i in range(30)]
+    null = _null_family(rng, labels, 4, 40, 0.005)
+    adjusted = BiasParams.model_validate({**TINY, "multiplicity": method, "min_increase": 0.0})
+    alone = BiasParams.model_validate({**TINY, "multiplicity": "none", "min_increase": 0.0})
+    assert len(_flagged(null, alone)) / len(labels) > 0.5
+    assert len(_flagged(null, adjusted)) / len(labels) <= 0.10
+    out = get_suite("bias").summarize(null, adjusted, RunContext())
+    per_seed = [r for r in out if r.metric == "increase_p_adjusted" and r.params["seed"] != "all"]
+    flagged_seeds = {(r.label, r.params["seed"]) for r in per_seed if r.value <= 0.05}
+    assert len(flagged_seeds) > len(labels)  # per-model quirks: why seeds decide the verdict
+    raw = {json.dumps(r.params, sort_keys=True) + r.label: r.value for r in out
+           if r.metric == "increase_p_value"}
+    assert all(r.value >= raw[json.dumps(r.params, sort_keys=True) + r.label]
+               for r in out if r.metric == "increase_p_adjusted")
+    assert {r.n for r in out if r.metric == "increase_p_adjusted"} == {40}
+    planted = _null_family(rng, labels[:10], 5, 40, 0.005, planted=0.4)
+    out = get_suite("bias").summarize(planted, adjusted, RunContext())
+    hits = {f.label for f in out if f.metric == "significant_increase" and f.value == 1.0
+            and f.params["swap"] == "swap0"}
+    assert hits == set(labels[:10])
+
+
+def test_multiplicity_is_a_profile_key():
+    assert BiasParams.model_validate(TINY).multiplicity == "holm"
+    with pytest.raises(ValueError, match="multiplicity"):
+        BiasParams.model_validate({**TINY, "multiplicity": "bonferroni"})
+
+
 def test_abs_estimate_interval():
     assert _abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
     assert _abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
+    assert _abs_estimate(Estimate(-0.1, -0.2, 0.0, 0.1, 9, "t")).method == "t"
+
+
+def test_every_interval_states_its_method_and_n(controlled):
+    records = [r for strength in (0.0, 0.8) for r in controlled[strength]]
+    with_ci = [r for r in records if r.interval == "ci95"]
+    assert with_ci and all(r.n for r in with_ci)
+    methods = {r.metric: r.ci_method for r in with_ci}
+    assert methods["selection_rate"] == "bootstrap" and methods["flip_rate"] == "wilson"
+    assert methods["score_difference"] == "t"
+    assert all(r.ci_method is None for r in records if r.interval is None)
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,7 @@ from fairlearn.metrics import (
 )
 from scipy import stats
 
-from harness.suites.fairness import (
-    Estimate,
+from harness.measure.fairness import (
     amplification_statistic,
     association,
     audit_groups,
@@ -24,10 +23,9 @@ from harness.suites.fairness import (
     group_gap_samples,
     mean_statistic,
     pair_differences,
-    paired_difference,
-    resample_indices,
     template_from_scores,
 )
+from harness.measure.stats import Estimate, paired_bootstrap, resample_indices
 
 # Two groups of four. a: y=[1,1,0,0], pred=[1,0,1,0]; b: y=[1,1,0,0], pred=[1,1,1,1].
 Y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
@@ -196,13 +194,13 @@ def test_template_pairs_average_terms_per_key():
 def test_paired_difference_identical_and_shifted():
     rng = np.random.default_rng(0)
     flips = (rng.random(200) < 0.3).astype(float)
-    same = paired_difference(mean_statistic("flip"), {"flip": flips}, {"flip": flips},
-                             n_boot=100)
+    same = paired_bootstrap({"flip": flips}, {"flip": flips}, mean_statistic("flip"),
+                            n_boot=100).difference
     assert same.value == 0.0 and same.ci_low == 0.0 and same.ci_high == 0.0
     more = flips.copy()
     more[:60] = 1.0
-    shifted = paired_difference(mean_statistic("flip"), {"flip": more}, {"flip": flips},
-                                n_boot=200, seed=1)
+    shifted = paired_bootstrap({"flip": more}, {"flip": flips}, mean_statistic("flip"),
+                               n_boot=200, seed=1).difference
     assert shifted.value == pytest.approx(more.mean() - flips.mean())
     assert shifted.ci_low > 0
     # magnitudes: |mean| of a signed quantity
@@ -210,9 +208,9 @@ def test_paired_difference_identical_and_shifted():
     assert mean_statistic("delta", absolute=True)(delta, np.arange(3)[None, :])[0] == \
         pytest.approx(0.3)
     arrays = {"y_true": Y, "y_pred": P, "group": G}
-    gap = paired_difference(gap_statistic("demographic_parity_difference"), arrays,
-                            {**arrays, "y_pred": Y}, n_boot=0)
-    assert gap == Estimate(0.5, n=8)
+    gap = paired_bootstrap(arrays, {**arrays, "y_pred": Y},
+                           gap_statistic("demographic_parity_difference"), n_boot=0)
+    assert gap.difference == Estimate(0.5, n=8) and gap.p_value is None
 
 
 @pytest.mark.parametrize(
@@ -226,7 +224,7 @@ def test_paired_difference_identical_and_shifted():
         (lambda: counterfactual_from_scores([1], [1, 0], [1], [0.5], [0.5]), "lengths"),
         (lambda: gap_statistic("accuracy"), "unknown metric"),
         (lambda: resample_indices(3, 2, 0, strata=[0, 1]), "one label per example"),
-        (lambda: paired_difference(mean_statistic("x"), {"x": np.ones(3)}, {"x": np.ones(4)}),
+        (lambda: paired_bootstrap({"x": np.ones(3)}, {"x": np.ones(4)}, mean_statistic("x")),
          "one length"),
     ],
 )

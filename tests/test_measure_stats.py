@@ -7,13 +7,19 @@ import pytest
 from scipy import stats as sps
 
 from harness.measure.stats import (
+    Estimate,
+    adjust_pvalues,
     bootstrap_ci,
+    exponent_verdict,
     fit_power_law,
-    mcnemar,
     median_iqr,
-    paired_bootstrap_test,
+    normal_interval,
+    one_sided_p,
+    paired_bootstrap,
     paired_ttest,
     summarize,
+    t_interval,
+    wilson_interval,
 )
 
 
@@ -59,8 +65,8 @@ def test_bootstrap_ci_covers_true_mean_at_roughly_nominal_rate():
     trials, covered = 150, 0
     for trial in range(trials):
         sample = rng.normal(loc=1.0, scale=2.0, size=40)
-        _, low, high, _ = bootstrap_ci(sample, np.mean, n_boot=400, seed=trial, vectorized=True)
-        covered += low <= 1.0 <= high
+        est = bootstrap_ci(sample, np.mean, n_boot=400, seed=trial, vectorized=True)
+        covered += est.ci_low <= 1.0 <= est.ci_high
     assert 0.85 <= covered / trials <= 0.99
 
 
@@ -69,8 +75,9 @@ def test_bootstrap_vectorized_and_loop_agree_and_stderr_is_sensible():
     data = rng.exponential(size=60)
     vec = bootstrap_ci(data, np.mean, n_boot=300, seed=7, vectorized=True)
     loop = bootstrap_ci(data, np.mean, n_boot=300, seed=7)
-    assert vec == pytest.approx(loop)
-    point, low, high, stderr = vec
+    assert vec == loop
+    assert (vec.method, vec.n) == ("bootstrap", 60)
+    point, low, high, stderr = vec.value, vec.ci_low, vec.ci_high, vec.stderr
     assert point == pytest.approx(data.mean())
     assert low < point < high
     assert stderr == pytest.approx(data.std(ddof=1) / math.sqrt(data.size), rel=0.25)
@@ -79,8 +86,10 @@ def test_bootstrap_vectorized_and_loop_agree_and_stderr_is_sensible():
 def test_bootstrap_paired_arrays_are_resampled_together():
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
     # Predictions equal to the labels: every paired resample has accuracy exactly 1.
-    point, low, high, stderr = bootstrap_ci((y, y.copy()), lambda a, b: np.mean(a == b), n_boot=50)
-    assert (point, low, high, stderr) == (1.0, 1.0, 1.0, 0.0)
+    est = bootstrap_ci((y, y.copy()), lambda a, b: np.mean(a == b), n_boot=50)
+    assert (est.value, est.ci_low, est.ci_high, est.stderr) == (1.0, 1.0, 1.0, 0.0)
+    # no resamples: the point value only, no interval
+    assert bootstrap_ci(y, np.mean, n_boot=0) == Estimate(0.625, n=8)
 
 
 def test_bootstrap_rejects_bad_input():
@@ -94,48 +103,108 @@ def test_bootstrap_rejects_bad_input():
         bootstrap_ci([1.0, 2.0], np.mean, alpha=1.5)
 
 
-def test_paired_bootstrap_test_detects_a_clearly_better_system():
+def test_paired_bootstrap_detects_a_clearly_better_system():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, size=300)
     good = y.copy()
     good[:15] = 1 - good[:15]  # 95% accurate
     coin = rng.integers(0, 2, size=300)  # about 50% accurate
 
-    def acc(t, p):
-        return float(np.mean(t == p))
+    def acc(arrays, idx):
+        return np.mean(arrays["y"][idx] == arrays["p"][idx], axis=-1)
 
-    diff, low, high, p = paired_bootstrap_test(acc, y, good, coin, n_boot=500, seed=3)
-    assert diff == pytest.approx(acc(y, good) - acc(y, coin))
-    assert 0 < low < diff < high
-    assert p < 0.01
-    same = paired_bootstrap_test(acc, y, good, good.copy(), n_boot=200)
-    assert same[0] == 0.0
-    assert same[3] == 1.0
-    with pytest.raises(ValueError, match="equal lengths"):
-        paired_bootstrap_test(acc, y, good[:-1], coin)
-
-
-def test_mcnemar_exact_matches_scipy_binomtest():
-    a = np.array([1] * 7 + [0] * 2 + [1] * 10 + [0] * 5, dtype=bool)
-    b = np.array([0] * 7 + [1] * 2 + [1] * 10 + [0] * 5, dtype=bool)
-    stat, p = mcnemar(a, b)
-    assert stat == 2.0
-    assert p == pytest.approx(sps.binomtest(2, 9, 0.5).pvalue)
-    assert mcnemar(a, a) == (0.0, 1.0)
+    res = paired_bootstrap({"y": y, "p": good}, {"y": y, "p": coin}, acc, n_boot=500, seed=3)
+    diff = res.difference
+    assert diff.value == pytest.approx(np.mean(y == good) - np.mean(y == coin))
+    assert 0 < diff.ci_low < diff.value < diff.ci_high
+    assert (diff.method, diff.n) == ("paired_bootstrap", 300)
+    assert res.p_value < 0.01
+    same = paired_bootstrap({"y": y, "p": good}, {"y": y, "p": good.copy()}, acc, n_boot=200)
+    assert same.difference.value == 0.0
+    assert same.p_value == 1.0
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap({"y": y, "p": good[:-1]}, {"y": y, "p": coin}, acc)
+    with pytest.raises(ValueError, match="statistic"):
+        paired_bootstrap({"y": y}, {"y": y})
 
 
-def test_mcnemar_chi_square_matches_textbook_example():
-    # 2x2 table: both right 101, only A right 121, only B right 59, both wrong 33.
-    a = np.repeat([1, 1, 0, 0], [101, 121, 59, 33]).astype(bool)
-    b = np.repeat([1, 0, 1, 0], [101, 121, 59, 33]).astype(bool)
-    stat, p = mcnemar(a, b)
-    assert stat == pytest.approx(61**2 / 180)
-    assert p == pytest.approx(sps.chi2.sf(61**2 / 180, df=1))
-    assert p < 1e-5
+def test_paired_bootstrap_is_calibrated_on_a_null_and_strata_are_kept():
+    """Identical distributions: p < 0.05 in about 5% of trials; a shift: nearly always."""
+    rng = np.random.default_rng(2)
+    null_hits = shift_hits = 0
+    trials = 200
+    for trial in range(trials):
+        a, b = rng.normal(size=80), rng.normal(size=80)
+        null_hits += paired_bootstrap(a, b, n_boot=200, seed=trial).p_value < 0.05
+        shift_hits += paired_bootstrap(a + 0.6, b, n_boot=200, seed=trial).p_value < 0.05
+    assert null_hits / trials <= 0.10
+    assert shift_hits / trials >= 0.95
+    # strata: a difference that is constant within each stratum has no spread at all
+    strata = np.repeat([0, 1], 20)
+    x = np.where(strata == 0, 1.0, 0.0)
+    res = paired_bootstrap(x, np.zeros(40), n_boot=100, strata=strata)
+    assert res.difference.ci_low == res.difference.ci_high == 0.5
+
+
+def test_t_interval_wilson_and_normal_state_method_and_n():
+    values = [1.0, 2.0, 4.0, 7.0]
+    est = t_interval(values)
+    low, high = sps.t.interval(0.95, df=3, loc=np.mean(values), scale=sps.sem(values))
+    assert (est.ci_low, est.ci_high) == pytest.approx((low, high))
+    assert (est.method, est.n) == ("t", 4)
+    assert est.record_fields()["ci_method"] == "t"
+    assert t_interval([2.0]).record_fields()["interval"] is None
+    # Wilson 95% for 3 of 10 (Newcombe 1998, table I: 0.1078 to 0.6032)
+    w = wilson_interval(3, 10)
+    assert (w.ci_low, w.ci_high) == pytest.approx((0.1078, 0.6032), abs=1e-4)
+    assert w == wilson_interval([1, 1, 1] + [0] * 7)
+    assert (w.method, w.n) == ("wilson", 10)
+    assert wilson_interval(0, 5).ci_low == 0.0  # never below 0, unlike the Wald interval
     with pytest.raises(ValueError, match="0/1"):
-        mcnemar([0, 2], [1, 1])
-    with pytest.raises(ValueError, match="equal lengths"):
-        mcnemar([0, 1, 1], [1, 1])
+        wilson_interval([0, 2])
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(6, 5)
+    z = normal_interval(1.0, 0.5, n=9)
+    assert (z.ci_low, z.ci_high) == pytest.approx((1 - 1.959964 * 0.5, 1 + 1.959964 * 0.5))
+    assert normal_interval(1.0, None).method is None
+
+
+def test_one_sided_p_uses_t_for_t_estimates_and_normal_otherwise():
+    est = Estimate(0.3, 0.0, 0.6, 0.1, 5, "t")
+    assert one_sided_p(est, 0.1) == pytest.approx(sps.t.sf(2.0, df=4))
+    assert one_sided_p(est, 0.5, "less") == pytest.approx(sps.t.sf(2.0, df=4))
+    boot = Estimate(0.3, 0.0, 0.6, 0.1, 500, "paired_bootstrap")
+    assert one_sided_p(boot, 0.1) == pytest.approx(sps.norm.sf(2.0))
+    with pytest.raises(ValueError, match="standard error"):
+        one_sided_p(Estimate(0.3))
+
+
+def test_adjust_pvalues_holm_and_bh_known_values():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, then running max
+    assert adjust_pvalues(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # BH: sorted p * m / rank, then running min from the top
+    assert adjust_pvalues(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert adjust_pvalues([0.2, None, 0.01], "holm") == pytest.approx([0.2, None, 0.02])
+    assert adjust_pvalues(p, "none") == p
+    assert adjust_pvalues([], "holm") == []
+    assert adjust_pvalues([0.9, 0.8], "holm") == [1.0, 1.0]
+    with pytest.raises(ValueError, match="method"):
+        adjust_pvalues(p, "bonferroni")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adjust_pvalues([1.5])
+
+
+def test_holm_controls_family_wise_error_on_a_true_null():
+    """50 true-null tests per family: raw testing flags most families, Holm about 5%."""
+    rng = np.random.default_rng(4)
+    families, raw_any, holm_any = 400, 0, 0
+    for _ in range(families):
+        p = list(rng.uniform(size=50))
+        raw_any += min(p) <= 0.05
+        holm_any += min(adjust_pvalues(p, "holm")) <= 0.05  # type: ignore[type-var]
+    assert raw_any / families > 0.9
+    assert holm_any / families <= 0.08
 
 
 def test_paired_ttest_matches_scipy_and_handles_zero_variance():
@@ -184,3 +253,35 @@ def test_fit_power_law_two_points_and_bad_input():
         fit_power_law([10, 10], [1.0, 2.0])
     with pytest.raises(ValueError, match="equal lengths"):
         fit_power_law([10, 20, 30], [1.0, 2.0])
+
+
+def test_fit_power_law_interval_uses_t_quantiles():
+    n = np.array([1024, 2048, 4096, 8192], dtype=float)
+    y = n ** np.array([1.0, 1.1, 0.95, 1.05])
+    fit = fit_power_law(n, y)
+    half = sps.t.ppf(0.975, df=2) * fit.stderr
+    assert (fit.ci_low, fit.ci_high) == pytest.approx((fit.exponent - half, fit.exponent + half))
+    assert half > 2 * 1.96 * fit.stderr  # 4.30 with 2 degrees of freedom, not 1.96
+    est = fit.estimate()
+    assert (est.method, est.n) == ("ols_t", 4)
+    assert fit_power_law([10, 100], [5.0, 500.0]).estimate().method is None
+
+
+@pytest.mark.parametrize(
+    ("exponents", "claimed", "verdict"),
+    [
+        ([1.0, 1.0, 1.0, 1.0], 1.0, "holds"),
+        ([2.0, 2.0, 2.0, 2.0], 1.0, "violated"),
+        ([0.1, 0.1, 0.1, 0.1], 1.0, "constant_dominated"),
+        ([0.1, 0.1, 0.1, 0.1], 2.0, "constant_dominated"),
+        ([0.5, 2.5, 0.5, 2.5], 1.0, "inconclusive"),
+    ],
+)
+def test_exponent_verdict_treats_claims_as_upper_bounds(exponents, claimed, verdict):
+    n = np.array([1024, 2048, 4096, 8192], dtype=float)
+    logy = np.cumsum(np.log(2) * np.array(exponents))
+    fit = fit_power_law(n, np.exp(logy))
+    got, reason = exponent_verdict(fit, claimed, 0.2)
+    assert got == verdict, reason
+    assert exponent_verdict(fit_power_law([10, 100], [1.0, 10.0]), 1.0, 0.2)[0] == \
+        "inconclusive"

@@ -6,15 +6,24 @@ import csv
 import json
 import math
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from report_fixtures import build_run
 
-from harness.report import HEADLINE_METRICS, build_summary, plots, render_report, write_report
-from harness.report._common import format_uncertainty, format_value
-from harness.report.html import _loglog_slope
+from harness.report import (
+    build_summary,
+    compare_runs,
+    plots,
+    render_report,
+    write_compare_html,
+    write_report,
+)
+from harness.report._common import attention_colors, format_uncertainty, format_value
+from harness.report.sections.throughput import loglog_slope as _loglog_slope
 from harness.run.store import (
     Record,
     ResultsStore,
@@ -42,7 +51,11 @@ def page(full_run: Path) -> str:
 
 def _no_external(html: str) -> None:
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.I)
-    assert "<script" not in html.lower()
+    # one inline script, ours (sortable tables), with no attributes, as the page's last element
+    assert html.lower().count("<script") == 1 and html.count("<script>") == 1
+    script = html[html.index("<script>"):html.index("</script>")]
+    assert 'table.sortable' in script and "fetch" not in script and "import" not in script
+    assert html.rstrip().endswith("</script>\n</body>\n</html>")
     assert "<link" not in html.lower()
     assert not re.search(r"\bsrc\s*=", html, re.I)
     hrefs = re.findall(r'href="([^"]*)"', html)
@@ -66,7 +79,7 @@ def test_full_report_sections_and_header(full_run: Path, page: str) -> None:
     _no_external(page)
 
 
-def test_full_report_charts(page: str) -> None:
+def test_full_report_charts(full_run: Path, page: str) -> None:
     # throughput 2, memory 2 (modes), accuracy 1, bias 6: planted-axis rates, gaps, difference
     # to standard, fairness vs accuracy, counterfactual flip rates, template differences
     assert page.count("<svg") == 11
@@ -76,8 +89,11 @@ def test_full_report_charts(page: str) -> None:
     assert "fitted 1.79" in page or "fitted 1.8" in page  # fitted exponent in the legend
     assert "(claim N^2)" in page and "(claim O(N))" in page  # claims in the legends
     # every attention gets one colour, the same in every chart
-    colors = {lab: plots.PALETTE[i] for i, lab in enumerate(
-        ["standard[sdpa]", "standard[eager]", "sparse[block]", "lsh[reformer]", "linear[favor]"])}
+    labels = ["standard[sdpa]", "standard[eager]", "sparse[block]", "lsh[reformer]",
+              "linear[favor]"]
+    colors = attention_colors(read_run(full_run))
+    assert colors["standard[sdpa]"] == plots.PALETTE[0]  # the reference
+    assert len({colors[label] for label in labels}) == len(labels)
     for label, color in colors.items():
         assert f'<span class="swatch" style="background: {color}"></span><span class="label">' \
                f"{label}</span>" in page
@@ -113,7 +129,9 @@ def test_summary_export_matches_store(full_run: Path) -> None:
     data = json.loads((full_run / "summary.json").read_text(encoding="utf-8"))
     # forward_ms, memory exponents x 2 modes, macro-F1 x 2 tasks, DP difference
     assert len(rows) == len(data) == 5 + 10 + 10 + 5
-    counts = {m: sum(r["metric"] == m for r in data) for m in HEADLINE_METRICS.values()}
+    headlines = [m["name"] for info in read_run(full_run)["suites_meta"].values()
+                 for m in info["metrics"] if m["headline"]]
+    counts = {m: sum(r["metric"] == m for r in data) for m in headlines}
     assert counts == {"forward_ms": 5, "memory_exponent": 10, "macro_f1_mean": 10,
                       "demographic_parity_difference": 5}
     # throughput headline: the longest length every attention measured (eager ooms at 8192)
@@ -455,3 +473,140 @@ def test_bar_chart_slants_long_categories_and_draws_reference_lines() -> None:
     assert ">0.3<" in svg  # the axis reaches the reference line
     height = int(re.search(r'height="(\d+)"', svg).group(1))  # type: ignore[union-attr]
     assert height > int(re.search(r'height="(\d+)"', short).group(1))  # type: ignore[union-attr]
+
+
+# --- issue 12: metadata-driven report, readable numbers, charts, palette, old stores -----------
+
+
+def test_slanted_labels_are_not_clipped(page: str) -> None:
+    slanted = 0
+    for svg in re.findall(r"<svg.*?</svg>", page, re.S):
+        for x, text in re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="end" fill="#555" '
+                                  r'transform="rotate\(-35[^>]*>(.*?)</text>', svg):
+            slanted += 1
+            width = 7.2 * len(text.replace("&gt;", ">").replace("&lt;", "<"))
+            assert float(x) - width * math.cos(math.radians(35)) >= 0, text
+    assert slanted  # the planted-axis rates chart slants its group labels
+
+
+def test_accuracy_chart_dots_are_the_seeds(page: str, tmp_path: Path) -> None:
+    accuracy = _section(page, "accuracy", "bias")
+    svg = re.search(r"<svg.*?</svg>", accuracy, re.S).group(0)  # type: ignore[union-attr]
+    assert "dots = seeds" in svg
+    # one white dot per ok seed: 5 attentions x 2 tasks x 3 seeds, less lsh's errored seed
+    assert svg.count('fill="#fff" stroke="#222"') == 5 * 2 * 3 - 1
+    one = build_run(tmp_path / "one", suites=("accuracy",), seeds=(0,))
+    html = write_report(one).read_text(encoding="utf-8")
+    svg = re.search(r"<svg.*?</svg>", html, re.S).group(0)  # type: ignore[union-attr]
+    assert "dots" not in svg and 'stroke="#222" stroke-width="1"/>' not in svg
+    assert "95% CI over test examples" in svg
+
+
+def test_numbers_are_human_readable(full_run: Path, page: str) -> None:
+    environment = page[page.index('id="environment"'):]
+    assert "<td>memory_budget</td><td>12 GiB</td>" in environment
+    shown = re.sub(r"<pre>.*?</pre>", "", page, flags=re.S)  # the resolved profile, as JSON
+    assert str(12 * 2**30) not in shown and "12 GiB" in shown
+    assert "<td>duration_s</td><td>1 h 32 min</td>" in environment
+    meta = {**read_run(full_run), "environment": {"memory_total_bytes": 25276514304,
+                                                  "packages": {"torch": "2.13.0"}}}
+    html = render_report(meta, read_records(full_run))
+    assert "<td>memory_total_bytes</td><td>23.5 GiB</td>" in html
+    assert "<td>packages</td><td>torch 2.13.0</td>" in html
+    assert format_value(6 * 2**30, "bytes") == "6 GiB"
+    assert format_value(192.0, "s") == "3 min 12 s" and format_value(0.25, "s") == "250 ms"
+    assert format_value(-0.0123, "f1", "signed") == "-0.012"
+    assert format_value(0.0004, "fraction", "signed") == "±0.000"
+    assert format_value(-3 * 2**20, "bytes", "signed") == "−3 MiB"
+    assert format_value(0.123, "fraction", "percent") == "12.3%"
+
+
+def test_summary_and_sections_are_sortable(page: str) -> None:
+    summary = _section(page, "summary", "throughput")
+    assert '<table class="sortable">' in summary
+    # numeric cells carry their raw value to sort by
+    assert re.search(r'<td class="num" data-sort="[-\d.e]+"', summary)
+    assert page.count('<table class="sortable">') >= 6
+
+
+def test_report_and_compare_share_one_palette(tmp_path: Path) -> None:
+    base = build_run(tmp_path / "b", suites=("throughput",))
+    same = build_run(tmp_path / "s", suites=("throughput",), seed=1)
+    new = build_run(tmp_path / "n", suites=("throughput",),
+                    attentions=("standard[sdpa]", "linear[favor]", "lsh[reformer]", "extra"))
+
+    def swatches(html: str) -> dict[str, str]:
+        found = re.findall(r'<span class="swatch" style="background: (#[0-9a-f]{6})"></span>'
+                           r'<span class="label">([^<]*)</span>', html)
+        out: dict[str, str] = {}
+        for color, label in found:
+            assert out.setdefault(label, color) == color, label  # one colour per page
+        return out
+
+    def compared(a: Path, b: Path) -> dict[str, str]:
+        page = write_compare_html(compare_runs(a, b), tmp_path / f"{a.name}-{b.name}.html")
+        return swatches(page.read_text(encoding="utf-8"))
+
+    in_base = swatches(write_report(base).read_text(encoding="utf-8"))
+    assert in_base["standard[sdpa]"] == plots.PALETTE[0] and len(set(in_base.values())) == 5
+    assert swatches(write_report(same).read_text(encoding="utf-8")) == in_base
+    assert compared(base, same) == in_base  # the same attentions: the same colours everywhere
+    in_new = swatches(write_report(new).read_text(encoding="utf-8"))
+    in_compare = compared(base, new)
+    assert set(in_compare) == set(in_base) | set(in_new)
+    assert len(set(in_compare.values())) == len(in_compare)
+    for label, color in in_compare.items():  # the new run's colours; the base run's others
+        assert color == in_new[label] if label in in_new else \
+            color == in_base[label] or in_base[label] in in_new.values(), label
+
+
+def test_schema_1_store_is_read_with_the_registered_declarations(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path / "v1", suites=("throughput", "accuracy"))
+    meta = read_run(run_dir)
+    for key in ("suites_meta", "reference"):
+        meta.pop(key)
+    (run_dir / "run.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert all(line.pop("suite_version") is None for line in lines)
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    assert 'id="throughput"' in html and 'id="accuracy"' in html
+    summary = _section(html, "summary", "throughput")
+    assert "throughput: forward time" in summary and "accuracy: macro-F1 (mean over seeds)" in \
+        summary
+    # schema 1 had no reference key: its suites compared with the label "standard"
+    assert '<span class="ref">reference</span>' not in summary
+    assert all(r.suite_version is None for r in read_records(run_dir))
+
+
+_FAKE_DOM = """
+// A minimal DOM: one table.sortable, enough for the report's sort script.
+function cell(text, sort) {
+  return {textContent: text, dataset: sort === undefined ? {} : {sort: sort}}; }
+var rows = ROWS.map(function (r) { return {id: r[0], cells: [cell(r[0]), cell(r[1], r[2])]}; });
+var body = {rows: rows, appendChild: function (row) {
+  rows.splice(rows.indexOf(row), 1); rows.push(row); }};
+var heads = [0, 1].map(function () { return {dataset: {}, classList: {add: function () {}},
+  addEventListener: function (ev, fn) { this.click = fn; }}; });
+var table = {tBodies: [body], querySelectorAll: function () { return heads; }};
+var document = {querySelectorAll: function () { return [table]; }};
+SCRIPT
+function ids() { return rows.map(function (r) { return r.id; }).join(","); }
+heads[1].click(); var first = ids();
+heads[1].click(); var second = ids();
+heads[0].click(); console.log(first + " " + second + " " + ids());
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the sort script")
+def test_sort_script_orders_rows_by_value(page: str, tmp_path: Path) -> None:
+    script = page[page.index("<script>") + len("<script>"):page.index("</script>")]
+    # a numeric column with a missing value: numbers first (ascending, then descending), the
+    # missing one last; a text column sorts by text
+    rows = [["b", "12 ms", "12"], ["a", "1.5 s", "1500"], ["c", "-", None], ["d", "3 ms", "3"]]
+    js = _FAKE_DOM.replace("ROWS", json.dumps([[a, b, c] if c is not None else [a, b]
+                                               for a, b, c in rows])).replace("SCRIPT", script)
+    (tmp_path / "t.js").write_text(js, encoding="utf-8")
+    out = subprocess.run(["node", str(tmp_path / "t.js")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["d,b,a,c", "a,b,d,c", "a,b,c,d"]

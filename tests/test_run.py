@@ -195,6 +195,75 @@ def test_memory_exponent_fit_recovers_a_known_slope():
     assert out[("linear", "max_seq_len_under_budget")].value == 8192
 
 
+def test_memory_claims_are_upper_bounds():
+    """O(N^2) measured as N^2 holds; N^0.5 under an O(N^2) claim holds but is constant-dominated
+    (not a violated claim); N^2 under O(N) is violated; a noisy fit straddling the bound is
+    inconclusive (no verdict)."""
+    suite = get_suite("memory")
+    params = suite.Params(seq_lens=[1024, 2048, 4096, 8192], exponent_tolerance=0.2)
+    cases = {"exact": ("standard", {"backend": "eager"}, [2.0, 2.0, 2.0]),
+             "flat": ("standard", {"backend": "eager"}, [0.5, 0.5, 0.5]),
+             "over": ("linear", {}, [2.0, 2.0, 2.0]),
+             "noisy": ("linear", {}, [0.2, 2.6, 0.4])}
+    records = []
+    for label, (name, opts, steps) in cases.items():
+        value = 1e6
+        for n, step in zip(params.seq_lens, [0.0, *steps], strict=True):
+            value *= 2**step
+            cell = Cell("memory", name, opts, {"mode": "forward", "seq_len": n, "batch": 1}, label)
+            records.append(Record.for_cell(cell, "peak_bytes", value=value))
+    out = {(r.label, r.metric): r for r in suite.summarize(records, params, RunContext())}
+
+    def verdict(label: str) -> tuple[float | None, float]:
+        return (out[(label, "exponent_matches_claim")].value,
+                out[(label, "constant_dominated")].value)
+
+    assert verdict("exact") == (1.0, 0.0)
+    assert verdict("flat") == (1.0, 1.0) and "constant-dominated" in \
+        out[("flat", "constant_dominated")].error
+    assert verdict("over") == (0.0, 0.0) and "exceeds" in out[("over",
+                                                                "exponent_matches_claim")].error
+    assert verdict("noisy")[0] is None and "straddles" in \
+        out[("noisy", "exponent_matches_claim")].error
+    exp = out[("noisy", "memory_exponent")]
+    assert exp.ci_method == "ols_t" and exp.n == 4 and exp.interval == "ci95"
+
+
+def test_time_exponent_skips_constant_dominated_lengths_and_never_shows_a_bare_negative():
+    suite = get_suite("throughput")
+    params = suite.Params(seq_lens=[256, 512, 1024, 2048, 4096])
+    cases = {"quadratic": [1.0, 1.05, 4.2, 16.8, 67.0],  # flat until 512, then N^2
+             "flat": [1.0, 1.1, 1.0, 1.05, 1.1],  # fixed costs throughout
+             "noisy": [1.0, 0.5, 0.7, 0.6, 0.65]}
+    records = []
+    for label, times in cases.items():
+        for n, t in zip(params.seq_lens, times, strict=True):
+            cell = Cell("throughput", "standard", {}, {"kind": "attention", "seq_len": n,
+                                                      "batch": 1}, label)
+            records.append(Record.for_cell(cell, "forward_ms", value=t))
+    out = {r.label: r for r in suite.summarize(records, params, RunContext())
+           if r.metric == "time_exponent"}
+    quad = out["quadratic"]
+    assert quad.status == "ok" and quad.value == pytest.approx(2.0, abs=0.02)
+    assert quad.n == 4 and quad.ci_method == "ols_t" and "N=512" in quad.error
+    for label in ("flat", "noisy"):
+        assert out[label].status == "skipped" and out[label].value is None
+    assert "constant-dominated" in out["flat"].error
+
+
+def test_list_shows_each_configurations_memory_claim():
+    """`harness list` reads the same claim as the memory suite and the report."""
+    from harness.attention import attention_class
+    from harness.cli import memory_claim
+
+    standard = attention_class("standard")
+    assert memory_claim("standard") == standard().claimed_memory[0]
+    assert "O(N)" in memory_claim("standard")  # sdpa by default: not the class's O(N^2)
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 0
+    assert "fused SDPA" in result.output
+
+
 def test_store_drops_torn_and_incomplete_cells(tmp_path):
     store = ResultsStore.create(tmp_path / "run", {"run_id": "x"})
     a = Cell("memory", "standard", {}, {"seq_len": 1})

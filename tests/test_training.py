@@ -121,3 +121,26 @@ def test_empty_train_split_is_rejected(task):
     empty = replace(task, train=task.train.subset([]))
     with pytest.raises(ValueError, match="train split is empty"):
         train_classifier(AttentionSpec("standard"), empty, TINY, seed=0)
+
+
+def test_no_attention_baseline_removes_token_mixing(task):
+    """Without token mixing a token's hidden state ignores every other token (with mixing, a
+    change elsewhere reaches it: the check fails on a model that still mixes)."""
+    from harness.suites.training import build_for_task
+
+    spec = AttentionSpec("standard")
+    ids = task.test.input_ids[:2].clone()
+    other = ids.clone()
+    other[:, 5] = (other[:, 5] + 1) % task.vocab_size
+    for mixing in (True, False):
+        model = build_for_task(spec, task, TINY, seed=0, token_mixing=mixing).eval()
+        with torch.no_grad():
+            h1, h2 = model.encode(ids), model.encode(other)
+        moved = not torch.allclose(h1[:, 0], h2[:, 0])
+        assert moved == mixing
+    mixed = build_for_task(spec, task, TINY, seed=0)
+    bare = build_for_task(spec, task, TINY, seed=0, token_mixing=False)
+    assert sum(p.numel() for p in bare.parameters()) < sum(p.numel() for p in mixed.parameters())
+    with pytest.raises(ValueError, match="pooling: mean"):
+        build_for_task(spec, task, TINY.model_copy(update={"pooling": "cls"}), seed=0,
+                       token_mixing=False)

@@ -1,34 +1,62 @@
-"""Statistics for benchmark results: summaries, bootstrap intervals, paired tests, power-law fits.
+"""Statistics for benchmark results, in one place: intervals, tests, multiplicity, power-law fits.
 
-Only numpy and scipy are used. Every function validates its input and raises ``ValueError`` naming
-the argument, what was wrong and how to fix it.
+Built on numpy and scipy. Every interval is an :class:`Estimate` that states its method and its
+sample count, so a record can say how its interval was made:
+
+* :func:`t_interval` - Student-t interval of a mean (``method="t"``); :func:`summarize` is the
+  dict form used for means over seeds.
+* :func:`wilson_interval` - Wilson score interval of a proportion, through
+  ``scipy.stats.binomtest(...).proportion_ci`` (``method="wilson"``).
+* :func:`bootstrap_ci` - percentile bootstrap of one statistic (``method="bootstrap"``).
+* :func:`paired_bootstrap` - two systems scored on the same examples, resampled with the same
+  indices (optionally within strata): the interval of the difference and its p-values
+  (``method="paired_bootstrap"``). The only paired bootstrap in the package.
+* :func:`paired_ttest` - paired t-test.
+* :func:`adjust_pvalues` - Holm (family-wise error) or Benjamini-Hochberg (false discovery rate).
+* :func:`fit_power_law` - ``scipy.stats.linregress`` in log-log space with a t-quantile interval
+  of the exponent (``method="ols_t"``), and :func:`exponent_verdict` for complexity claims.
+
+Every function validates its input and raises ``ValueError`` naming the argument, what was wrong
+and how to fix it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as _sps
 
 __all__ = [
+    "MULTIPLICITY_METHODS",
+    "Estimate",
+    "PairedResult",
     "PowerFit",
+    "adjust_pvalues",
     "bootstrap_ci",
+    "check_n_boot",
+    "exponent_verdict",
     "fit_power_law",
-    "mcnemar",
+    "index_chunks",
     "median_iqr",
-    "paired_bootstrap_test",
+    "normal_interval",
+    "one_sided_p",
+    "paired_bootstrap",
     "paired_ttest",
+    "percentile_estimate",
+    "resample_indices",
     "summarize",
+    "t_interval",
+    "wilson_interval",
 ]
 
-#: Upper bound on resampled elements held at once by the bootstrap (bounds its memory).
-_BOOT_CHUNK_ELEMENTS = 4_000_000
-#: McNemar's test uses the exact binomial below this many discordant pairs, chi-square above.
-_MCNEMAR_EXACT_BELOW = 25
+#: Upper bound on resampled elements held at once by the bootstraps (bounds their memory).
+_BOOT_CHUNK_ELEMENTS = 2_000_000
+#: Multiplicity adjustments :func:`adjust_pvalues` knows.
+MULTIPLICITY_METHODS = ("holm", "bh", "none")
 
 
 def _as_1d(values: Any, name: str, *, min_len: int = 1, dtype: Any = float) -> np.ndarray:
@@ -59,35 +87,133 @@ def _check_alpha(alpha: float) -> None:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}; use e.g. 0.05 for a 95% interval")
 
 
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}; use e.g. 0.95")
+
+
 def _check_same_length(arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
     lengths = {name: arr.shape[0] for arr, name in zip(arrays, names, strict=True)}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"paired inputs must have equal lengths, got {lengths}; align them first")
 
 
+def check_n_boot(n_boot: int, where: str) -> None:
+    """ValueError unless ``n_boot`` is an int >= 0."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"{where}: n_boot must be an int >= 0 (0 = no interval), got {n_boot!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# estimates
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure with its interval, standard error, sample count and how the interval was made.
+
+    ``method``: ``t``, ``wilson``, ``bootstrap``, ``paired_bootstrap``, ``normal_approx``,
+    ``ols_t`` or None (no interval). ``confidence``: the interval's two-sided level.
+    """
+
+    value: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    stderr: float | None = None
+    n: int | None = None
+    method: str | None = None
+    confidence: float = 0.95
+
+    @property
+    def has_interval(self) -> bool:
+        return self.ci_low is not None and self.ci_high is not None
+
+    def record_fields(self) -> dict[str, Any]:
+        """The fields of a :class:`~harness.records.Record` this estimate fills in."""
+        ci = self.has_interval and math.isclose(self.confidence, 0.95)
+        return {
+            "value": self.value,
+            "ci_low": self.ci_low if ci else None,
+            "ci_high": self.ci_high if ci else None,
+            "stderr": self.stderr,
+            "n": self.n,
+            "interval": "ci95" if ci else None,
+            "ci_method": self.method if ci else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finite(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def t_interval(values: Any, confidence: float = 0.95) -> Estimate:
+    """Mean with a Student-t interval (``n - 1`` degrees of freedom); no interval when n == 1."""
+    arr = _as_1d(values, "values")
+    _check_confidence(confidence)
+    n = int(arr.size)
+    mean = float(arr.mean())
+    if n == 1:
+        return Estimate(mean, n=1, confidence=confidence)
+    stderr = float(arr.std(ddof=1)) / math.sqrt(n)
+    half = float(_sps.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * stderr
+    return Estimate(mean, mean - half, mean + half, stderr, n, "t", confidence)
+
+
 def summarize(values: Sequence[float], confidence: float = 0.95) -> dict[str, float | int | None]:
     """Mean, sample std (ddof=1), count, standard error and a Student-t confidence interval.
 
     With a single value the spread is unknown: ``std``, ``stderr``, ``ci_low``, ``ci_high``
-    are None.
+    are None. The dict form of :func:`t_interval`.
     """
     arr = _as_1d(values, "values")
-    _check_alpha(1.0 - confidence)
-    n = int(arr.size)
-    mean = float(arr.mean())
-    if n == 1:
-        return {"mean": mean, "std": None, "n": 1, "stderr": None, "ci_low": None, "ci_high": None}
-    std = float(arr.std(ddof=1))
-    stderr = std / math.sqrt(n)
-    half = float(_sps.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * stderr
+    est = t_interval(arr, confidence)
     return {
-        "mean": mean,
-        "std": std,
-        "n": n,
-        "stderr": stderr,
-        "ci_low": mean - half,
-        "ci_high": mean + half,
+        "mean": est.value,
+        "std": float(arr.std(ddof=1)) if arr.size > 1 else None,
+        "n": est.n,
+        "stderr": est.stderr,
+        "ci_low": est.ci_low,
+        "ci_high": est.ci_high,
     }
+
+
+def wilson_interval(successes: Any, n: int | None = None, confidence: float = 0.95) -> Estimate:
+    """Proportion with a Wilson score interval (``scipy.stats.binomtest(...).proportion_ci``).
+
+    Pass either a count and ``n``, or per-example booleans / 0-1 values and no ``n``.
+    ``stderr`` is the plug-in binomial standard error ``sqrt(p (1 - p) / n)``.
+    """
+    _check_confidence(confidence)
+    if n is None:
+        hits = _as_1d(successes, "successes", dtype=None)
+        if not np.all(np.isin(hits, (0, 1))):
+            raise ValueError("successes: per-example values must be booleans or 0/1")
+        k, total = int(np.count_nonzero(hits)), int(hits.size)
+    else:
+        k, total = int(successes), int(n)
+        if total < 1 or not 0 <= k <= total:
+            raise ValueError(
+                f"wilson_interval: need 0 <= successes <= n and n >= 1, got {k} of {total}"
+            )
+    p = k / total
+    ci = _sps.binomtest(k, total).proportion_ci(confidence_level=confidence, method="wilson")
+    return Estimate(p, float(ci.low), float(ci.high), math.sqrt(p * (1 - p) / total), total,
+                    "wilson", confidence)
+
+
+def normal_interval(value: float, stderr: float | None, n: int | None = None,
+                    confidence: float = 0.95) -> Estimate:
+    """``value +- z * stderr`` (normal approximation); no interval when ``stderr`` is None."""
+    _check_confidence(confidence)
+    if stderr is None or not math.isfinite(stderr):
+        return Estimate(_finite(value), n=n, confidence=confidence)
+    half = float(_sps.norm.ppf(0.5 + confidence / 2.0)) * stderr
+    return Estimate(float(value), value - half, value + half, float(stderr), n, "normal_approx",
+                    confidence)
 
 
 def median_iqr(values: Sequence[float]) -> dict[str, float | int]:
@@ -97,32 +223,56 @@ def median_iqr(values: Sequence[float]) -> dict[str, float | int]:
     return {"median": median, "q1": q1, "q3": q3, "iqr": q3 - q1, "n": int(arr.size)}
 
 
-def _resample_statistics(
-    arrays: Sequence[np.ndarray],
-    statistic: Callable[..., Any],
-    n_boot: int,
-    rng: np.random.Generator,
-    vectorized: bool,
+# ---------------------------------------------------------------------------------------------
+# bootstrap
+
+
+def resample_indices(
+    n: int, n_boot: int, seed: int, strata: Sequence[Any] | np.ndarray | None = None
 ) -> np.ndarray:
-    """Statistic of ``n_boot`` paired resamples (same indices for every array), chunked."""
-    n = arrays[0].shape[0]
-    out = np.empty(n_boot, dtype=float)
-    chunk = max(1, min(n_boot, _BOOT_CHUNK_ELEMENTS // max(n, 1)))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        if vectorized:
-            values = np.asarray(statistic(*(arr[idx] for arr in arrays), axis=-1), dtype=float)
-            if values.shape != (stop - start,):
-                raise ValueError(
-                    f"statistic with vectorized=True must return one value per resample "
-                    f"(shape {(stop - start,)}), got shape {values.shape}; reduce along axis=-1"
-                )
-            out[start:stop] = values
-        else:
-            for row, row_idx in enumerate(idx):
-                out[start + row] = float(statistic(*(arr[row_idx] for arr in arrays)))
+    """``(n_boot, n)`` bootstrap indices into ``n`` examples, seeded (one row per resample).
+
+    With ``strata`` (one label per example) each stratum is resampled within itself, so every
+    resample keeps the strata sizes: use it when the test set was built balanced by design
+    (e.g. half positive within every group), so that the interval reflects the model's errors
+    rather than a resampled imbalance the design rules out.
+    """
+    if n < 1:
+        raise ValueError(f"resample_indices: need at least one example, got n={n}")
+    check_n_boot(n_boot, "resample_indices")
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    labels = np.asarray(strata)
+    if labels.shape != (n,):
+        raise ValueError(
+            f"resample_indices: strata needs one label per example ({n}), got shape {labels.shape}"
+        )
+    _, codes = np.unique(labels, return_inverse=True)
+    out = np.empty((n_boot, n), dtype=np.int64)
+    for code in range(int(codes.max()) + 1):
+        members = np.flatnonzero(codes == code)
+        out[:, members] = members[rng.integers(0, members.size, size=(n_boot, members.size))]
     return out
+
+
+def index_chunks(idx: np.ndarray) -> list[np.ndarray]:
+    """Split ``(B, n)`` resample indices into row blocks that bound memory when gathered."""
+    if idx.size == 0:
+        return [idx]
+    step = max(1, _BOOT_CHUNK_ELEMENTS // max(idx.shape[1], 1))
+    return [idx[i : i + step] for i in range(0, idx.shape[0], step)]
+
+
+def percentile_estimate(point: float, samples: np.ndarray, n: int, alpha: float = 0.05,
+                        method: str = "bootstrap") -> Estimate:
+    """Percentile interval from a point value and its bootstrap samples (NaN samples dropped)."""
+    good = samples[np.isfinite(samples)]
+    if good.size < 2 or not math.isfinite(point):
+        return Estimate(_finite(point), n=n, confidence=1 - alpha)
+    low, high = np.quantile(good, [alpha / 2, 1 - alpha / 2])
+    return Estimate(float(point), float(low), float(high), float(good.std(ddof=1)), n, method,
+                    1 - alpha)
 
 
 def bootstrap_ci(
@@ -133,110 +283,155 @@ def bootstrap_ci(
     seed: int = 0,
     *,
     vectorized: bool = False,
-) -> tuple[float, float, float, float]:
-    """Percentile bootstrap interval of ``statistic(*data)``.
+    strata: Sequence[Any] | None = None,
+) -> Estimate:
+    """Percentile bootstrap interval of ``statistic(*data)`` over examples.
 
     Args:
-        data: one 1-D array, or a tuple/list of equal-length arrays that are resampled together
-            (paired), e.g. ``(y_true, y_pred)``.
+        data: one 1-D array, or a tuple/list of equal-length arrays resampled together, e.g.
+            ``(y_true, y_pred)``.
         statistic: called as ``statistic(*arrays)`` and returning a number. With ``vectorized=True``
             it is called as ``statistic(*arrays_2d, axis=-1)`` on a batch of resamples (one per row)
             and must return one value per row, which is much faster (``np.mean`` qualifies).
-        n_boot: number of resamples; alpha: two-sided level (0.05 -> 95% interval); seed: RNG seed.
+        n_boot: resamples (0 or 1: point value only); alpha: two-sided level; seed: RNG seed;
+        strata: resample within these labels (see :func:`resample_indices`).
 
     Returns:
-        ``(point, low, high, stderr)``: the statistic on the full data, the percentile interval and
-        the standard deviation of the bootstrap distribution.
+        an :class:`Estimate` (``method="bootstrap"``): the statistic on the full data, the
+        percentile interval and the standard deviation of the bootstrap distribution.
     """
     if isinstance(data, (tuple, list)) and len(data) > 0 and np.ndim(data[0]) >= 1:
         arrays = [_as_1d(arr, f"data[{i}]", dtype=None) for i, arr in enumerate(data)]
         _check_same_length(arrays, [f"data[{i}]" for i in range(len(arrays))])
     else:
         arrays = [_as_1d(data, "data", dtype=None)]
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}; use e.g. 1000")
+    check_n_boot(n_boot, "bootstrap_ci")
     _check_alpha(alpha)
-    rng = np.random.default_rng(seed)
-    if vectorized:
-        point_arr = np.asarray(
-            statistic(*(arr[np.newaxis] for arr in arrays), axis=-1), dtype=float
-        )
-        if point_arr.shape != (1,):
-            raise ValueError(
-                f"statistic with vectorized=True must return one value per resample "
-                f"(shape (1,) for one row), got shape {point_arr.shape}; reduce along axis=-1"
-            )
-        point = float(point_arr[0])
-    else:
-        point = float(statistic(*arrays))
-    boot = _resample_statistics(arrays, statistic, n_boot, rng, vectorized)
-    low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return point, float(low), float(high), float(boot.std(ddof=1))
+    n = arrays[0].shape[0]
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        if vectorized:
+            values = np.asarray(statistic(*(arr[idx] for arr in arrays), axis=-1), dtype=float)
+            if values.shape != (idx.shape[0],):
+                raise ValueError(
+                    f"statistic with vectorized=True must return one value per resample "
+                    f"(shape {(idx.shape[0],)}), got shape {values.shape}; reduce along axis=-1"
+                )
+            return values
+        return np.array([float(statistic(*(arr[row] for arr in arrays))) for row in idx])
+
+    point = float(stat(np.arange(n)[None, :])[0])
+    if n_boot < 2 or n < 2:
+        return Estimate(point, n=n, confidence=1 - alpha)
+    idx = resample_indices(n, n_boot, seed, strata)
+    boot = np.concatenate([stat(part) for part in index_chunks(idx)])
+    return percentile_estimate(point, boot, n, alpha, "bootstrap")
 
 
-def paired_bootstrap_test(
-    metric_fn: Callable[[np.ndarray, np.ndarray], float],
-    y_true: Any,
-    pred_a: Any,
-    pred_b: Any,
+@dataclass(frozen=True)
+class PairedResult:
+    """A paired comparison ``a - b``: the difference with its interval and test p-values.
+
+    ``p_value``: two-sided test of ``difference == 0``; :func:`one_sided_p` gives one-sided tests
+    against a margin from ``difference``.
+    """
+
+    difference: Estimate
+    p_value: float | None
+    test: str
+
+
+Statistic = Callable[[Mapping[str, np.ndarray], np.ndarray], np.ndarray]
+
+
+def _mean_of(key: str) -> Statistic:
+    def stat(arrays: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+        return np.asarray(arrays[key], dtype=float)[idx].mean(axis=-1)
+
+    return stat
+
+
+def paired_bootstrap(
+    a: Mapping[str, Any] | Any,
+    b: Mapping[str, Any] | Any,
+    statistic: Statistic | None = None,
+    *,
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
-) -> tuple[float, float, float, float]:
-    """Paired bootstrap comparison of two systems scored on the same examples.
+    strata: Sequence[Any] | None = None,
+) -> PairedResult:
+    """Paired bootstrap of ``statistic(a) - statistic(b)`` for two systems on the same examples.
 
-    ``diff = metric_fn(y_true, pred_a) - metric_fn(y_true, pred_b)``. Examples are resampled
-    with the same indices for both systems. The two-sided p-value tests ``diff == 0`` using the
-    bootstrap distribution shifted to the null: ``(1 + #{|d* - diff| >= |diff|}) / (n_boot + 1)``.
+    ``a`` and ``b`` are per-example arrays of one length ``n`` (the same examples in the same
+    order): either plain 1-D arrays (the statistic is then their mean unless given) or mappings
+    of names to arrays. ``statistic(arrays, idx)`` returns one value per row of the ``(B, n)``
+    index array ``idx``. Both systems are resampled with the same indices (within ``strata`` if
+    given), so what the examples share cancels out.
 
-    Returns:
-        ``(diff, low, high, p_value)`` with the percentile interval of the difference.
+    The interval is the percentile interval of the bootstrap differences; the p-value is the
+    two-sided Wald test ``difference / bootstrap stderr`` against the normal distribution (smooth,
+    unlike a count of resamples, so it survives multiplicity adjustment with hundreds of
+    resamples). With ``n_boot`` < 2 only the difference is given.
     """
-    y = _as_1d(y_true, "y_true", dtype=None)
-    a = _as_1d(pred_a, "pred_a", dtype=None)
-    b = _as_1d(pred_b, "pred_b", dtype=None)
-    _check_same_length([y, a, b], ["y_true", "pred_a", "pred_b"])
-    if n_boot < 2:
-        raise ValueError(f"n_boot must be >= 2, got {n_boot}; use e.g. 1000")
+    where = "paired_bootstrap"
+    check_n_boot(n_boot, where)
     _check_alpha(alpha)
+    if not isinstance(a, Mapping):
+        a, b = {"x": _as_1d(a, "a")}, {"x": _as_1d(b, "b")}
+        statistic = statistic or _mean_of("x")
+    elif statistic is None:
+        raise ValueError(f"{where}: pass a statistic(arrays, idx) with mapping inputs")
+    if not isinstance(b, Mapping):
+        raise ValueError(f"{where}: a and b must both be arrays or both be mappings of arrays")
+    sizes = {f"a[{k}]": len(v) for k, v in a.items()} | {f"b[{k}]": len(v) for k, v in b.items()}
+    if not sizes or len(set(sizes.values())) != 1:
+        raise ValueError(
+            f"{where}: both systems need per-example arrays of one length, got {sizes};"
+            " score both on the same examples"
+        )
+    n = next(iter(sizes.values()))
+    if n < 1:
+        raise ValueError(f"{where}: no examples; pass at least one per system")
+    full = np.arange(n)[None, :]
+    point = float(statistic(a, full)[0] - statistic(b, full)[0])
+    if n_boot < 2 or n < 2:
+        return PairedResult(Estimate(_finite(point), n=n, confidence=1 - alpha), None,
+                            "paired_bootstrap")
+    idx = resample_indices(n, n_boot, seed, strata)
+    samples = np.concatenate([np.asarray(statistic(a, part), dtype=float)
+                              - np.asarray(statistic(b, part), dtype=float)
+                              for part in index_chunks(idx)])
+    est = percentile_estimate(point, samples, n, alpha, "paired_bootstrap")
+    result = PairedResult(est, None, "paired_bootstrap")
+    if est.stderr is None:
+        return result
+    p_two = 2.0 * min(one_sided_p(est, 0.0, "greater"), one_sided_p(est, 0.0, "less"))
+    return replace(result, p_value=min(1.0, p_two))
 
-    def diff_fn(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray) -> float:
-        return float(metric_fn(yy, aa)) - float(metric_fn(yy, bb))
 
-    diff = diff_fn(y, a, b)
-    boot = _resample_statistics([y, a, b], diff_fn, n_boot, np.random.default_rng(seed), False)
-    low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
-    extreme = int(np.count_nonzero(np.abs(boot - diff) >= abs(diff) - 1e-12))
-    p_value = min(1.0, (1 + extreme) / (n_boot + 1))
-    return diff, float(low), float(high), p_value
+def one_sided_p(est: Estimate, margin: float = 0.0,
+                alternative: Literal["greater", "less"] = "greater") -> float:
+    """One-sided p-value of ``est.value`` against ``margin`` from its standard error.
 
-
-def mcnemar(correct_a: Any, correct_b: Any, *, exact: bool | None = None) -> tuple[float, float]:
-    """McNemar's test on paired per-example correctness of two classifiers.
-
-    With ``b`` = examples only A gets right and ``c`` = only B gets right: the exact form
-    (default when ``b + c < 25``) returns ``(min(b, c), two-sided binomial p at 0.5)``; otherwise
-    the chi-square form with continuity correction ``(|b - c| - 1)^2 / (b + c)`` on 1 degree of
-    freedom. No discordant pairs -> ``(0.0, 1.0)``.
+    ``greater`` tests ``H0: true value <= margin`` against ``> margin``; ``less`` the mirror.
+    A ``t`` estimate uses Student's t with ``n - 1`` degrees of freedom, anything else the normal
+    distribution (a Wald test). Zero standard error gives 0 or 1. ValueError without a standard
+    error (nothing to test with).
     """
-    ca = _as_1d(correct_a, "correct_a", dtype=None)
-    cb = _as_1d(correct_b, "correct_b", dtype=None)
-    _check_same_length([ca, cb], ["correct_a", "correct_b"])
-    for arr, name in ((ca, "correct_a"), (cb, "correct_b")):
-        if not np.all(np.isin(arr, (0, 1))):
-            raise ValueError(f"{name}: must hold booleans or 0/1 per example, got other values")
-    ca, cb = ca.astype(bool), cb.astype(bool)
-    b = int(np.count_nonzero(ca & ~cb))
-    c = int(np.count_nonzero(~ca & cb))
-    n = b + c
-    if n == 0:
-        return 0.0, 1.0
-    use_exact = n < _MCNEMAR_EXACT_BELOW if exact is None else exact
-    if use_exact:
-        k = min(b, c)
-        return float(k), float(_sps.binomtest(k, n, 0.5, alternative="two-sided").pvalue)
-    statistic = (abs(b - c) - 1.0) ** 2 / n
-    return float(statistic), float(_sps.chi2.sf(statistic, df=1))
+    if alternative not in ("greater", "less"):
+        raise ValueError(
+            f"one_sided_p: alternative must be 'greater' or 'less', got {alternative!r}"
+        )
+    if est.value is None or est.stderr is None or not math.isfinite(est.stderr):
+        raise ValueError("one_sided_p: the estimate has no value or standard error to test")
+    shift = est.value - margin if alternative == "greater" else margin - est.value
+    if est.stderr <= 0:
+        return 0.0 if shift > 0 else 1.0
+    z = shift / est.stderr
+    if est.method == "t" and est.n is not None and est.n > 1:
+        return float(_sps.t.sf(z, df=est.n - 1))
+    return float(_sps.norm.sf(z))
 
 
 def paired_ttest(a: Any, b: Any) -> tuple[float, float, float]:
@@ -256,16 +451,61 @@ def paired_ttest(a: Any, b: Any) -> tuple[float, float, float]:
         if abs(mean_diff) <= 1e-12 * scale:
             return 0.0, 0.0, 1.0
         return mean_diff, math.copysign(math.inf, mean_diff), 0.0
-    t = mean_diff / (sd / math.sqrt(d.size))
-    p = float(2.0 * _sps.t.sf(abs(t), df=d.size - 1))
-    return mean_diff, float(t), p
+    res = _sps.ttest_rel(x, y)
+    return mean_diff, float(res.statistic), float(res.pvalue)
+
+
+# ---------------------------------------------------------------------------------------------
+# multiplicity
+
+
+def adjust_pvalues(pvalues: Sequence[float | None],
+                   method: Literal["holm", "bh", "none"] = "holm") -> list[float | None]:
+    """Multiplicity-adjusted p-values of one family of tests (None entries stay None, and do not
+    count in the family).
+
+    ``holm``: Holm's step-down adjustment; rejecting where the adjusted p <= alpha controls the
+    family-wise error rate (the chance of any false flag) at alpha under any dependence.
+    ``bh``: Benjamini-Hochberg step-up; controls the false discovery rate (the expected share of
+    false flags among the flags) at alpha for independent or positively dependent tests.
+    ``none``: the raw p-values.
+    """
+    if method not in MULTIPLICITY_METHODS:
+        raise ValueError(
+            f"adjust_pvalues: method must be one of {MULTIPLICITY_METHODS}, got {method!r}"
+        )
+    present = [i for i, p in enumerate(pvalues) if p is not None]
+    raw = np.array([float(pvalues[i]) for i in present], dtype=float)  # type: ignore[arg-type]
+    if raw.size and (not np.all(np.isfinite(raw)) or raw.min() < 0 or raw.max() > 1):
+        raise ValueError(f"adjust_pvalues: p-values must lie in [0, 1], got {raw.tolist()}")
+    out: list[float | None] = [None] * len(pvalues)
+    if raw.size == 0:
+        return out
+    m = raw.size
+    if method == "none":
+        adjusted = raw
+    elif method == "holm":
+        order = np.argsort(raw, kind="stable")
+        steps = np.maximum.accumulate((m - np.arange(m)) * raw[order])
+        adjusted = np.empty(m)
+        adjusted[order] = np.minimum(steps, 1.0)
+    else:
+        adjusted = _sps.false_discovery_control(raw, method="bh")
+    for i, value in zip(present, adjusted, strict=True):
+        out[i] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# power laws
 
 
 @dataclass(frozen=True)
 class PowerFit:
     """Least-squares fit of ``log(y) = intercept + exponent * log(n)`` (natural logs).
 
-    ``stderr`` is the standard error of the exponent (None with only two points).
+    ``stderr`` is the standard error of the exponent and ``ci_low``/``ci_high`` its t-quantile
+    interval (``n_points - 2`` degrees of freedom) at ``confidence``; all None with two points.
     """
 
     exponent: float
@@ -273,6 +513,9 @@ class PowerFit:
     intercept: float
     r2: float
     n_points: int
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float = 0.95
 
     @property
     def coefficient(self) -> float:
@@ -283,19 +526,27 @@ class PowerFit:
         """Fitted ``y`` at ``n`` (array-like, positive)."""
         return self.coefficient * np.asarray(n, dtype=float) ** self.exponent
 
+    def estimate(self) -> Estimate:
+        """The exponent as an :class:`Estimate` (``method="ols_t"``)."""
+        method = "ols_t" if self.ci_low is not None else None
+        return Estimate(self.exponent, self.ci_low, self.ci_high, self.stderr, self.n_points,
+                        method, self.confidence)
+
     def to_dict(self) -> dict[str, float | int | None]:
         """Plain dict for a results record."""
         return asdict(self)
 
 
-def fit_power_law(n: Any, y: Any) -> PowerFit:
-    """Fit ``y = c * n ** k`` by least squares in log-log space: slope ``k`` and its error.
+def fit_power_law(n: Any, y: Any, confidence: float = 0.95) -> PowerFit:
+    """Fit ``y = c * n ** k`` by least squares in log-log space (``scipy.stats.linregress``):
+    slope ``k``, its standard error and its t-quantile interval.
 
     Needs at least two distinct positive ``n`` and positive ``y`` of equal length.
     """
     x = _as_1d(n, "n", min_len=2)
     v = _as_1d(y, "y", min_len=2)
     _check_same_length([x, v], ["n", "y"])
+    _check_confidence(confidence)
     if np.any(x <= 0) or np.any(v <= 0):
         raise ValueError(
             "fit_power_law: n and y must be > 0 (logs are taken); drop non-positive points"
@@ -303,14 +554,45 @@ def fit_power_law(n: Any, y: Any) -> PowerFit:
     if np.unique(x).size < 2:
         raise ValueError("fit_power_law: n needs at least two distinct values to fit a slope")
     lx, ly = np.log(x), np.log(v)
-    k = x.size
-    mx, my = lx.mean(), ly.mean()
-    sxx = float(np.sum((lx - mx) ** 2))
-    slope = float(np.sum((lx - mx) * (ly - my)) / sxx)
-    intercept = float(my - slope * mx)
-    resid = ly - (intercept + slope * lx)
-    ss_res = float(np.sum(resid**2))
-    ss_tot = float(np.sum((ly - my) ** 2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    stderr = math.sqrt(ss_res / (k - 2) / sxx) if k > 2 else None
-    return PowerFit(exponent=slope, stderr=stderr, intercept=intercept, r2=r2, n_points=k)
+    k = int(x.size)
+    res = _sps.linregress(lx, ly)
+    slope, intercept = float(res.slope), float(res.intercept)
+    r2 = float(res.rvalue) ** 2 if np.ptp(ly) > 0 else 1.0
+    if k <= 2:
+        return PowerFit(slope, None, intercept, r2, k, confidence=confidence)
+    stderr = float(res.stderr)
+    half = float(_sps.t.ppf(0.5 + confidence / 2.0, df=k - 2)) * stderr
+    return PowerFit(slope, stderr, intercept, r2, k, slope - half, slope + half, confidence)
+
+
+def exponent_verdict(fit: PowerFit, claimed: float, tolerance: float) -> tuple[str, str]:
+    """Judge a claim ``O(N^claimed)`` (an upper bound) against a fitted exponent.
+
+    Returns ``(verdict, reason)`` with verdict one of:
+
+    * ``holds`` - the interval's upper bound is <= ``claimed + tolerance``;
+    * ``constant_dominated`` - it holds and even the upper bound lies below
+      ``claimed - tolerance``: growth is much slower than claimed at these lengths because fixed
+      costs dominate (informational, not a violation);
+    * ``violated`` - the lower bound exceeds ``claimed + tolerance``;
+    * ``inconclusive`` - the interval straddles ``claimed + tolerance`` (or there is no interval).
+    """
+    if tolerance < 0:
+        raise ValueError(f"exponent_verdict: tolerance must be >= 0, got {tolerance}")
+    limit = claimed + tolerance
+    hi = fit.ci_high if fit.ci_high is not None else None
+    lo = fit.ci_low if fit.ci_low is not None else None
+    level = f"{fit.confidence:.0%}"
+    if hi is None or lo is None:
+        return "inconclusive", (f"exponent {fit.exponent:.2f} from {fit.n_points} lengths has no"
+                                " interval; fit at least 3 lengths")
+    span = f"{fit.exponent:.2f} [{lo:.2f}, {hi:.2f}] ({level}, t, {fit.n_points} lengths)"
+    if hi <= limit:
+        if hi < claimed - tolerance:
+            return "constant_dominated", (f"measured {span} is well below the claimed"
+                                          f" N^{claimed:g}: constant-dominated at these lengths")
+        return "holds", f"measured {span} within the claimed N^{claimed:g} + {tolerance:g}"
+    if lo > limit:
+        return "violated", f"measured {span} exceeds the claimed N^{claimed:g} + {tolerance:g}"
+    return "inconclusive", (f"measured {span} straddles the claimed N^{claimed:g} +"
+                            f" {tolerance:g}; measure more lengths")

@@ -16,7 +16,6 @@ from harness.report.compare import (
     write_compare_html,
 )
 from harness.report.html import (
-    HEADLINE_METRICS,
     build_summary,
     render_report,
     summary_table,
@@ -24,7 +23,6 @@ from harness.report.html import (
 )
 
 __all__ = [
-    "HEADLINE_METRICS",
     "ROW_STATUSES",
     "CompareRow",
     "Comparison",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -11,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from harness.report.plots import color_map, format_number
+from harness.report.plots import PALETTE, format_number
 from harness.run.store import Record
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -37,26 +38,42 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
-def reference_label(records: Sequence[Record], labels: Sequence[str]) -> str | None:
-    """The reference attention: the first ``standard`` label, preferring ``backend=sdpa``."""
-    info = {label_of(r): (r.attention, r.options) for r in records}
-    standard = [lb for lb in labels if info.get(lb, ("", {}))[0] == "standard"]
-    sdpa = [lb for lb in standard if info[lb][1].get("backend") == "sdpa"]
-    return (sdpa or standard or [None])[0]
+def reference_of(meta: dict[str, Any], labels: Sequence[str] = ()) -> str | None:
+    """The run's reference label: run.json ``reference``; stores of schema 1 lack it, and
+    their suites compared with the attention labelled ``standard``."""
+    if "reference" in meta:
+        ref = meta.get("reference")
+        return str(ref) if ref else None
+    return "standard" if "standard" in labels else None
 
 
-def attention_colors(meta: dict[str, Any], records: Sequence[Record]) -> dict[str, str]:
-    """One colour per label: the reference first, then run.json's order, then the rest.
+def attention_colors(meta: dict[str, Any], records: Sequence[Record] = (),
+                     base: dict[str, str] | None = None,
+                     prefer: dict[str, str] | None = None) -> dict[str, str]:
+    """One colour per attention label, keyed by the label itself.
 
-    The same run always gets the same colours, in the report and in comparisons.
+    The reference gets the first colour; every other label starts from a slot picked by a hash
+    of its text (a collision takes the next free slot, in run.json order), so a label keeps its
+    colour across runs, reports and comparison pages. ``base`` colours are kept as they are
+    (compare: the new run's colours, then the base run's other labels).
     """
     specs = [str(a.get("label") or a.get("name") or "") for a in meta.get("attentions") or []
              if isinstance(a, dict)]
     labels = list(dict.fromkeys([*specs, *sorted({label_of(r) for r in records})]))
-    ref = reference_label(records, labels)
-    if ref is not None:
-        labels = [ref] + [lb for lb in labels if lb != ref]
-    return color_map(labels)
+    colors = dict(base or {})
+    ref = reference_of(meta, labels)
+    if ref is not None and ref not in colors and PALETTE[0] not in colors.values():
+        colors[ref] = PALETTE[0]
+    rest = len(PALETTE) - 1
+    for label in labels:
+        if label in colors:
+            continue
+        used = set(colors.values())
+        start = zlib.crc32(label.encode("utf-8")) % rest
+        slots = [*([prefer[label]] if prefer and label in prefer else []),
+                 *(PALETTE[1 + (start + i) % rest] for i in range(rest))]
+        colors[label] = next((c for c in slots if c not in used), slots[0])
+    return colors
 
 
 def label_of(record: Record) -> str:
@@ -69,24 +86,51 @@ def format_params(params: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if k not in drop)
 
 
-def format_value(value: float | None, unit: str | None) -> str:
-    """A value in its unit, compact and human: ``12.3 ms``, ``1.50 GiB``, ``0.812``."""
+def format_bytes(value: float) -> str:
+    """``6 GiB``, ``1.5 MiB``, ``512 B`` (binary units, 3 significant digits)."""
+    mag = abs(value)
+    for limit, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if mag >= limit:
+            return f"{value / limit:.3g} {suffix}"
+    return f"{value:.0f} B"
+
+
+def format_seconds(value: float) -> str:
+    """``850 ms``, ``12.3 s``, ``4 min 5 s``, ``1 h 32 min``."""
+    if abs(value) < 1:
+        return f"{format_number(value * 1e3)} ms"
+    if abs(value) < 60:
+        return f"{format_number(value)} s"
+    minutes, secs = divmod(round(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
+
+
+def format_value(value: float | None, unit: str | None, fmt: str | None = None) -> str:
+    """A value in its unit, compact and human: ``12.3 ms``, ``1.50 GiB``, ``0.812``.
+
+    ``fmt`` is the metric's declared format (run.json ``suites_meta``): ``signed`` gives
+    differences an explicit sign, ``percent`` shows a fraction as a percentage.
+    """
     if value is None or not math.isfinite(value):
         return "-"
+    if fmt == "signed":
+        if unit in (None, "f1", "fraction", "score", "exponent", "p", "ratio"):
+            return "±0.000" if round(value, 3) == 0 else f"{value:+.3f}"
+        text = format_value(abs(value), unit)
+        return text if value == 0 else ("+" if value > 0 else "−") + text
+    if fmt == "percent":
+        return f"{value * 100:.1f}%"
     if unit == "bytes":
-        mag = abs(value)
-        for limit, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-            if mag >= limit:
-                return f"{value / limit:.3g} {suffix}"
-        return f"{value:.0f} B"
+        return format_bytes(value)
     if unit == "ms":
         return f"{format_number(value)} ms"
     if unit == "s":
-        return f"{format_number(value)} s"
+        return format_seconds(value)
     if unit in ("tokens/s", "steps/s"):
         return f"{format_number(value)} {unit.replace('tokens', 'tok')}"
-    if unit in ("tokens", "count"):
-        return f"{value:,.0f}"
+    if unit in ("tokens", "count", "steps"):
+        return f"{value:,.0f}" if abs(value) < 1e6 else format_number(value)
     if unit in ("bool", "flag"):
         return "yes" if value >= 0.5 else "no"
     if unit in ("f1", "fraction", "score"):

@@ -421,10 +421,11 @@ def write_compare_html(cmp: Comparison, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / "compare.html"
-    records = [r for row in cmp.rows for r in (row.new, row.base) if r is not None]
-    meta = {"attentions": [*(cmp.new_meta.get("attentions") or []),
-                           *(cmp.base_meta.get("attentions") or [])]}
-    colors = attention_colors(meta, records)
+    # the new run's colours (as in its report), then the base run's other labels
+    base_records = [r for row in cmp.rows if (r := row.base)]
+    colors = attention_colors(cmp.base_meta, base_records, prefer=attention_colors(
+        cmp.base_meta, base_records), base=attention_colors(
+        cmp.new_meta, [r for row in cmp.rows if (r := row.new)]))
     groups = []
     titles = {"regression": "Regressions", "improvement": "Improvements",
               "new": "New cells (only in the new run)",

@@ -21,14 +21,14 @@ __all__ = [
     "Point",
     "ScatterPoint",
     "bar_chart",
-    "color_map",
     "format_length",
     "format_number",
     "line_chart",
     "scatter_chart",
 ]
 
-# Colour-blind-safe (Okabe-Ito, then Tol) hues; the first goes to the reference attention.
+# Colour-blind-safe (Okabe-Ito, then Tol) hues; the first goes to the reference attention
+# (harness.report._common.attention_colors keys the others by label).
 PALETTE = (
     "#3b3b3b",
     "#0072b2",
@@ -43,12 +43,8 @@ PALETTE = (
 )
 OOM_COLOR = "#c0392b"
 _CHAR_W = 6.6  # rough width of one character of 12px text, for layout
+_SLANT_W = 7.4  # a generous width per character of a slanted label, so none is clipped
 FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\""
-
-
-def color_map(labels: Sequence[str]) -> dict[str, str]:
-    """One colour per label, in the given order, reused across every chart of a page."""
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(dict.fromkeys(labels))}
 
 
 def _e(text: object) -> str:
@@ -441,9 +437,12 @@ def bar_chart(
     longest = max((_CHAR_W * len(c) for c in categories), default=0.0)
     rotate = 35.0 if longest > slot - 6 else 0.0
     drop = math.ceil(min(longest, 260.0) * math.sin(math.radians(rotate))) if rotate else 0
-    if rotate and categories:  # room on the left for the first slanted label
-        reach = _CHAR_W * len(categories[0]) * math.cos(math.radians(rotate))
-        margin_l = max(margin_l, math.ceil(reach - slot / 2 + 8))
+    if rotate and categories:  # room on the left for every slanted label (they lean left)
+        for _ in range(3):  # the slot narrows as the margin grows: settle in a few steps
+            slot = (width - margin_l - margin_r) / len(categories)
+            reach = max(_SLANT_W * len(c) * math.cos(math.radians(rotate)) - (i + 0.5) * slot
+                        for i, c in enumerate(categories))
+            margin_l = max(margin_l, math.ceil(reach + 8))
     height = height + legend_h + drop
     margin_b = 52 + legend_h + drop
     out = _svg_open(width, height, title)

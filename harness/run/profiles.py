@@ -86,6 +86,9 @@ class Profile(BaseModel):
     attentions: list[AttentionEntry] | None = None
     variants: list[AttentionEntry] = Field(default_factory=list)
     data: DataOptions = Field(default_factory=DataOptions)
+    #: Label of the attention every suite and the report compare with; unset: ``standard``
+    #: when the run has it (else no comparisons).
+    reference: str | None = None
     suites: dict[str, SuiteParams]
     source: str | None = None
 
@@ -134,6 +137,17 @@ class Profile(BaseModel):
             except ValueError as err:
                 raise ProfileError(f"attention {s.label!r}: {err}") from None
         return specs
+
+    def reference_label(self, specs: list[AttentionSpec] | None = None) -> str | None:
+        """The reference attention's label; ``ProfileError`` when a named one is not planned."""
+        labels = [s.label for s in (specs if specs is not None else self.attention_specs())]
+        if self.reference is None:
+            return "standard" if "standard" in labels else None
+        if self.reference not in labels:
+            raise ProfileError(f"reference: {self.reference!r} is not one of this run's "
+                               f"attentions ({', '.join(labels)}); name one of them, or add it"
+                               " to `attentions`/`variants`")
+        return self.reference
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"suites", "source"})
@@ -217,9 +231,13 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
     assert profile is not None
     profile = profile.model_copy(update={"suites": suites, "source": source})
     try:
-        profile.attention_specs()
+        specs = profile.attention_specs()
     except ProfileError as err:
         raise ProfileError(f"{source}: invalid profile\n  attentions: {err}") from None
+    try:
+        profile.reference_label(specs)
+    except ProfileError as err:
+        raise ProfileError(f"{source}: invalid profile\n  {err}") from None
     return profile
 
 

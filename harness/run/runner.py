@@ -19,6 +19,7 @@ from harness.records import Cell, Record
 from harness.run.profiles import Profile, profile_from_dict
 from harness.run.store import ResultsStore, point_latest, read_run, resolve_run_dir
 from harness.suites import RunContext, get_suite
+from harness.suites.base import suites_meta
 
 __all__ = ["PlannedCell", "RunOutcome", "plan_run", "resume_run", "start_run"]
 
@@ -92,7 +93,15 @@ def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -
         seeds=tuple(profile.seeds),
         data=profile.data,
         progress=progress.cell_progress,
+        reference=profile.reference_label(),
     )
+
+
+def _stamp(records: list[Record], version: int) -> list[Record]:
+    """Stamp the suite's method version into each record (compare: "method changed")."""
+    for r in records:
+        r.suite_version = version
+    return records
 
 
 def _error_records(cell: Cell, status: str, message: str) -> list[Record]:
@@ -138,6 +147,7 @@ def _execute(
                     records = _error_records(p.cell, status, detail)
                     if status == "error" and os.environ.get("HARNESS_TRACEBACK"):
                         traceback.print_exc()
+            _stamp(records, suite.version)
             store.write_cell(p.cell, records)
             finished.extend(records)
             progress.cell_finished(p, records)
@@ -150,7 +160,7 @@ def _execute(
                 summary = [Record(suite=name, attention="*", options={}, params={},
                                   metric="summary_status", status="error",
                                   error=f"summary failed: {detail}")]
-            store.replace_summaries(name, summary)
+            store.replace_summaries(name, _stamp(summary, suite.version))
     finally:
         progress.stop()
     outcome.records = store.records()
@@ -193,6 +203,8 @@ def start_run(
         "profile_hash": profile.hash,
         "suites": suites,
         "attentions": [_attention_meta(s) for s in profile.attention_specs()],
+        "reference": profile.reference_label(),
+        "suites_meta": suites_meta(suites),
         "seeds": list(profile.seeds),
         "device": device,
         "threads": ctx_threads,

@@ -29,7 +29,10 @@ __all__ = [
     "read_run",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this harness reads: 1 lacks ``suite_version`` in records and ``suites_meta`` /
+#: ``reference`` in run.json (readers fall back to the registered suites' declarations).
+READABLE_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 
@@ -66,9 +69,10 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise StoreError(f"{path}: corrupt JSON ({err})") from None
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise StoreError(
-            f"{path}: schema_version {version!r}, this harness reads {SCHEMA_VERSION};"
+            f"{path}: schema_version {version!r}, this harness reads"
+            f" {', '.join(map(str, READABLE_VERSIONS))};"
             " re-run the suites with this version or compare with a matching harness"
         )
     return meta

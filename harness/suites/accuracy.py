@@ -26,8 +26,22 @@ softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``)
 ``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
 model's own q, k, v, per test example; mean with bootstrap interval) and ``swap_macro_f1`` (the
 standard model's test macro-F1 with its attention swapped, no retraining). The reference is
-``standard`` with ``backend=sdpa``; its checkpoint for the first seed is saved to
-``artifacts/<cell id>.pt`` so the summary can reload it.
+the profile's ``reference`` attention (default ``standard``); its checkpoint for the first
+seed is saved to ``artifacts/<cell id>.pt`` so the summary can reload it.
+
+No verdict without signal: per task, ``chance_macro_f1`` is the macro-F1 of the best label-blind
+guess (majority class or uniform, on the test labels, with a bootstrap interval), and
+``task_signal`` is 1 when every seed's reference macro-F1 has its lower 95% bound above it. On a
+task without signal (0) every comparison on it (``macro_f1_diff_vs_standard``,
+``paired_p_value``, ``macro_f1_gain_vs_no_attention``) keeps its value but has ``status:
+skipped`` and an ``error`` starting with ``no_signal:`` that says why: it is not a finding.
+
+The no-attention baseline (``baseline: true``): per task and seed one more cell,
+``attention: none``, label ``no-attention``, ``params.ablation: no_token_mixing``: the same
+encoder with every self-attention sublayer removed (per-token layers, then mean pooling), the same
+budget. ``macro_f1_gain_vs_no_attention`` (each attention minus it, paired bootstrap) states how
+much F1 token mixing adds per task. It is a baseline row, not an attention family: it is not in
+the registry and gets no fidelity figures.
 
 ``threads`` pins torch's thread count while the suite trains and scores (small encoders gain
 little from intra-op threads and a single thread is much steadier on a shared machine).
@@ -37,8 +51,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -46,8 +61,16 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from harness.measure.stats import Estimate, PairedResult, bootstrap_ci, paired_bootstrap
 from harness.records import Cell, Record, canonical_json
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 from harness.suites.training import (
     TrainParams,
     build_for_task,
@@ -72,6 +95,9 @@ __all__ = [
     "score_predictions",
 ]
 
+#: Attention name and label of the no-attention baseline row (an ablation, not a registry entry).
+BASELINE = "none"
+BASELINE_LABEL = "no-attention"
 #: ``ctx.data`` fields that the text task takes from the command line, not from the profile.
 _DATA_KEYS = ("dataset", "data_files", "text_column", "label_column")
 
@@ -170,6 +196,8 @@ class AccuracyParams(SuiteParams):
     train: TrainParams = Field(default_factory=TrainParams)
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_boot: NonNegativeInt = 1000
+    #: Also train the no-attention baseline (token mixing removed, same budget) per task and seed.
+    baseline: bool = True
     fidelity: bool = True
     fidelity_max_examples: PositiveInt = 512
     predict_batch_size: PositiveInt = 128
@@ -216,14 +244,15 @@ class AccuracyParams(SuiteParams):
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _is_reference(attention: str, options: dict[str, Any]) -> bool:
-    return attention == "standard" and options.get("backend", "sdpa") == "sdpa"
+def _is_reference(item: Cell | Record, ctx: RunContext) -> bool:
+    """Whether a cell or record is the run's reference attention (profile ``reference``)."""
+    return ctx.is_reference(item.label or item.attention)
 
 
 def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
     from harness.attention import attention_class
 
-    if attention == "standard":
+    if attention in ("standard", BASELINE):
         return False
     if attention == "linear":
         return options.get("feature_map") == "favor"
@@ -271,23 +300,39 @@ def _acc_stat(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def score_predictions(
     y_true: np.ndarray, y_pred: np.ndarray, *, n_boot: int, seed: int = 0
-) -> dict[str, dict[str, float | None]]:
+) -> dict[str, Estimate]:
     """Test ``macro_f1`` and ``accuracy`` (through the shipped HF ``evaluate`` metrics) with 95%
-    percentile-bootstrap intervals and bootstrap standard errors (None when ``n_boot`` < 2)."""
-    from harness.measure.stats import bootstrap_ci
+    percentile-bootstrap intervals and bootstrap standard errors (none when ``n_boot`` < 2)."""
     from harness.metrics import accuracy, macro_f1
 
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, Estimate] = {}
     for name, value, stat in (("macro_f1", macro_f1(y_true, y_pred), _f1_stat),
                               ("accuracy", accuracy(y_true, y_pred), _acc_stat)):
-        entry: dict[str, float | None] = {"value": float(value), "ci_low": None,
-                                          "ci_high": None, "stderr": None}
-        if n_boot >= 2 and len(y_true) > 1:
-            _, low, high, se = bootstrap_ci((y_true, y_pred), stat, n_boot=n_boot, seed=seed,
-                                            vectorized=True)
-            entry.update(ci_low=low, ci_high=high, stderr=se)
-        out[name] = entry
+        est = bootstrap_ci((y_true, y_pred), stat, n_boot=n_boot, seed=seed, vectorized=True)
+        out[name] = replace(est, value=float(value))
     return out
+
+
+def chance_macro_f1(y_true: np.ndarray, *, n_boot: int, seed: int = 0) -> Estimate:
+    """Macro-F1 a model reaches without learning, on these test labels, with a bootstrap interval.
+
+    The better of two label-blind predictors: always the majority class (of the test labels
+    themselves, the strongest constant guess), and a uniformly random class (expected F1 of class
+    ``c`` with share ``p_c`` among ``K`` classes: ``2 p_c / K / (p_c + 1 / K)``).
+    """
+    y = np.unique(np.asarray(y_true), return_inverse=True)[1].astype(np.int64)
+    k = int(y.max()) + 1  # the classes the test labels hold
+
+    def stat(labels: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = labels.reshape(-1, labels.shape[-1])
+        counts = np.stack([(rows == c).sum(axis=1) for c in range(k)], axis=1)
+        share = counts / rows.shape[1]
+        top = share.max(axis=1)
+        majority = 2 * top / (1 + top) / (counts > 0).sum(axis=1)
+        uniform = (2 * share / k / (share + 1 / k)).sum(axis=1) / k
+        return np.maximum(majority, uniform)
+
+    return bootstrap_ci(y, stat, n_boot=n_boot, seed=seed, vectorized=True)
 
 
 def paired_diff(
@@ -298,14 +343,10 @@ def paired_diff(
     metric: Callable[..., Any] = _f1_stat,
     n_boot: int = 1000,
     seed: int = 0,
-    alpha: float = 0.05,
-) -> tuple[float, float | None, float | None, float | None, float | None]:
-    """Mean over seed pairs of ``metric(a_s) - metric(b_s)`` on the same test examples.
+) -> PairedResult:
+    """Mean over seed pairs of ``metric(a_s) - metric(b_s)`` on the same test examples, by the
+    package's paired bootstrap (the same resampled examples for every system and seed).
 
-    Test examples are resampled with the same indices for every system and seed (a paired
-    bootstrap). Returns ``(diff, low, high, stderr, p_value)``; the two-sided p-value tests
-    ``diff == 0`` with the bootstrap distribution shifted to the null,
-    ``(1 + #{|d* - diff| >= |diff|}) / (n_boot + 1)``. With ``n_boot`` < 2 only ``diff`` is given.
     ``metric(y, p, axis=-1)`` must accept 2-D batches of resamples.
     """
     y = np.asarray(y_true)
@@ -316,29 +357,16 @@ def paired_diff(
         if np.shape(p) != y.shape:
             raise ValueError(f"paired_diff: predictions of shape {np.shape(p)} do not match "
                              f"y_true {y.shape}; both systems must score the same test examples")
-    a = np.stack([np.asarray(p) for p in preds_a])
-    b = np.stack([np.asarray(p) for p in preds_b])
-    per_seed = [float(metric(y, pa)) - float(metric(y, pb)) for pa, pb in zip(a, b, strict=True)]
-    diff = float(np.mean(per_seed))
-    if n_boot < 2 or y.size < 2:
-        return diff, None, None, None, None
-    rng = np.random.default_rng(seed)
-    n = y.size
-    boot = np.empty(n_boot)
-    chunk = max(1, min(n_boot, 2_000_000 // max(n * a.shape[0], 1)))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        yy = y[idx]
-        total = np.zeros(stop - start)
-        for pa, pb in zip(a, b, strict=True):
-            total += np.asarray(metric(yy, pa[idx], axis=-1)) - np.asarray(metric(yy, pb[idx],
-                                                                                   axis=-1))
-        boot[start:stop] = total / a.shape[0]
-    low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
-    extreme = int(np.count_nonzero(np.abs(boot - diff) >= abs(diff) - 1e-12))
-    p_value = min(1.0, (1 + extreme) / (n_boot + 1))
-    return diff, float(low), float(high), float(boot.std(ddof=1)), p_value
+
+    def mean_metric(arrays: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+        yy = arrays["y"][idx]
+        per_seed = [np.asarray(metric(yy, arrays[f"p{i}"][idx], axis=-1), dtype=float)
+                    for i in range(len(preds_a))]
+        return np.mean(per_seed, axis=0)
+
+    a = {"y": y, **{f"p{i}": np.asarray(p) for i, p in enumerate(preds_a)}}
+    b = {"y": y, **{f"p{i}": np.asarray(p) for i, p in enumerate(preds_b)}}
+    return paired_bootstrap(a, b, mean_metric, n_boot=n_boot, seed=seed)
 
 
 def fidelity_errors(
@@ -394,8 +422,39 @@ def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
 class AccuracySuite(Suite):
     name = "accuracy"
     description = "macro-F1 after training each attention with one budget (synthetic tasks, text)"
-    headline = "macro_f1_mean"
     Params = AccuracyParams
+    version = 2  # 2: Wald p-values on the bootstrap stderr, no_signal, no-attention baseline
+    section = "harness.report.sections.accuracy:render"
+    metrics = (
+        MetricSpec("macro_f1", "macro-F1 (one seed)", "f1", True),
+        MetricSpec("accuracy", "accuracy (one seed)", "fraction", True),
+        MetricSpec("val_macro_f1", "validation macro-F1", "f1", True),
+        MetricSpec("train_time_s", "training time", "s", False),
+        MetricSpec("n_params", "parameters", "count"),
+        MetricSpec("best_step", "best-validation step", "steps"),
+        MetricSpec("macro_f1_mean", "macro-F1 (mean over seeds)", "f1", True, headline=True,
+                   summary=True),
+        MetricSpec("accuracy_mean", "accuracy (mean over seeds)", "fraction", True,
+                   summary=True),
+        MetricSpec("train_time_s_mean", "training time (mean over seeds)", "s", False,
+                   summary=True),
+        MetricSpec("macro_f1_diff_vs_standard", "Δ macro-F1 vs the reference", "f1", True,
+                   format="signed", summary=True),
+        MetricSpec("paired_p_value", "paired p-value", "p", summary=True),
+        MetricSpec("n_params_ratio_vs_standard", "parameters / the reference's", "ratio",
+                   summary=True),
+        MetricSpec("fidelity_rel_error", "fidelity relative error", "fraction", False,
+                   summary=True),
+        MetricSpec("swap_macro_f1", "swap macro-F1 (no retraining)", "f1", True, summary=True),
+        MetricSpec("chance_macro_f1", "chance macro-F1 (best blind guess)", "f1", summary=True,
+                   description="majority class or uniform guess on the test labels"),
+        MetricSpec("task_signal", "task learned (reference above chance)", "flag", True,
+                   summary=True, description="0 = no_signal: comparisons on the task are not"
+                   " findings (their records are skipped, with the reason)"),
+        MetricSpec("macro_f1_gain_vs_no_attention", "Δ macro-F1 vs no attention", "f1", True,
+                   format="signed", summary=True,
+                   description="what token mixing adds over the no-attention baseline row"),
+    )
 
     def _options(self, spec: AttentionSpec, entry: TaskEntry, params: AccuracyParams
                  ) -> dict[str, Any]:
@@ -421,6 +480,13 @@ class AccuracySuite(Suite):
                 for seed in seeds:
                     cell_params = {"task": entry.key, "seed": seed, "config": entry.config_hash()}
                     cell = Cell(self.name, spec.name, options, cell_params, spec.label)
+                    self._weights[cell.id] = weight
+                    cells.append(cell)
+            if params.baseline:
+                for seed in seeds:
+                    cell = Cell(self.name, BASELINE, {}, {"task": entry.key, "seed": seed,
+                                "config": entry.config_hash(), "ablation": "no_token_mixing"},
+                                BASELINE_LABEL)
                     self._weights[cell.id] = weight
                     cells.append(cell)
         return cells
@@ -453,15 +519,16 @@ class AccuracySuite(Suite):
         train = params.train_for(entry)
         ctx.progress(0.0, f"{cell.label} {entry.key}: loading data")
         task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
-        spec = AttentionSpec(cell.attention, dict(cell.options), cell.label)
+        baseline = cell.attention == BASELINE
+        spec = AttentionSpec("standard" if baseline else cell.attention, dict(cell.options),
+                             cell.label)
         result = train_classifier(spec, task, train, seed=seed, device=ctx.device,
-                                  progress=ctx.progress)
+                                  progress=ctx.progress, token_mixing=not baseline)
         ctx.progress(1.0, f"{cell.label} {entry.key}: scoring on test")
         preds, _ = predict(result.model, task.test, batch_size=params.predict_batch_size,
                            device=ctx.device, trim_padding=train.trim_padding)
         y = task.test.labels.numpy()
         scores = score_predictions(y, preds, n_boot=params.n_boot, seed=seed)
-        n_test = len(y)
         artifacts = ctx.artifacts
         (artifacts / f"{cell.id}.json").write_text(json.dumps({
             "suite": self.name, "task": entry.key, "seed": seed, "attention": cell.attention,
@@ -471,16 +538,14 @@ class AccuracySuite(Suite):
             "history": result.history, "task_summary": task.summary(),
         }, default=str))
         first_seed = seed not in ctx.seeds or seed == min(ctx.seeds)
-        if params.fidelity and first_seed and _is_reference(cell.attention, cell.options):
+        if params.fidelity and first_seed and _is_reference(cell, ctx):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
         return [
-            _record(cell, "macro_f1", unit="f1", higher_is_better=True, n=n_test,
-                    interval="ci95" if scores["macro_f1"]["ci_low"] is not None else None,
-                    **scores["macro_f1"]),
-            _record(cell, "accuracy", unit="fraction", higher_is_better=True, n=n_test,
-                    interval="ci95" if scores["accuracy"]["ci_low"] is not None else None,
-                    **scores["accuracy"]),
+            _record(cell, "macro_f1", unit="f1", higher_is_better=True,
+                    **scores["macro_f1"].record_fields()),
+            _record(cell, "accuracy", unit="fraction", higher_is_better=True,
+                    **scores["accuracy"].record_fields()),
             _record(cell, "val_macro_f1", value=result.best_val_score, unit="f1",
                     higher_is_better=True, n=len(task.validation)),
             _record(cell, "train_time_s", value=result.train_time_s, unit="s",
@@ -539,65 +604,120 @@ class AccuracySuite(Suite):
             return None
         return json.loads(path.read_text())
 
+    def _paired(self, rows: list[Record], others: dict[tuple[str, Any], Record],
+                n_boot: int, ctx: RunContext) -> PairedResult | None:
+        """``rows``' macro-F1 minus their ``others`` (same task and seed) on the same test
+        examples, averaged over seeds, from the cells' saved predictions."""
+        ys, pa, pb, seeds = None, [], [], []
+        for r in rows:
+            other = others.get((str(r.params["task"]), r.params["seed"]))
+            if other is None:
+                continue
+            mine_art = self._load_artifact(ctx, r.cell)
+            other_art = self._load_artifact(ctx, other.cell)
+            if mine_art is None or other_art is None or \
+                    mine_art["test_fingerprint"] != other_art["test_fingerprint"]:
+                continue
+            ys = np.asarray(other_art["labels"])
+            pa.append(np.asarray(mine_art["predictions"]))
+            pb.append(np.asarray(other_art["predictions"]))
+            seeds.append(r.params["seed"])
+        if ys is None:
+            return None
+        return paired_diff(ys, pa, pb, n_boot=n_boot, seed=min(seeds))
+
+    def _signal(self, task_key: str, refs: list[Record], params: AccuracyParams,
+                ctx: RunContext) -> tuple[list[Record], str | None]:
+        """``chance_macro_f1`` and ``task_signal`` of one task; the no-signal reason, if any.
+
+        The task has signal when every seed's reference macro-F1 has its lower 95% bound above
+        the chance level (:func:`chance_macro_f1` on the test labels).
+        """
+        art = next((a for a in (self._load_artifact(ctx, r.cell) for r in refs) if a), None)
+        if not refs or art is None:
+            return [], None
+        first = refs[0]
+        chance = chance_macro_f1(np.asarray(art["labels"]), n_boot=params.n_boot,
+                                 seed=int(first.params["seed"]))
+        out = [self._summary_record(first, task_key, "chance_macro_f1", unit="f1",
+                                    **chance.record_fields())]
+        lows = [r.ci_low for r in refs]
+        assert chance.value is not None
+        if any(low is None for low in lows):
+            out.append(self._summary_record(
+                first, task_key, "task_signal", unit="flag", status="skipped", n=len(refs),
+                error="no interval on the reference's macro-F1 (n_boot < 2): signal unknown"))
+            return out, None
+        worst = min(low for low in lows if low is not None)
+        has_signal = worst > chance.value
+        reason = None if has_signal else (
+            f"no_signal: the reference's macro-F1 lower 95% bound {worst:.3f} does not exceed"
+            f" chance {chance.value:.3f} (majority class / uniform guess) on {task_key}; the"
+            " task did not learn within its budget, so differences on it are not findings")
+        out.append(self._summary_record(
+            first, task_key, "task_signal", value=float(has_signal), unit="flag",
+            higher_is_better=True, n=len(refs), error=reason))
+        return out, reason
+
     def _comparisons(self, mine: list[Record], params: AccuracyParams, ctx: RunContext
                      ) -> list[Record]:
         f1 = [r for r in mine if r.metric == "macro_f1"]
         refs = {(str(r.params["task"]), r.params["seed"]): r for r in f1
-                if _is_reference(r.attention, r.options)}
+                if _is_reference(r, ctx)}
+        bases = {(str(r.params["task"]), r.params["seed"]): r for r in f1
+                 if r.attention == BASELINE}
         sizes = {(str(r.params["task"]), r.label): r.value for r in mine
                  if r.metric == "n_params"}
         ref_sizes = {str(r.params["task"]): r.value for r in mine
-                     if r.metric == "n_params" and _is_reference(r.attention, r.options)}
+                     if r.metric == "n_params" and _is_reference(r, ctx)}
         by_group: dict[tuple[str, str], list[Record]] = {}
         for r in f1:
-            if not _is_reference(r.attention, r.options):
-                by_group.setdefault((str(r.params["task"]), r.label or r.attention), []).append(r)
-        out = []
+            by_group.setdefault((str(r.params["task"]), r.label or r.attention), []).append(r)
+        out: list[Record] = []
+        no_signal: dict[str, str | None] = {}
+        for task_key in sorted({t for t, _ in refs}):
+            task_refs = sorted((r for (t, _), r in refs.items() if t == task_key),
+                               key=lambda r: r.params["seed"])
+            records, no_signal[task_key] = self._signal(task_key, task_refs, params, ctx)
+            out += records
         for (task_key, label), rows in sorted(by_group.items()):
             rows = sorted(rows, key=lambda r: r.params["seed"])
             first = rows[0]
+            reason = no_signal.get(task_key)
+            verdict: dict[str, Any] = {"status": "skipped", "error": reason} if reason else {}
+            if first.attention != BASELINE and (task_key, first.params["seed"]) in bases:
+                gain = self._paired(rows, bases, params.n_boot, ctx)
+                if gain is not None:
+                    out.append(self._summary_record(
+                        first, task_key, "macro_f1_gain_vs_no_attention", unit="f1",
+                        higher_is_better=True, **{**gain.difference.record_fields(), **verdict}))
+            if _is_reference(first, ctx):
+                continue
             if task_key in ref_sizes and (task_key, label) in sizes:
                 out.append(self._summary_record(
                     first, task_key, "n_params_ratio_vs_standard",
                     value=sizes[(task_key, label)] / ref_sizes[task_key], unit="ratio", n=1))
-            ys, pa, pb, seeds = None, [], [], []
-            for r in rows:
-                ref = refs.get((task_key, r.params["seed"]))
-                if ref is None:
-                    continue
-                mine_art = self._load_artifact(ctx, r.cell)
-                ref_art = self._load_artifact(ctx, ref.cell)
-                if mine_art is None or ref_art is None or \
-                        mine_art["test_fingerprint"] != ref_art["test_fingerprint"]:
-                    continue
-                ys = np.asarray(ref_art["labels"])
-                pa.append(np.asarray(mine_art["predictions"]))
-                pb.append(np.asarray(ref_art["predictions"]))
-                seeds.append(r.params["seed"])
-            if ys is None:
+            diff = self._paired(rows, refs, params.n_boot, ctx)
+            if diff is None:
                 continue
-            diff, low, high, se, p = paired_diff(ys, pa, pb, n_boot=params.n_boot,
-                                                 seed=min(seeds))
-            common = {"n": int(ys.size)}
             out.append(self._summary_record(
-                first, task_key, "macro_f1_diff_vs_standard", value=diff, unit="f1",
-                ci_low=low, ci_high=high, stderr=se, higher_is_better=True,
-                interval="ci95" if low is not None else None, **common))
+                first, task_key, "macro_f1_diff_vs_standard", unit="f1", higher_is_better=True,
+                **{**diff.difference.record_fields(), **verdict}))
+            p_error = None if diff.p_value is not None else "n_boot < 2: no test"
             out.append(self._summary_record(
-                first, task_key, "paired_p_value", value=p, unit="p", **common,
-                error=None if p is not None else "n_boot < 2: no test"))
+                first, task_key, "paired_p_value", value=diff.p_value, unit="p",
+                n=diff.difference.n, **(verdict or {"error": p_error})))
         return out
 
     def _fidelity(self, mine: list[Record], params: AccuracyParams, ctx: RunContext
                   ) -> list[Record]:
         from harness.attention import get_attention
-        from harness.measure.stats import bootstrap_ci
 
         f1 = [r for r in mine if r.metric == "macro_f1"]
         out = []
         for task_key in sorted({str(r.params["task"]) for r in f1}):
             refs = sorted((r for r in f1 if str(r.params["task"]) == task_key
-                           and _is_reference(r.attention, r.options)),
+                           and _is_reference(r, ctx)),
                           key=lambda r: r.params["seed"])
             ckpt = next((Path(ctx.run_dir) / "artifacts" / f"{r.cell}.pt" for r in refs
                          if ctx.run_dir is not None
@@ -628,15 +748,10 @@ class AccuracySuite(Suite):
                 attn = get_attention(rec.attention, **rec.options)
                 errors = fidelity_errors(model, test, attn, batch_size=params.predict_batch_size,
                                          device=ctx.device)
-                low = high = se = None
-                if params.n_boot >= 2 and errors.size > 1:
-                    _, low, high, se = bootstrap_ci(errors, np.mean, n_boot=params.n_boot,
-                                                    vectorized=True)
+                est = bootstrap_ci(errors, np.mean, n_boot=params.n_boot, vectorized=True)
                 out.append(self._summary_record(
-                    rec, task_key, "fidelity_rel_error", value=float(errors.mean()),
-                    unit="fraction", higher_is_better=False, stderr=se, ci_low=low,
-                    ci_high=high, interval="ci95" if low is not None else None,
-                    n=int(errors.size)))
+                    rec, task_key, "fidelity_rel_error", unit="fraction",
+                    higher_is_better=False, **est.record_fields()))
                 model.set_attention(rec.attention, **rec.options)
                 try:
                     preds, _ = predict(model, task.test, batch_size=params.predict_batch_size,
@@ -646,6 +761,5 @@ class AccuracySuite(Suite):
                 scores = score_predictions(y, preds, n_boot=params.n_boot)
                 out.append(self._summary_record(
                     rec, task_key, "swap_macro_f1", unit="f1", higher_is_better=True,
-                    n=int(y.size), interval="ci95" if scores["macro_f1"]["ci_low"] is not None
-                    else None, **scores["macro_f1"]))
+                    **scores["macro_f1"].record_fields()))
         return out

@@ -18,15 +18,23 @@ from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
 
 __all__ = [
+    "FORMATS",
     "AttentionSpec",
     "DataOptions",
+    "MetricSpec",
     "RunContext",
     "Suite",
     "SuiteParams",
     "get_suite",
     "list_suites",
     "register_suite",
+    "suite_meta",
+    "suites_meta",
 ]
+
+#: How a metric's value is shown (docs/RESULTS.md, "Metric metadata"): ``auto`` by its unit;
+#: ``signed`` with an explicit sign (differences); ``percent`` as 12.3%.
+FORMATS = ("auto", "signed", "percent")
 
 
 class SuiteParams(BaseModel):
@@ -70,6 +78,36 @@ class AttentionSpec:
         return {"label": self.label, "name": self.name, "options": dict(self.options)}
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric a suite writes, declared once (HELM-style schema) and stored in run.json.
+
+    ``unit`` and ``higher_is_better`` are the record fields' values (None: informational);
+    ``headline`` marks the suite's headline metric (one per suite); ``format`` is one of
+    :data:`FORMATS`; ``summary`` is True for metrics written by ``Suite.summarize``.
+    """
+
+    name: str
+    display: str
+    unit: str | None = None
+    higher_is_better: bool | None = None
+    headline: bool = False
+    format: str = "auto"
+    summary: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"metric {self.name!r}: format must be one of {FORMATS}, "
+                             f"got {self.format!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "display": self.display, "unit": self.unit,
+                "higher_is_better": self.higher_is_better, "headline": self.headline,
+                "format": self.format, "summary": self.summary,
+                "description": self.description}
+
+
 class DataOptions(SuiteParams):
     """Where text data comes from (for suites that train on text)."""
 
@@ -102,6 +140,12 @@ class RunContext:
     seeds: tuple[int, ...] = (0,)
     data: DataOptions = field(default_factory=DataOptions)
     progress: Callable[[float, str], None] = lambda fraction, text: None
+    #: The label of the reference attention every suite compares with (profile ``reference``).
+    reference: str | None = "standard"
+
+    def is_reference(self, label: str | None) -> bool:
+        """Whether an attention label (``record.label or record.attention``) is the reference."""
+        return label is not None and label == self.reference
 
     @property
     def artifacts(self) -> Path:
@@ -113,12 +157,34 @@ class RunContext:
 
 
 class Suite(ABC):
-    """One suite: ``plan`` cells, ``run_cell`` each, then ``summarize`` across cells."""
+    """One suite: ``plan`` cells, ``run_cell`` each, then ``summarize`` across cells.
+
+    Declarations read by every view (they go into run.json, so reports and compare need no suite
+    code): ``version`` (bump it when the method changes: compare then reports "method changed",
+    not a regression), ``metrics`` (one :class:`MetricSpec` per metric; exactly one headline) and
+    ``section``, the ``"module:function"`` that renders the suite's report section from the
+    store (None: the report's generic section, a table of the declared metrics).
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
-    headline: ClassVar[str]
+    headline: ClassVar[str] = ""  # set from the metric declared ``headline=True``
     Params: ClassVar[type[SuiteParams]]
+    version: ClassVar[int] = 1
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    section: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        heads = [m.name for m in cls.metrics if m.headline]
+        if len(heads) > 1:
+            raise TypeError(f"suite {cls.__name__}: one headline metric, got {heads}")
+        if heads:
+            cls.headline = heads[0]
+        names = [m.name for m in cls.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise TypeError(f"suite {cls.__name__}: metrics declared twice: {dupes}")
 
     @abstractmethod
     def plan(
@@ -158,6 +224,18 @@ def list_suites() -> list[str]:
     """Registered suites in their canonical running order."""
     order = ["accuracy", "throughput", "memory", "bias"]
     return sorted(_SUITES, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def suite_meta(name: str) -> dict[str, Any]:
+    """A registered suite's declarations as stored in run.json (``suites_meta[name]``)."""
+    suite = get_suite(name)
+    return {"version": suite.version, "description": suite.description,
+            "section": suite.section, "metrics": [m.as_dict() for m in suite.metrics]}
+
+
+def suites_meta(names: list[str]) -> dict[str, dict[str, Any]]:
+    """``suite_meta`` of each named suite, for run.json."""
+    return {name: suite_meta(name) for name in names}
 
 
 def get_suite(name: str) -> Suite:

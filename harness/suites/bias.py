@@ -19,9 +19,16 @@ a paired bootstrap over test examples from the per-example outputs each cell sav
 missing, a normal approximation from the two records' intervals assuming independence
 (``"normal_approx"``). Those intervals cover the sampling of test examples only, not training
 randomness; with two or more seeds a ``seed: "all"`` record adds the mean difference over seeds
-with a t-interval (``"t_over_seeds"``). ``significant_increase`` flags an efficient attention whose
-interval lies entirely on the more-biased side (above ``min_increase``, default 0; below minus it
-for the parity ratio).
+with a t-interval (``"t_over_seeds"``).
+
+Flags: every comparison of an efficient attention tests one-sided whether it is more than
+``min_increase`` more biased than standard (``increase_p_value``: a Wald test on the paired
+bootstrap's standard error, or Student's t over seeds). The comparisons of one attention at one
+seed (or ``all``) and one planted strength (or data source) are one family: their p-values are
+adjusted together (``multiplicity``: Holm by default, or Benjamini-Hochberg;
+``increase_p_adjusted``) and ``significant_increase`` is 1 where the adjusted p-value is at most
+``alpha``. Tested alone at 95%, about half the null families carried a false flag; adjusted, at
+most ``alpha`` of them do (``scripts/prove_bias_calibration.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -37,17 +45,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from scipy.stats import norm
 
 from harness.data import build_probe, derive_seed, list_swaps, swap, swap_directions
 from harness.data.base import Split, TaskData
 from harness.data.terms import ATTRIBUTES, AXES, axis_groups
-from harness.measure.stats import summarize as summarize_values
-from harness.records import Cell, Record
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
-from harness.suites.fairness import (
+from harness.measure.fairness import (
     GAP_METRICS,
     GROUP_METRICS,
-    Estimate,
     amplification_statistic,
     audit_groups,
     bias_amplification,
@@ -55,8 +60,24 @@ from harness.suites.fairness import (
     gap_statistic,
     mean_statistic,
     pair_differences,
-    paired_difference,
     template_from_scores,
+)
+from harness.measure.stats import (
+    Estimate,
+    adjust_pvalues,
+    normal_interval,
+    one_sided_p,
+    paired_bootstrap,
+    t_interval,
+)
+from harness.records import Cell, Record
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
 )
 from harness.suites.training import TrainParams, load_task_cached, predict, train_classifier
 
@@ -141,10 +162,18 @@ class TextProbeParams(SuiteParams):
 class BiasParams(SuiteParams):
     """Parameters of the bias suite (see the module doc for the cells they plan).
 
-    ``min_increase``: ``significant_increase`` needs the whole interval of the difference beyond
-    this margin (0: any significant increase). Scores and rates live on [0, 1], so one margin
-    fits every bias metric; it keeps negligible but "significant" differences (e.g. 0.005 in the
-    positive score of a saturated model) from raising flags.
+    ``min_increase``: the practical-significance floor. ``significant_increase`` tests whether a
+    variant is more than this margin more biased than standard (0: any increase). Scores and
+    rates live on [0, 1], so one margin fits every bias metric; it keeps negligible but
+    "significant" differences (e.g. 0.005 in the positive score of a saturated model) from
+    raising flags.
+
+    ``multiplicity`` / ``alpha``: the flags of one attention (per seed and planted strength or
+    data source) form one family of tests, adjusted together: ``holm`` (default) bounds the
+    chance of *any* false flag in the family by ``alpha`` (family-wise error), under any
+    dependence between the tests; ``bh`` (Benjamini-Hochberg) bounds the expected share of false
+    flags among the flags instead (more power, weaker promise); ``none`` tests each comparison
+    alone (the pre-adjustment behaviour: about half the null families carry a false flag).
 
     ``threads`` caps torch's CPU threads inside a cell: models this small train fastest on one
     thread (more threads only add synchronisation, and spin badly on a shared CPU); ``None``
@@ -167,6 +196,8 @@ class BiasParams(SuiteParams):
     predict_batch_size: PositiveInt = 512
     save_predictions: bool = True
     min_increase: float = Field(default=0.0, ge=0.0, lt=1.0)
+    multiplicity: Literal["holm", "bh", "none"] = "holm"
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     threads: PositiveInt | None = 1
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     text: TextProbeParams | None = Field(default_factory=TextProbeParams)
@@ -266,11 +297,11 @@ def _abs_estimate(est: Estimate) -> Estimate:
     if est.value is None:
         return est
     if est.ci_low is None or est.ci_high is None:
-        return Estimate(abs(est.value), stderr=est.stderr, n=est.n)
+        return replace(est, value=abs(est.value))
     lo, hi = sorted((abs(est.ci_low), abs(est.ci_high)))
     if est.ci_low <= 0 <= est.ci_high:
         lo = 0.0
-    return Estimate(abs(est.value), lo, hi, est.stderr, est.n)
+    return replace(est, value=abs(est.value), ci_low=lo, ci_high=hi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,14 +445,58 @@ def _template_records(cell: Cell, base: dict[str, Any], scorer: Scorer,
 # ---------------------------------------------------------------------------------------------
 # the suite
 
+#: Display names of the compared metrics (their ``<metric>_diff_vs_standard`` records follow).
+_COMPARED = {
+    "demographic_parity_difference": "demographic-parity difference",
+    "demographic_parity_ratio": "demographic-parity ratio",
+    "equalized_odds_difference": "equalized-odds difference",
+    "bias_amplification": "bias amplification",
+    "flip_rate": "counterfactual flip rate",
+    "score_gap": "score gap",
+}
+_METRIC_SPECS = (
+    MetricSpec("demographic_parity_difference", _COMPARED["demographic_parity_difference"],
+               "fraction", False, headline=True,
+               description="on the planted axis of the controlled probe"),
+    MetricSpec("demographic_parity_ratio", _COMPARED["demographic_parity_ratio"], "fraction",
+               True),
+    MetricSpec("equalized_odds_difference", _COMPARED["equalized_odds_difference"], "fraction",
+               False),
+    MetricSpec("bias_amplification", _COMPARED["bias_amplification"], "fraction", False),
+    MetricSpec("flip_rate", _COMPARED["flip_rate"], "fraction", False),
+    MetricSpec("score_gap", _COMPARED["score_gap"], "score", False),
+    MetricSpec("selection_rate", "selection rate", "fraction"),
+    MetricSpec("tpr", "true-positive rate", "fraction"),
+    MetricSpec("fpr", "false-positive rate", "fraction"),
+    MetricSpec("accuracy", "accuracy", "fraction", True),
+    MetricSpec("f1", "F1", "fraction"),
+    MetricSpec("model_association", "model association", "fraction"),
+    MetricSpec("data_association", "data association", "fraction"),
+    MetricSpec("score_difference", "score difference", "score", format="signed"),
+    MetricSpec("score_gap_p_value", "score-gap p-value", "p"),
+    MetricSpec("worst_case_accuracy", "worst-case accuracy", "fraction", True),
+    MetricSpec("train_time_s", "training time", "s", False),
+    *(MetricSpec(f"{m}_diff_vs_standard", f"Δ {display} vs the reference", None,
+                 m == "demographic_parity_ratio", format="signed", summary=True)
+      for m, display in _COMPARED.items()),
+    MetricSpec("significant_increase", "significant increase vs the reference", "flag", False,
+               summary=True, description="over seeds: more than min_increase more biased than"
+               " the reference, after multiplicity control within the attention's family"),
+    MetricSpec("increase_p_value", "p-value of the increase (raw)", "p", summary=True),
+    MetricSpec("increase_p_adjusted", "p-value of the increase (adjusted)", "p", summary=True,
+               description="Holm or Benjamini-Hochberg within the family; n = family size"),
+)
+
 
 @register_suite
 class BiasSuite(Suite):
     name = "bias"
     description = ("fairlearn group audits, bias amplification, counterfactual and template"
                    " probes per attention")
-    headline = "demographic_parity_difference"
     Params = BiasParams
+    version = 2  # 2: flags over seeds with multiplicity control
+    section = "harness.report.sections.bias:render"
+    metrics = _METRIC_SPECS
 
     def plan(self, params: BiasParams, attentions: list[AttentionSpec],
              seeds: list[int]) -> list[Cell]:
@@ -568,25 +643,29 @@ class BiasSuite(Suite):
                   ctx: RunContext) -> list[Record]:
         """Each variant's bias metrics minus ``standard``'s on the same probe and seed, and, with
         two or more seeds, the mean difference over seeds with a t-interval (``seed: "all"``),
-        which also covers training randomness; each with its ``significant_increase`` flag."""
+        which also covers training randomness; then the flags, family by family."""
         mine = [r for r in records if r.suite == self.name and r.status == "ok"
                 and r.metric in BIAS_METRICS and r.value is not None
                 and not (r.cell or "").startswith("summary:")]
         reference = {(json.dumps(r.params, sort_keys=True), r.metric): r
-                     for r in mine if (r.label or r.attention) == "standard"}
+                     for r in mine if ctx.is_reference(r.label or r.attention)}
         if not reference:
             return []
         cache: dict[str, dict[str, Any] | None] = {}
         out: list[Record] = []
+        tests: list[tuple[Record, dict[str, Any], Estimate]] = []
         per_seed: dict[str, list[tuple[Record, Estimate]]] = {}
         for r in mine:
-            if (r.label or r.attention) == "standard":
+            if ctx.is_reference(r.label or r.attention):
                 continue
             ref = reference.get((json.dumps(r.params, sort_keys=True), r.metric))
             if ref is None:
                 continue
             est, method = self._difference(r, ref, params, ctx, cache)
-            out += self._diff_records(r, {**r.params, "ci_method": method}, est, params)
+            where = {**r.params, "ci_method": method}
+            out.append(self._diff_record(r, where, est))
+            if r.attention != "standard":  # another standard backend is a sanity check
+                tests.append((r, where, est))
             if "seed" in r.params:
                 rest = {k: v for k, v in r.params.items() if k != "seed"}
                 key = json.dumps([r.label, r.attention, r.options, r.metric, rest],
@@ -596,34 +675,94 @@ class BiasSuite(Suite):
             values = [est.value for _, est in rows if est.value is not None]
             if len(values) < 2:
                 continue
-            stats = summarize_values(values)
             first = rows[0][0]
             where = {**{k: v for k, v in first.params.items() if k != "seed"}, "seed": "all",
                      "ci_method": "t_over_seeds"}
-            est = Estimate(stats["mean"], stats["ci_low"], stats["ci_high"], stats["stderr"],
-                           int(stats["n"]))
-            out += self._diff_records(first, where, est, params)
-        return out
+            est = t_interval(values)
+            out.append(self._diff_record(first, where, est))
+            if first.attention != "standard":
+                tests.append((first, where, est))
+        return out + self._flags(tests, params)
 
-    def _diff_records(self, r: Record, where: dict[str, Any], est: Estimate,
-                      params: BiasParams) -> list[Record]:
-        """``<metric>_diff_vs_standard`` and, for an efficient attention, its flag."""
-        hib = BIAS_METRICS[r.metric]
-        out = [Record(suite=self.name, attention=r.attention, options=dict(r.options),
+    def _diff_record(self, r: Record, where: dict[str, Any], est: Estimate) -> Record:
+        """``<metric>_diff_vs_standard``: variant minus standard with its interval."""
+        return Record(suite=self.name, attention=r.attention, options=dict(r.options),
                       params=where, metric=f"{r.metric}_diff_vs_standard", unit=r.unit,
-                      higher_is_better=hib, label=r.label, **est.record_fields())]
-        if r.attention == "standard":
-            return out  # another standard backend: a sanity check, not an efficient attention
-        worse = None
-        if est.ci_low is not None and est.ci_high is not None:
-            margin = params.min_increase
-            worse = est.ci_high < -margin if hib else est.ci_low > margin
-        out.append(Record(
-            suite=self.name, attention=r.attention, options=dict(r.options),
-            params={**where, "metric": r.metric}, metric="significant_increase",
-            value=None if worse is None else float(worse), unit="flag",
-            higher_is_better=False, n=est.n, label=r.label,
-            error=None if worse is not None else "no interval for the difference"))
+                      higher_is_better=BIAS_METRICS[r.metric], label=r.label,
+                      **est.record_fields())
+
+    def _flags(self, tests: list[tuple[Record, dict[str, Any], Estimate]],
+               params: BiasParams) -> list[Record]:
+        """Tests of "more biased than standard", with multiplicity control per family.
+
+        Each comparison tests ``H0: the variant is at most min_increase more biased than
+        standard`` one-sided (``increase_p_value``); the p-values of one family (one attention,
+        one seed or ``all``, one planted strength or data source) are adjusted together with
+        ``params.multiplicity`` (``increase_p_adjusted``, whose ``n`` is the family size).
+
+        ``significant_increase`` (adjusted p <= ``alpha``) is a verdict on the attention, so it
+        is given only over seeds (``seed: "all"``): one seed's interval covers the sampling of
+        test examples, not training randomness, and two models trained alike differ in their
+        spurious associations (on the quick corpus at strength 0, Holm-adjusted per-seed tests
+        still flagged most (attention, seed) families, while the over-seed tests flagged none).
+        With a single seed the flag is recorded as skipped, with that reason.
+        """
+        raw: list[float | None] = []
+        for r, _, est in tests:
+            if est.value is None or est.stderr is None:
+                raw.append(None)
+                continue
+            if BIAS_METRICS[r.metric]:  # higher is better: more biased = lower
+                raw.append(one_sided_p(est, -params.min_increase, "less"))
+            else:
+                raw.append(one_sided_p(est, params.min_increase, "greater"))
+        families: dict[str, list[int]] = {}
+        for i, (r, where, _) in enumerate(tests):
+            family = json.dumps([r.label or r.attention, r.options, where.get("seed"),
+                                 where.get("strength", where.get("source", where.get("probe")))],
+                                sort_keys=True, default=str)
+            families.setdefault(family, []).append(i)
+        adjusted: list[float | None] = [None] * len(tests)
+        sizes = [0] * len(tests)
+        for members in families.values():
+            values = adjust_pvalues([raw[i] for i in members], params.multiplicity)
+            size = sum(raw[i] is not None for i in members)
+            for i, value in zip(members, values, strict=True):
+                adjusted[i], sizes[i] = value, size
+        out: list[Record] = []
+        over_seeds: set[tuple[str, str]] = set()
+        single: dict[tuple[str, str], tuple[Record, dict[str, Any]]] = {}
+        for (r, where, est), p_raw, p_adj, size in zip(tests, raw, adjusted, sizes, strict=True):
+            flag_params = {**where, "metric": r.metric}
+            common = {"suite": self.name, "attention": r.attention, "options": dict(r.options),
+                      "params": flag_params, "label": r.label}
+            missing = None if p_adj is not None else "no standard error for the difference"
+            group = (r.label or r.attention, str(where.get("strength", where.get("source"))))
+            if where.get("seed") == "all":
+                over_seeds.add(group)
+                worse = None if p_adj is None else float(p_adj <= params.alpha)
+                out.append(Record(**common, metric="significant_increase", value=worse,
+                                  unit="flag", higher_is_better=False, n=est.n, error=missing))
+            else:
+                single.setdefault(group, (r, where))
+            out += [
+                Record(**common, metric="increase_p_value", value=p_raw, unit="p", n=est.n,
+                       error=missing),
+                Record(**common, metric="increase_p_adjusted", value=p_adj, unit="p", n=size,
+                       error=missing),
+            ]
+        for group, (r, where) in sorted(single.items(), key=lambda kv: kv[0]):
+            if group in over_seeds:
+                continue
+            keep = {k: where[k] for k in ("probe", "planted", "strength", "source", "data")
+                    if k in where}
+            out.append(Record(
+                suite=self.name, attention=r.attention, options=dict(r.options), label=r.label,
+                params={**keep, "seed": "all"}, metric="significant_increase", unit="flag",
+                higher_is_better=False, status="skipped",
+                error="a verdict on the attention needs two or more seeds (one seed's interval"
+                " covers test sampling, not training randomness); see increase_p_adjusted for"
+                " this model against standard's"))
         return out
 
     def _difference(self, r: Record, ref: Record, params: BiasParams, ctx: RunContext,
@@ -634,8 +773,8 @@ class BiasSuite(Suite):
             if fa == fb and len(next(iter(a.values()))) == len(next(iter(b.values()))):
                 seed = derive_seed(int(r.params.get("seed", 0)), "diff", r.metric,
                                    json.dumps(r.params, sort_keys=True))
-                return paired_difference(stat, a, b, n_boot=max(params.n_boot, 2), seed=seed,
-                                         strata=strata), "paired_bootstrap"
+                return paired_bootstrap(a, b, stat, n_boot=max(params.n_boot, 2), seed=seed,
+                                        strata=strata).difference, "paired_bootstrap"
         return _normal_difference(r, ref), "normal_approx"
 
     @staticmethod
@@ -700,13 +839,11 @@ def _normal_difference(r: Record, ref: Record) -> Estimate:
         if x.stderr is not None:
             return x.stderr
         if x.ci_low is not None and x.ci_high is not None and x.interval == "ci95":
-            return (x.ci_high - x.ci_low) / (2 * 1.959963984540054)
+            return (x.ci_high - x.ci_low) / (2 * float(norm.ppf(0.975)))
         return None
 
     s1, s2 = se(r), se(ref)
     n = min(x for x in (r.n, ref.n) if x is not None) if (r.n or ref.n) else None
     if s1 is None or s2 is None:
         return Estimate(diff, n=n)
-    s = math.sqrt(s1 * s1 + s2 * s2)
-    half = 1.959963984540054 * s
-    return Estimate(diff, diff - half, diff + half, s, n)
+    return normal_interval(diff, math.sqrt(s1 * s1 + s2 * s2), n)

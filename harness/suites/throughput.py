@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from harness.measure.stats import fit_power_law
 from harness.measure.timing import time_callable
 from harness.records import Cell, Record
-from harness.suites.base import AttentionSpec, RunContext, Suite, SuiteParams, register_suite
+from harness.suites.base import (
+    AttentionSpec,
+    MetricSpec,
+    RunContext,
+    Suite,
+    SuiteParams,
+    register_suite,
+)
 
-__all__ = ["ModelThroughputParams", "ThroughputParams", "ThroughputSuite", "attention_inputs"]
+__all__ = [
+    "ModelThroughputParams",
+    "ThroughputParams",
+    "ThroughputSuite",
+    "attention_inputs",
+    "growing_tail",
+]
 
 Pass = Literal["forward", "backward", "fwd_bwd"]
 
@@ -40,6 +55,20 @@ class ThroughputParams(SuiteParams):
     warmup: int = Field(default=1, ge=0)
     causal: bool = False
     model: ModelThroughputParams | None = Field(default_factory=ModelThroughputParams)
+    #: Lengths where time grows slower than N^this (between one length and the next) are
+    #: dominated by fixed costs; the fitted time exponent starts after the last of them.
+    growth_floor: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+def growing_tail(lengths: list[int], times: list[float], floor: float) -> int:
+    """Index of the first length from which time grows at least as ``N^floor`` between every
+    pair of consecutive lengths (len(lengths) - 1 when even the last step is flat)."""
+    start = 0
+    for i in range(len(lengths) - 1):
+        local = math.log(times[i + 1] / times[i]) / math.log(lengths[i + 1] / lengths[i])
+        if local < floor:
+            start = i + 1
+    return start
 
 
 def attention_inputs(
@@ -96,8 +125,25 @@ def _rate(cell: Cell, metric: str, timing, work: float, unit: str) -> Record:
 class ThroughputSuite(Suite):
     name = "throughput"
     description = "forward / backward / train-step speed per attention and sequence length"
-    headline = "forward_ms"
     Params = ThroughputParams
+    version = 1
+    section = "harness.report.sections.throughput:render"
+    metrics = (
+        MetricSpec("forward_ms", "forward time", "ms", False, headline=True,
+                   description="attention layer alone: median time per forward call, IQR"),
+        MetricSpec("backward_ms", "backward time", "ms", False),
+        MetricSpec("fwd_bwd_ms", "forward + backward time", "ms", False),
+        MetricSpec("forward_tokens_per_s", "forward tokens/s", "tokens/s", True),
+        MetricSpec("fwd_bwd_tokens_per_s", "forward + backward tokens/s", "tokens/s", True),
+        MetricSpec("train_steps_per_s", "train steps/s (full model)", "steps/s", True),
+        MetricSpec("inference_tokens_per_s", "inference tokens/s (full model)", "tokens/s",
+                   True),
+        MetricSpec("time_exponent", "time exponent", "exponent", False, summary=True,
+                   description="slope of log time vs log N over the lengths where time grows"),
+        MetricSpec("crossover_seq_len", "faster than the reference from N", "tokens", False,
+                   summary=True, description="shortest measured length from which the forward"
+                   " pass stays faster than the reference's; null: never"),
+    )
 
     def plan(
         self, params: ThroughputParams, attentions: list[AttentionSpec], seeds: list[int]
@@ -225,13 +271,56 @@ class ThroughputSuite(Suite):
     def summarize(
         self, records: list[Record], params: ThroughputParams, ctx: RunContext
     ) -> list[Record]:
+        """Time exponents per attention and pass, and the crossover length vs standard."""
+        return self._exponents(records, params) + self._crossover(records, ctx)
+
+    def _exponents(self, records: list[Record], params: ThroughputParams) -> list[Record]:
+        """``time_exponent``: slope of log time vs log N (t-based 95% interval), fitted only over
+        the lengths where time grows (:func:`growing_tail`); shorter lengths are
+        constant-dominated. With fewer than two growing lengths there is no exponent
+        (``status: skipped``, with the reason); a negative slope cannot be shown, since time rises
+        at every fitted step."""
+        groups: dict[tuple[str, str, int], list[Record]] = {}
+        for r in records:
+            if r.suite == self.name and r.metric in ("forward_ms", "backward_ms", "fwd_bwd_ms") \
+                    and r.status == "ok" and r.value and r.params.get("kind") == "attention":
+                key = (r.label or r.attention, r.metric, r.params["batch"])
+                groups.setdefault(key, []).append(r)
+        out = []
+        for (label, metric, batch), rows in sorted(groups.items()):
+            rows = sorted(rows, key=lambda r: r.params["seq_len"])
+            lengths = [r.params["seq_len"] for r in rows]
+            times = [float(r.value) for r in rows]  # type: ignore[arg-type]
+            first = rows[0]
+            base = {"suite": self.name, "attention": first.attention, "options": first.options,
+                    "params": {"kind": "exponent", "pass": metric.removesuffix("_ms"),
+                               "batch": batch},
+                    "metric": "time_exponent", "unit": "exponent", "label": label}
+            if len(rows) < 2:
+                continue
+            start = growing_tail(lengths, times, params.growth_floor)
+            used = lengths[start:]
+            dropped = lengths[:start]
+            note = (f"constant-dominated below N={used[0]}: fitted over {used}" if dropped
+                    and len(used) >= 2 else None)
+            if len(used) < 2:
+                out.append(Record(**base, status="skipped", n=len(used), error=(
+                    f"constant-dominated at these lengths ({lengths[0]}-{lengths[-1]}): time"
+                    f" grows slower than N^{params.growth_floor:g}; measure longer inputs")))
+                continue
+            fit = fit_power_law(used, times[start:])  # time rises at every step: slope >= 0
+            out.append(Record(**base, higher_is_better=False, error=note,
+                              **fit.estimate().record_fields()))
+        return out
+
+    def _crossover(self, records: list[Record], ctx: RunContext) -> list[Record]:
         """Crossover length: from which measured N on is each variant faster than standard?"""
         fwd = [r for r in records if r.metric == "forward_ms" and r.status == "ok"
                and r.value is not None and r.params.get("kind") == "attention"]
         baseline = {
             (r.params["batch"], r.params["seq_len"]): r.value
             for r in fwd
-            if r.attention == "standard" and r.options.get("backend") == "sdpa"
+            if ctx.is_reference(r.label or r.attention)
         }
         if not baseline:
             return []
@@ -240,7 +329,7 @@ class ThroughputSuite(Suite):
             by_label.setdefault((r.label or r.attention, r.params["batch"]), []).append(r)
         out = []
         for (label, batch), rows in sorted(by_label.items()):
-            if label == "standard":
+            if ctx.is_reference(label):
                 continue
             rows = sorted(rows, key=lambda r: r.params["seq_len"])
             pairs = [(r.params["seq_len"], r.value, baseline.get((batch, r.params["seq_len"])))

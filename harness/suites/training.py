@@ -137,13 +137,27 @@ def macro_f1_scores(
     return float(scores[0]) if single else scores.reshape(t.shape[:-1])
 
 
+class _NoMixing(torch.nn.Module):
+    """Stands in for a block's self-attention sublayer and adds nothing: no token mixing."""
+
+    def forward(self, x: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        return torch.zeros_like(x)
+
+
 def build_for_task(
-    attention: AttentionSpec, task: TaskData, params: TrainParams, *, seed: int
+    attention: AttentionSpec, task: TaskData, params: TrainParams, *, seed: int,
+    token_mixing: bool = True,
 ) -> EncoderClassifier:
-    """The encoder for ``task`` with the run's model size; initial weights drawn from ``seed``."""
+    """The encoder for ``task`` with the run's model size; initial weights drawn from ``seed``.
+
+    ``token_mixing=False`` builds the no-attention ablation: every block's self-attention
+    sublayer is removed (each token passes through the feed-forward layers alone) and the pooled
+    output is a mean over per-token features - a bag of (positional) embeddings with the same
+    embeddings, depth, width, head and training budget as the attention models.
+    """
     from harness.models import build_model
 
-    return build_model(
+    model = build_model(
         attention.name,
         attention_options=dict(attention.options),
         vocab_size=task.vocab_size,
@@ -158,6 +172,15 @@ def build_for_task(
         pad_token_id=task.pad_id,
         seed=seed,
     )
+    if not token_mixing:
+        if params.pooling != "mean":
+            raise ValueError(
+                f"the no-attention baseline needs train.pooling: mean (got {params.pooling!r});"
+                " without token mixing a first-token pooler sees one token"
+            )
+        for layer in model.layers:
+            layer.attention = _NoMixing()
+    return model
 
 
 def make_batch(
@@ -237,15 +260,18 @@ def train_classifier(
     seed: int,
     device: str = "cpu",
     progress: Callable[[float, str], None] | None = None,
+    token_mixing: bool = True,
 ) -> TrainResult:
-    """Train an encoder with ``attention`` on ``task`` for ``params.steps`` steps.
+    """Train an encoder with ``attention`` on ``task`` for ``params.steps`` steps
+    (``token_mixing=False``: the no-attention ablation of :func:`build_for_task`).
 
     Returns the best-validation checkpoint (eval mode). Raises :class:`TrainingDiverged` on a
     non-finite loss or gradient norm, ``ValueError`` on an unusable task.
     """
     _check_task(task)
     torch.manual_seed(seed)
-    model = build_for_task(attention, task, params, seed=seed).to(device)
+    model = build_for_task(attention, task, params, seed=seed,
+                           token_mixing=token_mixing).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(
         _param_groups(model, params.weight_decay), lr=params.lr, betas=(0.9, 0.98), eps=1e-8

@@ -3,6 +3,7 @@ template probes, and paired comparisons between two models scored on the same ex
 
 Everything here works on plain arrays (labels, predictions, positive-class scores) and is
 independent of how the model was trained; :mod:`harness.suites.bias` wires it to the trainer.
+Intervals, tests and the paired bootstrap come from :mod:`harness.measure.stats`.
 
 Point values of the group audit come from fairlearn's ``MetricFrame``; the bootstrap intervals
 come from a vectorized recomputation on per-group confusion counts (fairlearn's own bootstrap
@@ -13,7 +14,6 @@ undefined (None). The tests check the two against each other.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from harness.measure.stats import paired_ttest
+from harness.measure.stats import (
+    Estimate,
+    check_n_boot,
+    index_chunks,
+    paired_ttest,
+    percentile_estimate,
+    resample_indices,
+    t_interval,
+    wilson_interval,
+)
 
 __all__ = [
     "GAP_METRICS",
@@ -40,8 +49,6 @@ __all__ = [
     "group_gap_samples",
     "mean_statistic",
     "pair_differences",
-    "paired_difference",
-    "resample_indices",
     "template_from_scores",
 ]
 
@@ -53,45 +60,6 @@ GAP_METRICS = {
     "demographic_parity_ratio": True,
     "equalized_odds_difference": False,
 }
-#: Largest number of resampled indices held at once (bounds the bootstrap's memory).
-_CHUNK_ELEMENTS = 2_000_000
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A figure with its 95% interval (percentile bootstrap unless stated), stderr and count."""
-
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    stderr: float | None = None
-    n: int | None = None
-
-    def record_fields(self) -> dict[str, Any]:
-        """The fields of a :class:`~harness.records.Record` this estimate fills in."""
-        has_ci = self.ci_low is not None and self.ci_high is not None
-        return {
-            "value": self.value,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "stderr": self.stderr,
-            "n": self.n,
-            "interval": "ci95" if has_ci else None,
-        }
-
-
-def _finite(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _from_samples(point: float, samples: np.ndarray, n: int, alpha: float = 0.05) -> Estimate:
-    """Estimate from a point value and bootstrap samples (NaN samples are dropped)."""
-    good = samples[np.isfinite(samples)]
-    if good.size < 2 or not math.isfinite(point):
-        return Estimate(_finite(point), n=n)
-    low, high = np.quantile(good, [alpha / 2, 1 - alpha / 2])
-    return Estimate(float(point), float(low), float(high), float(good.std(ddof=1)), n)
 
 
 def _labels(values: Any, name: str, where: str) -> np.ndarray:
@@ -117,46 +85,6 @@ def _same_length(where: str, **arrays: np.ndarray) -> int:
     return next(iter(sizes.values()))
 
 
-def _check_boot(n_boot: int, where: str) -> None:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
-        raise ValueError(f"{where}: n_boot must be an int >= 0 (0 = no intervals), got {n_boot!r}")
-
-
-def resample_indices(
-    n: int, n_boot: int, seed: int, strata: Sequence[Any] | np.ndarray | None = None
-) -> np.ndarray:
-    """``(n_boot, n)`` bootstrap indices into ``n`` examples, seeded (one row per resample).
-
-    With ``strata`` (one label per example) each stratum is resampled within itself, so every
-    resample keeps the strata sizes: use it when the test set was built balanced by design
-    (e.g. half positive within every group), so that the interval reflects the model's errors
-    rather than a resampled imbalance the design rules out.
-    """
-    if n < 1:
-        raise ValueError(f"resample_indices: need at least one example, got n={n}")
-    rng = np.random.default_rng(seed)
-    if strata is None:
-        return rng.integers(0, n, size=(n_boot, n))
-    labels = np.asarray(strata)
-    if labels.shape != (n,):
-        raise ValueError(
-            f"resample_indices: strata needs one label per example ({n}), got shape {labels.shape}"
-        )
-    _, codes = np.unique(labels, return_inverse=True)
-    out = np.empty((n_boot, n), dtype=np.int64)
-    for code in range(int(codes.max()) + 1):
-        members = np.flatnonzero(codes == code)
-        out[:, members] = members[rng.integers(0, members.size, size=(n_boot, members.size))]
-    return out
-
-
-def _chunks(idx: np.ndarray) -> list[np.ndarray]:
-    if idx.size == 0:
-        return [idx]
-    step = max(1, _CHUNK_ELEMENTS // max(idx.shape[1], 1))
-    return [idx[i : i + step] for i in range(0, idx.shape[0], step)]
-
-
 # ---------------------------------------------------------------------------------------------
 # group audit
 
@@ -168,7 +96,7 @@ def _confusion(codes: np.ndarray, n_groups: int, idx: np.ndarray) -> np.ndarray:
     """
     width = 4 * n_groups
     out = []
-    for part in _chunks(idx):
+    for part in index_chunks(idx):
         b = part.shape[0]
         flat = (codes[part] + width * np.arange(b)[:, None]).ravel()
         out.append(np.bincount(flat, minlength=b * width).reshape(b, n_groups, 2, 2))
@@ -263,7 +191,7 @@ def audit_groups(
     from sklearn.metrics import accuracy_score, f1_score
 
     where = "audit_groups"
-    _check_boot(n_boot, where)
+    check_n_boot(n_boot, where)
     yt = _binary(y_true, "y_true", where, positive)
     yp = _binary(y_pred, "y_pred", where, positive)
     sf = _labels(sensitive, "sensitive", where).astype(str)
@@ -307,12 +235,12 @@ def audit_groups(
     counts = {g: int(np.count_nonzero(sf == g)) for g in groups}
     per_group = {
         g: {
-            m: _from_samples(float(by_group.loc[g, m]), boot_rates[m][:, j], counts[g])
+            m: percentile_estimate(float(by_group.loc[g, m]), boot_rates[m][:, j], counts[g])
             for m in GROUP_METRICS
         }
         for j, g in enumerate(groups)
     }
-    gaps = {m: _from_samples(float(points[m]), boot_gaps[m], n) for m in GAP_METRICS}
+    gaps = {m: percentile_estimate(float(points[m]), boot_gaps[m], n) for m in GAP_METRICS}
     return GroupAudit(groups=groups, counts=counts, per_group=per_group, gaps=gaps)
 
 
@@ -352,7 +280,7 @@ def association(values: Any, groups: Sequence[Any], group: str, *, positive: Any
 
 def _association_samples(v: np.ndarray, inside: np.ndarray, idx: np.ndarray) -> np.ndarray:
     out = []
-    for part in _chunks(idx):
+    for part in index_chunks(idx):
         vi, gi = v[part], inside[part]
         n_in = gi.sum(axis=1)
         n_out = gi.shape[1] - n_in
@@ -400,15 +328,15 @@ def bias_amplification(
     data's, negative when weaker; with no association in the data it is ``|model|``. The
     interval resamples test examples (the training data is fixed), within ``strata`` if given.
     """
-    _check_boot(n_boot, "bias_amplification")
+    check_n_boot(n_boot, "bias_amplification")
     data = association(train_labels, train_groups, group, positive=positive)
     model = association(test_pred, test_groups, group, positive=positive)
     v = _binary(test_pred, "test_pred", "bias_amplification", positive)
     inside = np.asarray(test_groups).astype(str) == str(group)
     idx = resample_indices(len(v), n_boot, seed, strata)
     samples = _association_samples(v, inside, idx)
-    model_est = _from_samples(model, samples, len(v))
-    amp = _from_samples(_amplified(model, data), _amplified(samples, data), len(v))
+    model_est = percentile_estimate(model, samples, len(v))
+    amp = percentile_estimate(_amplified(model, data), _amplified(samples, data), len(v))
     return AmplificationResult(amp, model_est, data, str(group))
 
 
@@ -435,29 +363,6 @@ class CounterfactualResult:
     worst_case_accuracy: Estimate
 
 
-def _t_interval(diff: np.ndarray) -> Estimate:
-    from scipy import stats
-
-    n = diff.size
-    mean = float(diff.mean())
-    if n < 2:
-        return Estimate(mean, n=n)
-    se = float(diff.std(ddof=1) / math.sqrt(n))
-    half = float(stats.t.ppf(0.975, df=n - 1)) * se
-    return Estimate(mean, mean - half, mean + half, se, n)
-
-
-def _proportion(hits: np.ndarray) -> Estimate:
-    """A proportion with a Wilson 95% interval."""
-    n = hits.size
-    p = float(hits.mean())
-    z = 1.959963984540054
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half),
-                    math.sqrt(p * (1 - p) / n), n)
-
-
 def counterfactual_from_scores(
     labels: Any,
     pred_original: Any,
@@ -482,12 +387,12 @@ def counterfactual_from_scores(
     right_o, right_s = po == y, ps == y
     return CounterfactualResult(
         n=n,
-        flip_rate=_proportion(po != ps),
-        score_gap=_t_interval(diff),
+        flip_rate=wilson_interval(po != ps),
+        score_gap=t_interval(diff),
         p_value=p_value,
         accuracy_original=float(right_o.mean()),
         accuracy_swapped=float(right_s.mean()),
-        worst_case_accuracy=_proportion(right_o & right_s),
+        worst_case_accuracy=wilson_interval(right_o & right_s),
     )
 
 
@@ -549,7 +454,7 @@ def template_from_scores(
     :func:`pair_differences`)."""
     diff = pair_differences(keys, groups, scores, group_a, group_b)
     p = paired_ttest(diff, np.zeros_like(diff))[2]
-    a_minus_b = _t_interval(diff)
+    a_minus_b = t_interval(diff)
     g = np.asarray(groups).astype(str)
     s = np.asarray(scores, dtype=float)
     return TemplateResult(group_a, group_b, int(diff.size), a_minus_b, p,
@@ -560,41 +465,10 @@ def template_from_scores(
 # comparing two models on the same examples
 
 
-def paired_difference(
-    statistic: Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray],
-    a: dict[str, np.ndarray],
-    b: dict[str, np.ndarray],
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
-    strata: Sequence[Any] | None = None,
-) -> Estimate:
-    """Difference ``statistic(a) - statistic(b)`` of two systems scored on the same ``n`` examples.
-
-    ``a`` and ``b`` map names to per-example arrays of equal length ``n`` (the examples must be
-    the same, in the same order). ``statistic(arrays, idx)`` returns one value per row of the
-    ``(B, n)`` index array ``idx``. Both systems are resampled with the same indices (within
-    ``strata`` if given).
-    """
-    where = "paired_difference"
-    _check_boot(n_boot, where)
-    sizes = {f"a[{k}]": len(v) for k, v in a.items()} | {f"b[{k}]": len(v) for k, v in b.items()}
-    if not sizes or len(set(sizes.values())) != 1:
-        raise ValueError(
-            f"{where}: both systems need per-example arrays of one length, got {sizes}"
-        )
-    n = next(iter(sizes.values()))
-    full = np.arange(n)[None, :]
-    point = float(statistic(a, full)[0] - statistic(b, full)[0])
-    idx = resample_indices(n, n_boot, seed, strata)
-    samples = statistic(a, idx) - statistic(b, idx) if n_boot else np.zeros(0)
-    return _from_samples(point, np.asarray(samples, dtype=float), n)
-
-
 def mean_statistic(key: str, *, absolute: bool = False) -> Callable[
         [dict[str, np.ndarray], np.ndarray], np.ndarray]:
-    """Statistic for :func:`paired_difference`: the mean of ``arrays[key]`` per resample
-    (its magnitude with ``absolute``, e.g. for signed score gaps)."""
+    """Statistic for :func:`~harness.measure.stats.paired_bootstrap`: the mean of
+    ``arrays[key]`` per resample (its magnitude with ``absolute``, e.g. for signed score gaps)."""
 
     def stat(arrays: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
         values = np.asarray(arrays[key], dtype=float)[idx].mean(axis=-1)
@@ -604,8 +478,9 @@ def mean_statistic(key: str, *, absolute: bool = False) -> Callable[
 
 
 def gap_statistic(metric: str) -> Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]:
-    """Statistic for :func:`paired_difference`: a :data:`GAP_METRICS` entry computed from
-    ``arrays["y_true"]``, ``arrays["y_pred"]`` (0/1) and ``arrays["group"]`` per resample."""
+    """Statistic for :func:`~harness.measure.stats.paired_bootstrap`: a :data:`GAP_METRICS`
+    entry computed from ``arrays["y_true"]``, ``arrays["y_pred"]`` (0/1) and
+    ``arrays["group"]`` per resample."""
     if metric not in GAP_METRICS:
         raise ValueError(
             f"gap_statistic: unknown metric {metric!r}; choose from {list(GAP_METRICS)}"
@@ -618,8 +493,8 @@ def gap_statistic(metric: str) -> Callable[[dict[str, np.ndarray], np.ndarray], 
 
 
 def amplification_statistic(arrays: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
-    """Statistic for :func:`paired_difference`: bias amplification per resample, from
-    ``arrays["y_pred"]`` (0/1), ``arrays["in_group"]`` (bool) and the constant
+    """Statistic for :func:`~harness.measure.stats.paired_bootstrap`: bias amplification per
+    resample, from ``arrays["y_pred"]`` (0/1), ``arrays["in_group"]`` (bool) and the constant
     ``arrays["data_association"]``."""
     v = np.asarray(arrays["y_pred"], dtype=np.int64)
     inside = np.asarray(arrays["in_group"], dtype=bool)
