@@ -209,18 +209,26 @@ def summarize_sweep(rows: list[Record], args: argparse.Namespace, dtype: str) ->
     ctx = RunContext(device=args.device, memory_budget=args.memory_budget)
     out: list[Record] = []
     tparams = ThroughputParams(seq_lens=args.lengths, batch_sizes=[args.batch], model=None)
-    for mode in PASSES:
-        timing = [dataclasses.replace(r, metric="forward_ms") for r in rows
-                  if r.suite == "throughput" and r.metric == f"{mode}_ms"]
-        for r in ThroughputSuite().summarize(timing, tparams, ctx):
-            r.params = {**r.params, "dtype": dtype, "pass": mode}
-            r.metric = "crossover_seq_len" if mode == "forward" else "crossover_seq_len_fwd_bwd"
+    timing = [r for r in rows if r.suite == "throughput"]
+    suite = ThroughputSuite()
+    # Time exponents per pass, and the forward crossover, as the suite writes them.
+    for r in suite.summarize(timing, tparams, ctx):
+        if r.metric == "crossover_seq_len":
+            r.params = {**r.params, "pass": "forward"}
+        out.append(r)
+    # The suite's crossover rule is defined on forward times: apply it to fwd+bwd times too.
+    as_forward = [dataclasses.replace(r, metric="forward_ms") for r in timing
+                  if r.metric == "fwd_bwd_ms"]
+    for r in suite.summarize(as_forward, tparams, ctx):
+        if r.metric == "crossover_seq_len":
+            r.metric = "crossover_seq_len_fwd_bwd"
+            r.params = {**r.params, "pass": "fwd_bwd"}
             out.append(r)
     mparams = MemoryParams(seq_lens=args.lengths, batch=args.batch, heads=args.heads,
                            head_dim=args.head_dim, modes=list(PASSES))
-    for r in MemorySuite().summarize([r for r in rows if r.suite == "memory"], mparams, ctx):
+    out += MemorySuite().summarize([r for r in rows if r.suite == "memory"], mparams, ctx)
+    for r in out:
         r.params = {**r.params, "dtype": dtype}
-        out.append(r)
     return out
 
 

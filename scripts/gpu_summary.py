@@ -101,11 +101,26 @@ def exponent_rows(records: list[Record], **match: Any) -> str:
     claimed = {(_label(r), r.params["mode"]): r.value for r in records
                if r.metric == "claimed_exponent"
                and all(r.params.get(k) == v for k, v in match.items())}
-    return table(["attention", "mode", "exponent", "+- 1.96 se", "claimed", "CPU bound"],
-                 [[_label(r), r.params["mode"], r.value,
-                   None if r.stderr is None else 1.96 * r.stderr,
+    return table(["attention", "mode", "exponent", "95% interval", "claimed", "CPU bound"],
+                 [[_label(r), r.params["mode"], r.value, _interval(r),
                    claimed.get((_label(r), r.params["mode"])),
                    exponent_verdict(_label(r), r.value)] for r in rows])
+
+
+def _interval(r: Record) -> str | None:
+    if r.ci_low is None or r.ci_high is None:
+        return None
+    return f"{r.ci_low:.2f} to {r.ci_high:.2f}"
+
+
+def time_exponent_rows(records: list[Record], **match: Any) -> str:
+    rows = [r for r in records if r.metric == "time_exponent"
+            and all(r.params.get(k) == v for k, v in match.items())]
+    if not rows:
+        return "(no time_exponent records)"
+    return table(["attention", "pass", "time exponent", "95% interval", "note"],
+                 [[_label(r), r.params.get("pass"), r.value, _interval(r), r.error or ""]
+                  for r in rows])
 
 
 def pair_rows(records: list[Record]) -> str:
@@ -141,7 +156,8 @@ def _suites_section(records: list[Record]) -> list[str]:
     for metric in ("forward_ms", "backward_ms", "fwd_bwd_ms"):
         out += [f"-- {metric} (attention layer, batch 1, 4 heads, head_dim 64)",
                 grid(records, metric, kind="attention")]
-    out += ["-- crossover", crossover_rows(records)]
+    out += ["-- crossover", crossover_rows(records), "-- time exponents",
+            time_exponent_rows(records)]
     for mode in ("forward", "fwd_bwd"):
         out += [f"-- peak MiB above inputs, {mode}",
                 grid(records, "peak_bytes", MiB, mode=mode)]
@@ -157,7 +173,8 @@ def _bench_section(records: list[Record]) -> list[str]:
         out.append(f"== gpu_bench sweep, {dtype} ==")
         for metric in ("forward_ms", "fwd_bwd_ms"):
             out += [f"-- {metric}", grid(records, metric, dtype=dtype, kind="attention")]
-        out += ["-- crossover", crossover_rows(records, dtype=dtype)]
+        out += ["-- crossover", crossover_rows(records, dtype=dtype), "-- time exponents",
+                time_exponent_rows(records, dtype=dtype)]
         for mode in ("forward", "fwd_bwd"):
             out += [f"-- peak MiB above inputs, {mode}",
                     grid(records, "peak_bytes", MiB, mode=mode, dtype=dtype)]

@@ -106,6 +106,8 @@ def test_sweep_summaries_give_crossover_and_exponents_per_dtype():
     assert exps[("sparse", "forward")] == pytest.approx(1.0)
     assert exps[("standard[eager]", "fwd_bwd")] == pytest.approx(2.0)
     assert all(r.params["dtype"] == "float16" for r in out)
+    assert {(r.label, r.params["pass"]) for r in out if r.metric == "time_exponent"} >= {
+        ("sparse", "forward"), ("sparse", "fwd_bwd")}
 
 
 def _ratio(value, target=None, vs="bare_sdpa"):
