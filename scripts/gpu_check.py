@@ -37,6 +37,7 @@ import sys
 import tarfile
 import threading
 import time
+import traceback
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -402,17 +403,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.monotonic()
         print(f"[{name}]", flush=True)
-        if name == "tests":
-            step.detail = run_tests(out, args.device, args.tiny, deadline, env)
-        elif name == "suites":
-            step.detail, run_dir = run_suites(out, args.device, args.tiny, deadline, env,
-                                              args.memory_budget)
-        elif name == "bench":
-            step.detail = run_bench(out, args.device, args.tiny, deadline, env,
-                                    args.memory_budget)
-        else:
-            step.detail = run_training(out, args.device, args.tiny, deadline, env,
-                                       args.memory_budget)
+        try:
+            if name == "tests":
+                step.detail = run_tests(out, args.device, args.tiny, deadline, env)
+            elif name == "suites":
+                step.detail, run_dir = run_suites(out, args.device, args.tiny, deadline, env,
+                                                  args.memory_budget)
+            elif name == "bench":
+                step.detail = run_bench(out, args.device, args.tiny, deadline, env,
+                                        args.memory_budget)
+            else:
+                step.detail = run_training(out, args.device, args.tiny, deadline, env,
+                                           args.memory_budget)
+        except Exception as err:  # a broken step is reported; the others still run
+            step.detail = [f"the step itself failed: {type(err).__name__}: {err}"]
+            traceback.print_exc()
         step.seconds = time.monotonic() - t0
         step.status = "failed" if step.detail else "passed"
     text = write_summary(out, info, steps, run_dir, time.monotonic() - started)

@@ -256,3 +256,17 @@ def test_generated_profiles_validate(tiny):
                                                            "sparse", "lsh", "linear"}
     training = profile_from_dict(gpu_check.training_profile("cuda", "48GiB"))
     assert [t.name for t in training.suites["accuracy"].tasks] == ["recall"]
+
+
+def test_a_step_that_raises_is_reported_and_the_summary_still_written(monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("profile broke")
+
+    monkeypatch.setattr(gpu_check, "run_suites", broken)
+    out = tmp_path / "check"
+    assert gpu_check.main(["--device", "cpu", "--out", str(out), "--steps", "suites",
+                           "--bundle", str(tmp_path / "bundle")]) == 1
+    text = (out / "summary.txt").read_text()
+    assert "the step itself failed: RuntimeError: profile broke" in text
+    assert text.rstrip().endswith("gpu_check: FAILED")
+    assert (tmp_path / "bundle" / "gpu_check.tar.gz").is_file()
