@@ -12,9 +12,11 @@ the parameter lists stay the same for every commit asv measures; threads are pin
   a baseline taken after imports and input allocation instead.
 - ``track_error_rate`` (1 - macro-F1) and ``track_parity_gap``: asv reads larger values of a
   ``track_`` benchmark as worse, so both are error-type quantities (lower is better).
-- Combinations that run out of memory or that an attention does not support raise
+- Combinations that run out of memory (or time) or that an attention does not support raise
   ``NotImplementedError`` in ``setup``: asv records them as skipped, not failed (a failure
-  would make ``asv continuous`` exit 2 before it compares anything).
+  would make ``asv continuous`` exit 2 before it compares anything). Only ``setup`` can skip:
+  a ``NotImplementedError`` in a benchmark's body is a failure, so measurements that can run
+  out of budget are made in ``setup``. A failing ``track_`` body is a broken benchmark.
 """
 
 from __future__ import annotations
@@ -118,12 +120,15 @@ def _spec(label: str) -> AttentionSpec:
     return spec
 
 
-def _first_ok(records, metric: str) -> float:
+def _first_ok(records, metric: str, *, skip: bool = True) -> float:
+    """The first ok value of ``metric``; otherwise ``NotImplementedError`` (a skip, when raised
+    in ``setup``) with ``skip``, else ``RuntimeError`` (a failure: a broken benchmark)."""
     for r in records:
         if r.metric == metric and r.status == "ok" and r.value is not None:
             return float(r.value)
     problems = "; ".join(f"{r.metric}: {r.status} {r.error}" for r in records if r.error)
-    raise NotImplementedError(f"no {metric} measured ({problems or 'nothing recorded'})")
+    error = NotImplementedError if skip else RuntimeError
+    raise error(f"no {metric} measured ({problems or 'nothing recorded'})")
 
 
 class AttentionTime:
@@ -159,7 +164,13 @@ class AttentionTime:
 
 
 class AttentionMemory:
-    """Peak bytes above baseline per attention, length and mode, via the memory suite."""
+    """Peak bytes above baseline per attention, length and mode, via the memory suite.
+
+    The measurement runs in ``setup`` (a ``track_`` benchmark is not timed): a combination over
+    the memory budget (``oom``) or over the time limit (``timeout``) raises
+    ``NotImplementedError`` there, which asv records as skipped; ``track_peak_bytes`` returns
+    the figure. Any other failure is a failure.
+    """
 
     params = (LABELS, list(_raw_suite("memory").get("seq_lens") or []),
               list(_raw_suite("memory").get("modes") or ["forward", "fwd_bwd"]))
@@ -167,14 +178,20 @@ class AttentionMemory:
     timeout = 600
 
     def setup(self, label: str, seq_len: int, mode: str) -> None:
-        self.suite = _suite("memory")
-        self.params_ = _suite_params("memory")
-        self.cell = _spec(label).cell("memory", {"mode": mode, "seq_len": seq_len,
-                                                 "batch": self.params_.batch})
+        suite = _suite("memory")
+        params = _suite_params("memory")
+        shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32"}
+        cell = _spec(label).cell("memory", {"mode": mode, "seq_len": seq_len,
+                                            "batch": params.batch, **shape})
+        records = suite.run_cell(cell, params, _context())
+        out_of_budget = [r for r in records if r.status in ("oom", "timeout")]
+        if out_of_budget:
+            r = out_of_budget[0]
+            raise NotImplementedError(f"{label} N={seq_len} {mode}: {r.status} ({r.error})")
+        self.peak = _first_ok(records, "peak_bytes", skip=False)
 
     def track_peak_bytes(self, label: str, seq_len: int, mode: str) -> float:
-        records = self.suite.run_cell(self.cell, self.params_, _context())
-        return _first_ok(records, "peak_bytes")
+        return self.peak
 
     track_peak_bytes.unit = "bytes"
 
@@ -194,7 +211,7 @@ class AccuracyTrack:
 
     def track_error_rate(self) -> float:
         records = self.suite.run_cell(self.cell, self.params_, _context())
-        return 1.0 - _first_ok(records, "macro_f1")
+        return 1.0 - _first_ok(records, "macro_f1", skip=False)
 
     track_error_rate.unit = "1 - macro-F1"
 
@@ -214,6 +231,6 @@ class BiasTrack:
 
     def track_parity_gap(self) -> float:
         records = self.suite.run_cell(self.cell, self.params_, _context())
-        return _first_ok(records, "demographic_parity_difference")
+        return _first_ok(records, "demographic_parity_difference", skip=False)
 
     track_parity_gap.unit = "difference"

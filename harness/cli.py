@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 EXIT_BAD_INPUT = 2  # 0 and 1 come from the run itself (RunOutcome.exit_code)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after printing how to resume
 
 
 def _fail(message: str) -> typer.Exit:
@@ -43,6 +45,21 @@ def _main(
         console.print(ctx.get_help())
 
 
+PluginOption = Annotated[list[str] | None, typer.Option(
+    "--plugin", help="Load attentions from MODULE[:ATTR] (repeatable); installed plugins"
+    " (entry points `harness.attentions`) load by themselves.")]
+
+
+def _load_plugins(specs: list[str] | None) -> None:
+    """Load plugins before anything is planned; exit 2 naming the plugin when one fails."""
+    from harness.attention import load_plugins
+
+    try:
+        load_plugins(specs or [])
+    except ValueError as err:
+        raise _fail(str(err)) from None
+
+
 def memory_claim(name: str) -> str:
     """The memory claim of ``name`` with its default options: ``Attention.claimed_memory``, the
     same source the memory suite and the report use (a family whose options change the claim,
@@ -53,22 +70,32 @@ def memory_claim(name: str) -> str:
 
 
 @app.command("list")
-def list_cmd() -> None:
-    """Attentions (options, claimed complexity), suites, tasks, profiles and devices."""
-    from harness.attention import attention_class, attention_options, list_attentions
+def list_cmd(plugin: PluginOption = None) -> None:
+    """Attentions (options, claimed complexity, origin), suites, tasks, profiles and devices."""
+    from harness.attention import (
+        attention_class,
+        attention_options,
+        attention_origin,
+        list_attentions,
+    )
     from harness.measure.env import available_devices
     from harness.run.profiles import list_profiles
     from harness.suites import get_suite, list_suites
 
+    _load_plugins(plugin)
     table = Table(title="attentions", title_justify="left")
-    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths"):
+    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths",
+                "origin", "version"):
         table.add_column(col)
     for name in list_attentions():
         cls = attention_class(name)
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
+        origin, version = attention_origin(name)
         table.add_row(escape(name), escape(opts), caps.time_complexity, memory_claim(name),
-                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths))
+                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
+                      escape(origin), escape(version or (__version__ if origin == "built-in"
+                                                         else "-")))
     console.print(table)
     suites = Table(title="suites", title_justify="left")
     suites.add_column("name")
@@ -79,12 +106,13 @@ def list_cmd() -> None:
         suites.add_row(name, suite.description, suite.headline)
     console.print(suites)
     try:
-        from harness.data import list_tasks
+        from harness.data import list_tasks, task_modality
 
-        tasks = ", ".join(list_tasks())
+        tasks = ", ".join(f"{name} ({task_modality(name)})" for name in list_tasks())
     except ImportError:
         tasks = "(none)"
-    console.print(f"[bold]tasks:[/] {tasks}")
+    console.print(f"[bold]tasks (modality):[/] {tasks}")
+    console.print("  image and audio tasks run in the accuracy suite; the bias suite is text-only")
     console.print(f"[bold]profiles:[/] {', '.join(list_profiles())}")
     console.print(f"[bold]devices:[/] {', '.join(available_devices())}")
 
@@ -157,6 +185,18 @@ def _parse_data_files(value: str | None) -> dict[str, str] | None:
     return out
 
 
+def _parse_media(data_dir: str | None, data_format: str | None) -> dict[str, str | None]:
+    formats = ("imagefolder", "audiofolder")
+    if data_format is not None and data_format not in formats:
+        raise _fail(f"--data-format must be one of {', '.join(formats)}, got {data_format!r}")
+    if data_dir is not None:
+        if data_format is None:
+            raise _fail("--data-dir needs --data-format imagefolder or audiofolder")
+        if not Path(data_dir).expanduser().is_dir():
+            raise _fail(f"--data-dir {data_dir}: not a folder")
+    return {"data_dir": data_dir, "data_format": data_format}
+
+
 def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads, data):
     from harness.run.profiles import ProfileError, profile_from_dict
 
@@ -165,13 +205,19 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
     if attention:
         wanted = [a.strip() for a in attention.split(",") if a.strip()]
         specs = profile.attention_specs()
-        chosen = [s for s in specs if s.label in wanted or s.name in wanted]
-        known = {s.label for s in specs} | {s.name for s in specs}
-        unknown = [w for w in wanted if w not in known]
+
+        def picks(pattern: str, label: str) -> bool:
+            # exact labels; 'family*' (a trailing *) selects every label that starts with it
+            return label.startswith(pattern[:-1]) if pattern.endswith("*") else label == pattern
+
+        chosen = [s for s in specs if any(picks(w, s.label) for w in wanted)]
+        unknown = [w for w in wanted if not any(picks(w, s.label) for s in specs)]
         if unknown:
+            families = sorted({f"'{s.name}*'" for s in specs})
             raise ProfileError(
-                f"--attention: unknown {', '.join(map(repr, unknown))}; choose from"
-                f" {', '.join(sorted(known))}"
+                f"--attention: no attention labelled {', '.join(map(repr, unknown))}; choose"
+                f" from {', '.join(s.label for s in specs)} (exact labels), or a whole family"
+                f" with {', '.join(families)}"
             )
         data_dict["attentions"] = [s.as_dict() for s in chosen]
         data_dict["variants"] = []
@@ -183,7 +229,7 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
         data_dict["device"] = device
     if memory_budget:
         data_dict["memory_budget"] = memory_budget
-    if threads:
+    if threads is not None:
         data_dict["threads"] = threads
     for key, value in data.items():
         if value is not None:
@@ -197,7 +243,8 @@ def run_cmd(
     profile: Annotated[str, typer.Option("--profile", "-p",
                                          help="quick, release, or a PATH.yaml")] = "quick",
     attention: Annotated[str | None, typer.Option(
-        "--attention", "-a", help="Comma-separated attention names or labels.")] = None,
+        "--attention", "-a", help="Comma-separated attention labels (exact, e.g. standard,"
+        "standard[eager]); 'family*' selects every label of a family.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Parent folder of run dirs.")] = Path(
         "reports"),
@@ -211,15 +258,43 @@ def run_cmd(
         help="Local files: train=PATH,test=PATH[,validation=PATH].")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of the dataset.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of the dataset.")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        help="Local image/audio folder (one sub-folder per class; train/ and test/ optional).")
+    ] = None,
+    data_format: Annotated[str | None, typer.Option(
+        help="imagefolder or audiofolder: the layout of --data-dir (or of an image/audio "
+             "--dataset).")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    probe_files: Annotated[str | None, typer.Option(
+        help="Bias audit on your probe set: PATH[,PATH] (csv/tsv/json/jsonl/parquet).")] = None,
+    probe_dataset: Annotated[str | None, typer.Option(
+        help="Probe set from the hub (online), instead of --probe-files.")] = None,
+    probe_text_column: Annotated[str | None, typer.Option(
+        help="Sentence column of the probe set (default: sentence).")] = None,
+    group_columns: Annotated[str | None, typer.Option(
+        help="Group columns of the probe set, e.g. Gender,Race.")] = None,
+    pair_columns: Annotated[str | None, typer.Option(
+        help="Pair-key columns (paired EEC analysis), e.g. 'Template,Emotion word'.")] = None,
+    probe_label_column: Annotated[str | None, typer.Option(
+        help="Expected-label column of the probe set (accuracy, equalized odds).")] = None,
+    probe_empty: Annotated[str | None, typer.Option(
+        help="Empty group values: 'level' (own level) or 'drop'.")] = None,
+    save_predictions: Annotated[bool | None, typer.Option(
+        "--save-predictions/--no-save-predictions",
+        help="Write per-example predictions of accuracy and bias cells (predictions/).")] = None,
+    predictions_format: Annotated[str | None, typer.Option(
+        help="parquet or jsonl (with --save-predictions).")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Run suites. With no arguments: every suite, quick profile, every registered attention."""
+    from harness.run.probe_options import apply_probe_options
     from harness.run.profiles import ProfileError, load_profile
-    from harness.run.runner import resume_run, start_run
+    from harness.run.runner import RunInterrupted, resume_run, start_run
     from harness.run.store import StoreError
     from harness.suites import list_suites
 
+    _load_plugins(plugin)
     bar = _RichProgress(enabled=progress)
     try:
         if resume is not None:
@@ -237,12 +312,27 @@ def run_cmd(
                 prof, attention=attention, seed=seed, device=device,
                 memory_budget=memory_budget, threads=threads,
                 data={"dataset": dataset, "data_files": _parse_data_files(data_files),
-                      "text_column": text_column, "label_column": label_column},
+                      "text_column": text_column, "label_column": label_column,
+                      **_parse_media(data_dir, data_format)},
             )
+            prof = apply_probe_options(
+                prof, files=probe_files, dataset=probe_dataset, text_column=probe_text_column,
+                group_columns=group_columns, pair_columns=pair_columns,
+                label_column=probe_label_column, empty=probe_empty,
+                save_predictions=save_predictions, predictions_format=predictions_format)
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
+            accuracy = prof.suites.get("accuracy")
+            if prof.data.media_given and getattr(accuracy, "media", None) is None:
+                raise _fail(f"--data-dir/--data-format: profile {prof.name!r} has no "
+                            "accuracy.media entry to run image/audio data; add one (e.g. "
+                            "`media: {params: {image_size: 32}}`) or use --profile quick")
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")
             outcome = start_run(prof, suites=chosen, out_dir=out, argv=sys.argv, progress=bar)
+    except RunInterrupted as stop:
+        err_console.print(f"[bold yellow]interrupted.[/] Finished cells are kept; resume with:\n"
+                          f"  {escape(stop.resume_command)}", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (ProfileError, StoreError, ValueError) as err:
         raise _fail(str(err)) from None
     _print_summary(outcome.records)
@@ -289,25 +379,123 @@ def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]
 def compare_cmd(
     base: Annotated[Path, typer.Argument(help="The reference run directory.")],
     new: Annotated[Path, typer.Argument(help="The candidate run directory.")],
-    threshold: Annotated[float, typer.Option(help="Relative change that counts.")] = 0.1,
+    threshold: Annotated[str, typer.Option(
+        help="Relative change that counts (a fraction: 0.1 = 10%).")] = "0.1",
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Cells of the base run missing in the new one do not fail.")
+    ] = False,
+    only_common: Annotated[bool, typer.Option(
+        "--only-common", help="Compare only the cells both runs hold.")] = False,
     html: Annotated[Path | None, typer.Option(help="Write an HTML diff here.")] = None,
 ) -> None:
-    """Compare two runs; exit 1 on a regression beyond threshold and noise, 2 on bad input."""
-    from harness.report import compare_runs, render_compare_table, write_compare_html
+    """Compare two runs. Exit 0 pass, 1 regression (or vanished cells), 2 unusable input,
+    3 inconclusive (too noisy to decide)."""
+    from harness.report.compare import (
+        compare_runs,
+        render_compare_table,
+        unmatched_summary,
+        verdict_line,
+        write_compare_html,
+    )
     from harness.run.store import StoreError, resolve_run_dir
 
-    if threshold < 0:
-        raise _fail(f"--threshold must be >= 0, got {threshold}")
     try:
-        result = compare_runs(resolve_run_dir(base), resolve_run_dir(new), threshold=threshold)
-    except StoreError as err:
+        value = float(threshold)
+    except ValueError:
+        raise _fail(f"--threshold: {threshold!r} is not a number; give a fraction such as 0.1"
+                    " (10%)") from None
+    if not math.isfinite(value) or value < 0:
+        raise _fail(f"--threshold must be a finite number >= 0 (a fraction: 0.1 = 10%), got"
+                    f" {threshold}")
+    try:
+        result = compare_runs(resolve_run_dir(base), resolve_run_dir(new), threshold=value,
+                              allow_missing=allow_missing, only_common=only_common)
+    except (StoreError, ValueError) as err:
         raise _fail(str(err)) from None
-    console.print(render_compare_table(result))
+    console.print(verdict_line(result))
+    table = render_compare_table(result)
+    console.print(table if table.row_count else table.caption)
+    for line in unmatched_summary(result):
+        console.print(line)
     if html is not None:
         path = write_compare_html(result, html)
-        console.print(f"diff: [bold]{path}[/]")
-    console.print(f"verdict: [bold]{result.verdict}[/]")
+        console.print(f"every row: [bold]{escape(str(path))}[/]")
+    console.print(verdict_line(result))
     raise typer.Exit(result.exit_code)
+
+
+@app.command("check")
+def check_cmd(
+    name: Annotated[str, typer.Argument(help="A registered attention (plugins included).")],
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-O", help="An attention option KEY=VALUE (YAML value), repeatable.")] = None,
+    only: Annotated[str | None, typer.Option(
+        help="Comma-separated checks to run (default: all).")] = None,
+    seq_lens: Annotated[str | None, typer.Option(
+        help="Lengths of the time sweep, e.g. 256,512,1024,2048.")] = None,
+    memory_seq_lens: Annotated[str | None, typer.Option(
+        help="Lengths of the memory sweep, e.g. 1024,2048,4096,8192.")] = None,
+    device: Annotated[str, typer.Option(
+        help="auto (CPU, and CUDA when present), cpu or cuda.")] = "auto",
+    json_dir: Annotated[Path | None, typer.Option(
+        "--json", help="Write the verdicts as records into this (new) run directory.")] = None,
+    plugin: PluginOption = None,
+) -> None:
+    """Audit an attention's claims (exactness, causality, padding, independence, determinism,
+    dtypes, bad inputs, complexity). Exit 0: every claim holds; 1: one is violated; 2: bad input."""
+    import yaml
+
+    from harness.check import CheckConfig, audit, exit_code, write_check_run
+
+    _load_plugins(plugin)
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"--option: write KEY=VALUE, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    fields = {}
+    try:
+        if only:
+            fields["checks"] = tuple(c.strip() for c in only.split(",") if c.strip())
+        for key, text in (("seq_lens", seq_lens), ("memory_seq_lens", memory_seq_lens)):
+            if text:
+                fields[key] = tuple(int(x) for x in text.split(","))
+                if len(set(fields[key])) < 3 or min(fields[key]) < 1:
+                    raise ValueError(f"--{key.replace('_', '-')}: give >= 3 distinct positive"
+                                     f" lengths, got {text!r}")
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    if device not in ("auto", "cpu", "cuda"):
+        raise _fail(f"--device must be auto, cpu or cuda; got {device!r}")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise _fail("--device cuda: no CUDA device is available")
+    devices = {"cpu": ("cpu",), "cuda": ("cuda",)}.get(
+        device, ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+    if json_dir is not None and (json_dir / "results.jsonl").exists():
+        raise _fail(f"--json {json_dir}: already holds results; name a new directory")
+    try:
+        verdicts = audit(name, options, CheckConfig(devices=devices, **fields))
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    table = Table(title=f"claims of {name}", title_justify="left")
+    for col in ("check", "device", "claim", "verdict", "evidence"):
+        table.add_column(col)
+    colour = {"pass": "green", "fail": "bold red", "skip": "yellow", "info": "cyan"}
+    for v in verdicts:
+        table.add_row(v.check, v.device, escape(v.claim),
+                      f"[{colour[v.status]}]{v.status}[/]", escape(v.evidence))
+    console.print(table)
+    code = exit_code(verdicts)
+    if json_dir is not None:
+        path = write_check_run(json_dir, name, options, verdicts, argv=sys.argv)
+        console.print(f"results: [bold]{path / 'results.jsonl'}[/]")
+    failed = [v.check for v in verdicts if v.status == "fail"]
+    console.print("verdict: [bold]" + (f"violated ({', '.join(failed)})" if failed
+                                       else "every claim holds") + "[/]")
+    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover

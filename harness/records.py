@@ -10,7 +10,7 @@ from typing import Any
 
 __all__ = ["INTERVALS", "STATUSES", "Cell", "Record", "canonical_json"]
 
-STATUSES = ("ok", "oom", "error", "skipped")
+STATUSES = ("ok", "oom", "timeout", "error", "skipped")
 INTERVALS = (None, "ci95", "iqr")
 
 
@@ -31,7 +31,10 @@ class Cell:
 
     @property
     def id(self) -> str:
-        key = canonical_json([self.suite, self.attention, self.options, self.params])
+        """Identity of the cell in a run; the label is part of it, so two labels that share a
+        configuration are two cells (both run)."""
+        key = canonical_json([self.suite, self.attention, self.options, self.params,
+                              self.label or self.attention])
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
     @property
@@ -62,6 +65,10 @@ class Record:
     label: str | None = None
     cell: str | None = None
     cell_size: int | None = None
+    samples: list[float] | None = None
+    noisy: str | None = None
+    load: dict[str, Any] | None = None
+    predictions: str | None = None
     suite_version: int | None = None
     ci_method: str | None = None
 
@@ -75,6 +82,8 @@ class Record:
                 setattr(self, name, v if math.isfinite(v) else None)
         if self.n is not None:
             self.n = int(self.n)
+        if self.samples is not None:
+            self.samples = [float(x) for x in self.samples]
         if self.suite_version is not None:
             self.suite_version = int(self.suite_version)
         if self.interval not in INTERVALS:
@@ -93,18 +102,23 @@ class Record:
         )
 
     @property
-    def key(self) -> tuple[str, str, str, str, str]:
-        """Identity used to match records across runs."""
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        """Identity used to match records across runs (the label tells apart variants that
+        share a configuration)."""
         return (
             self.suite,
             self.attention,
+            self.label or self.attention,
             canonical_json(self.options),
             canonical_json(self.params),
             self.metric,
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        data = asdict(self)
+        if data["predictions"] is None:  # only cells that saved predictions carry the field
+            del data["predictions"]
+        return json.dumps(data, default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

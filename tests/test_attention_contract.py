@@ -92,26 +92,25 @@ def test_causal_later_tokens_never_change_earlier_outputs(name):
         pytest.skip(f"{name} does not support causal")
     n, cut = 48, 29
     attn = _build(name)
-    q, k, v = _qkv(n=n, dtype=torch.float64, shared=name == "lsh")
-    base = _call(attn, q, k, v, causal=True)
-    q2, k2, v2 = q.clone(), k.clone(), v.clone()
-    v2[:, :, cut:] = torch.randn_like(v2[:, :, cut:]) * 5
-    if name != "lsh":
-        # LSH chunk membership follows the hash sort of all tokens, so new later keys may regroup
-        # earlier tokens; its causality (no weight on later keys) is checked through values and
-        # gradients here and through the effective weights in test_attention_lsh.py.
+    # Distinct q and k for every family, and q as k too for shared-QK families (LSH).
+    for shared in {False, attn.capabilities.shared_qk}:
+        q, k, v = _qkv(n=n, dtype=torch.float64)
+        keys = q if shared else k
+        base = attn(q, keys, v, causal=True)
+        q2, k2, v2 = q.clone(), k.clone(), v.clone()
+        v2[:, :, cut:] = torch.randn_like(v2[:, :, cut:]) * 5
         q2[:, :, cut:] += 3.0
         k2[:, :, cut:] -= 2.0
-    out = _call(attn, q2, k2 if name != "lsh" else q2, v2, causal=True)
-    torch.testing.assert_close(out[:, :, :cut], base[:, :, :cut], rtol=1e-10, atol=1e-10)
+        out = attn(q2, q2 if shared else k2, v2, causal=True)
+        torch.testing.assert_close(out[:, :, :cut], base[:, :, :cut], rtol=1e-10, atol=1e-10)
 
-    # Gradients: the loss of the earlier outputs does not depend on later tokens.
-    qg, kg, vg = (t.clone().requires_grad_(True) for t in (q, k, v))
-    out = _call(attn, qg, kg, vg, causal=True)
-    out[:, :, :cut].pow(2).sum().backward()
-    for t in (qg, kg, vg) if name != "lsh" else (qg, vg):
-        assert t.grad is not None
-        assert torch.count_nonzero(t.grad[:, :, cut:]) == 0
+        # Gradients: the loss of the earlier outputs does not depend on later tokens.
+        qg, kg, vg = (t.clone().requires_grad_(True) for t in (q, k, v))
+        out = attn(qg, qg if shared else kg, vg, causal=True)
+        out[:, :, :cut].pow(2).sum().backward()
+        for t in (qg, vg) if shared else (qg, kg, vg):
+            assert t.grad is not None
+            assert torch.count_nonzero(t.grad[:, :, cut:]) == 0
 
 
 @pytest.mark.parametrize("name", NAMES)

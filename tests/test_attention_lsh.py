@@ -61,13 +61,31 @@ def _window_pattern(bq, bk, chunk):
     return pattern
 
 
+def _causal_pattern(bq, bk, chunk):
+    """Naive union over rounds of 'the last ``chunk`` keys of the query's bucket at positions
+    <= the query's' (the causal mode's rule), by Python loops over positions."""
+    B, H, R, N = bq.shape
+    C = min(chunk, N)
+    pattern = torch.zeros(B, H, N, N, dtype=torch.bool)
+    for b in range(B):
+        for h in range(H):
+            for r in range(R):
+                ids_q, ids_k = bq[b, h, r].tolist(), bk[b, h, r].tolist()
+                for i in range(N):
+                    same = [j for j in range(i + 1) if ids_k[j] == ids_q[i]]
+                    for j in same[-C:]:
+                        pattern[b, h, i, j] = True
+    return pattern
+
+
 def _naive_lsh(attn, q, k, v, mask=None, causal=False):
     """Float64 re-implementation from the bucket assignment: softmax over the union of windows."""
     shared = q is k
     bq = attn.buckets(q, mask).cpu()
     bk = bq if shared else attn.buckets(k, mask).cpu()
-    pattern = _window_pattern(bq, bk, attn.chunk_size).to(q.device)
-    if not shared:
+    rule = _causal_pattern if causal else _window_pattern
+    pattern = rule(bq, bk, attn.chunk_size).to(q.device)
+    if not shared and not causal:
         return reference_attention(q, k, v, mask, causal, allowed=pattern)
     B, _H, N, _ = q.shape
     base = torch.ones(B, 1, N, N, dtype=torch.bool, device=q.device)
@@ -76,9 +94,11 @@ def _naive_lsh(attn, q, k, v, mask=None, causal=False):
     if mask is not None:
         base = base & mask[:, None, None, :]
     eye = torch.eye(N, dtype=torch.bool, device=q.device)
-    other = pattern & base & ~eye
+    # A query that sees no other key attends to its own position (causal, or shared QK).
+    other = pattern & base & ~eye if shared else pattern & base
     allowed = other | (eye & base & ~other.any(dim=-1, keepdim=True))
-    return reference_attention(q, _normalized(k).to(q.dtype), v, mask, causal, allowed=allowed)
+    keys = _normalized(k).to(q.dtype) if shared else k
+    return reference_attention(q, keys, v, mask, causal, allowed=allowed)
 
 
 def _real_rows(out, mask):
@@ -487,3 +507,36 @@ def test_bench_pairs_run_on_small_inputs():
         for out in out_ours if isinstance(out_ours, tuple) else (out_ours,):
             assert out.shape == out_peer.shape, label
             assert torch.isfinite(out).all()
+
+
+# ----------------------------------------------------------------- strict causality, NaN slices
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize(("chunk", "n_hashes"), [(4, 1), (64, 1), (8, 3)])
+def test_causal_later_qk_change_never_reaches_earlier_outputs(shared, chunk, n_hashes):
+    # The leak of chunked causal LSH: later tokens shift the sorted chunk boundaries.
+    q, k, v = _qkv(N=256, d=16)
+    attn = get_attention("lsh", chunk_size=chunk, n_hashes=n_hashes)
+    base = attn(q, q if shared else k, v, causal=True)
+    for cut in (255, 100):
+        q2, k2 = q.clone(), k.clone()
+        q2[:, :, cut:] = torch.randn_like(q2[:, :, cut:])
+        k2[:, :, cut:] = torch.randn_like(k2[:, :, cut:])
+        out = attn(q2, q2 if shared else k2, v, causal=True)
+        # Equal up to rounding (a window's key slots may move; the fused kernel sums in order).
+        torch.testing.assert_close(out[:, :, :cut], base[:, :, :cut], rtol=0, atol=1e-12)
+        assert not torch.allclose(out[:, :, cut:], base[:, :, cut:])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_hashes", [1, 2])
+def test_nan_stays_in_its_batch_head_slice(causal, n_hashes):
+    q, _, v = _qkv(B=3, H=2, N=64, d=8, dtype=torch.float32)  # float32: NaN bits as in use
+    attn = get_attention("lsh", chunk_size=8, n_hashes=n_hashes)
+    base = attn(q, q, v, causal=causal)
+    q2 = q.clone()
+    q2[1, 0, 5] = float("nan")
+    out = attn(q2, q2, v, causal=causal)
+    keep = torch.ones(3, 2, dtype=torch.bool)
+    keep[1, 0] = False
+    assert torch.equal(out[keep], base[keep])
+    assert not bool(out[keep].isnan().any())

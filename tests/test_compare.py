@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from report_fixtures import build_run
 from rich.console import Console
 from rich.table import Table
 
+from harness.records import Cell
 from harness.report import (
+    CompareRow,
     compare_records,
     compare_runs,
     render_compare_table,
@@ -120,7 +123,15 @@ def test_new_and_vanished_cells_are_listed(base: Path, tmp_path: Path) -> None:
                                                                           "sparse[block]")}
     assert {r.suite for r in gone} == {"memory", "accuracy", "bias"}  # suites not run: vanished
     assert all(r.note.startswith("only in the") for r in added + gone)
-    assert cmp.exit_code == 0  # listed, not a regression
+    # cells measured in the base run and missing now fail the gate, unless allowed
+    assert cmp.exit_code == 1 and cmp.verdict == "fail" and not cmp.regressions
+    assert cmp.failing_vanished and all(r in gone for r in cmp.failing_vanished)
+    allowed = compare_runs(base, new, allow_missing=True)
+    assert allowed.exit_code == 0 and allowed.counts["vanished"] == len(gone)
+    common = compare_runs(base, new, only_common=True)
+    assert common.exit_code == 0 and not common.by_status("vanished")
+    assert not common.by_status("new")
+    assert common.left_out == {"only in base": len(gone), "only in new": len(added)}
 
 
 def test_status_changes(base: Path, tmp_path: Path) -> None:
@@ -224,7 +235,10 @@ def test_unusable_input_raises_store_error(base: Path, tmp_path: Path) -> None:
 def test_environment_warnings(base: Path, tmp_path: Path) -> None:
     cmp = compare_runs(base, build_run(tmp_path / "gpu", seed=0, device="cuda:0"))
     assert any("device differs" in w for w in cmp.warnings)
-    assert cmp.exit_code == 0
+    # timings on another device are other measurements: they do not match (vanished + new)
+    assert cmp.exit_code == 1 and not cmp.regressions
+    assert {r.suite for r in cmp.failing_vanished} == {"throughput", "memory"}
+    assert compare_runs(base, tmp_path / "gpu", only_common=True).exit_code == 0
 
 
 def test_rich_table(base: Path, tmp_path: Path) -> None:
@@ -259,3 +273,214 @@ def test_compare_html_escaped_and_self_contained(tmp_path: Path) -> None:
     assert write_compare_html(cmp, tmp_path / "out") == tmp_path / "out" / "compare.html"
     passing = write_compare_html(compare_runs(base, base), tmp_path / "pass.html")
     assert '<div class="banner pass">PASS</div>' in passing.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# decisions on evidence: raw samples, the side-by-side ratio, calibration drift, noise
+
+
+def _timed(metric: str, samples: list[float], *, noisy: str | None = None, hib: bool | None = False,
+           unit: str = "ms", label: str = "linear") -> Record:
+    values = sorted(samples)
+    return Record("throughput", "linear", {}, {"kind": "attention", "seq_len": 512}, metric,
+                  value=values[len(values) // 2], unit=unit, higher_is_better=hib,
+                  ci_low=values[len(values) // 4], ci_high=values[3 * len(values) // 4],
+                  interval="iqr", n=len(values), samples=list(samples), noisy=noisy,
+                  label=label, cell="c1")
+
+
+def _spread(center: float, n: int = 20, width: float = 0.04, seed: int = 0) -> list[float]:
+    import random
+
+    rng = random.Random(seed)
+    return [center * (1 + rng.uniform(-width, width)) for _ in range(n)]
+
+
+def _cell(ms: float, ratio: float | None, gflops: float | None, *, seed: int = 0,
+          noisy: str | None = None) -> list[Record]:
+    out = [_timed("forward_ms", _spread(ms, seed=seed), noisy=noisy)]
+    if ratio is not None:
+        out.append(_timed("forward_speed_vs_reference", _spread(ratio, seed=seed + 1),
+                          hib=True, unit="x", noisy=noisy))
+    if gflops is not None:
+        out.append(_timed("calibration_gflops", _spread(gflops, seed=seed + 2), hib=None,
+                          unit="GFLOP/s", noisy=noisy))
+    return out
+
+
+def _status(base: list[Record], new: list[Record], metric: str = "forward_ms") -> CompareRow:
+    rows, _ = compare_records(base, new)
+    return next(r for r in rows if r.metric == metric)
+
+
+def test_samples_decide_with_mann_whitney() -> None:
+    base = [_timed("forward_ms", _spread(10.0))]
+    slow = [_timed("forward_ms", _spread(15.0, seed=3))]
+    row = _status(base, slow)
+    assert row.status == "regression" and row.p_value is not None and row.p_value < 1e-6
+    assert row.noise.startswith("Mann-Whitney p=")
+    # beyond the threshold (best decile 6.9 -> 7.9) but the samples overlap: within noise
+    base_wide = [_timed("forward_ms", [float(x) for x in range(5, 25)])]
+    wide = [_timed("forward_ms", [float(x) for x in range(6, 26)])]
+    row = _status(base_wide, wide)
+    assert row.status == "unchanged" and row.note == "within noise" and row.p_value > 0.05
+    # below the threshold however significant
+    assert _status(base, [_timed("forward_ms", _spread(10.5, seed=4, width=0.001))]).status \
+        == "unchanged"
+    # the estimate is the best decile: a few slow outliers (interference) do not move it
+    spiky = [_timed("forward_ms", _spread(10.0, seed=5)[:16] + [40.0] * 4)]
+    assert _status(base, spiky).status == "unchanged"
+
+
+def test_ratio_must_agree_and_decides_under_drift() -> None:
+    base = _cell(10.0, 2.0, 50.0)
+    # slower, but the reference beside it slowed as much: the machine, not the code
+    drift_only = _cell(15.0, 2.0, 48.0, seed=7)
+    row = _status(base, drift_only)
+    assert row.status == "unchanged" and "machine drift" in row.note
+    # slower and the ratio agrees: a regression
+    real = _cell(15.0, 1.33, 50.0, seed=7)
+    assert _status(base, real).status == "regression"
+    # the ratio row itself never decides the verdict (a faster reference would lower it)
+    assert _status(base, real, "forward_speed_vs_reference").status == "informational"
+    # the machine ran at half speed: absolute times are not comparable, the ratio decides
+    slow_machine = _cell(20.0, 2.0, 25.0, seed=7)
+    row = _status(base, slow_machine)
+    assert row.status == "unchanged" and "machine speed -5" in row.note
+    hidden = _cell(10.0, 1.2, 100.0, seed=7)  # faster machine hides a slower attention
+    assert _status(base, hidden).status == "regression"
+    # machines differ and there is no ratio to decide: inconclusive, not a regression
+    no_ratio = _cell(15.0, None, 25.0, seed=7)
+    row = _status(_cell(10.0, None, 50.0), no_ratio)
+    assert row.status == "inconclusive" and "no ratio" in row.note
+
+
+def test_noisy_evidence_is_inconclusive_never_a_regression() -> None:
+    busy = "other processes used 1.00 of 2 cores"
+    base = _cell(10.0, 2.0, 50.0)
+    row = _status(base, _cell(15.0, 1.33, 50.0, seed=7, noisy=busy))
+    assert row.status == "inconclusive" and busy in row.note
+    # worse beyond the threshold but not significant on a busy machine: inconclusive too
+    row = _status([_timed("forward_ms", [float(x) for x in range(5, 25)])],
+                  [_timed("forward_ms", [float(x) for x in range(6, 26)], noisy=busy)])
+    assert row.status == "inconclusive"
+    # noisy but unchanged: passes
+    assert _status(base, _cell(10.0, 2.0, 50.0, seed=9, noisy=busy)).status == "unchanged"
+
+
+def test_bonferroni_over_candidates() -> None:
+    # 5 vs 5 fully separated samples: one-sided p = 1/252 = 0.004 < 0.05, but not below
+    # 0.05 / 20 once twenty rows are beyond the threshold
+    def rec(i: int, samples: list[float]) -> Record:
+        return replace(_timed("forward_ms", samples), params={"seq_len": i})
+
+    one = compare_records([rec(0, [1, 1.01, 1.02, 1.03, 1.04])],
+                          [rec(0, [2, 2.01, 2.02, 2.03, 2.04])])[0]
+    assert one[0].status == "regression"
+    many = compare_records([rec(i, [1, 1.01, 1.02, 1.03, 1.04]) for i in range(20)],
+                           [rec(i, [2, 2.01, 2.02, 2.03, 2.04]) for i in range(20)])[0]
+    assert {r.status for r in many} == {"unchanged"}
+
+
+def test_method_change_is_not_a_regression() -> None:
+    base, new = _rec(100), _rec(50)
+    base.suite_version, new.suite_version = 1, 2  # type: ignore[attr-defined]
+    rows, _ = compare_records([base], [new])
+    assert rows[0].status == "informational" and "method changed" in rows[0].note
+    new.suite_version = 1  # type: ignore[attr-defined]
+    assert compare_records([base], [new])[0][0].status == "regression"
+
+
+def test_match_on_shape_label_and_run_keys(tmp_path: Path) -> None:
+    a = _timed("forward_ms", _spread(10.0))
+    other_dim = replace(a, params={**a.params, "head_dim": 16})
+    rows, _ = compare_records([a], [other_dim])
+    assert sorted(r.status for r in rows) == ["new", "vanished"]
+    other_label = replace(a, label="linear-copy")
+    assert sorted(r.status for r in compare_records([a], [other_label])[0]) == ["new",
+                                                                              "vanished"]
+    rows, _ = compare_records([a], [a], base_meta={"threads": 2, "device": "cpu"},
+                              new_meta={"threads": 1, "device": "cpu"})
+    assert sorted(r.status for r in rows) == ["new", "vanished"]
+    rows, _ = compare_records([a], [a], base_meta={"threads": 2}, new_meta={"threads": 2})
+    assert [r.status for r in rows] == ["unchanged"]
+
+
+def _store(tmp_path: Path, name: str, records: list[Record], **meta) -> Path:
+    from harness.run.store import ResultsStore
+
+    store = ResultsStore.create(tmp_path / name, {"run_id": name, "status": "finished", **meta})
+    for r in records:
+        store.write_cell(Cell(r.suite, r.attention, r.options, r.params, r.label or ""), [r])
+    return tmp_path / name
+
+
+def test_schema_1_store_still_compares(tmp_path: Path) -> None:
+    section = {"heads": 4, "head_dim": 64, "causal": False, "seq_lens": [512]}
+    v1 = Record("throughput", "linear", {}, {"kind": "attention", "seq_len": 512, "batch": 1},
+                "forward_ms", value=10.0, unit="ms", higher_is_better=False, label="linear")
+    v2 = replace(v1, params={**v1.params, "heads": 4, "head_dim": 64, "causal": False,
+                             "dtype": "float32"}, value=20.0)
+    old = _store(tmp_path, "old", [v1], profile={"suites": {"throughput": section}})
+    meta = json.loads((old / "run.json").read_text())
+    (old / "run.json").write_text(json.dumps({**meta, "schema_version": 1}))
+    new = _store(tmp_path, "new", [v2], profile={"suites": {"throughput": section}})
+    cmp = compare_runs(old, new)
+    assert [r.status for r in cmp.rows] == ["regression"] and cmp.exit_code == 1
+
+
+def test_unusable_new_runs_are_exit_2(tmp_path: Path) -> None:
+    ok = _store(tmp_path, "ok", [_rec(1.0)])
+    empty = _store(tmp_path, "empty", [_rec(1.0)])
+    (empty / "results.jsonl").write_text("")
+    with pytest.raises(StoreError, match="nothing measured"):
+        compare_runs(ok, empty)
+    errors = _store(tmp_path, "errors", [_rec(None, status="error", error="boom")])
+    with pytest.raises(StoreError, match=r"nothing measured.*1 error"):
+        compare_runs(ok, errors)
+    for bad, text in (("NaN", "value is nan"), ("Infinity", "value is inf"),
+                      ('"fast"', "value is 'fast'")):
+        broken = _store(tmp_path, f"bad{len(text)}{bad[:2]}", [_rec(1.0)])
+        line = (broken / "results.jsonl").read_text().replace('"value": 1.0', f'"value": {bad}')
+        (broken / "results.jsonl").write_text(line)
+        with pytest.raises(StoreError, match=rf"invalid record throughput/standard/m.*{text}"):
+            compare_runs(ok, broken)
+    # a broken check would let these through: the same store without the damage is fine
+    assert compare_runs(ok, ok).exit_code == 0
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    return CliRunner().invoke(app, ["compare", *args])
+
+
+def test_cli_exit_codes_and_compact_output(base: Path, tmp_path: Path) -> None:
+    assert _cli(str(base), str(base)).exit_code == 0
+    slow = build_run(tmp_path / "slow", seed=0,
+                     transform=_scale("linear[favor]", "forward_ms", 4096, 1.5))
+    out = _cli(str(base), str(slow))
+    assert out.exit_code == 1 and out.output.startswith("FAIL (exit 1)")
+    assert "linear[favor]" in out.output and "HTML" not in out.output
+    fewer = build_run(tmp_path / "fewer", seed=0, suites=("throughput",))
+    out = _cli(str(base), str(fewer))
+    assert out.exit_code == 1 and "vanished, fails the gate: memory" in out.output
+    assert len(out.output.splitlines()) < 60  # grouped, not one line per vanished metric
+    assert _cli(str(base), str(fewer), "--allow-missing").exit_code == 0
+    assert _cli(str(base), str(fewer), "--only-common").exit_code == 0
+
+    def noisy(r: Record) -> Record:
+        r = _scale("linear[favor]", "forward_ms", 4096, 1.5)(r)
+        r.noisy = "other processes used 1.20 of 2 cores"
+        return r
+
+    out = _cli(str(base), str(build_run(tmp_path / "noisy", seed=0, transform=noisy)))
+    assert out.exit_code == 3 and out.output.startswith("INCONCLUSIVE (exit 3)")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-0.1", "ten"])
+def test_cli_bad_threshold_exit_2(base: Path, bad: str) -> None:
+    out = _cli(str(base), str(base), "--threshold", bad)
+    assert out.exit_code == 2 and "--threshold" in out.output and "Traceback" not in out.output

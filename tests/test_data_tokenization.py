@@ -69,7 +69,8 @@ def test_word_and_subword_save_load(tmp_path: Path) -> None:
 def test_registry() -> None:
     assert {"listops", "recall", "text", "bias_sentiment"} <= set(list_tasks())
     assert task_options("recall")["alpha"] == 1.0
-    with pytest.raises(ValueError, match="registered: bias_sentiment, listops, recall, text"):
+    with pytest.raises(ValueError, match="registered: bias_sentiment, digits, listops, media, "
+                       "pathfinder, recall, speech, text"):
         load_task("imdb")
     with pytest.raises(ValueError, match=r"unknown parameter.*valid parameters: n_train=2000"):
         load_task("recall", n_keys=4)

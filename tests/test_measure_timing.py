@@ -95,3 +95,70 @@ def test_cuda_timing_with_events():
     assert result.device == "cuda"
     assert result.n >= MIN_MEASUREMENTS
     assert 0 < result.q1_s <= result.median_s <= result.q3_s
+
+
+# ---------------------------------------------------------------------------------------------
+# interleaved timing, calibration kernel and machine load (logic only: no speed targets)
+
+
+def test_interleaved_rounds_are_aligned_and_keep_every_sample():
+    from harness.measure.timing import MIN_ROUNDS, calibration_kernel, time_interleaved
+
+    kernel, flops = calibration_kernel()
+    assert flops == 2 * 256**3
+    a = torch.randn(32, 32)
+    out = time_interleaved({"measured": lambda: a @ a, "calibration": kernel}, threads=1,
+                           min_run_time=0.01, label="mm")
+    assert out.rounds >= MIN_ROUNDS and out.threads == out.requested_threads == 1
+    for result in out.results.values():
+        assert len(result.times) == out.rounds and min(result.times) > 0
+    ratios = out.ratio("calibration", "measured")
+    cal, mine = out.results["calibration"].times, out.results["measured"].times
+    assert ratios == pytest.approx([c / m for c, m in zip(cal, mine, strict=True)])
+    assert {"others_cores", "loadavg_before", "runnable_after", "cpu_count"} <= set(out.load)
+    with pytest.raises(ValueError, match="min_rounds"):
+        time_interleaved({"m": lambda: None}, min_rounds=1)
+    with pytest.raises(ValueError, match="not callable"):
+        time_interleaved({"m": 3})  # type: ignore[dict-item]
+
+
+def test_busy_reason_names_what_disturbed_a_timing():
+    from harness.measure.timing import busy_reason
+
+    quiet = {"others_cores": 0.05, "steal_fraction": 0.0, "cpu_count": 2}
+    assert busy_reason(quiet, 2, 2) is None
+    assert "1.20 of 2 cores" in busy_reason({**quiet, "others_cores": 1.2}, 2, 2)
+    assert "steal" in busy_reason({**quiet, "steal_fraction": 0.2}, 2, 2)
+    assert "1 torch thread(s) instead of 2" in busy_reason(quiet, 1, 2)
+    assert busy_reason({"others_cores": None, "steal_fraction": None}) is None  # not Linux
+
+
+def test_threads_never_exceed_idle_cores(monkeypatch):
+    from harness.measure import timing
+
+    def busy(others: float):
+        return lambda self: {"cpu_count": 2, "others_cores": others}
+
+    monkeypatch.setattr(timing, "_PROBE_S", 0.0)
+    monkeypatch.setattr(timing.LoadMonitor, "summary", busy(1.0))
+    assert timing.timing_threads(2)[0] == 1  # one core busy elsewhere: one thread
+    monkeypatch.setattr(timing.LoadMonitor, "summary", busy(0.1))
+    assert timing.timing_threads(2)[0] == 2  # background flicker is not a busy core
+    monkeypatch.setattr(timing.LoadMonitor, "summary", busy(3.0))
+    assert timing.timing_threads(2)[0] == 1  # never below one
+    assert timing.timing_threads(1) == (1, {})  # nothing to reduce: no probe
+
+
+def test_load_monitor_sees_this_process_apart_from_others():
+    from harness.measure.timing import LoadMonitor
+
+    monitor = LoadMonitor().start()
+    end = time.perf_counter() + 0.05
+    while time.perf_counter() < end:  # our own work is not "other processes"
+        pass
+    load = monitor.stop().summary()
+    assert load["seconds"] >= 0.05
+    if load["others_cores"] is not None:
+        assert load["others_cores"] >= 0
+    with pytest.raises(ValueError, match="before start"):
+        LoadMonitor().stop()

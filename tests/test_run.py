@@ -346,3 +346,284 @@ def test_labels_with_brackets_survive_the_terminal_output(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "standard[eager]" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# store integrity: lock, latest, labels, unusable input found before anything runs
+
+
+def _tiny_memory(tmp_path, **changes) -> Path:
+    data = json.loads(json.dumps(TINY))
+    data["suites"] = {"memory": {**TINY["suites"]["memory"], "seq_lens": [64]}}
+    data.update(changes)
+    return write_profile(tmp_path / "p.yaml", data)
+
+
+def test_run_lock_refuses_a_second_writer_and_names_the_holder(tmp_path):
+    from harness.run.store import RunLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with RunLock(run) as lock:
+        assert lock.held and lock.holder()["pid"] == os.getpid()
+        with pytest.raises(StoreError, match=rf"in use by pid {os.getpid()}.*--resume"):
+            RunLock(run).acquire()
+    RunLock(run).acquire().release()  # released: free again
+
+
+def test_resume_of_a_running_run_is_refused_with_exit_2(tmp_path):
+    from harness.run.store import RunLock
+
+    path = _tiny_memory(tmp_path)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["run", "--profile", str(path), "--out", str(out),
+                                      "--no-progress", "--no-report"])
+    assert result.exit_code == 0, result.output
+    run_dir = (out / "latest").resolve()
+    before = (run_dir / "results.jsonl").read_text()
+    with RunLock(run_dir):  # a run still writing this directory
+        refused = CliRunner().invoke(app, ["run", "--resume", str(run_dir), "--no-progress"])
+    assert refused.exit_code == 2 and "in use by pid" in refused.output, refused.output
+    assert (run_dir / "results.jsonl").read_text() == before  # nothing lost
+
+
+def test_latest_pointer_survives_concurrent_updates(tmp_path):
+    import threading
+
+    from harness.run.store import point_latest
+
+    runs = [tmp_path / f"r{i}" for i in range(8)]
+    for r in runs:
+        r.mkdir()
+    errors: list[BaseException] = []
+
+    def flip(run: Path) -> None:
+        for _ in range(25):
+            try:
+                point_latest(tmp_path, run)
+            except BaseException as err:
+                errors.append(err)
+
+    threads = [threading.Thread(target=flip, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (tmp_path / "latest").resolve() in {r.resolve() for r in runs}
+    assert not list(tmp_path.glob(".latest*"))  # no temporary left behind
+
+
+def test_same_configuration_under_two_labels_both_run(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "linear"}, {"name": "linear", "label": "linear-copy"},
+                          {"name": "standard", "options": {"backend": "sdpa"}, "label": "sdpa"}]
+    data["suites"]["memory"]["seq_lens"] = [64]
+    profile = profile_from_dict(data)
+    planned = plan_run(profile, ["memory"])
+    assert len({p.cell.id for p in planned}) == len(planned) == 3
+    outcome = start_run(profile, suites=["memory"], out_dir=tmp_path, argv=["t"])
+    labels = Counter(r.label for r in outcome.records if r.metric == "peak_bytes")
+    assert labels == {"linear": 1, "linear-copy": 1, "sdpa": 1}
+
+
+def test_attention_selection_is_by_exact_label_or_family_glob(tmp_path):
+    from harness.cli import _apply_overrides
+
+    profile = profile_from_dict(TINY)
+    kwargs = {"seed": None, "device": None, "memory_budget": None, "threads": None, "data": {}}
+
+    def labels(attention: str) -> list[str]:
+        chosen = _apply_overrides(profile, attention=attention, **kwargs)
+        return [s.label for s in chosen.attention_specs()]
+
+    assert labels("standard") == ["standard"]
+    assert labels("standard[eager]") == ["standard[eager]"]
+    assert labels("standard*") == ["standard", "standard[eager]"]
+    assert labels("linear,standard[eager]") == ["standard[eager]", "linear"]
+    with pytest.raises(ProfileError, match=r"no attention labelled 'sparse'.*'standard\*'"):
+        labels("sparse")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--threads", "0"], "threads must be >= 1"),
+    (["--threads", "-3"], "threads must be >= 1"),
+    (["--memory-budget", "lots"], "cannot read 'lots' as a memory size"),
+])
+def test_bad_run_options_exit_2(tmp_path, args, message):
+    path = _tiny_memory(tmp_path)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["run", "--profile", str(path), "--out", str(out), *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not out.exists()
+
+
+def test_memory_size_in_scientific_notation_is_accepted():
+    assert parse_bytes("1e9") == 10**9 and parse_bytes("2.5e3 MiB") == 2500 * 2**20
+    with pytest.raises(ValueError, match="memory size"):
+        parse_bytes("1e9x")
+
+
+def _bad_out(tmp_path: Path, kind: str) -> tuple[str, str]:
+    if kind == "file":
+        (tmp_path / "afile").write_text("x")
+        return str(tmp_path / "afile"), "is a file"
+    if kind == "under_file":
+        (tmp_path / "afile").write_text("x")
+        return str(tmp_path / "afile" / "runs"), "is a file"
+    return "/proc/harness-runs", "virtual filesystem"
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file", "proc"])
+def test_unusable_out_dir_exit_2_before_anything_runs(tmp_path, kind):
+    path = _tiny_memory(tmp_path)
+    out, message = _bad_out(tmp_path, kind)
+    result = CliRunner().invoke(app, ["run", "--profile", str(path), "--out", out])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["p.yaml"], ["afile", "p.yaml"])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_out_dir_exit_2(tmp_path):
+    path = _tiny_memory(tmp_path)
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o555)
+    result = CliRunner().invoke(app, ["run", "--profile", str(path), "--out", str(locked)])
+    assert result.exit_code == 2 and "cannot write" in result.output
+    assert list(locked.iterdir()) == []
+
+
+def _data(tmp_path: Path, name: str, rows: list[tuple[str, str]] | bytes,
+          header: str = "sentence\tlabel") -> Path:
+    path = tmp_path / name
+    if isinstance(rows, bytes):
+        path.write_bytes(rows)
+    else:
+        path.write_text("\n".join([header] + [f"{t}\t{y}" for t, y in rows]) + "\n")
+    return path
+
+
+def _good_rows(n: int) -> list[tuple[str, str]]:
+    return [(f"sentence number {i} is {'good' if i % 2 else 'bad'}", "pos" if i % 2 else "neg")
+            for i in range(n)]
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("missing", "train file not found"),
+    ("binary", "is binary"),
+    ("column", "label_column 'label' not in the train split"),
+    ("nan_label", "has no label in column 'label' (found 'NaN')"),
+    ("empty_label", "has no label in column 'label'"),
+    ("tiny", "too few rows to benchmark on"),
+    ("rare_class", "too few train rows of class 'odd'"),
+])
+def test_unusable_data_files_exit_2_and_leave_no_run_dir(tmp_path, case, message):
+    path = _tiny_memory(tmp_path)
+    rows = _good_rows(250)
+    if case == "missing":
+        train = tmp_path / "nope.tsv"
+    elif case == "binary":
+        train = _data(tmp_path, "train.tsv", b"sentence\tlabel\n\x00\x01\x02\xff" * 20)
+    elif case == "column":
+        train = _data(tmp_path, "train.tsv", rows, header="sentence\tclass")
+    elif case == "nan_label":
+        train = _data(tmp_path, "train.tsv", [*rows[:40], ("no label here", "NaN"), *rows[40:]])
+    elif case == "empty_label":
+        train = _data(tmp_path, "train.tsv", [*rows[:40], ("no label here", ""), *rows[40:]])
+    elif case == "tiny":
+        train = _data(tmp_path, "train.tsv", rows[:3])
+    else:
+        train = _data(tmp_path, "train.tsv", [*rows, ("strange one", "odd")])
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["run", "--profile", str(path), "--out", str(out),
+                                      "--data-files", f"train={train}"])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not out.exists()
+    # the same command with good data gets past the check (a broken check would refuse it)
+    good = _data(tmp_path, "good.tsv", rows)
+    from harness.run.runner import preflight
+
+    data = json.loads(json.dumps(TINY))
+    data["data"] = {"data_files": {"train": str(good)}}
+    preflight(profile_from_dict(data), ["memory"], tmp_path / "o2")
+
+
+def test_malformed_run_json_on_resume_exit_2(tmp_path):
+    run = tmp_path / "run"
+    ResultsStore.create(run, {"run_id": "x"})
+    runner = CliRunner()
+    for text, message in (("{broken", "corrupt JSON"), ("[1, 2]", "a JSON object is expected"),
+                          (json.dumps({"schema_version": 2}), "malformed run file"),
+                          (json.dumps({"schema_version": 1, "profile": {}}),
+                           "schema_version 1")):
+        (run / "run.json").write_text(text)
+        result = runner.invoke(app, ["run", "--resume", str(run), "--no-progress"])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (
+            text, result.output)
+        assert "Traceback" not in result.output
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no such run directory" in result.output
+
+
+def test_memory_timeout_is_recorded_as_timeout_not_oom(tmp_path, monkeypatch):
+    from harness.measure.memory import MemoryResult
+    from harness.suites import memory as memory_suite
+
+    def slow(target, kwargs, **kw):
+        if kwargs["seq_len"] >= 256:
+            return MemoryResult(status="timeout", peak_bytes=None, baseline_bytes=None,
+                                error="no result within timeout_s=1 s; killed by the parent")
+        return original(target, kwargs, **kw)
+
+    original = memory_suite.measure_cpu_peak
+    monkeypatch.setattr(memory_suite, "measure_cpu_peak", slow)
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "linear"}]
+    data["suites"] = {"memory": {**TINY["suites"]["memory"], "seq_lens": [128, 256, 512]}}
+    outcome = start_run(profile_from_dict(data), suites=["memory"], out_dir=tmp_path, argv=["t"])
+    by_n = {r.params["seq_len"]: r for r in outcome.records if r.metric == "peak_bytes"}
+    assert by_n[128].status == "ok" and by_n[256].status == "timeout"
+    assert "oom" not in (by_n[256].error or "")
+    skipped = [r for r in outcome.records if r.metric == "cell_status"]
+    assert [r.params["seq_len"] for r in skipped] == [512] and "timeout" in skipped[0].error
+    longest = next(r for r in outcome.records if r.metric == "max_seq_len_under_budget")
+    assert longest.value == 128
+
+
+def test_ctrl_c_prints_the_resume_command_and_exits_130(tmp_path, monkeypatch):
+    suite = get_suite("memory")
+
+    def interrupt(cell, params, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(suite, "run_cell", interrupt)
+    path = _tiny_memory(tmp_path)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["run", "--profile", str(path), "--out", str(out),
+                                      "--no-progress"])
+    run_dir = (out / "latest").resolve()
+    assert result.exit_code == 130, result.output
+    assert f"harness run --resume {run_dir}" in " ".join(result.output.split())
+    assert read_run(run_dir)["status"] == "interrupted"
+
+
+def test_throughput_records_carry_samples_reference_ratio_and_load(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "standard"}, {"name": "linear"}]
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32],
+                                     "passes": ["forward"], "model": None}}
+    outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                        argv=["t"])
+    recs = {(r.label, r.metric): r for r in outcome.records}
+    fwd = recs[("linear", "forward_ms")]
+    assert fwd.n == len(fwd.samples) >= 10 and min(fwd.samples) > 0
+    assert {"heads", "head_dim", "dtype", "causal", "batch"} <= set(fwd.params)
+    assert fwd.load["threads"] == 1 and "others_cores" in fwd.load
+    ratio = recs[("linear", "forward_speed_vs_reference")]
+    assert ratio.unit == "x" and len(ratio.samples) == fwd.n and ratio.higher_is_better
+    gflops = recs[("standard", "calibration_gflops")]
+    assert gflops.value > 0 and gflops.higher_is_better is None
+    meta = read_run(outcome.run_dir)
+    assert meta["schema_version"] == 2
+    assert meta["compare_rules"]["throughput"]["reference_metrics"]["forward_ms"] == \
+        "forward_speed_vs_reference"

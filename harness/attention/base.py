@@ -14,11 +14,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from harness.registry import Registry
+
 __all__ = [
     "Attention",
     "Capabilities",
     "attention_class",
     "attention_options",
+    "attention_origin",
     "get_attention",
     "list_attentions",
     "register_attention",
@@ -34,6 +37,9 @@ class Capabilities:
     dimension; the memory suite compares it with the fitted slope of log memory vs log N.
     ``shared_qk``: the family is meant to run with ``q is k`` (one projection for both, as in
     Reformer); models, suites and benchmarks then pass the same tensor as q and k.
+    ``time_exponent``: the claimed exponent of N in time (an upper bound; log factors are left
+    to the audit's tolerance). ``dtypes``: the floating dtypes it claims to support.
+    ``harness check`` verifies each claim (see :mod:`harness.check`).
     """
 
     causal: bool = True
@@ -44,6 +50,8 @@ class Capabilities:
     memory_exponent: float = 2.0
     approximates_softmax: bool = False
     shared_qk: bool = False
+    time_exponent: float = 2.0
+    dtypes: tuple[str, ...] = ("float32", "float64", "bfloat16")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +87,13 @@ class Attention(nn.Module):
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def exact_options(cls, seq_len: int) -> dict[str, Any] | None:
+        """Options under which this family computes exact softmax attention for sequences of
+        ``seq_len`` tokens (``harness check`` compares them with a float64 reference), or None
+        when no configuration is exact. Default: ``{}`` unless it approximates softmax."""
+        return None if cls.capabilities.approximates_softmax else {}
 
     @property
     def claimed_memory(self) -> tuple[str, float]:
@@ -158,35 +173,56 @@ def validate_inputs(
                              f"k on {k.device}")
 
 
-_REGISTRY: dict[str, type[Attention]] = {}
-
-
-def register_attention(cls: type[Attention]) -> type[Attention]:
-    """Class decorator: add an :class:`Attention` subclass to the registry under ``cls.name``."""
+def _check_attention(name: str, cls: object) -> type[Attention]:
     if not (isinstance(cls, type) and issubclass(cls, Attention)):
-        raise ValueError(f"register_attention expects an Attention subclass, got {cls!r}")
+        raise ValueError(f"attention {name!r} must be an Attention subclass, got {cls!r}")
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no `name`; set a class attribute name = '...'")
-    existing = _REGISTRY.get(cls.name)
-    if existing is not None and existing is not cls:
-        raise ValueError(f"attention {cls.name!r} is already registered by {existing.__name__}")
-    _REGISTRY[cls.name] = cls
+    if cls.name != name:
+        raise ValueError(
+            f"attention class {cls.__module__}.{cls.__qualname__} is named {cls.name!r} but is"
+            f" registered as {name!r}; make its `name` and the entry point's name equal"
+        )
     return cls
 
 
+#: Every attention: built-ins, and plugins (entry points ``harness.attentions``, ``--plugin``).
+_REGISTRY: Registry[type[Attention]] = Registry("attention", validate=_check_attention)
+
+
+def register_attention(cls: type[Attention]) -> type[Attention]:
+    """Class decorator: add an :class:`Attention` subclass to the registry under ``cls.name``.
+
+    A name already taken by another class raises ``ValueError`` naming both origins.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Attention)):
+        raise ValueError(f"register_attention expects an Attention subclass, got {cls!r}")
+    return _REGISTRY.add(cls.name, cls)
+
+
 def list_attentions() -> list[str]:
-    """Names of all registered attentions, sorted."""
-    return sorted(_REGISTRY)
+    """Names of all registered attentions (entry-point plugins included), sorted."""
+    _discover()
+    return _REGISTRY.names()
 
 
 def attention_class(name: str) -> type[Attention]:
     """The registered class for ``name``; ``ValueError`` listing the valid names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown attention {name!r}; registered: {', '.join(list_attentions())}"
-        ) from None
+    _discover()
+    return _REGISTRY.entry(name).value  # type: ignore[return-value]
+
+
+def attention_origin(name: str) -> tuple[str, str | None]:
+    """(origin, version) of attention ``name``: ``built-in`` or the plugin it came from."""
+    entry = _REGISTRY.entry(name)
+    return entry.origin, entry.version
+
+
+def _discover() -> None:
+    """Register installed entry-point plugins (lazily) the first time the registry is read."""
+    from harness.attention.plugins import discover_entry_points
+
+    discover_entry_points()
 
 
 def attention_options(cls: type[Attention]) -> dict[str, Any]:

@@ -196,6 +196,7 @@ class LinearAttention(Attention):
         memory_complexity="O(N)",
         memory_exponent=1.0,
         approximates_softmax=True,  # favor does; elu is its own kernel (class-level flag)
+        time_exponent=1.0,
     )
 
     chunk_size: int = 128

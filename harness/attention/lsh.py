@@ -12,8 +12,16 @@ Algorithm, per batch element, head and hashing round:
 3. **Chunk.** The sorted sequence is cut into chunks of ``chunk_size``; sorted chunk ``c`` attends
    to sorted chunks ``c`` and ``c - 1``. Chunk 0 has no previous chunk (no wrap-around), so what a
    real token sees depends only on the ranks of real tokens: padding, however much, changes nothing.
-   A length that is not a multiple of ``chunk_size`` is padded inside, masked and cropped. Causal
-   masking and ``key_padding_mask`` act on original positions inside those windows.
+   A length that is not a multiple of ``chunk_size`` is padded inside, masked and cropped.
+   ``key_padding_mask`` acts on original positions inside those windows.
+   **Causal mode** does not use chunks (their boundaries depend on how many *later* tokens fell
+   into lower buckets, which would let later tokens change earlier outputs): query ``i`` attends
+   to the keys of its own bucket at positions ``<= i``, the most recent ``chunk_size`` of them,
+   which only earlier tokens determine. A query that sees no such key (other than itself with
+   shared QK) attends to the key at its own position. With shared QK these keys always lie in
+   the query's (previous, own) chunk window, so causal mode runs the same fused chunk kernel
+   with a bucket-and-band mask (about 1.5x the non-causal forward time, 1.2x forward+backward);
+   with distinct q and k each query gathers its ``chunk_size`` keys (slower, same memory order).
 4. **Shared QK** (``q is k``, as in Reformer): keys are RMS-normalized (length ``sqrt(head_dim)``)
    before the usual ``1/sqrt(head_dim)`` scale, and a token attends to itself only when it can see
    no other key in any round.
@@ -172,6 +180,13 @@ def _angular_buckets_(proj: Tensor) -> Tensor:
     return first + half * (~positive.squeeze(-1)).long()
 
 
+def _clamp_buckets_(buckets: Tensor, n_buckets: int) -> Tensor:
+    """Clamp bucket ids into ``[0, n_buckets)`` in place. NaN projections have no winner and
+    give out-of-range ids, which would break the sort into a non-permutation whose gathers read
+    other (batch, head) slices; clamped, a NaN stays in its own slice."""
+    return buckets.clamp_(0, n_buckets - 1)
+
+
 def _stable_bucket_order(buckets: Tensor, n_buckets: int) -> Tensor:
     """Positions sorted by bucket, ties in position order, along the last dimension (int64).
 
@@ -244,20 +259,16 @@ class _Visibility:
 
 
 def _visibility(
-    pos_q: Tensor | None,
-    pos_k: Tensor | None,
     N: int,
     C: int,
     nc: int,
     key_padding_mask: Tensor | None,
-    causal: bool,
     shared: bool,
     with_bias: bool,
     dtype: torch.dtype,
     dev: torch.device,
 ) -> _Visibility:
-    """Visibility of window slots. ``pos_q`` (B, H, R, nc, C, 1) and ``pos_k`` (B, H, R, nc, 1, W)
-    are original positions, needed only when ``causal``."""
+    """Visibility of window slots of the (non-causal) chunked path."""
     W = 2 * C if nc > 1 else C
     # Sorted index of each window slot. Padding tokens sort after all real ones, so a slot holds a
     # real key iff 0 <= sorted index < number of real tokens (filler slots are >= N).
@@ -269,8 +280,6 @@ def _visibility(
     else:
         n_real = key_padding_mask.sum(dim=-1).view(-1, 1, 1, 1, 1, 1)
         allowed = (sorted_idx >= 0) & (sorted_idx < n_real)
-    if causal:
-        allowed = allowed & (pos_k <= pos_q)
     has_other = None
     if shared:
         # With shared QK a query's own key sits in its own chunk at the same offset.
@@ -312,6 +321,65 @@ def _pair_counts(
     return count.clamp_min(1.0)
 
 
+def _causal_visibility(
+    sorted_buckets: Tensor, n_buckets: int, N: int, C: int, nc: int, with_bias: bool,
+    dtype: torch.dtype,
+) -> _Visibility:
+    """Causal shared-QK visibility in the chunk windows: a query at sorted index ``s`` sees the
+    keys of its own bucket at sorted indices in ``(s - C, s]`` (its most recent ``C``
+    same-bucket predecessors, itself included), which the (previous, own) chunk window always
+    holds; itself only when it sees no other key; padding (bucket ``n_buckets``) never.
+    ``sorted_buckets``: (B, H, R, N)."""
+    B, H, R, _ = sorted_buckets.shape
+    dev = sorted_buckets.device
+    W = 2 * C if nc > 1 else C
+    filled = F.pad(sorted_buckets, (0, nc * C - N), value=-1).view(B, H, R, nc, C)
+    keys = torch.cat([filled.roll(1, dims=-2), filled], dim=-1) if nc > 1 else filled
+    # Same bucket, and a real key (padding has bucket n_buckets, filler slots -1).
+    same = (keys.unsqueeze(-2) == filled.unsqueeze(-1)) & (keys < n_buckets).unsqueeze(-2)
+    t = torch.arange(C, device=dev).view(C, 1)
+    w = torch.arange(W, device=dev).view(1, W)
+    own = W - C + t  # the query's own slot
+    band = (w <= own) & (w > own - C)
+    chunk = torch.arange(nc, device=dev).view(nc, 1, 1)
+    band = band & ((chunk - 1) * C + w >= 0 if nc > 1 else torch.ones((), dtype=torch.bool,
+                                                                        device=dev))
+    allowed = same & band
+    is_self = w == own
+    other = allowed & ~is_self
+    has_other = other.any(dim=-1, keepdim=True)
+    allowed = other | (allowed & is_self & ~has_other)
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    any_empty = bool(empty.any())
+    bias = None
+    if with_bias:
+        visible = allowed | empty if any_empty else allowed
+        bias = torch.zeros(visible.shape, dtype=dtype, device=dev)
+        bias.masked_fill_(~visible, float("-inf"))
+    return _Visibility(allowed, empty, any_empty, has_other, bias)
+
+
+def _causal_pair_counts(
+    buckets: Tensor, perm: Tensor, pos_q: Tensor, win_k: Tensor, C: int
+) -> Tensor:
+    """Causal counterpart of :func:`_pair_counts`: the rounds in which each (query, window key)
+    pair is visible, i.e. same bucket and ``0 <= s_q - s_k < C`` in that round's sorted order."""
+    B, H, R, _ = buckets.shape
+    inv = _inverse_permutation(perm)
+    flat_q = pos_q.reshape(B, H, -1)
+    flat_k = win_k.reshape(B, H, -1)
+    count = torch.zeros((), device=buckets.device)
+    for r in range(R):
+        shape_q, shape_k = (*win_k.shape[:-1], C, 1), (*win_k.shape[:-1], 1, win_k.shape[-1])
+        sq = inv[:, :, r].gather(-1, flat_q).view(shape_q)
+        sk = inv[:, :, r].gather(-1, flat_k).view(shape_k)
+        bq = buckets[:, :, r].gather(-1, flat_q).view(shape_q)
+        bk = buckets[:, :, r].gather(-1, flat_k).view(shape_k)
+        gap = sq - sk
+        count = count + ((bq == bk) & (gap >= 0) & (gap < C)).to(torch.float64)
+    return count.clamp_min(1.0)
+
+
 # --------------------------------------------------------------------------- the module
 @register_attention
 class LSHAttention(Attention):
@@ -332,7 +400,14 @@ class LSHAttention(Attention):
         memory_exponent=1.0,
         approximates_softmax=True,
         shared_qk=True,
+        time_exponent=1.0,
     )
+
+    @classmethod
+    def exact_options(cls, seq_len: int) -> dict[str, object] | None:
+        """One bucket and one chunk (causal: a window of every predecessor): full softmax
+        attention (with distinct q and k; shared QK adds the key normalization and self rule)."""
+        return {"n_buckets": 1, "chunk_size": seq_len}
 
     def __init__(
         self,
@@ -468,6 +543,7 @@ class LSHAttention(Attention):
                     out = out.view(B, H, R, x_block.shape[-2], half)
                     parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
                 buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+                _clamp_buckets_(buckets, n_buckets)
             if key_padding_mask is not None:
                 buckets = buckets.masked_fill(~key_padding_mask[:, None, None, :], n_buckets)
         return buckets
@@ -483,6 +559,8 @@ class LSHAttention(Attention):
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:
+        if causal and q is not k:
+            return self._causal_attend(q, k, v, key_padding_mask)
         B, H, N, d = q.shape
         R = self.n_hashes
         G = B * H * R
@@ -497,29 +575,31 @@ class LSHAttention(Attention):
 
         with torch.no_grad():
             rot = self._rotations_for(q, n_buckets)
-            perm_q = self._sort(q, rot, n_buckets, key_padding_mask)
+            buckets = None
+            if causal:  # shared QK here: the window masks need the bucket ids
+                buckets = self._hash(q, rot, n_buckets, key_padding_mask)
+                perm_q = _stable_bucket_order(buckets, n_buckets)
+            else:
+                perm_q = self._sort(q, rot, n_buckets, key_padding_mask)
             perm_k = perm_q if shared else self._sort(k, rot, n_buckets, key_padding_mask)
             pos_q = _pad_positions(perm_q, Np)  # (B, H, R, Np)
             pos_k = pos_q if shared else _pad_positions(perm_k, Np)
             win_k = None
-            if causal or R > 1:
+            if R > 1:
                 win_k = pos_k.view(B, H, R, nc, C)
                 if windowed:
                     win_k = torch.cat([win_k.roll(1, dims=-2), win_k], dim=-1)
-            if key_padding_mask is None and not causal:
+            if buckets is not None:
+                vis = _causal_visibility(buckets.gather(-1, perm_q), n_buckets, N, C, nc,
+                                         R == 1, q.dtype)
+            elif key_padding_mask is None:
                 # Visibility then depends on the shape alone: build it once per shape.
                 vis = self._cached(
                     ("visibility", N, C, shared, R, q.dtype, q.device),
-                    lambda: _visibility(
-                        None, None, N, C, nc, None, False, shared, R == 1, q.dtype, q.device
-                    ),
+                    lambda: _visibility(N, C, nc, None, shared, R == 1, q.dtype, q.device),
                 )
             else:
-                vis = _visibility(
-                    pos_q.view(B, H, R, nc, C, 1),
-                    None if win_k is None else win_k.unsqueeze(-2),
-                    N, C, nc, key_padding_mask, causal, shared, R == 1, q.dtype, q.device,
-                )
+                vis = _visibility(N, C, nc, key_padding_mask, shared, R == 1, q.dtype, q.device)
 
         # Sorted rows. Without autograd they are written into buffers kept across calls (no fresh
         # pages to fault in each time) after `prefix` zero rows that windows read in place start
@@ -544,8 +624,104 @@ class LSHAttention(Attention):
         if R == 1:
             return self._single_round(qs, kw, vw, perm_q, vis, B, H, N)
         with torch.no_grad():
-            counts = _pair_counts(perm_q, perm_k, pos_q, win_k, C)
+            if buckets is not None:
+                counts = _causal_pair_counts(buckets, perm_q, pos_q, win_k, C)
+            else:
+                counts = _pair_counts(perm_q, perm_k, pos_q, win_k, C)
         return self._merge_rounds(qs, kw, vw, perm_q, vis, counts, B, H, N)
+
+    def _causal_attend(
+        self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None
+    ) -> Tensor:
+        """Strictly causal LSH: query i attends to the keys of its own bucket at positions <= i,
+        the most recent ``chunk_size`` of them, in each round; rounds merge as in the
+        non-causal path (softmax over the union, pairs shared by c rounds get ``-log(c)``).
+        A query that sees no such key (other than itself, with shared QK) attends to the key at
+        its own position, as the shared-QK self rule does.
+
+        Which keys a query sees depends only on the buckets of positions <= i, so no later
+        token can change an earlier output (the chunk boundaries of the sorted order, which later
+        tokens shift, play no part). This is the path for distinct q and k (shared QK uses the
+        chunk windows, see :func:`_causal_visibility`): queries stay in position order and each
+        gathers its window of C sorted keys: O(N * C * n_hashes) memory and time.
+        """
+        B, H, N, d = q.shape
+        R = self.n_hashes
+        shared = q is k
+        C = min(self.chunk_size, N)
+        n_buckets = self.resolved_n_buckets(N)
+        dev = q.device
+        with torch.no_grad():
+            rot = self._rotations_for(q, n_buckets)
+            bq = self._hash(q, rot, n_buckets, key_padding_mask)  # (B, H, R, N)
+            bk = bq if shared else self._hash(k, rot, n_buckets, key_padding_mask)
+            perm_k = _stable_bucket_order(bk, n_buckets)  # key positions in (bucket, pos) order
+            pos = torch.arange(N, device=dev)
+            codes_k = bk.gather(-1, perm_k) * N + perm_k  # ascending
+            codes_q = bq * N + pos
+            # Sorted index of the last key of the query's bucket at a position <= the query's.
+            last = torch.searchsorted(codes_k.contiguous(), codes_q.contiguous(), right=True) - 1
+            sidx = last.unsqueeze(-1) - torch.arange(C, device=dev)  # (B, H, R, N, C)
+            flat = sidx.clamp_min(0).view(B, H, R, N * C)
+            key_pos = perm_k.gather(-1, flat)  # (B, H, R, N*C)
+            allowed = (sidx >= 0) & (bk.gather(-1, key_pos).view(B, H, R, N, C)
+                                     == bq.unsqueeze(-1))
+            key_pos = key_pos.view(B, H, R, N, C)
+            if key_padding_mask is not None:
+                real = key_padding_mask[:, None, None, :].expand(B, H, R, N)
+                allowed &= real.gather(-1, key_pos.view(B, H, R, N * C)).view(B, H, R, N, C)
+            # A token attends to (the key at) its own position only when it sees no other key:
+            # with shared QK that key is in its window; otherwise it is added as an extra slot.
+            if shared:
+                is_self = key_pos == pos.view(N, 1)
+                other = allowed & ~is_self
+                lonely = ~other.any(dim=-1)
+                allowed = other | (allowed & lonely.unsqueeze(-1))
+            else:
+                lonely = ~allowed.any(dim=-1)
+                own = lonely if key_padding_mask is None else lonely & real
+                key_pos = torch.cat([key_pos, pos.view(N, 1).expand(B, H, R, N, 1)], dim=-1)
+                allowed = torch.cat([allowed, own.unsqueeze(-1)], dim=-1)
+            W = key_pos.shape[-1]
+            empty = ~allowed.any(dim=-1)  # (B, H, R, N)
+            counts = None
+            if R > 1:
+                inv_k = _inverse_permutation(perm_k)  # sorted index of each key position
+                flat_pos = key_pos.reshape(B, H, 1, R * N * W)
+                counts = torch.zeros(B, H, R, N, W, device=dev, dtype=hash_dtype(q.dtype))
+                for r in range(R):
+                    s_r = inv_k[:, :, r : r + 1].expand(B, H, 1, N).gather(-1, flat_pos)
+                    b_r = bk[:, :, r : r + 1].expand(B, H, 1, N).gather(-1, flat_pos)
+                    s_r, b_r = s_r.view(B, H, R, N, W), b_r.view(B, H, R, N, W)
+                    top = last[:, :, r : r + 1].unsqueeze(-1)
+                    counts += ((b_r == bq[:, :, r : r + 1].unsqueeze(-1)) & (s_r <= top)
+                               & (s_r > top - C)).to(counts.dtype)
+                counts.clamp_min_(1.0)
+
+        keys = _normalize_keys(k, torch.is_grad_enabled()) if shared else k
+        kw = _take(keys, key_pos).view(B, H, R, N, W, d)
+        vw = _take(v, key_pos).view(B, H, R, N, W, -1)
+        scores = torch.matmul(q.unsqueeze(2).unsqueeze(-2), kw.transpose(-1, -2)).squeeze(-2)
+        scores = scores * (1.0 / math.sqrt(d))  # (B, H, R, N, W)
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        if counts is not None:
+            scores = scores - torch.log(counts)
+        scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(empty.unsqueeze(-1), 0.0)
+        lse = torch.logsumexp(scores, dim=-1)  # (B, H, R, N)
+        weights = torch.exp(scores - lse.unsqueeze(-1)).to(vw.dtype)
+        out = torch.matmul(weights.unsqueeze(-2), vw).squeeze(-2)  # (B, H, R, N, dv)
+        if R == 1:
+            return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
+        with torch.no_grad():
+            # A round where a token sees only its own position is dropped if another shows more.
+            dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
+        lse = lse.masked_fill(dead, float("-inf"))
+        top = lse.detach().amax(dim=2, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        weight = torch.exp(lse - top)
+        weight = weight / weight.sum(dim=2, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+        return (out * weight.unsqueeze(-1).to(out.dtype)).sum(dim=2)
 
     def _single_round(
         self,

@@ -1,4 +1,4 @@
-"""Tasks for the harness: seeded generators and real text datasets, tokenized for an encoder.
+"""Tasks for the harness: seeded generators and real datasets (text, images, audio).
 
 >>> from harness.data import list_tasks, load_task
 >>> task = load_task("listops", n_train=100, n_val=10, n_test=10)
@@ -11,12 +11,17 @@ Every sequence starts with a CLS token and is right-padded with ``pad_id``; see 
 """
 
 from harness.data import bias as _bias  # noqa: F401  (registers "bias_sentiment")
+from harness.data import folders as _folders  # noqa: F401  (registers "media")
+from harness.data import images as _images  # noqa: F401  (registers "digits")
 from harness.data import listops as _listops  # noqa: F401  (registers "listops")
+from harness.data import pathfinder as _pathfinder  # noqa: F401  (registers "pathfinder")
 from harness.data import recall as _recall  # noqa: F401  (registers "recall")
+from harness.data import speech as _speech  # noqa: F401  (registers "speech")
 from harness.data import text as _text  # noqa: F401  (registers "text")
-from harness.data.base import Split, TaskData, Tokenizer, derive_seed
+from harness.data.base import Split, TaskData, TaskUnavailable, Tokenizer, derive_seed
 from harness.data.counterfactual import list_swaps, swap, swap_directions, swap_texts
 from harness.data.listops import evaluate_listops
+from harness.data.modality import MODALITIES, declare_modality, task_modality
 from harness.data.registry import list_tasks, load_task, register_task, task_options
 from harness.data.templates import ProbeRow, build_probe
 from harness.data.tokenization import (
@@ -27,14 +32,17 @@ from harness.data.tokenization import (
 )
 
 __all__ = [
+    "MODALITIES",
     "ByteTokenizer",
     "ProbeRow",
     "Split",
     "SubwordTokenizer",
     "TaskData",
+    "TaskUnavailable",
     "Tokenizer",
     "WordTokenizer",
     "build_probe",
+    "declare_modality",
     "derive_seed",
     "evaluate_listops",
     "list_swaps",
@@ -45,5 +53,6 @@ __all__ = [
     "swap",
     "swap_directions",
     "swap_texts",
+    "task_modality",
     "task_options",
 ]

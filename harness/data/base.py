@@ -1,7 +1,10 @@
 """Result types shared by every task: :class:`Split`, :class:`TaskData`, :class:`Tokenizer`.
 
-All tasks return token ids that are right-padded to one width ``L`` (``TaskData.max_len``) with
+Text tasks return token ids that are right-padded to one width ``L`` (``TaskData.max_len``) with
 ``pad_id``, start with a CLS token, and carry a boolean ``attention_mask`` (True = real token).
+Image tasks carry ``pixel_values`` (float, (n, channels, height, width), no mask: every pixel is
+real); audio tasks carry ``input_features`` (log-mel frames, float (n, L, num_mel_bins)) with an
+``attention_mask`` (True = real frame). The field names are the encoder's input names.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["Split", "TaskData", "Tokenizer", "derive_seed"]
+__all__ = ["Split", "TaskData", "TaskUnavailable", "Tokenizer", "derive_seed"]
+
+
+class TaskUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like TimeoutError
+    """A task cannot be built on this machine (e.g. a program it needs is not installed); suites
+    record its cells as skipped with this message."""
 
 
 @runtime_checkable
@@ -30,20 +38,51 @@ class Tokenizer(Protocol):
         ...
 
 
+def _describe(x: object) -> str:
+    return f"{getattr(x, 'dtype', type(x).__name__)} shape {tuple(getattr(x, 'shape', ()))}"
+
+
 @dataclass
 class Split:
-    """One split of a task: padded ids, mask, labels, and optional raw texts and group attributes.
+    """One split of a task: inputs, mask, labels, and optional raw texts and group attributes.
 
-    ``groups`` maps an attribute name (e.g. ``"gender"``) to one string per example.
+    Exactly one input is set: ``input_ids`` (text), ``pixel_values`` (image) or
+    ``input_features`` (audio); see the module doc. ``groups`` maps an attribute name (e.g.
+    ``"gender"``) to one string per example.
     """
 
-    input_ids: Tensor
-    attention_mask: Tensor
+    input_ids: Tensor | None
+    attention_mask: Tensor | None
     labels: Tensor
     texts: list[str] | None = None
     groups: dict[str, list[str]] | None = None
+    pixel_values: Tensor | None = None
+    input_features: Tensor | None = None
+
+    @property
+    def modality(self) -> str:
+        """``text``, ``image`` or ``audio``: which input the split carries."""
+        if self.pixel_values is not None:
+            return "image"
+        return "audio" if self.input_features is not None else "text"
+
+    @property
+    def inputs(self) -> Tensor:
+        """The split's input tensor, whatever the modality."""
+        return {"text": self.input_ids, "image": self.pixel_values,
+                "audio": self.input_features}[self.modality]  # type: ignore[return-value]
 
     def __post_init__(self) -> None:
+        given = [k for k in ("input_ids", "pixel_values", "input_features")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "Split needs exactly one of input_ids (text), pixel_values (image) or "
+                f"input_features (audio), got {given or 'none'}"
+            )
+        if self.modality != "text":
+            self._check_media()
+            return
         ids, mask, labels = self.input_ids, self.attention_mask, self.labels
         if not isinstance(ids, Tensor) or ids.dtype != torch.long or ids.dim() != 2:
             raise ValueError(
@@ -77,21 +116,50 @@ class Split:
                     f"Split.groups[{key!r}] has {len(values)} entries for {n} examples"
                 )
 
+    def _check_media(self) -> None:
+        x, mask, labels, name = self.inputs, self.attention_mask, self.labels, self.modality
+        field_name = "pixel_values" if name == "image" else "input_features"
+        dims = 4 if name == "image" else 3
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != dims:
+            layout = "(n, channels, height, width)" if dims == 4 else "(n, frames, num_mel_bins)"
+            raise ValueError(f"Split.{field_name} must be a float {layout} tensor, got "
+                             f"{_describe(x)}")
+        n = x.shape[0]
+        if name == "image" and mask is not None:
+            raise ValueError("Split.attention_mask must be None for images (every pixel is real)")
+        if name == "audio" and (
+            not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != x.shape[:2]
+        ):
+            raise ValueError(f"Split.attention_mask must be a bool (n, frames) tensor "
+                             f"{tuple(x.shape[:2])}, got {_describe(mask)}")
+        if not isinstance(labels, Tensor) or labels.dtype != torch.long or labels.shape != (n,):
+            raise ValueError(f"Split.labels must be a 1-D torch.long tensor of length {n}, got "
+                             f"{_describe(labels)}")
+
     def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
+        return int(self.labels.shape[0])
 
     @property
     def lengths(self) -> Tensor:
-        """Number of real tokens per example (CLS included)."""
+        """Number of real positions per example (tokens with CLS, frames, or pixels)."""
+        if self.attention_mask is None:
+            pixels = int(self.inputs.shape[2] * self.inputs.shape[3])
+            return torch.full((len(self),), pixels, dtype=torch.long)
         return self.attention_mask.sum(dim=1)
 
     def subset(self, indices: Sequence[int] | Tensor) -> Split:
         """A new split with the examples at ``indices`` (in that order)."""
         index = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         picked = index.tolist()
+
+        def take(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[index]
+
         return Split(
-            input_ids=self.input_ids[index],
-            attention_mask=self.attention_mask[index],
+            input_ids=take(self.input_ids),
+            attention_mask=take(self.attention_mask),
+            pixel_values=take(self.pixel_values),
+            input_features=take(self.input_features),
             labels=self.labels[index],
             texts=None if self.texts is None else [self.texts[i] for i in picked],
             groups=None
@@ -104,8 +172,10 @@ class Split:
 class TaskData:
     """A loaded task: three splits plus what a model needs to be built for it.
 
-    ``max_len`` is the padded width ``L`` of every split (CLS included). ``info`` records
-    provenance: generator parameters or file paths, sizes, seed, measured statistics.
+    ``max_len`` is the padded width ``L`` of every split (CLS included; frames for audio; pixels,
+    height x width, for images). Image and audio tasks have no vocabulary: ``vocab_size`` 1 and
+    ``pad_id`` 0. ``info`` records provenance: generator parameters or file paths, sizes, seed,
+    measured statistics.
     """
 
     name: str
@@ -128,9 +198,19 @@ class TaskData:
             )
         for split_name in ("train", "validation", "test"):
             split = getattr(self, split_name)
-            if split.input_ids.shape[1] != self.max_len:
+            if split.modality != self.modality:
+                raise ValueError(f"task {self.name!r}: {split_name} holds {split.modality} inputs,"
+                                 f" train holds {self.modality}")
+            if split.inputs.shape[1:] != self.train.inputs.shape[1:] and self.modality != "text":
                 raise ValueError(
-                    f"task {self.name!r}: {split_name} width {split.input_ids.shape[1]}"
+                    f"task {self.name!r}: {split_name} inputs are shaped "
+                    f"{tuple(split.inputs.shape[1:])}, train's {tuple(self.train.inputs.shape[1:])}"
+                )
+            shape = split.inputs.shape
+            width = int(shape[2] * shape[3]) if self.modality == "image" else int(shape[1])
+            if width != self.max_len:
+                raise ValueError(
+                    f"task {self.name!r}: {split_name} width {width}"
                     f" differs from max_len={self.max_len}"
                 )
             if len(split) and (
@@ -139,11 +219,23 @@ class TaskData:
                 raise ValueError(
                     f"task {self.name!r}: {split_name} labels outside [0, {self.num_classes})"
                 )
-            if len(split) and int(split.input_ids.max()) >= self.vocab_size:
+            if self.modality == "text" and len(split) and (
+                int(split.input_ids.max()) >= self.vocab_size
+            ):
                 raise ValueError(
                     f"task {self.name!r}: {split_name} has token ids"
                     f" >= vocab_size={self.vocab_size}"
                 )
+
+    @property
+    def modality(self) -> str:
+        """``text``, ``image`` or ``audio`` (the splits' input)."""
+        return self.train.modality
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's input shape: () for text, (C, H, W) for images, (L, mels) for audio."""
+        return () if self.modality == "text" else tuple(self.train.inputs.shape[1:])
 
     @property
     def splits(self) -> dict[str, Split]:
@@ -154,6 +246,7 @@ class TaskData:
         """Sizes and shapes in one small dict (for logs and results files)."""
         return {
             "name": self.name,
+            "modality": self.modality,
             "num_classes": self.num_classes,
             "vocab_size": self.vocab_size,
             "max_len": self.max_len,

@@ -11,38 +11,37 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.data.base import TaskData
+from harness.registry import Registry
 
 __all__ = ["list_tasks", "load_task", "register_task", "task_options"]
 
 TaskLoader = Callable[..., TaskData]
-_TASKS: dict[str, TaskLoader] = {}
+
+
+def _check_loader(name: str, loader: object) -> TaskLoader:
+    if not callable(loader):
+        raise ValueError(f"register_task({name!r}) expects a function, got {loader!r}")
+    return loader  # type: ignore[return-value]
+
+
+_TASKS: Registry[TaskLoader] = Registry("task", validate=_check_loader)
 
 
 def register_task(name: str) -> Callable[[TaskLoader], TaskLoader]:
-    """Decorator: register a loader (keyword-only parameters with defaults) under ``name``."""
+    """Decorator: register a loader (keyword-only parameters with defaults) under ``name``.
 
-    def decorate(loader: TaskLoader) -> TaskLoader:
-        if not callable(loader):
-            raise ValueError(f"register_task({name!r}) expects a function, got {loader!r}")
-        existing = _TASKS.get(name)
-        if existing is not None and existing is not loader:
-            raise ValueError(f"task {name!r} is already registered by {existing.__qualname__}")
-        _TASKS[name] = loader
-        return loader
-
-    return decorate
+    A name already taken by another loader raises ``ValueError`` naming both origins.
+    """
+    return _TASKS.decorator(name)
 
 
 def list_tasks() -> list[str]:
     """Names of all registered tasks, sorted."""
-    return sorted(_TASKS)
+    return _TASKS.names()
 
 
 def _loader(name: str) -> TaskLoader:
-    try:
-        return _TASKS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; registered: {', '.join(list_tasks())}") from None
+    return _TASKS.entry(name).value  # type: ignore[return-value]
 
 
 def task_options(name: str) -> dict[str, Any]:

@@ -32,7 +32,16 @@ from harness.data.base import Split, TaskData, Tokenizer, check_fraction, check_
 from harness.data.registry import register_task
 from harness.data.tokenization import TOKENIZER_KINDS, TRUNCATIONS, build_tokenizer, pack
 
-__all__ = ["load_text", "parse_data_files", "read_split_files"]
+__all__ = ["MIN_CLASS_ROWS", "MIN_SPLIT_ROWS", "check_text_data", "load_text",
+           "parse_data_files", "read_split_files"]
+
+#: A benchmark run refuses local data with fewer rows than this in a split (after holding out)...
+MIN_SPLIT_ROWS = 20
+#: ...or fewer rows than this of any class in train (scores on a handful of rows mean nothing).
+MIN_CLASS_ROWS = 5
+#: Label cells that spell a missing value (read as text by the csv/tsv readers).
+_MISSING_LABELS = {"nan", "na", "n/a", "null", "<na>"}
+_TEXT_FORMATS = ("csv", "tsv", "json")
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {
@@ -89,6 +98,14 @@ def parse_data_files(data_files: str | Mapping[str, str | Path]) -> dict[str, Pa
             )
         if not path.is_file():
             raise ValueError(f"text: {canonical} file not found: {path}")
+        if _FORMATS[path.suffix.lower()] in _TEXT_FORMATS:
+            with open(path, "rb") as fh:
+                head = fh.read(8192)
+            if b"\x00" in head:
+                raise ValueError(
+                    f"text: {canonical} file {path} is binary (NUL bytes), not"
+                    f" {path.suffix.lower()[1:]} text; pass a text file or a .parquet file"
+                )
         files[canonical] = path
     if "train" not in files:
         raise ValueError(
@@ -228,13 +245,22 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _missing_label(value: Any) -> bool:
+    """A missing label: None, NaN, an empty cell or a cell spelling NaN/NA/null."""
+    if _missing(value):
+        return True
+    return isinstance(value, str) and (not value.strip() or value.strip().lower() in
+                                       _MISSING_LABELS)
+
+
 def _raw(ds: Any, split: str, text_col: str, label_col: str) -> RawSplit:
     texts, labels = list(ds[text_col]), list(ds[label_col])
     for row, (t, y) in enumerate(zip(texts, labels, strict=True)):
         if _missing(t):
             raise ValueError(f"text: {split} row {row} has no text in column {text_col!r}")
-        if _missing(y) or (isinstance(y, str) and not y.strip()):
-            raise ValueError(f"text: {split} row {row} has no label in column {label_col!r}")
+        if _missing_label(y):
+            raise ValueError(f"text: {split} row {row} has no label in column {label_col!r}"
+                             f" (found {y!r}); fill or drop the rows without a label")
     return [str(t) for t in texts], labels
 
 
@@ -294,6 +320,26 @@ def _fill_missing_splits(
         raw["train"] = _take(raw["train"], rest)
         sources["train"] = f"given train minus {held * n_hold} held-out rows"
     return sources
+
+
+def _raw_splits(
+    loaded: Mapping[str, Any], text_column: str | None, label_column: str
+) -> tuple[dict[str, RawSplit], list[str], tuple[str, str] | None]:
+    """Texts and raw labels of each loaded split (checked), the splits dropped for hidden
+    labels, and the columns used."""
+    raw: dict[str, RawSplit] = {}
+    dropped: list[str] = []
+    columns: tuple[str, str] | None = None
+    for split, ds in loaded.items():
+        columns = _columns(ds, split, text_column, label_column)
+        texts, labels = _raw(ds, split, *columns)
+        if split != "train" and all(isinstance(y, (int, np.integer)) and y < 0 for y in labels):
+            dropped.append(split)  # hidden test labels (e.g. GLUE's -1)
+            continue
+        raw[split] = (texts, labels)
+    if len(raw["train"][0]) < 3:
+        raise ValueError(f"text: the train split has {len(raw['train'][0])} rows; need at least 3")
+    return raw, dropped, columns
 
 
 @register_task("text")
@@ -360,19 +406,7 @@ def load_text(
         feature = loaded["train"].features.get(label_column)
         class_names = list(getattr(feature, "names", None) or []) or None
 
-    raw: dict[str, RawSplit] = {}
-    dropped: list[str] = []
-    columns: tuple[str, str] | None = None
-    for split, ds in loaded.items():
-        columns = _columns(ds, split, text_column, label_column)
-        texts, labels = _raw(ds, split, *columns)
-        if split != "train" and all(isinstance(y, (int, np.integer)) and y < 0 for y in labels):
-            dropped.append(split)  # hidden test labels (e.g. GLUE's -1)
-            continue
-        raw[split] = (texts, labels)
-    if len(raw["train"][0]) < 3:
-        raise ValueError(f"text: the train split has {len(raw['train'][0])} rows; need at least 3")
-
+    raw, dropped, columns = _raw_splits(loaded, text_column, label_column)
     sources = _fill_missing_splits(raw, val_fraction, seed)
 
     # caps
@@ -443,6 +477,44 @@ def load_text(
         tokenizer=tok,
         info=info,
     )
+
+
+def check_text_data(
+    *,
+    data_files: str | Mapping[str, str | Path],
+    text_column: str | None = None,
+    label_column: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pre-flight check of local text data, before a run starts: every problem ``load_text``
+    would meet (missing files, binary files, missing columns, rows without text or label), plus
+    sizes a benchmark can score: each split at least ``MIN_SPLIT_ROWS`` rows and each class at
+    least ``MIN_CLASS_ROWS`` rows in train. Nothing is tokenized. Returns the split sizes and
+    the train rows per class; ``ValueError`` names the problem and the fix.
+    """
+    raw, _, _ = _raw_splits(read_split_files(parse_data_files(data_files)), text_column,
+                            label_column or "label")
+    _fill_missing_splits(raw, val_fraction, seed)
+    mapping, names = _label_map(raw, None)
+    sizes = {split: len(raw[split][0]) for split in SPLITS}
+    small = [f"{split} has {n}" for split, n in sizes.items() if n < MIN_SPLIT_ROWS]
+    if small:
+        raise ValueError(
+            f"text: too few rows to benchmark on ({', '.join(small)}; each split needs at least"
+            f" {MIN_SPLIT_ROWS} after holding out validation/test from train); use more data"
+        )
+    counts = [0] * len(names)
+    for y in raw["train"][1]:
+        counts[mapping[y]] += 1
+    rare = [f"{name!r}: {count}" for name, count in zip(names, counts, strict=True)
+            if count < MIN_CLASS_ROWS]
+    if rare:
+        raise ValueError(
+            f"text: too few train rows of class {', '.join(rare)} (each class needs at least"
+            f" {MIN_CLASS_ROWS}); add examples or drop the class"
+        )
+    return {"sizes": sizes, "label_names": names, "train_label_counts": counts}
 
 
 def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """Child process of :func:`harness.measure.memory.measure_cpu_peak` (not a public API).
 
 Run as ``python -m harness.measure._memchild WRITE_FD`` with a JSON spec on stdin
-(``target``, ``kwargs``, ``method``, ``sys_path``). Sends JSON lines on ``WRITE_FD``:
+(``target``, ``kwargs``, ``method``, ``sys_path``, ``plugins``). Sends JSON lines on ``WRITE_FD``:
 ``{"event": "ready", "baseline_bytes": ...}`` once inputs are built, then one
 ``{"event": "result", "status": ..., "peak_bytes": ..., ...}``.
 """
@@ -119,6 +119,10 @@ def run(spec: dict[str, Any], out: TextIO) -> None:
         if path not in sys.path:
             sys.path.append(path)
     try:
+        if spec.get("plugins"):
+            from harness.attention import load_plugins
+
+            load_plugins(spec["plugins"])  # the same attentions as the parent process
         module_name, func_name = parse_target(spec["target"])
         func = getattr(importlib.import_module(module_name), func_name)
         work = func(**spec.get("kwargs", {}))

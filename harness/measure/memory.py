@@ -180,6 +180,15 @@ class _Watch:
         return None
 
 
+def _plugin_specs() -> list[str]:
+    """Attention plugins (``MODULE[:ATTR]``) loaded here, which the child must load too."""
+    if "harness.attention" not in sys.modules:
+        return []
+    from harness.attention.plugins import loaded_plugin_specs
+
+    return loaded_plugin_specs()
+
+
 def measure_cpu_peak(
     target: str,
     kwargs: Mapping[str, Any] | None = None,
@@ -224,6 +233,7 @@ def measure_cpu_peak(
         "kwargs": json.loads(kwargs_json),
         "method": method,
         "sys_path": [os.getcwd() if p == "" else p for p in sys.path],
+        "plugins": _plugin_specs(),
     }
     repo_root = str(Path(__file__).resolve().parents[2])
     child_env = dict(os.environ)

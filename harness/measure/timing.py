@@ -2,19 +2,40 @@
 
 CPU timing uses ``torch.utils.benchmark.Timer`` with the thread count set and recorded; CUDA timing
 uses CUDA events around blocks of calls, synchronising before reading them.
+
+``time_interleaved`` times several callables side by side, round by round (the measured work, a
+reference at the same shape, a fixed calibration kernel), so that per-round ratios cancel the
+drift of a shared machine; it watches the machine's load while it measures (``LoadMonitor``),
+never runs more torch threads than there are idle cores, and says when the machine was visibly
+busy (``noisy``). Every per-round sample is kept: the release gate tests distributions, not
+summaries.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.measure.stats import median_iqr
 
-__all__ = ["MIN_MEASUREMENTS", "TimingResult", "time_callable", "tokens_per_second"]
+__all__ = [
+    "CALIBRATION_FLOPS",
+    "MIN_MEASUREMENTS",
+    "MIN_ROUNDS",
+    "InterleavedTiming",
+    "LoadMonitor",
+    "TimingResult",
+    "calibration_kernel",
+    "low_quantile",
+    "time_callable",
+    "time_interleaved",
+    "timing_threads",
+    "tokens_per_second",
+]
 
 #: Fewest measurements a timing collects, however long each call takes.
 MIN_MEASUREMENTS = 5
@@ -200,6 +221,295 @@ def time_callable(
         n_threads = torch.get_num_threads() if threads is None else threads
         return _time_cpu(fn, n_threads, warmup, min_run_time, max_runs, label)
     return _time_cuda(fn, dev, warmup, min_run_time, max_runs, label)
+
+
+# ---------------------------------------------------------------------------------------------
+# machine load
+
+#: Other processes using more than this many cores (on average, while a timing ran) mark it noisy.
+BUSY_CORES = 0.5
+#: CPU steal above this fraction of the machine's time marks a timing noisy (a shared VM host).
+BUSY_STEAL = 0.05
+_PROBE_S = 0.1  # how long ``timing_threads`` watches the idle machine before choosing threads
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _proc_stat() -> dict[str, float] | None:
+    """Machine-wide busy / steal / total CPU seconds and runnable processes (Linux), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    hz = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] == "cpu":
+            # user nice system idle iowait irq softirq steal guest guest_nice
+            ticks = [float(x) for x in parts[1:9]]
+            ticks += [0.0] * (8 - len(ticks))
+            out["total_s"] = sum(ticks) / hz
+            out["idle_s"] = (ticks[3] + ticks[4]) / hz
+            out["steal_s"] = ticks[7] / hz
+        elif parts and parts[0] == "procs_running":
+            out["procs_running"] = float(parts[1])
+    return out if "total_s" in out else None
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 3)
+    except (AttributeError, OSError):
+        return None
+
+
+class LoadMonitor:
+    """The machine's load over an interval: what other processes did while we measured.
+
+    ``start()`` and ``stop()`` read ``/proc/stat`` (Linux; elsewhere only the load average is
+    known), this process's CPU time and the wall clock. ``summary()`` gives the 1-minute load
+    average and the runnable processes (other than this one) before and after, the CPU steal
+    fraction, and ``others_cores``: the cores' worth of CPU time used by other processes during
+    the interval (machine busy time minus ours, over wall time).
+    """
+
+    def __init__(self) -> None:
+        self._start: tuple[float, float, dict[str, float] | None, float | None] | None = None
+        self._stop: tuple[float, float, dict[str, float] | None, float | None] | None = None
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, dict[str, float] | None, float | None]:
+        return time.perf_counter(), time.process_time(), _proc_stat(), _loadavg()
+
+    def start(self) -> LoadMonitor:
+        self._start, self._stop = self._snapshot(), None
+        return self
+
+    def stop(self) -> LoadMonitor:
+        if self._start is None:
+            raise ValueError("LoadMonitor.stop() called before start()")
+        self._stop = self._snapshot()
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """Plain dict for a record's ``load`` field (see docs/RESULTS.md)."""
+        if self._start is None or self._stop is None:
+            raise ValueError("LoadMonitor.summary() needs start() and stop() first")
+        (w0, c0, s0, l0), (w1, c1, s1, l1) = self._start, self._stop
+        wall = max(w1 - w0, 1e-9)
+        out: dict[str, Any] = {"cpu_count": _cpu_count(), "seconds": round(wall, 4),
+                               "loadavg_before": l0, "loadavg_after": l1,
+                               "runnable_before": None, "runnable_after": None,
+                               "steal_fraction": None, "others_cores": None}
+        if s0 is not None and s1 is not None:
+            # procs_running counts this process (reading /proc/stat) as running
+            out["runnable_before"] = max(int(s0.get("procs_running", 1)) - 1, 0)
+            out["runnable_after"] = max(int(s1.get("procs_running", 1)) - 1, 0)
+            total = s1["total_s"] - s0["total_s"]
+            busy = total - (s1["idle_s"] - s0["idle_s"]) - (s1["steal_s"] - s0["steal_s"])
+            out["steal_fraction"] = round((s1["steal_s"] - s0["steal_s"]) / total, 4) \
+                if total > 0 else 0.0
+            out["others_cores"] = round(max(busy - (c1 - c0), 0.0) / wall, 3)
+        return out
+
+
+def busy_reason(load: Mapping[str, Any], threads: int | None = None,
+                requested: int | None = None) -> str | None:
+    """Why a timing taken under ``load`` (a ``LoadMonitor.summary``) is not trustworthy, or None.
+
+    Noisy when other processes used more than ``BUSY_CORES`` cores while it ran, when the
+    hypervisor stole more than ``BUSY_STEAL`` of the CPU time, or when fewer torch threads than
+    requested ran because cores were busy.
+    """
+    reasons = []
+    others = load.get("others_cores")
+    if others is not None and others > BUSY_CORES:
+        reasons.append(f"other processes used {others:.2f} of {load.get('cpu_count')} cores")
+    steal = load.get("steal_fraction")
+    if steal is not None and steal > BUSY_STEAL:
+        reasons.append(f"CPU steal {steal:.0%}")
+    if threads is not None and requested is not None and threads < requested:
+        reasons.append(f"ran {threads} torch thread(s) instead of {requested}: cores were busy")
+    return "; ".join(reasons) or None
+
+
+def timing_threads(requested: int, device: str = "cpu") -> tuple[int, dict[str, Any]]:
+    """Torch threads to time with: ``requested``, but never more than the idle cores.
+
+    Watches the machine for ``_PROBE_S`` seconds (other processes' CPU use, ``LoadMonitor``);
+    idle cores = CPUs - that use (rounded up). One thread and CUDA timings keep ``requested``
+    (without watching). Returns the thread count and the load seen.
+    """
+    if requested <= 1 or not device.startswith("cpu"):
+        return requested, {}  # nothing to reduce: no need to watch
+    monitor = LoadMonitor().start()
+    time.sleep(_PROBE_S)
+    load = monitor.stop().summary()
+    others = load.get("others_cores")
+    busy = math.ceil(others - 0.25) if others is not None else 0  # ignore background flicker
+    idle = max(1, int(load["cpu_count"]) - max(busy, 0))
+    return max(1, min(requested, idle)), load
+
+
+# ---------------------------------------------------------------------------------------------
+# interleaved timing
+
+#: Fewest rounds an interleaved timing runs: a one-sided Mann-Whitney U test on 10 vs 10
+#: samples can reach p = 5e-6, so even a comparison corrected for many cells can decide.
+MIN_ROUNDS = 10
+#: Aim for about this many rounds in ``min_run_time`` when calls are fast.
+_TARGET_ROUNDS = 30
+#: Size of the calibration matmul (CPU; CUDA uses 4x): 2 * n^3 floating-point operations.
+CALIBRATION_SIZE = 256
+CALIBRATION_FLOPS = 2 * CALIBRATION_SIZE**3
+
+
+def calibration_kernel(device: str = "cpu") -> tuple[Callable[[], Any], float]:
+    """A fixed-size float32 matmul on seeded random inputs, and its floating-point operations.
+
+    Its speed (GFLOP/s) tells how fast the machine (or the moment) was, independent of the code
+    under test.
+    """
+    import torch
+
+    n = CALIBRATION_SIZE * (4 if device.startswith("cuda") else 1)
+    gen = torch.Generator().manual_seed(1234)
+    a = torch.randn(n, n, generator=gen).to(device)
+    b = torch.randn(n, n, generator=gen).to(device)
+    out = torch.empty(n, n, device=device)
+
+    def kernel() -> Any:
+        return torch.matmul(a, b, out=out)
+
+    return kernel, float(2 * n**3)
+
+
+def low_quantile(samples: list[float], q: float = 0.1) -> float:
+    """The ``q`` quantile (linear interpolation) of ``samples``: the gate's robust estimator of
+    a time, since interference on a shared machine only ever adds time."""
+    import numpy as np
+
+    if not samples:
+        raise ValueError("low_quantile: needs at least one sample")
+    return float(np.quantile(np.asarray(samples, dtype=float), q))
+
+
+@dataclass(frozen=True)
+class InterleavedTiming:
+    """The result of ``time_interleaved``: one ``TimingResult`` per callable (their ``times``
+    aligned round by round), the load seen, the threads used and why the timing is noisy."""
+
+    results: dict[str, TimingResult]
+    rounds: int
+    threads: int
+    requested_threads: int
+    load: dict[str, Any]
+    noisy: str | None
+
+    def ratio(self, numerator: str, denominator: str) -> list[float]:
+        """Per-round ``time[numerator] / time[denominator]`` (same round, so drift cancels)."""
+        a, b = self.results[numerator].times, self.results[denominator].times
+        return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(torch.device(device))
+
+
+def _block_time(fn: Callable[[], Any], number: int, device: str) -> float:
+    """Seconds per call of one block of ``number`` calls (synchronised on CUDA)."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / number
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup: int = 1,
+    min_run_time: float = 0.2,
+    min_rounds: int = MIN_ROUNDS,
+    max_rounds: int = 200,
+    label: str = "",
+    adapt_threads: bool = True,
+) -> InterleavedTiming:
+    """Time several zero-argument callables side by side, round by round.
+
+    Each round runs one block of calls of every callable (the order rotates from round to round,
+    so none always runs first); a block lasts about ``min_run_time / 30`` (at least 1 ms) so
+    timer overhead is negligible. Rounds go on until the first callable has been timed for
+    ``min_run_time`` seconds and at least ``min_rounds`` rounds ran (at most ``max_rounds``).
+    Per-round times are aligned, so ``InterleavedTiming.ratio`` gives per-round ratios in which
+    the machine's drift cancels.
+
+    Threads: ``threads`` (default: the current torch setting), reduced to the idle cores when
+    ``adapt_threads`` (``timing_threads``); the load during the rounds is recorded and a busy
+    machine is named in ``noisy`` (``busy_reason``).
+    """
+    import torch
+
+    if not fns:
+        raise ValueError("time_interleaved: give at least one callable")
+    for name, fn in fns.items():
+        if not callable(fn):
+            raise ValueError(f"time_interleaved: {name!r} is not callable")
+    dev = _normalize_device(device)
+    requested = torch.get_num_threads() if threads is None else threads
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if isinstance(min_rounds, bool) or not isinstance(min_rounds, int) or min_rounds < 2:
+        raise ValueError(f"min_rounds must be an int >= 2, got {min_rounds!r}")
+    if not isinstance(max_rounds, int) or max_rounds < min_rounds:
+        raise ValueError(f"max_rounds must be an int >= min_rounds ({min_rounds}), got"
+                         f" {max_rounds!r}")
+    if not min_run_time > 0:
+        raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time!r}")
+    used = timing_threads(requested, dev)[0] if adapt_threads else requested
+    previous = torch.get_num_threads()
+    torch.set_num_threads(used)
+    names = list(fns)
+    try:
+        numbers = {}
+        target = max(_MIN_BLOCK_S, min_run_time / _TARGET_ROUNDS)
+        for name in names:
+            for _ in range(max(warmup, 0)):
+                fns[name]()
+            per_call = _block_time(fns[name], 1, dev)
+            numbers[name] = max(1, math.ceil(target / per_call)) if per_call > 0 else 1
+        times: dict[str, list[float]] = {name: [] for name in names}
+        monitor = LoadMonitor().start()
+        spent = 0.0
+        rounds = 0
+        while rounds < max_rounds and (rounds < min_rounds or spent < min_run_time):
+            shift = rounds % len(names)
+            for name in names[shift:] + names[:shift]:
+                per_call = _block_time(fns[name], numbers[name], dev)
+                times[name].append(per_call)
+                if name == names[0]:
+                    spent += per_call * numbers[name]
+            rounds += 1
+        load = monitor.stop().summary()
+    finally:
+        torch.set_num_threads(previous)
+    results = {name: _summarize(times[name], used, dev, numbers[name], f"{label} {name}".strip())
+               for name in names}
+    noisy = busy_reason(load, used, requested) if dev == "cpu" else None
+    return InterleavedTiming(results, rounds, used, requested, load, noisy)
 
 
 def tokens_per_second(result: TimingResult, tokens: int) -> float:

@@ -7,6 +7,8 @@
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from harness.models.encoder import (
+    INPUT_NAMES,
+    MODALITIES,
     POOLINGS,
     EncoderClassifier,
     EncoderConfig,
@@ -18,6 +20,8 @@ AutoConfig.register(EncoderConfig.model_type, EncoderConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(EncoderConfig, EncoderClassifier, exist_ok=True)
 
 __all__ = [
+    "INPUT_NAMES",
+    "MODALITIES",
     "POOLINGS",
     "EncoderClassifier",
     "EncoderConfig",

@@ -3,6 +3,15 @@
 The model is a transformers ``PreTrainedModel`` (``save_pretrained`` / ``from_pretrained`` work),
 and every attention family plugs in through the registry: the same embeddings, blocks, pooling and
 head surround whichever attention ``config.attention`` names, so parameter counts stay comparable.
+
+A modality front-end turns the input into the sequence the blocks see (``config.modality``):
+
+- ``text``: token ids ``(batch, seq_len)`` -> token + learned 1-D position embeddings;
+- ``image``: pixels in [0, 1] ``(batch, channels, height, width)`` -> ViT-style patch embedding (a
+  ``patch_size`` x ``patch_size`` convolution with that stride; ``patch_size=1`` is LRA's
+  pixel-level sequence) + learned 2-D position embeddings (row + column), flattened row-major;
+- ``audio``: log-mel frames ``(batch, frames, num_mel_bins)`` (from
+  :func:`harness.data.audio.log_mel`) -> a linear frame embedding + learned 1-D position embeddings.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ except ImportError:  # pragma: no cover - older transformers
     from torch.nn import init as _init  # type: ignore[no-redef]
 
 __all__ = [
+    "INPUT_NAMES",
+    "MODALITIES",
     "POOLINGS",
     "EncoderClassifier",
     "EncoderConfig",
@@ -32,6 +43,9 @@ __all__ = [
 ]
 
 POOLINGS = ("mean", "cls")
+MODALITIES = ("text", "image", "audio")
+#: the forward argument that carries each modality's input (transformers' names)
+INPUT_NAMES = {"text": "input_ids", "image": "pixel_values", "audio": "input_features"}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -81,6 +95,11 @@ class EncoderConfig(PretrainedConfig):
         shared_qk: bool | None = None,
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,
+        modality: str = "text",
+        image_size: list[int] | tuple[int, int] = (32, 32),
+        num_channels: int = 1,
+        patch_size: int = 1,
+        num_mel_bins: int = 40,
         **kwargs: Any,
     ) -> None:
         if num_labels is not None:  # else from id2label (as saved), or transformers' default 2
@@ -100,7 +119,25 @@ class EncoderConfig(PretrainedConfig):
         self.shared_qk = _prefers_shared_qk(attention) if shared_qk is None else shared_qk
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        self.modality = modality
+        self.image_size = list(image_size) if isinstance(image_size, (list, tuple)) else image_size
+        self.num_channels = num_channels
+        self.patch_size = patch_size
+        self.num_mel_bins = num_mel_bins
         self.check()
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """(rows, columns) of patches of an image model."""
+        return (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
+
+    @property
+    def sequence_length(self) -> int:
+        """Longest sequence the blocks see: ``max_position``, or the patch count of an image."""
+        if self.modality == "image":
+            rows, cols = self.patch_grid
+            return rows * cols
+        return self.max_position
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
@@ -139,10 +176,33 @@ class EncoderConfig(PretrainedConfig):
                 raise ValueError(f"EncoderConfig.{name} must be a positive float, got {value!r}")
         if not isinstance(self.shared_qk, bool):
             raise ValueError(f"EncoderConfig.shared_qk must be a bool, got {self.shared_qk!r}")
+        self._check_modality()
         try:
             get_attention(self.attention, **self.attention_options)
         except ValueError as err:
             raise ValueError(f"EncoderConfig.attention / attention_options: {err}") from None
+
+    def _check_modality(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(
+                f"EncoderConfig.modality must be one of {MODALITIES}, got {self.modality!r}"
+            )
+        for name in ("num_channels", "patch_size", "num_mel_bins"):
+            _check_int(name, getattr(self, name), 1)
+        size = self.image_size
+        if (
+            not isinstance(size, list)
+            or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+        ):
+            raise ValueError(
+                f"EncoderConfig.image_size must be [height, width] (positive ints), got {size!r}"
+            )
+        if self.modality == "image" and (size[0] % self.patch_size or size[1] % self.patch_size):
+            raise ValueError(
+                f"EncoderConfig.patch_size ({self.patch_size}) must divide image_size {size}; "
+                "pick a divisor of both sides (1 = one position per pixel)"
+            )
 
 
 class EncoderSelfAttention(nn.Module):
@@ -222,11 +282,13 @@ def _reset_non_persistent_buffers(module: Attention) -> None:
 
 
 class EncoderClassifier(PreTrainedModel):
-    """Token + learned position embeddings, pre-norm blocks, final LayerNorm, pooling, linear head.
+    """A modality front-end, pre-norm blocks, final LayerNorm, pooling, linear head.
 
-    ``forward(input_ids, attention_mask=None, labels=None)`` returns a
-    ``SequenceClassifierOutput`` (cross-entropy ``loss`` when ``labels`` are given). Without an
-    ``attention_mask`` every token is treated as real.
+    ``forward(inputs, attention_mask=None, labels=None)`` returns a ``SequenceClassifierOutput``
+    (cross-entropy ``loss`` when ``labels`` are given). ``inputs`` is the modality's tensor (token
+    ids, pixels or log-mel frames; also accepted by its transformers name: ``input_ids``,
+    ``pixel_values``, ``input_features``). Without an ``attention_mask`` every position is real;
+    images take none (every patch is real).
     """
 
     config_class = EncoderConfig
@@ -237,8 +299,18 @@ class EncoderClassifier(PreTrainedModel):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
         h = config.hidden_size
-        self.token_embeddings = nn.Embedding(config.vocab_size, h)
-        self.position_embeddings = nn.Embedding(config.max_position, h)
+        if config.modality == "image":
+            p = config.patch_size
+            rows, cols = config.patch_grid
+            self.patch_embeddings = nn.Conv2d(config.num_channels, h, kernel_size=p, stride=p)
+            self.row_embeddings = nn.Embedding(rows, h)
+            self.column_embeddings = nn.Embedding(cols, h)
+        else:
+            if config.modality == "audio":
+                self.frame_embeddings = nn.Linear(config.num_mel_bins, h)
+            else:
+                self.token_embeddings = nn.Embedding(config.vocab_size, h)
+            self.position_embeddings = nn.Embedding(config.max_position, h)
         self.embed_dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(EncoderBlock(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
@@ -249,7 +321,13 @@ class EncoderClassifier(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
+        if module is getattr(self, "patch_embeddings", None) or module is getattr(
+            self, "frame_embeddings", None
+        ):  # input projections (as ViT's): unit-scale inputs give unit-scale embeddings
+            fan_in = module.weight[0].numel()
+            _init.normal_(module.weight, mean=0.0, std=fan_in**-0.5)
+            _init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Embedding, nn.Conv2d)):
             _init.normal_(module.weight, mean=0.0, std=std)
             if getattr(module, "bias", None) is not None:
                 _init.zeros_(module.bias)
@@ -260,35 +338,64 @@ class EncoderClassifier(PreTrainedModel):
             _reset_non_persistent_buffers(module)
 
     # -- inputs ---------------------------------------------------------------------------------
+    def _pick_input(self, inputs: Tensor | None, named: dict[str, Tensor | None]) -> Tensor:
+        """The one input tensor, given positionally or by its transformers name."""
+        modality = self.config.modality
+        expected = INPUT_NAMES[modality]
+        given = {k: v for k, v in named.items() if v is not None}
+        wrong = sorted(set(given) - {expected})
+        if wrong:
+            raise ValueError(
+                f"EncoderClassifier: a {modality} model takes {expected}, got {', '.join(wrong)}"
+            )
+        if inputs is not None and given:
+            raise ValueError(f"EncoderClassifier: pass {expected} once (positionally or by name)")
+        picked = given.get(expected, inputs)
+        if picked is None:
+            raise ValueError(f"EncoderClassifier: {expected} is required")
+        return picked
+
     def _check_inputs(
-        self, input_ids: Tensor, attention_mask: Tensor | None
+        self, inputs: Tensor, attention_mask: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2:
-            got = tuple(input_ids.shape) if isinstance(input_ids, Tensor) else type(input_ids)
+        modality = self.config.modality
+        name = INPUT_NAMES[modality]
+        if modality == "image":
+            return self._check_image(inputs, attention_mask), None
+        if not isinstance(inputs, Tensor) or inputs.dim() != (2 if modality == "text" else 3):
+            got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs)
+            shape = "(batch, seq_len)" if modality == "text" else "(batch, frames, num_mel_bins)"
+            raise ValueError(f"EncoderClassifier: {name} must be a {shape} tensor, got {got}")
+        if modality == "text" and inputs.dtype not in (
+            torch.int64, torch.int32, torch.int16, torch.uint8
+        ):
             raise ValueError(
-                f"EncoderClassifier: input_ids must be a 2-D (batch, seq_len) tensor, got {got}"
+                f"EncoderClassifier: input_ids must be integer token ids, got dtype {inputs.dtype}"
             )
-        if input_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(
-                f"EncoderClassifier: input_ids must be integer token ids, got dtype "
-                f"{input_ids.dtype}"
-            )
-        n = input_ids.shape[1]
+        if modality == "audio":
+            if not inputs.is_floating_point():
+                raise ValueError(f"EncoderClassifier: {name} must be float, got {inputs.dtype}")
+            if inputs.shape[2] != self.config.num_mel_bins:
+                raise ValueError(
+                    f"EncoderClassifier: {name} has {inputs.shape[2]} mel bins, the model "
+                    f"num_mel_bins={self.config.num_mel_bins}"
+                )
+        n = inputs.shape[1]
         if n == 0:
-            raise ValueError("EncoderClassifier: input_ids has seq_len 0; pass at least one token")
+            raise ValueError(f"EncoderClassifier: {name} has seq_len 0; pass at least one position")
         if n > self.config.max_position:
             raise ValueError(
-                f"EncoderClassifier: input_ids seq_len {n} exceeds max_position "
+                f"EncoderClassifier: {name} seq_len {n} exceeds max_position "
                 f"{self.config.max_position}; truncate the inputs or build the model with a larger "
                 "max_position"
             )
         if attention_mask is None:
-            return input_ids, None
-        if not isinstance(attention_mask, Tensor) or attention_mask.shape != input_ids.shape:
+            return inputs, None
+        if not isinstance(attention_mask, Tensor) or attention_mask.shape != inputs.shape[:2]:
             got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else None
             raise ValueError(
-                f"EncoderClassifier: attention_mask must have the shape of input_ids "
-                f"{tuple(input_ids.shape)}, got {got}"
+                f"EncoderClassifier: attention_mask must have the shape (batch, seq_len) of "
+                f"{name} {tuple(inputs.shape[:2])}, got {got}"
             )
         if attention_mask.dtype != torch.bool:
             if attention_mask.is_floating_point() or attention_mask.is_complex():
@@ -301,16 +408,52 @@ class EncoderClassifier(PreTrainedModel):
                     "EncoderClassifier: attention_mask holds values other than 0 and 1"
                 )
             attention_mask = attention_mask.bool()
-        return input_ids, attention_mask.to(input_ids.device)
+        return inputs, attention_mask.to(inputs.device)
 
-    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    def _check_image(self, pixels: Tensor, attention_mask: Tensor | None) -> Tensor:
+        c, (h, w) = self.config.num_channels, self.config.image_size
+        if attention_mask is not None:
+            raise ValueError(
+                "EncoderClassifier: an image model takes no attention_mask (every patch is real)"
+            )
+        if not isinstance(pixels, Tensor) or tuple(pixels.shape[1:]) != (c, h, w) or (
+            pixels.dim() != 4
+        ):
+            got = tuple(pixels.shape) if isinstance(pixels, Tensor) else type(pixels)
+            raise ValueError(
+                f"EncoderClassifier: pixel_values must be (batch, {c}, {h}, {w}) "
+                f"(channels, height, width of config.image_size), got {got}"
+            )
+        if not pixels.is_floating_point():
+            raise ValueError(
+                f"EncoderClassifier: pixel_values must be float (e.g. in [0, 1]), got "
+                f"{pixels.dtype}"
+            )
+        return pixels
+
+    def embed(self, inputs: Tensor) -> Tensor:
+        """The front-end: (batch, seq_len, hidden_size) with position embeddings added."""
+        if self.config.modality == "image":
+            pixels = inputs.to(self.patch_embeddings.weight.dtype)
+            x = self.patch_embeddings(2.0 * pixels - 1.0)  # [0, 1] -> [-1, 1], as ViT's input
+            rows, cols = x.shape[2], x.shape[3]
+            pos = self.row_embeddings.weight[:rows, None, :] + self.column_embeddings.weight[
+                None, :cols, :
+            ]
+            return x.flatten(2).transpose(1, 2) + pos.reshape(rows * cols, -1)
+        positions = torch.arange(inputs.shape[1], device=inputs.device)
+        if self.config.modality == "audio":
+            x = self.frame_embeddings(inputs.to(self.frame_embeddings.weight.dtype))
+        else:
+            x = self.token_embeddings(inputs)
+        return x + self.position_embeddings(positions)
+
+    def encode(self, inputs: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Final hidden states (batch, seq_len, hidden_size), after the final LayerNorm."""
-        return self._encode(*self._check_inputs(input_ids, attention_mask))
+        return self._encode(*self._check_inputs(inputs, attention_mask))
 
-    def _encode(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.token_embeddings(input_ids) + self.position_embeddings(positions)
-        x = self.embed_dropout(x)
+    def _encode(self, inputs: Tensor, mask: Tensor | None) -> Tensor:
+        x = self.embed_dropout(self.embed(inputs))
         for layer in self.layers:
             x = layer(x, mask)
         return self.final_norm(x)
@@ -326,14 +469,20 @@ class EncoderClassifier(PreTrainedModel):
 
     def forward(
         self,
-        input_ids: Tensor,
+        inputs: Tensor | None = None,
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
         return_dict: bool | None = None,
+        *,
+        input_ids: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        input_features: Tensor | None = None,
         **_: Any,
     ) -> SequenceClassifierOutput | tuple[Tensor, ...]:
         """Logits (batch, num_labels); cross-entropy ``loss`` when ``labels`` (batch,) are given."""
-        input_ids, mask = self._check_inputs(input_ids, attention_mask)
+        named = {"input_ids": input_ids, "pixel_values": pixel_values,
+                 "input_features": input_features}
+        input_ids, mask = self._check_inputs(self._pick_input(inputs, named), attention_mask)
         hidden = self._encode(input_ids, mask)
         logits = self.classifier(self.head_dropout(self.pool(hidden, mask)))
         loss = None
@@ -370,7 +519,7 @@ class EncoderClassifier(PreTrainedModel):
         return self
 
     def attention_inputs(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None
+        self, inputs: Tensor, attention_mask: Tensor | None = None
     ) -> list[tuple[Tensor, Tensor, Tensor, Tensor | None]]:
         """Per layer, the ``(q, k, v, key_padding_mask)`` reaching the attention, in eval mode.
 
@@ -394,7 +543,7 @@ class EncoderClassifier(PreTrainedModel):
         try:
             self.eval()
             with torch.no_grad():
-                self(input_ids, attention_mask=attention_mask)
+                self(inputs, attention_mask=attention_mask)
         finally:
             for handle in handles:
                 handle.remove()
@@ -423,8 +572,17 @@ def build_model(
     attention_options: dict[str, Any] | None = None,
     shared_qk: bool | None = None,
     seed: int | None = None,
+    modality: str = "text",
+    image_size: tuple[int, int] | list[int] = (32, 32),
+    num_channels: int = 1,
+    patch_size: int = 1,
+    num_mel_bins: int = 40,
 ) -> EncoderClassifier:
     """Build an :class:`EncoderClassifier` (``ffn_size`` defaults to 4 * hidden_size).
+
+    ``modality`` picks the front-end (``text``, ``image``, ``audio``); image models read
+    ``image_size``, ``num_channels`` and ``patch_size``, audio models ``num_mel_bins`` (frames up to
+    ``max_position``).
 
     With ``seed``, weights are drawn from that seed without touching the global RNG, so models
     that differ only in attention start from the same weights.
@@ -443,6 +601,11 @@ def build_model(
         attention=attention,
         attention_options=attention_options,
         shared_qk=shared_qk,
+        modality=modality,
+        image_size=list(image_size),
+        num_channels=num_channels,
+        patch_size=patch_size,
+        num_mel_bins=num_mel_bins,
     )
     build: Callable[[], EncoderClassifier] = lambda: EncoderClassifier(config)  # noqa: E731
     if seed is None:

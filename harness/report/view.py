@@ -198,7 +198,8 @@ class RunView:
         ok = r.status == "ok"
         return {"text": self.value_text(r) if ok else r.status,
                 "unc": format_uncertainty(r) if ok else "", "n": r.n, "status": r.status,
-                "error": r.error or "", "sort": r.value if ok else None}
+                "error": r.error or "", "sort": r.value if ok else None,
+                "noisy": r.noisy or ""}
 
     def tip(self, r: Record, prefix: str) -> str:
         unc = format_uncertainty(r)

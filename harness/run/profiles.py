@@ -14,10 +14,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.attention import list_attentions
+from harness.attention import list_attentions, load_plugins
 from harness.records import canonical_json
 from harness.suites import get_suite, list_suites
 from harness.suites.base import AttentionSpec, DataOptions, SuiteParams
+from harness.suites.predictions import PredictionOptions
 
 __all__ = [
     "PROFILE_DIR",
@@ -46,7 +47,8 @@ def parse_bytes(value: int | float | str) -> int:
         if value <= 0:
             raise ValueError(f"a memory size must be positive, got {value}")
         return int(value)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+]?[0-9]+)?)\s*([a-zA-Z]*)\s*",
+                         str(value))
     if not match or match.group(2).lower() not in _UNITS:
         raise ValueError(f"cannot read {value!r} as a memory size; write e.g. 6GiB, 512MiB, 1e9")
     size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
@@ -83,9 +85,11 @@ class Profile(BaseModel):
     device: str = "auto"
     threads: int | None = None
     memory_budget: int = 8 * 2**30
+    plugins: list[str] = Field(default_factory=list)
     attentions: list[AttentionEntry] | None = None
     variants: list[AttentionEntry] = Field(default_factory=list)
     data: DataOptions = Field(default_factory=DataOptions)
+    predictions: PredictionOptions = Field(default_factory=PredictionOptions)
     #: Label of the attention every suite and the report compare with; unset: ``standard``
     #: when the run has it (else no comparisons).
     reference: str | None = None
@@ -159,6 +163,7 @@ class Profile(BaseModel):
     def hash(self) -> str:
         data = self.to_dict()
         data.pop("source", None)
+        data.pop("predictions", None)  # what is saved, not what is measured
         return hashlib.sha1(canonical_json(data).encode()).hexdigest()
 
 
@@ -203,6 +208,13 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"{source}: a profile must be a mapping, got {type(data).__name__}")
     data = dict(data)
+    plugins = data.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ProfileError(f"{source}: `plugins` must be a list of MODULE[:ATTR] strings")
+    try:
+        load_plugins(plugins)  # before attentions are validated: they may name plugin ones
+    except ValueError as err:
+        raise ProfileError(f"{source}: plugins: {err}") from None
     raw_suites = data.pop("suites", None)
     if not isinstance(raw_suites, dict) or not raw_suites:
         raise ProfileError(

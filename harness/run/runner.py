@@ -14,14 +14,37 @@ from typing import Any
 
 import torch
 
+from harness.attention import load_plugins, loaded_plugins
 from harness.measure.env import capture_environment, resolve_device
 from harness.records import Cell, Record
 from harness.run.profiles import Profile, profile_from_dict
-from harness.run.store import ResultsStore, point_latest, read_run, resolve_run_dir
+from harness.run.store import (
+    SCHEMA_VERSION,
+    ResultsStore,
+    RunLock,
+    StoreError,
+    check_out_dir,
+    point_latest,
+    read_run,
+    resolve_run_dir,
+)
 from harness.suites import RunContext, get_suite
-from harness.suites.base import suites_meta
+from harness.suites.base import compare_rules, suites_meta
 
-__all__ = ["PlannedCell", "RunOutcome", "plan_run", "resume_run", "start_run"]
+__all__ = ["PlannedCell", "RunInterrupted", "RunOutcome", "plan_run", "preflight", "resume_run",
+           "start_run"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the run directory is marked ``interrupted`` and can be resumed."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = Path(run_dir)
+
+    @property
+    def resume_command(self) -> str:
+        return f"harness run --resume {self.run_dir}"
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ def _context(profile: Profile, run_dir: Path, device: str, progress: Progress) -
         run_dir=run_dir,
         seeds=tuple(profile.seeds),
         data=profile.data,
+        predictions=profile.predictions,
         progress=progress.cell_progress,
         reference=profile.reference_label(),
     )
@@ -169,6 +193,26 @@ def _execute(
     return outcome
 
 
+def preflight(profile: Profile, suites: list[str], out_dir: str | Path | None = None) -> None:
+    """Find unusable input before anything runs (``ValueError``/``StoreError``, the CLI's exit
+    2): the output folder, the profile's suites, and local text data (files, columns, labels,
+    sizes)."""
+    missing = [s for s in suites if s not in profile.suites]
+    if missing:
+        raise ValueError(
+            f"profile {profile.name!r} has no parameters for suite(s) {', '.join(missing)};"
+            f" it defines: {', '.join(profile.suites)}"
+        )
+    if out_dir is not None:
+        check_out_dir(out_dir)
+    data = profile.data
+    if data.data_files:
+        from harness.data.text import check_text_data
+
+        check_text_data(data_files=dict(data.data_files), text_column=data.text_column,
+                        label_column=data.label_column)
+
+
 def start_run(
     profile: Profile,
     *,
@@ -182,12 +226,7 @@ def start_run(
     """Run ``suites`` (default: all in the profile) and write a new run directory."""
     progress = progress or Progress()
     suites = suites or list(profile.suites)
-    missing = [s for s in suites if s not in profile.suites]
-    if missing:
-        raise ValueError(
-            f"profile {profile.name!r} has no parameters for suite(s) {', '.join(missing)};"
-            f" it defines: {', '.join(profile.suites)}"
-        )
+    preflight(profile, suites, out_dir)
     device = resolve_device(device or profile.device)
     planned = plan_run(profile, suites)
     out_dir = Path(out_dir)
@@ -203,6 +242,7 @@ def start_run(
         "profile_hash": profile.hash,
         "suites": suites,
         "attentions": [_attention_meta(s) for s in profile.attention_specs()],
+        "plugins": [info.as_dict() for info in loaded_plugins()],
         "reference": profile.reference_label(),
         "suites_meta": suites_meta(suites),
         "seeds": list(profile.seeds),
@@ -212,10 +252,13 @@ def start_run(
         "n_cells": len(planned),
         "environment": capture_environment(device),
         "resumed": [],
+        "compare_rules": compare_rules(suites),
     }
-    store = ResultsStore.create(run_dir, meta)
-    point_latest(out_dir, run_dir)
-    return _finish(store, profile, planned, device, progress, suites)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        store = ResultsStore.create(run_dir, meta)
+        point_latest(out_dir, run_dir)
+        return _finish(store, profile, planned, device, progress, suites)
 
 
 def _finish(
@@ -230,6 +273,9 @@ def _finish(
     started = time.perf_counter()
     try:
         outcome = _execute(store, profile, planned, ctx, progress, suites)
+    except KeyboardInterrupt as err:
+        store.update_meta(status="interrupted", end_time=_now())
+        raise RunInterrupted(store.run_dir) from err
     except BaseException:
         store.update_meta(status="interrupted", end_time=_now())
         raise
@@ -245,12 +291,26 @@ def _finish(
 def resume_run(run_dir: str | Path, *, progress: Progress | None = None) -> RunOutcome:
     """Continue an interrupted run: finished cells are kept, the rest run; nothing duplicates."""
     run_dir = resolve_run_dir(run_dir)  # follow `latest` to the real directory
-    meta = read_run(run_dir)
-    profile = profile_from_dict(meta["profile"], source=f"{run_dir}/run.json")
-    store = ResultsStore.open(run_dir)
-    store.update_meta(status="running", resumed=[*meta.get("resumed", []), _now()])
-    device = resolve_device(meta.get("device", profile.device))
-    suites = meta["suites"]
-    planned = plan_run(profile, suites)
-    point_latest(run_dir.parent, run_dir)
-    return _finish(store, profile, planned, device, progress or Progress(), suites)
+    if not run_dir.is_dir():
+        raise StoreError(f"--resume {run_dir}: no such run directory")
+    meta = read_run(run_dir, versions=(SCHEMA_VERSION,))
+    source = f"{run_dir}/run.json"
+    plugins = meta.get("plugins") if isinstance(meta.get("plugins"), list) else []
+    load_plugins(p["spec"] for p in plugins if isinstance(p, dict) and p.get("spec"))
+    suites = meta.get("suites")
+    if not isinstance(meta.get("profile"), dict) or not isinstance(suites, list) or not suites:
+        raise StoreError(f"{source}: malformed run file (needs a `profile` object and a"
+                         " `suites` list); it cannot be resumed, start a new run")
+    try:
+        profile = profile_from_dict(meta["profile"], source=source)
+        preflight(profile, suites)
+    except ValueError as err:
+        raise StoreError(f"{source}: cannot resume: {err}") from None
+    with RunLock(run_dir):
+        store = ResultsStore.open(run_dir)
+        resumed = meta.get("resumed") if isinstance(meta.get("resumed"), list) else []
+        store.update_meta(status="running", resumed=[*resumed, _now()])
+        device = resolve_device(meta.get("device", profile.device))
+        planned = plan_run(profile, suites)
+        point_latest(run_dir.parent, run_dir)
+        return _finish(store, profile, planned, device, progress or Progress(), suites)

@@ -3,12 +3,19 @@
 Records are appended and flushed (and fsynced) one cell at a time, so a killed run loses at most the
 cell in flight. Each record carries its ``cell`` id and ``cell_size`` (how many records the cell
 wrote); on resume, a cell whose records are incomplete (torn by a kill) is dropped and run again.
+One writer at a time: ``RunLock`` (an ``fcntl`` lock on ``<run dir>/.lock``, which names its
+holder) is held by a run and by a resume for as long as they write.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 import os
+import socket
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +30,22 @@ __all__ = [
     "Cell",
     "Record",
     "ResultsStore",
+    "RunLock",
     "StoreError",
     "canonical_json",
+    "check_out_dir",
     "read_records",
     "read_run",
 ]
 
 SCHEMA_VERSION = 2
-#: Versions this harness reads: 1 lacks ``suite_version`` in records and ``suites_meta`` /
-#: ``reference`` in run.json (readers fall back to the registered suites' declarations).
+#: Versions readers accept: 1 lacks raw samples, ``noisy``, ``load`` and ``suite_version`` in
+#: records and ``suites_meta`` / ``reference`` in run.json (readers use the registered suites').
 READABLE_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
+LOCK_FILE = ".lock"
+_NUMBERS = ("value", "stderr", "ci_low", "ci_high")
 
 
 class StoreError(ValueError):
@@ -59,23 +70,44 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield from enumerate(fh, 1)
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """Load ``run.json``; ``StoreError`` when missing, corrupt, or of another schema version."""
+def read_run(run_dir: str | Path, *, versions: tuple[int, ...] = READABLE_VERSIONS
+             ) -> dict[str, Any]:
+    """Load ``run.json``; ``StoreError`` when missing, corrupt, not an object, or of a schema
+    version outside ``versions`` (readers take every readable one; a resume only the current)."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise StoreError(f"{path}: not found; is {run_dir} a run directory of `harness run`?")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise StoreError(f"{path}: corrupt JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise StoreError(f"{path}: corrupt run file: a JSON object is expected, found"
+                         f" {type(meta).__name__}")
     version = meta.get("schema_version")
-    if version not in READABLE_VERSIONS:
+    if version not in versions:
         raise StoreError(
             f"{path}: schema_version {version!r}, this harness reads"
-            f" {', '.join(map(str, READABLE_VERSIONS))};"
+            f" {' or '.join(map(str, versions))};"
             " re-run the suites with this version or compare with a matching harness"
         )
     return meta
+
+
+def _invalid_numbers(data: dict[str, Any]) -> str | None:
+    """Why a stored record's figures are unusable (NaN, inf, text where a number belongs)."""
+    for name in _NUMBERS:
+        v = data.get(name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"{name} is {v!r}, not a finite number"
+    samples = data.get("samples")
+    if samples is not None and (not isinstance(samples, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+            for x in samples)):
+        return "samples must be a list of finite numbers"
+    return None
 
 
 def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Record]:
@@ -92,10 +124,22 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
         if not line.strip():
             continue
         try:
-            records.append(Record.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, TypeError, ValueError) as err:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON object is expected, found {type(data).__name__}")
+        except (json.JSONDecodeError, ValueError) as err:
             if i == len(lines) - 1 and not line.endswith("\n"):
                 break  # torn final write
+            raise StoreError(f"{path}:{lineno}: corrupt record ({err})") from None
+        bad = _invalid_numbers(data)
+        if bad:
+            what = f"{data.get('suite')}/{data.get('label') or data.get('attention')}/" \
+                   f"{data.get('metric')}"
+            raise StoreError(f"{path}:{lineno}: invalid record {what} {data.get('params')}:"
+                             f" {bad}; the store was edited or written by a broken writer")
+        try:
+            records.append(Record.from_dict(data))
+        except (TypeError, ValueError) as err:
             raise StoreError(f"{path}:{lineno}: corrupt record ({err})") from None
     if complete_only:
         counts: dict[str, int] = {}
@@ -140,7 +184,7 @@ class ResultsStore:
     @classmethod
     def open(cls, run_dir: str | Path) -> ResultsStore:
         """Reopen for resume: drop torn lines and incomplete cells, remember finished cells."""
-        read_run(run_dir)
+        read_run(run_dir, versions=(SCHEMA_VERSION,))
         store = cls(Path(run_dir))
         kept = read_records(run_dir, complete_only=True)
         original = store.results_path.read_text(encoding="utf-8")
@@ -197,21 +241,139 @@ class ResultsStore:
 
 
 def point_latest(out_dir: str | Path, run_dir: str | Path) -> Path:
-    """Make ``<out_dir>/latest`` point at ``run_dir`` (a relative symlink, or a text file)."""
+    """Make ``<out_dir>/latest`` point at ``run_dir`` (a relative symlink, or a text file).
+
+    The new pointer is made under a unique temporary name and renamed over ``latest`` in one
+    step, so concurrent runs never see a half-made pointer or collide on the temporary name.
+    """
     out_dir, run_dir = Path(out_dir), Path(run_dir)
     link = out_dir / "latest"
-    target = os.path.relpath(run_dir, out_dir)
-    tmp = out_dir / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    try:
-        os.symlink(target, tmp)
-    except OSError:
-        _fsync_write(tmp, target + "\n", mode="w")
     if link.is_dir() and not link.is_symlink():
         raise StoreError(f"{link} is a real directory; remove it so `latest` can point at runs")
-    os.replace(tmp, link)
+    target = os.path.relpath(run_dir, out_dir)
+    for _ in range(100):
+        tmp = out_dir / f".latest.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        try:
+            os.symlink(target, tmp)
+            break
+        except FileExistsError:
+            continue
+        except OSError:  # no symlinks here: a one-line text file
+            fd, name = tempfile.mkstemp(prefix=".latest.", suffix=".tmp", dir=out_dir)
+            os.close(fd)
+            tmp = Path(name)
+            _fsync_write(tmp, target + "\n", mode="w")
+            break
+    else:  # pragma: no cover - 100 random names taken
+        raise StoreError(f"{out_dir}: could not make a temporary name for `latest`")
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     return link
+
+
+class RunLock:
+    """Exclusive writer lock on a run directory: ``fcntl.flock`` on ``<run dir>/.lock``.
+
+    The lock file names its holder (pid, host, command, since), so a refused writer can say who
+    holds the directory. The operating system drops the lock when the holder exits, however it
+    exits (a killed run never leaves a stale lock). Use as a context manager or ``acquire()`` /
+    ``release()``; acquiring a held lock raises ``StoreError`` naming the holder.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def holder(self) -> dict[str, Any] | None:
+        """What the lock file says about its (last) holder, or None."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        if self._fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            who = self.holder() or {}
+            command = " ".join(who.get("command") or []) or "?"
+            raise StoreError(
+                f"{self.run_dir} is in use by pid {who.get('pid', '?')} on"
+                f" {who.get('host', '?')} ({command}), since {who.get('since', '?')};"
+                " wait for that run to finish, or stop it, then resume with"
+                f" `harness run --resume {self.run_dir}`"
+            ) from None
+        os.ftruncate(fd, 0)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": list(sys.argv),
+                "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._fd is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_VIRTUAL_FS = ("/proc", "/sys", "/dev")
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Make sure run directories can be written under ``out_dir`` without creating anything.
+
+    ``StoreError`` when ``out_dir`` (or the nearest part of it that exists) is a file, lies
+    under a virtual filesystem (/proc, /sys, /dev), or cannot be written to.
+    """
+    path = Path(out_dir).expanduser().absolute()
+    real = path.resolve()
+    for fs in _VIRTUAL_FS:
+        if real == Path(fs) or str(real).startswith(fs + "/"):
+            raise StoreError(f"--out {out_dir}: {real} lies under {fs}, a virtual filesystem"
+                             " that cannot hold results; choose a normal folder")
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"--out {out_dir}: is a file, not a folder; choose a folder for the"
+                         " run directories (it is created when missing)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"--out {out_dir}: {existing} is a file, so no folder can be made"
+                         " under it; choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise StoreError(f"--out {out_dir}: cannot write in {existing} ({err.strerror});"
+                         " choose a writable folder") from None
+    return path
 
 
 def resolve_run_dir(path: str | Path) -> Path:

@@ -71,6 +71,7 @@ from harness.suites.base import (
     SuiteParams,
     register_suite,
 )
+from harness.suites.predictions import PredictionSet, save_predictions
 from harness.suites.training import (
     TrainParams,
     build_for_task,
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AccuracyParams",
     "AccuracySuite",
+    "MediaTaskEntry",
     "TaskEntry",
     "TextTaskEntry",
     "fidelity_errors",
@@ -100,6 +102,8 @@ BASELINE = "none"
 BASELINE_LABEL = "no-attention"
 #: ``ctx.data`` fields that the text task takes from the command line, not from the profile.
 _DATA_KEYS = ("dataset", "data_files", "text_column", "label_column")
+#: ... and those that the media (image/audio) task takes.
+_MEDIA_KEYS = ("dataset", "data_dir", "data_format", "label_column")
 
 
 def _check_attention_options(value: dict[str, dict[str, Any]], where: str) -> None:
@@ -182,6 +186,13 @@ def _recall() -> TaskEntry:
                      attention_options={"sparse": {"block_size": 8}, "lsh": {"chunk_size": 16}})
 
 
+class MediaTaskEntry(TaskEntry):
+    """The ``media`` task on the run's image/audio data (``--data-dir`` + ``--data-format``, or
+    ``--dataset NAME --data-format ...``); ``name`` is fixed."""
+
+    name: Literal["media"] = "media"
+
+
 def _text() -> TextTaskEntry:
     return TextTaskEntry(name="text", params={"tokenizer": "wordpiece", "vocab_size": 8000,
                                           "max_len": 64, "max_train": 20000, "max_eval": 2000},
@@ -193,6 +204,8 @@ class AccuracyParams(SuiteParams):
 
     tasks: list[TaskEntry] = Field(default_factory=lambda: [_listops(), _recall()])
     text: TextTaskEntry | None = Field(default_factory=_text)
+    #: the run's image/audio data (``--data-dir``); a profile opts in with a ``media:`` entry
+    media: MediaTaskEntry | None = None
     train: TrainParams = Field(default_factory=TrainParams)
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_boot: NonNegativeInt = 1000
@@ -219,18 +232,23 @@ class AccuracyParams(SuiteParams):
             raise ValueError(
                 f"task labels must be unique, repeated: {', '.join(dupes)}; set `label:` on one"
             )
-        if self.text is not None:
-            given = sorted(set(self.text.params) & set(_DATA_KEYS))
+        for entry, keys, flags, pin in (
+            (self.text, _DATA_KEYS, "--dataset/--data-files/--text-column/--label-column",
+             "text and params.data_files"),
+            (self.media, _MEDIA_KEYS, "--data-dir/--data-format/--dataset/--label-column",
+             "media and params.data_dir"),
+        ):
+            given = sorted(set(entry.params) & set(keys)) if entry is not None else []
             if given:
                 raise ValueError(
-                    f"text.params: {', '.join(given)} come from the command line "
-                    "(--dataset/--data-files/--text-column/--label-column); to pin data in the "
-                    "profile, add a `tasks:` entry with name: text and params.data_files"
+                    f"{entry.name}.params: {', '.join(given)} come from the command line "
+                    f"({flags}); to pin data in the profile, add a `tasks:` entry with name: {pin}"
                 )
         return self
 
     def all_tasks(self) -> list[TaskEntry]:
-        return [*self.tasks, *([self.text] if self.text is not None else [])]
+        run_data = [e for e in (self.text, self.media) if e is not None]
+        return [*self.tasks, *run_data]
 
     def task(self, key: str) -> TaskEntry:
         for entry in self.all_tasks():
@@ -260,22 +278,27 @@ def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
 
 
 def _is_text_from_run(entry: TaskEntry, params: AccuracyParams) -> bool:
-    return params.text is not None and entry is params.text
+    """Whether ``entry`` runs on the run's own data (the text or the media entry)."""
+    return (params.text is not None and entry is params.text) or _is_media_from_run(entry, params)
+
+
+def _is_media_from_run(entry: TaskEntry, params: AccuracyParams) -> bool:
+    return params.media is not None and entry is params.media
 
 
 def _task_kwargs(entry: TaskEntry, params: AccuracyParams, ctx: RunContext) -> dict[str, Any]:
     kwargs = dict(entry.params)
     if _is_text_from_run(entry, params):
         data = ctx.data
-        for key in _DATA_KEYS:
+        for key in _MEDIA_KEYS if _is_media_from_run(entry, params) else _DATA_KEYS:
             value = getattr(data, key)
             if value is not None:
                 kwargs[key] = dict(value) if isinstance(value, dict) else value
     return kwargs
 
 
-def _has_run_data(ctx: RunContext) -> bool:
-    return ctx.data.given
+def _has_run_data(ctx: RunContext, media: bool = False) -> bool:
+    return ctx.data.media_given if media else ctx.data.given
 
 
 def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
@@ -285,7 +308,7 @@ def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
 
 def _split_fingerprint(split: Split) -> str:
     h = hashlib.sha1()
-    h.update(split.input_ids.numpy().tobytes())
+    h.update(split.inputs.numpy().tobytes())
     h.update(split.labels.numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -394,7 +417,8 @@ def fidelity_errors(
             for layer, (q, k, v, kpm) in zip(model.layers, inputs, strict=True):
                 exact = layer.attention.attn(q, k, v, key_padding_mask=kpm)
                 approx = attention(q, k, v, key_padding_mask=kpm)
-                keep = mask[:, None, :, None].to(exact.dtype)
+                keep = (torch.ones_like(exact[:, :1, :, :1]) if kpm is None
+                        else kpm[:, None, :, None].to(exact.dtype))
                 num += (((approx - exact) * keep).double() ** 2).sum(dim=(1, 2, 3))
                 den += ((exact * keep).double() ** 2).sum(dim=(1, 2, 3))
         errors.append((num.sqrt() / den.sqrt().clamp_min(1e-30)).cpu().numpy())
@@ -421,7 +445,8 @@ def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
 @register_suite
 class AccuracySuite(Suite):
     name = "accuracy"
-    description = "macro-F1 after training each attention with one budget (synthetic tasks, text)"
+    description = ("macro-F1 after training each attention with one budget (synthetic tasks, text,"
+                   " images, audio)")
     Params = AccuracyParams
     version = 2  # 2: Wald p-values on the bootstrap stderr, no_signal, no-attention baseline
     section = "harness.report.sections.accuracy:render"
@@ -503,30 +528,42 @@ class AccuracySuite(Suite):
     def run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
         with _threads(params.threads):
             records = self._run_cell(cell, params, ctx)
-        if _is_text_from_run(params.task(cell.params["task"]), params) and ctx.data.given:
+        entry = params.task(cell.params["task"])
+        media = _is_media_from_run(entry, params)
+        if _is_text_from_run(entry, params) and _has_run_data(ctx, media):
             # Runs on different datasets must not match in `harness compare`.
+            label = ctx.data.media_label if media else ctx.data.label
             for r in records:
-                r.params = {**r.params, "data": ctx.data.label}
+                r.params = {**r.params, "data": label}
         return records
 
     def _run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
         entry = params.task(cell.params["task"])
-        if _is_text_from_run(entry, params) and not _has_run_data(ctx):
-            reason = ("no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
+        media = _is_media_from_run(entry, params)
+        if _is_text_from_run(entry, params) and not _has_run_data(ctx, media):
+            reason = ("no image/audio data: pass --data-dir PATH --data-format imagefolder|"
+                      "audiofolder (or --dataset NAME --data-format ...) to run the media task"
+                      if media else
+                      "no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
                       "to run the text task")
             return [_record(cell, "macro_f1", status="skipped", error=reason)]
         seed = int(cell.params["seed"])
         train = params.train_for(entry)
         ctx.progress(0.0, f"{cell.label} {entry.key}: loading data")
-        task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+        from harness.data.base import TaskUnavailable
+
+        try:
+            task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+        except TaskUnavailable as err:  # e.g. the speech task without espeak-ng
+            return [_record(cell, "macro_f1", status="skipped", error=str(err))]
         baseline = cell.attention == BASELINE
         spec = AttentionSpec("standard" if baseline else cell.attention, dict(cell.options),
                              cell.label)
         result = train_classifier(spec, task, train, seed=seed, device=ctx.device,
                                   progress=ctx.progress, token_mixing=not baseline)
         ctx.progress(1.0, f"{cell.label} {entry.key}: scoring on test")
-        preds, _ = predict(result.model, task.test, batch_size=params.predict_batch_size,
-                           device=ctx.device, trim_padding=train.trim_padding)
+        preds, probs = predict(result.model, task.test, batch_size=params.predict_batch_size,
+                               device=ctx.device, trim_padding=train.trim_padding)
         y = task.test.labels.numpy()
         scores = score_predictions(y, preds, n_boot=params.n_boot, seed=seed)
         artifacts = ctx.artifacts
@@ -541,7 +578,7 @@ class AccuracySuite(Suite):
         if params.fidelity and first_seed and _is_reference(cell, ctx):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
-        return [
+        records = [
             _record(cell, "macro_f1", unit="f1", higher_is_better=True,
                     **scores["macro_f1"].record_fields()),
             _record(cell, "accuracy", unit="fraction", higher_is_better=True,
@@ -553,6 +590,10 @@ class AccuracySuite(Suite):
             _record(cell, "n_params", value=result.n_params, unit="count", n=1),
             _record(cell, "best_step", value=result.best_step, unit="steps", n=1),
         ]
+        score = probs[:, 1] if probs.shape[1] == 2 else probs.max(axis=1)
+        save_predictions(ctx, cell, [PredictionSet("test", preds, score, texts=task.test.texts,
+                                                   labels=y.tolist())], records)
+        return records
 
     # ------------------------------------------------------------------------------ summary
     def summarize(
@@ -730,7 +771,8 @@ class AccuracySuite(Suite):
             if ckpt is None or not variants:
                 continue
             entry = params.task(task_key)
-            if _is_text_from_run(entry, params) and not _has_run_data(ctx):
+            if _is_text_from_run(entry, params) and not _has_run_data(
+                    ctx, _is_media_from_run(entry, params)):
                 continue
             task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
             ref = next(r for r in refs if ckpt.name == f"{r.cell}.pt")

@@ -10,12 +10,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
+from harness.registry import Registry, origin_of
 
 __all__ = [
     "FORMATS",
@@ -25,6 +26,7 @@ __all__ = [
     "RunContext",
     "Suite",
     "SuiteParams",
+    "compare_rules",
     "get_suite",
     "list_suites",
     "register_suite",
@@ -109,17 +111,36 @@ class MetricSpec:
 
 
 class DataOptions(SuiteParams):
-    """Where text data comes from (for suites that train on text)."""
+    """Where the run's own data comes from: text (``dataset`` / ``data_files``) for suites that
+    train on text, or an image/audio folder (``data_dir`` + ``data_format``) or hub image/audio
+    ``dataset`` (with ``data_format``) for the accuracy suite's ``media`` task."""
 
     dataset: str | None = None
     data_files: dict[str, str] | None = None
     text_column: str | None = None
     label_column: str | None = None
+    data_dir: str | None = None
+    data_format: Literal["imagefolder", "audiofolder"] | None = None
+
+    @model_validator(mode="after")
+    def _media_pair(self) -> DataOptions:
+        if self.data_dir is not None and self.data_format is None:
+            raise ValueError("data.data_dir needs data_format: imagefolder or audiofolder")
+        if self.data_format is not None and self.data_dir is None and self.dataset is None:
+            raise ValueError("data.data_format needs data_dir (a local folder) or dataset (a hub "
+                             "image/audio dataset)")
+        return self
 
     @property
     def given(self) -> bool:
-        """Whether the run names a dataset or local files."""
-        return self.dataset is not None or self.data_files is not None
+        """Whether the run names text data (a text dataset or local files)."""
+        text_dataset = self.dataset is not None and self.data_format is None
+        return text_dataset or self.data_files is not None
+
+    @property
+    def media_given(self) -> bool:
+        """Whether the run names image/audio data (a folder, or a hub dataset with a format)."""
+        return self.data_format is not None
 
     @property
     def label(self) -> str:
@@ -127,6 +148,11 @@ class DataOptions(SuiteParams):
         if self.dataset:
             return str(self.dataset)
         return ",".join(f"{k}={Path(v).name}" for k, v in sorted((self.data_files or {}).items()))
+
+    @property
+    def media_label(self) -> str:
+        """Short identity of the image/audio data (hub name or folder name)."""
+        return str(self.dataset) if self.data_dir is None else Path(self.data_dir).name
 
 
 @dataclass
@@ -139,6 +165,7 @@ class RunContext:
     run_dir: Path | None = None
     seeds: tuple[int, ...] = (0,)
     data: DataOptions = field(default_factory=DataOptions)
+    predictions: Any = None  # harness.suites.predictions.PredictionOptions (None: not saved)
     progress: Callable[[float, str], None] = lambda fraction, text: None
     #: The label of the reference attention every suite compares with (profile ``reference``).
     reference: str | None = "standard"
@@ -170,6 +197,11 @@ class Suite(ABC):
     description: ClassVar[str]
     headline: ClassVar[str] = ""  # set from the metric declared ``headline=True``
     Params: ClassVar[type[SuiteParams]]
+    #: run.json keys that also define this suite's measurements (compare matches on them).
+    run_keys: ClassVar[tuple[str, ...]] = ()
+    #: metric -> its drift-cancelling ratio metric (measured side by side with a reference);
+    #: compare requires the ratio to agree before it calls the metric a regression.
+    reference_metrics: ClassVar[dict[str, str]] = {}
     version: ClassVar[int] = 1
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     section: ClassVar[str | None] = None
@@ -210,20 +242,36 @@ class Suite(ABC):
         """Relative expected cost of a cell, for the progress bar."""
         return 1.0
 
+    def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+        """A schema-1 record's ``params`` completed with what this version's records carry,
+        from the run's profile ``section`` for this suite (so old stores still match)."""
+        return params
 
-_SUITES: dict[str, Suite] = {}
+
+_ORDER = ["accuracy", "throughput", "memory", "bias"]
+_SUITES: Registry[Suite] = Registry(
+    "suite", order=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)
+)
 
 
 def register_suite(cls: type[Suite]) -> type[Suite]:
-    """Class decorator: register a suite under ``cls.name``."""
-    _SUITES[cls.name] = cls()
+    """Class decorator: register a suite under ``cls.name`` (a taken name is refused)."""
+    if type(_SUITES.get(cls.name)) is not cls:
+        _SUITES.add(cls.name, cls(), origin=origin_of(cls)[0])
     return cls
 
 
 def list_suites() -> list[str]:
     """Registered suites in their canonical running order."""
-    order = ["accuracy", "throughput", "memory", "bias"]
-    return sorted(_SUITES, key=lambda n: (order.index(n) if n in order else len(order), n))
+    return _SUITES.names()
+
+
+def compare_rules(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Each suite's rules for `harness compare` (``run_keys``, ``reference_metrics``), stored in
+    run.json so comparing runs needs no suite import."""
+    return {name: {"run_keys": list(get_suite(name).run_keys),
+                   "reference_metrics": dict(get_suite(name).reference_metrics)}
+            for name in (list_suites() if names is None else names)}
 
 
 def suite_meta(name: str) -> dict[str, Any]:
@@ -239,7 +287,4 @@ def suites_meta(names: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def get_suite(name: str) -> Suite:
-    try:
-        return _SUITES[name]
-    except KeyError:
-        raise ValueError(f"unknown suite {name!r}; available: {', '.join(list_suites())}") from None
+    return _SUITES.entry(name).value  # type: ignore[return-value]

@@ -79,6 +79,13 @@ from harness.suites.base import (
     SuiteParams,
     register_suite,
 )
+from harness.suites.predictions import PredictionSet, save_predictions
+from harness.suites.probes import (
+    PROBE_METRIC_SPECS,
+    ProbeSetParams,
+    score_probe_set,
+    summarize_probe_set,
+)
 from harness.suites.training import TrainParams, load_task_cached, predict, train_classifier
 
 __all__ = [
@@ -201,6 +208,7 @@ class BiasParams(SuiteParams):
     threads: PositiveInt | None = 1
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     text: TextProbeParams | None = Field(default_factory=TextProbeParams)
+    probe_set: ProbeSetParams | None = None
 
     @field_validator("attention_options")
     @classmethod
@@ -485,6 +493,7 @@ _METRIC_SPECS = (
     MetricSpec("increase_p_value", "p-value of the increase (raw)", "p", summary=True),
     MetricSpec("increase_p_adjusted", "p-value of the increase (adjusted)", "p", summary=True,
                description="Holm or Benjamini-Hochberg within the family; n = family size"),
+    *PROBE_METRIC_SPECS,
 )
 
 
@@ -501,6 +510,8 @@ class BiasSuite(Suite):
     def plan(self, params: BiasParams, attentions: list[AttentionSpec],
              seeds: list[int]) -> list[Cell]:
         planted = f"{params.corpus.bias_axis}:{params.corpus.bias_group}"
+        if params.probe_set is not None:
+            params.probe_set.load()  # bad probe input stops the run before anything trains
         cells = []
         for spec in attentions:
             suite_wide = params.attention_options.get(spec.name, {})
@@ -552,6 +563,8 @@ class BiasSuite(Suite):
         task = load_task_cached("bias_sentiment", **options)
         probe_texts = [r.text for r in build_probe(axes=params.template_axes)] \
             if params.template_axes else []
+        if params.probe_set is not None:
+            probe_texts += params.probe_set.load().texts
         counts = getattr(task.tokenizer, "token_counts", None)
         if probe_texts and counts is not None:
             need = int(counts(probe_texts).max()) + 1
@@ -575,8 +588,11 @@ class BiasSuite(Suite):
         records += cf + tp
         records.append(_rec(cell, "train_time_s", base, value=result.train_time_s, unit="s",
                             hib=False, n=params.train.steps))
+        test = PredictionSet("test", pred, score, texts=task.test.texts,
+                             labels=task.test.labels.tolist(), groups=task.test.groups)
+        extra = self._probe_set(cell, base, scorer, task, params, ctx, records, [test])
         self._save(cell, ctx, params, {"controlled": audit, "counterfactual": cf_sections,
-                                       "template": tp_sections})
+                                       "template": tp_sections, **extra})
         ctx.progress(1.0, f"{cell.label}: done")
         return records
 
@@ -622,9 +638,30 @@ class BiasSuite(Suite):
         records += cf + tpl
         records.append(_rec(cell, "train_time_s", base, value=result.train_time_s, unit="s",
                             hib=False, n=(tp.train or params.train).steps))
-        self._save(cell, ctx, params, {"counterfactual": cf_sections, "template": tp_sections})
+        test = PredictionSet("test", pred, score, texts=texts, labels=y.tolist())
+        extra = self._probe_set(cell, base, scorer, task, params, ctx, records, [test])
+        self._save(cell, ctx, params, {"counterfactual": cf_sections, "template": tp_sections,
+                                       **extra})
         ctx.progress(1.0, f"{cell.label}: done")
         return records
+
+    @staticmethod
+    def _probe_set(cell: Cell, base: dict[str, Any], scorer: Scorer, task: TaskData,
+                   params: BiasParams, ctx: RunContext, records: list[Record],
+                   sets: list[PredictionSet]) -> dict[str, Any]:
+        """Score the run's probe set (if any) and save the cell's predictions (if asked);
+        appends to ``records``; returns the artifact section."""
+        extra: dict[str, Any] = {}
+        if params.probe_set is not None:
+            ctx.progress(0.97, f"{cell.label}: probe set")
+            recs, section, preds = score_probe_set(
+                cell, {**base, "source": base["probe"]}, scorer, task, params.probe_set,
+                positive=params.positive_label, seed=int(cell.params["seed"]))
+            records += recs
+            sets = [*sets, preds]
+            extra["probe_set"] = section
+        save_predictions(ctx, cell, sets, records)
+        return extra
 
     @staticmethod
     def _save(cell: Cell, ctx: RunContext, params: BiasParams, data: dict[str, Any]) -> None:
@@ -644,13 +681,16 @@ class BiasSuite(Suite):
         """Each variant's bias metrics minus ``standard``'s on the same probe and seed, and, with
         two or more seeds, the mean difference over seeds with a t-interval (``seed: "all"``),
         which also covers training randomness; then the flags, family by family."""
+        probe_shifts = [] if params.probe_set is None else summarize_probe_set(
+            records, params.probe_set, ctx, self.name)
         mine = [r for r in records if r.suite == self.name and r.status == "ok"
                 and r.metric in BIAS_METRICS and r.value is not None
+                and r.params.get("probe") != "probe_set"
                 and not (r.cell or "").startswith("summary:")]
         reference = {(json.dumps(r.params, sort_keys=True), r.metric): r
                      for r in mine if ctx.is_reference(r.label or r.attention)}
         if not reference:
-            return []
+            return probe_shifts
         cache: dict[str, dict[str, Any] | None] = {}
         out: list[Record] = []
         tests: list[tuple[Record, dict[str, Any], Estimate]] = []
@@ -682,7 +722,7 @@ class BiasSuite(Suite):
             out.append(self._diff_record(first, where, est))
             if first.attention != "standard":
                 tests.append((first, where, est))
-        return out + self._flags(tests, params)
+        return out + self._flags(tests, params) + probe_shifts
 
     def _diff_record(self, r: Record, where: dict[str, Any], est: Estimate) -> Record:
         """``<metric>_diff_vs_standard``: variant minus standard with its interval."""

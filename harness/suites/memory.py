@@ -95,6 +95,7 @@ class MemorySuite(Suite):
     name = "memory"
     description = "peak memory per length (fresh process per cell on CPU) and the N exponent"
     Params = MemoryParams
+    run_keys = ("device",)
     version = 2  # 2: claims judged as upper bounds on a t-based interval
     section = "harness.report.sections.memory:render"
     metrics = (
@@ -114,8 +115,9 @@ class MemorySuite(Suite):
     def plan(
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
     ) -> list[Cell]:
+        shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32"}
         return [
-            spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch})
+            spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch, **shape})
             for spec in attentions
             for mode in params.modes
             for n in params.seq_lens
@@ -124,16 +126,22 @@ class MemorySuite(Suite):
     def cell_weight(self, cell: Cell) -> float:
         return 1.0 + cell.params["seq_len"] / 8192
 
+    def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+        extra = {k: section.get(k, MemoryParams.model_fields[k].default)
+                 for k in ("heads", "head_dim")}
+        return {**params, **{k: v for k, v in extra.items() if k not in params},
+                "dtype": params.get("dtype", "float32")}
+
     def skip_reason(self, cell: Cell, finished: list[Record]) -> str | None:
         for r in finished:
             if (
                 r.suite == self.name
-                and r.status == "oom"
+                and r.status in ("oom", "timeout")
                 and r.label == cell.label
                 and r.params.get("mode") == cell.params["mode"]
                 and r.params.get("seq_len", 0) < cell.params["seq_len"]
             ):
-                return f"sweep stopped at its first oom (N={r.params['seq_len']})"
+                return f"sweep stopped at its first {r.status} (N={r.params['seq_len']})"
         return None
 
     def run_cell(self, cell: Cell, params: MemoryParams, ctx: RunContext) -> list[Record]:
@@ -163,9 +171,11 @@ class MemorySuite(Suite):
         )
         if result.status == "ok":
             return [self._record(cell, result.peak_bytes, "ok", None)]
-        if result.status in ("oom", "timeout"):
+        if result.status == "timeout":  # not an oom: it says nothing about the budget
+            return [self._record(cell, None, "timeout", f"timeout: {result.error or ''}")]
+        if result.status == "oom":
             message = result.error or f"over the memory budget of {ctx.memory_budget} bytes"
-            return [self._record(cell, None, "oom", f"{result.status}: {message}")]
+            return [self._record(cell, None, "oom", f"oom: {message}")]
         raise RuntimeError(result.error or "memory measurement failed")
 
     def _record(self, cell: Cell, peak: int | None, status: str, error: str | None) -> Record:
@@ -193,9 +203,12 @@ class MemorySuite(Suite):
 
             def rec(metric: str, value=None, first=first, mode=mode, label=label, **kw
                     ) -> Record:
+                shape = {k: first.params[k] for k in ("heads", "head_dim", "dtype")
+                         if k in first.params}
                 return Record(
                     suite=self.name, attention=first.attention, options=first.options,
-                    params={"mode": mode, "batch": first.params["batch"]}, metric=metric,
+                    params={"mode": mode, "batch": first.params["batch"], **shape},
+                    metric=metric,
                     value=value, label=label, **kw,
                 )
 

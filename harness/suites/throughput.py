@@ -1,15 +1,24 @@
-"""Throughput suite: how fast is each attention, alone and inside the encoder model?"""
+"""Throughput suite: how fast is each attention, alone and inside the encoder model?
+
+Every timed pass runs three callables side by side, round by round
+(``harness.measure.timing.time_interleaved``): the measured attention (or model), the reference
+at the same shape (``standard`` with the ``sdpa`` backend; for the reference itself, the
+calibration matmul), and the calibration matmul. Each cell records the absolute times with their
+raw per-round samples, ``<pass>_speed_vs_reference`` (per-round reference time / measured time:
+a ratio in which the machine's drift cancels), ``calibration_gflops`` (how fast the machine
+was), and the machine's load while it measured (``load``; ``noisy`` names a busy machine).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from harness.measure.stats import fit_power_law
-from harness.measure.timing import time_callable
+from harness.measure.stats import fit_power_law, median_iqr
+from harness.measure.timing import InterleavedTiming, calibration_kernel, time_interleaved
 from harness.records import Cell, Record
 from harness.suites.base import (
     AttentionSpec,
@@ -21,12 +30,24 @@ from harness.suites.base import (
 )
 
 __all__ = [
+    "REFERENCE",
     "ModelThroughputParams",
     "ThroughputParams",
     "ThroughputSuite",
     "attention_inputs",
     "growing_tail",
+    "is_reference",
 ]
+
+#: The reference every throughput cell is timed against, side by side.
+REFERENCE = AttentionSpec("standard", {"backend": "sdpa"}, "standard")
+
+
+def is_reference(name: str, options: dict) -> bool:
+    """Whether an attention configuration is the reference itself (then the calibration matmul
+    stands in as its side-by-side reference)."""
+    return name == REFERENCE.name and {**REFERENCE.resolved_options, **options} == \
+        REFERENCE.resolved_options
 
 Pass = Literal["forward", "backward", "fwd_bwd"]
 
@@ -92,32 +113,76 @@ def attention_inputs(
     return out[0], out[1], out[2]
 
 
-def _metric(cell: Cell, metric: str, seconds, unit_scale: float, unit: str, hib: bool) -> Record:
+def _sig(values: list[float]) -> list[float]:
+    """Samples rounded to 6 significant digits (the store keeps every one)."""
+    return [float(f"{v:.6g}") for v in values]
+
+
+def _side_fields(timing: InterleavedTiming) -> dict:
+    load = {**timing.load, "threads": timing.threads,
+            "requested_threads": timing.requested_threads, "rounds": timing.rounds}
+    return {"noisy": timing.noisy, "load": load}
+
+
+def _metric(cell: Cell, metric: str, timing: InterleavedTiming, unit_scale: float, unit: str,
+            hib: bool) -> Record:
+    """A time per call (median with IQR; every per-round sample kept)."""
+    t = timing.results["measured"]
     return Record.for_cell(
         cell,
         metric,
-        value=seconds.median_s * unit_scale,
-        ci_low=seconds.q1_s * unit_scale,
-        ci_high=seconds.q3_s * unit_scale,
+        value=t.median_s * unit_scale,
+        ci_low=t.q1_s * unit_scale,
+        ci_high=t.q3_s * unit_scale,
         interval="iqr",
-        n=seconds.n,
+        n=t.n,
         unit=unit,
         higher_is_better=hib,
+        samples=_sig([x * unit_scale for x in t.times]),
+        **_side_fields(timing),
     )
 
 
-def _rate(cell: Cell, metric: str, timing, work: float, unit: str) -> Record:
+def _rate(cell: Cell, metric: str, timing: InterleavedTiming, work: float, unit: str) -> Record:
     """A rate (work / time) with its IQR mapped through the same division."""
+    t = timing.results["measured"]
     return Record.for_cell(
         cell,
         metric,
-        value=work / timing.median_s,
-        ci_low=work / timing.q3_s,
-        ci_high=work / timing.q1_s,
+        value=work / t.median_s,
+        ci_low=work / t.q3_s,
+        ci_high=work / t.q1_s,
         interval="iqr",
-        n=timing.n,
+        n=t.n,
         unit=unit,
         higher_is_better=True,
+        samples=_sig([work / x for x in t.times]),
+        **_side_fields(timing),
+    )
+
+
+def _speed_vs_reference(cell: Cell, metric: str, timing: InterleavedTiming) -> Record:
+    """Per-round reference time / measured time: > 1 means faster than the reference."""
+    ratios = timing.ratio("reference", "measured")
+    summary = median_iqr(ratios)
+    return Record.for_cell(
+        cell, metric, value=summary["median"], ci_low=summary["q1"], ci_high=summary["q3"],
+        interval="iqr", n=len(ratios), unit="x", higher_is_better=True, samples=_sig(ratios),
+        **_side_fields(timing),
+    )
+
+
+def _calibration(cell: Cell, timings: list[InterleavedTiming], flops: float) -> Record:
+    """GFLOP/s of the calibration matmul over every round of the cell: the machine's speed."""
+    rates = [flops / t / 1e9 for timing in timings
+             for t in timing.results["calibration"].times]
+    summary = median_iqr(rates)
+    noisy = "; ".join(sorted({t.noisy for t in timings if t.noisy})) or None
+    return Record.for_cell(
+        cell, "calibration_gflops", value=summary["median"], ci_low=summary["q1"],
+        ci_high=summary["q3"], interval="iqr", n=len(rates), unit="GFLOP/s",
+        higher_is_better=None, samples=_sig(rates), noisy=noisy, load=_side_fields(timings[0])[
+            "load"],
     )
 
 
@@ -126,7 +191,17 @@ class ThroughputSuite(Suite):
     name = "throughput"
     description = "forward / backward / train-step speed per attention and sequence length"
     Params = ThroughputParams
-    version = 1
+    run_keys = ("device", "threads")
+    reference_metrics: ClassVar[dict[str, str]] = {
+        "forward_ms": "forward_speed_vs_reference",
+        "forward_tokens_per_s": "forward_speed_vs_reference",
+        "backward_ms": "backward_speed_vs_reference",
+        "fwd_bwd_ms": "fwd_bwd_speed_vs_reference",
+        "fwd_bwd_tokens_per_s": "fwd_bwd_speed_vs_reference",
+        "train_steps_per_s": "train_step_speed_vs_reference",
+        "inference_tokens_per_s": "inference_speed_vs_reference",
+    }
+    version = 2  # 2: interleaved with a reference and a calibration matmul, raw samples
     section = "harness.report.sections.throughput:render"
     metrics = (
         MetricSpec("forward_ms", "forward time", "ms", False, headline=True,
@@ -138,6 +213,15 @@ class ThroughputSuite(Suite):
         MetricSpec("train_steps_per_s", "train steps/s (full model)", "steps/s", True),
         MetricSpec("inference_tokens_per_s", "inference tokens/s (full model)", "tokens/s",
                    True),
+        MetricSpec("forward_speed_vs_reference", "forward speed vs reference", "x", True,
+                   description="per round: reference time / this time, timed side by side"),
+        MetricSpec("backward_speed_vs_reference", "backward speed vs reference", "x", True),
+        MetricSpec("fwd_bwd_speed_vs_reference", "forward + backward speed vs reference", "x",
+                   True),
+        MetricSpec("train_step_speed_vs_reference", "train step speed vs reference", "x", True),
+        MetricSpec("inference_speed_vs_reference", "inference speed vs reference", "x", True),
+        MetricSpec("calibration_gflops", "calibration matmul speed", "GFLOP/s",
+                   description="how fast the machine was: a fixed matmul timed beside each pass"),
         MetricSpec("time_exponent", "time exponent", "exponent", False, summary=True,
                    description="slope of log time vs log N over the lengths where time grows"),
         MetricSpec("crossover_seq_len", "faster than the reference from N", "tokens", False,
@@ -148,30 +232,52 @@ class ThroughputSuite(Suite):
     def plan(
         self, params: ThroughputParams, attentions: list[AttentionSpec], seeds: list[int]
     ) -> list[Cell]:
+        # everything that defines a measurement is in the cell's parameters, so two runs are
+        # compared only where they measured the same thing (device and threads: run.json)
+        shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32",
+                 "causal": params.causal}
         cells = []
         for spec in attentions:
             for batch in params.batch_sizes:
                 for n in params.seq_lens:
                     cells.append(spec.cell(self.name, {"kind": "attention", "seq_len": n,
-                                                       "batch": batch}))
+                                                       "batch": batch, **shape}))
             if params.model is not None:
-                for n in params.model.seq_lens:
-                    cells.append(spec.cell(self.name, {"kind": "model", "seq_len": n,
-                                                       "batch": params.model.batch}))
+                mp = params.model
+                for n in mp.seq_lens:
+                    cells.append(spec.cell(self.name, {
+                        "kind": "model", "seq_len": n, "batch": mp.batch,
+                        "hidden_size": mp.hidden_size, "num_layers": mp.num_layers,
+                        "num_heads": mp.num_heads, "dtype": "float32"}))
         return cells
 
     def cell_weight(self, cell: Cell) -> float:
         return float(cell.params["seq_len"] * cell.params["batch"]) ** 1.2
+
+    def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+        if params.get("kind") == "model":
+            model = {**{k: f.default for k, f in ModelThroughputParams.model_fields.items()},
+                     **(section.get("model") or {})}
+            extra = {k: model[k] for k in ("hidden_size", "num_layers", "num_heads")}
+        else:
+            extra = {k: section.get(k, ThroughputParams.model_fields[k].default)
+                     for k in ("heads", "head_dim", "causal")}
+        return {**params, **{k: v for k, v in extra.items() if k not in params},
+                "dtype": params.get("dtype", "float32")}
 
     def run_cell(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
         if cell.params["kind"] == "model":
             return self._run_model(cell, params, ctx)
         return self._run_attention(cell, params, ctx)
 
-    def _timer(self, params: ThroughputParams, ctx: RunContext):
-        def run(fn, label: str):
-            return time_callable(
-                fn,
+    def _timer(self, params: ThroughputParams, ctx: RunContext, calibration):
+        """Time ``measured`` side by side with ``reference`` (or the calibration matmul when
+        None) and the calibration matmul."""
+        def run(measured, reference, label: str) -> InterleavedTiming:
+            fns = {"measured": measured, "reference": reference or calibration,
+                   "calibration": calibration}
+            return time_interleaved(
+                fns,
                 device=ctx.device,
                 threads=ctx.threads,
                 warmup=params.warmup,
@@ -184,44 +290,62 @@ class ThroughputSuite(Suite):
     def _run_attention(
         self, cell: Cell, params: ThroughputParams, ctx: RunContext
     ) -> list[Record]:
-        attn = AttentionSpec(cell.attention, cell.options, cell.label).build().to(ctx.device)
         n, batch = cell.params["seq_len"], cell.params["batch"]
         tokens = float(n * batch)
         q, k, v = attention_inputs(batch, params.heads, n, params.head_dim, device=ctx.device,
                                    requires_grad=True)
-        shared = attn.capabilities.shared_qk
-        keys = q if shared else k
+        grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q)
         causal = params.causal
-        timer = self._timer(params, ctx)
-        records: list[Record] = []
+        calibration, flops = calibration_kernel(ctx.device)
+        timer = self._timer(params, ctx, calibration)
 
-        if "forward" in params.passes:
+        def passes(spec: AttentionSpec) -> dict:
+            """The three timed passes of one attention on the shared inputs."""
+            attn = spec.build().to(ctx.device)
+            shared = attn.capabilities.shared_qk
+            keys = q if shared else k
+            inputs = (q, v) if shared else (q, k, v)
+            out = {}
+
             def forward():
                 with torch.no_grad():
                     return attn(q, keys, v, causal=causal)
 
-            t = timer(forward, f"{cell.label} forward N={n}")
-            records.append(_metric(cell, "forward_ms", t, 1e3, "ms", False))
-            records.append(_rate(cell, "forward_tokens_per_s", t, tokens, "tokens/s"))
-        grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q)
-        inputs = (q, v) if shared else (q, k, v)
-        if "backward" in params.passes:
-            out = attn(q, keys, v, causal=causal)
+            def make_backward():
+                graph = attn(q, keys, v, causal=causal)
 
-            def backward():
-                return torch.autograd.grad(out, inputs, grad_out, retain_graph=True)
+                def backward():
+                    return torch.autograd.grad(graph, inputs, grad_out, retain_graph=True)
 
-            t = timer(backward, f"{cell.label} backward N={n}")
-            records.append(_metric(cell, "backward_ms", t, 1e3, "ms", False))
-            del out
-        if "fwd_bwd" in params.passes:
+                return backward
+
             def fwd_bwd():
                 o = attn(q, keys, v, causal=causal)
                 return torch.autograd.grad(o, inputs, grad_out)
 
-            t = timer(fwd_bwd, f"{cell.label} fwd_bwd N={n}")
-            records.append(_metric(cell, "fwd_bwd_ms", t, 1e3, "ms", False))
-            records.append(_rate(cell, "fwd_bwd_tokens_per_s", t, tokens, "tokens/s"))
+            out["forward"], out["backward"], out["fwd_bwd"] = forward, make_backward, fwd_bwd
+            return out
+
+        spec = AttentionSpec(cell.attention, cell.options, cell.label)
+        mine = passes(spec)
+        ref = None if is_reference(cell.attention, cell.options) else passes(REFERENCE)
+        records: list[Record] = []
+        timings: list[InterleavedTiming] = []
+        for name in ("forward", "backward", "fwd_bwd"):
+            if name not in params.passes:
+                continue
+            fn, ref_fn = mine[name], ref[name] if ref else None
+            if name == "backward":  # each backward needs its own retained graph
+                fn, ref_fn = fn(), ref_fn() if ref_fn else None
+            t = timer(fn, ref_fn, f"{cell.label} {name} N={n}")
+            timings.append(t)
+            records.append(_metric(cell, f"{name}_ms", t, 1e3, "ms", False))
+            if name != "backward":
+                records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens, "tokens/s"))
+            records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t))
+            del fn, ref_fn
+        if timings:
+            records.append(_calibration(cell, timings, flops))
         return records
 
     def _run_model(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
@@ -230,42 +354,52 @@ class ThroughputSuite(Suite):
         mp = params.model
         assert mp is not None
         n, batch = cell.params["seq_len"], cell.params["batch"]
-        torch.manual_seed(0)
-        model = build_model(
-            cell.attention,
-            attention_options=dict(cell.options),
-            vocab_size=mp.vocab_size,
-            num_labels=mp.num_labels,
-            max_position=n + 1,
-            hidden_size=mp.hidden_size,
-            num_layers=mp.num_layers,
-            num_heads=mp.num_heads,
-        ).to(ctx.device)
         gen = torch.Generator().manual_seed(0)
         ids = torch.randint(4, mp.vocab_size, (batch, n), generator=gen).to(ctx.device)
         mask = torch.ones(batch, n, dtype=torch.bool, device=ctx.device)
         labels = torch.randint(0, mp.num_labels, (batch,), generator=gen).to(ctx.device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        timer = self._timer(params, ctx)
 
-        def train_step():
-            opt.zero_grad(set_to_none=True)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            opt.step()
+        def steps(spec: AttentionSpec):
+            torch.manual_seed(0)
+            model = build_model(
+                spec.name,
+                attention_options=dict(spec.options),
+                vocab_size=mp.vocab_size,
+                num_labels=mp.num_labels,
+                max_position=n + 1,
+                hidden_size=mp.hidden_size,
+                num_layers=mp.num_layers,
+                num_heads=mp.num_heads,
+            ).to(ctx.device)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        model.train()
-        t_train = timer(train_step, f"{cell.label} model train step N={n}")
-        model.eval()
+            def train_step():
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                opt.step()
 
-        def infer():
-            with torch.no_grad():
-                return model(input_ids=ids, attention_mask=mask).logits
+            def infer():
+                model.eval()
+                with torch.no_grad():
+                    return model(input_ids=ids, attention_mask=mask).logits
 
-        t_inf = timer(infer, f"{cell.label} model inference N={n}")
+            return train_step, infer
+
+        calibration, flops = calibration_kernel(ctx.device)
+        timer = self._timer(params, ctx, calibration)
+        train, infer = steps(AttentionSpec(cell.attention, cell.options, cell.label))
+        ref_train, ref_infer = (None, None) if is_reference(cell.attention, cell.options) \
+            else steps(REFERENCE)
+        t_train = timer(train, ref_train, f"{cell.label} model train step N={n}")
+        t_inf = timer(infer, ref_infer, f"{cell.label} model inference N={n}")
         return [
             _rate(cell, "train_steps_per_s", t_train, 1.0, "steps/s"),
+            _speed_vs_reference(cell, "train_step_speed_vs_reference", t_train),
             _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch), "tokens/s"),
+            _speed_vs_reference(cell, "inference_speed_vs_reference", t_inf),
+            _calibration(cell, [t_train, t_inf], flops),
         ]
 
     def summarize(
@@ -343,7 +477,10 @@ class ThroughputSuite(Suite):
             first = rows[0]
             out.append(Record(
                 suite=self.name, attention=first.attention, options=first.options,
-                params={"kind": "crossover", "batch": batch}, metric="crossover_seq_len",
+                params={"kind": "crossover", "batch": batch,
+                        **{k: first.params[k] for k in ("heads", "head_dim", "dtype", "causal")
+                           if k in first.params}},
+                metric="crossover_seq_len",
                 value=crossover, unit="tokens", higher_is_better=False, n=len(pairs),
                 label=label,
                 error=None if crossover is not None else "never faster than standard in range",

@@ -68,6 +68,7 @@ class TrainParams(SuiteParams):
     pooling: Literal["mean", "cls"] = "mean"
     eval_batch_size: PositiveInt = 128
     trim_padding: bool = True  # drop all-padding columns of each (right-padded) batch
+    patch_size: PositiveInt = 1  # image tasks: side of the square patches (1 = one per pixel)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TrainParams:
@@ -171,6 +172,7 @@ def build_for_task(
         pooling=params.pooling,
         pad_token_id=task.pad_id,
         seed=seed,
+        **_front_end(task, params),
     )
     if not token_mixing:
         if params.pooling != "mean":
@@ -183,12 +185,26 @@ def build_for_task(
     return model
 
 
+def _front_end(task: TaskData, params: TrainParams) -> dict[str, Any]:
+    """The encoder's modality options for ``task`` (nothing for text)."""
+    if task.modality == "image":
+        channels, height, width = task.input_shape
+        return {"modality": "image", "num_channels": channels, "image_size": (height, width),
+                "patch_size": params.patch_size}
+    if task.modality == "audio":
+        return {"modality": "audio", "num_mel_bins": task.input_shape[-1]}
+    return {}
+
+
 def make_batch(
     split: Split, index: Tensor, device: str, trim: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(input_ids, attention_mask, labels)`` of ``split[index]`` on ``device``; with ``trim``,
-    columns that are padding in every row are dropped (splits are right-padded)."""
-    ids = split.input_ids[index]
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """``(inputs, attention_mask, labels)`` of ``split[index]`` on ``device``; with ``trim``,
+    columns that are padding in every row are dropped (splits are right-padded). ``inputs`` are
+    token ids, pixels or log-mel frames (``split.inputs``); images have no mask (None)."""
+    ids = split.inputs[index]
+    if split.attention_mask is None:
+        return ids.to(device), None, split.labels[index].to(device)
     mask = split.attention_mask[index]
     if trim:
         width = int(mask.any(dim=0).nonzero().max()) + 1 if bool(mask.any()) else 1
@@ -215,7 +231,7 @@ def predict(
         for start in range(0, len(split), batch_size):
             index = torch.arange(start, min(start + batch_size, len(split)))
             ids, mask, _ = make_batch(split, index, device, trim_padding)
-            logits = model(input_ids=ids, attention_mask=mask).logits
+            logits = model(ids, attention_mask=mask).logits
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     finally:
         model.train(was_training)
@@ -300,7 +316,7 @@ def train_classifier(
     model.train()
     for step in range(1, params.steps + 1):
         ids, mask, labels = make_batch(task.train, next(stream), device, params.trim_padding)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = model(ids, attention_mask=mask, labels=labels).loss
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"{label}: training diverged at step {step}/{params.steps} (loss {loss.item()}); "

@@ -4,10 +4,13 @@ Both sides start from the same ``(batch, N, hidden)`` hidden states and the same
 query/key and value ``nn.Linear`` projections (ours reuses the peer's modules, then calls our
 attention with ``q is k``) and return ``(batch, N, hidden)``. A second pair compares the bare
 attention call with torch's ``scaled_dot_product_attention`` on the same q, k, v.
-Chunk 64, 1 hash, the previous chunk only, the same bucket count on both sides.
+Chunk 64, 1 hash, the previous chunk only, the same bucket count on both sides; a further pair
+runs the peer as users get it by default (``num_buckets=None``: transformers picks and factorizes
+the bucket count, hashing less) against our default (automatic bucket count).
 The peer is imported here only, never by the ``harness`` package.
 
     PYTHONPATH=. python -m scripts.bench_peers.lsh --lengths 1024 4096 16384 --threads 1
+    PYTHONPATH=. python -m scripts.bench_peers.lsh --causal-cost --lengths 1024 4096 --threads 1
 
 Times are medians (and interquartile ranges) of per-call means over alternating blocks; the
 ratio is the median of per-round peer/ours ratios.
@@ -32,8 +35,11 @@ N_HASHES = 1
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def _reformer_lsh(seq_len: int, hidden: int, heads: int, head_dim: int, n_buckets: int):
-    """The peer: transformers' ``LSHSelfAttention`` in eval mode, configured like ours."""
+def _reformer_lsh(
+    seq_len: int, hidden: int, heads: int, head_dim: int, n_buckets: int | None
+):
+    """The peer: transformers' ``LSHSelfAttention`` in eval mode, configured like ours
+    (``n_buckets=None``: the peer's default, chosen and factorized from the length per call)."""
     from transformers import ReformerConfig
     from transformers.models.reformer.modeling_reformer import LSHSelfAttention
 
@@ -67,6 +73,8 @@ def pairs(
       ratio any torch-level LSH layer can reach here.
     * ``shared projections vs LSHSelfAttention``: the two projections alone, the part both
       layers share (``peer - projections`` is the peer's attention proper).
+    * ``lsh+proj vs LSHSelfAttention (num_buckets=None)``: both sides in their default bucket
+      configuration, projections included (the peer as users get it).
 
     Every closure runs under ``torch.no_grad()``; the peer module is in eval mode.
     """
@@ -115,11 +123,57 @@ def pairs(
             return F.scaled_dot_product_attention(qk, qk, v)
 
     floor = _kernel_floor(peer, states, heads, head_dim, n_buckets)
+    with torch.no_grad():
+        default_peer = _reformer_lsh(seq_len, hidden, heads, head_dim, None).to(device)
+        default_peer.load_state_dict(peer.state_dict())  # the same projections
+        default_ours = get_attention("lsh", chunk_size=CHUNK_SIZE, n_hashes=N_HASHES).eval()
+
+    def ours_default() -> torch.Tensor:
+        with torch.no_grad():
+            qk_ = split(peer.query_key(states))
+            v_ = split(peer.value(states))
+            out = default_ours(qk_, qk_, v_)
+            return out.transpose(1, 2).reshape(batch, seq_len, hidden)
+
+    def peer_default() -> object:
+        with torch.no_grad():
+            return default_peer(states)
+
     return [
         ("lsh+proj vs LSHSelfAttention", ours_projected, peer_projected),
         ("lsh vs SDPA (bare attention)", ours_bare, sdpa_bare),
         ("kernel floor vs LSHSelfAttention", floor, peer_projected),
         ("shared projections vs LSHSelfAttention", projections, peer_projected),
+        ("lsh+proj vs LSHSelfAttention (num_buckets=None)", ours_default, peer_default),
+    ]
+
+
+def causal_pairs(
+    seq_len: int, batch: int = 1, heads: int = 4, head_dim: int = 64, n_hashes: int = N_HASHES
+) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    """Causal mode's cost: ``[(label, non-causal fn, causal fn)]`` on the same q (= k) and v,
+    forward and forward + backward; the printed ratio is causal / non-causal time."""
+    torch.manual_seed(0)
+    attn = get_attention("lsh", chunk_size=CHUNK_SIZE, n_hashes=n_hashes).eval()
+    qk, v = (torch.randn(batch, heads, seq_len, head_dim) for _ in range(2))
+    qg, vg = (t.clone().requires_grad_(True) for t in (qk, v))
+
+    def forward(causal: bool) -> Callable[[], object]:
+        def run() -> object:
+            with torch.no_grad():
+                return attn(qk, qk, v, causal=causal)
+        return run
+
+    def fwd_bwd(causal: bool) -> Callable[[], object]:
+        def run() -> object:
+            attn(qg, qg, vg, causal=causal).sum().backward()
+            qg.grad = vg.grad = None
+        return run
+
+    tag = f"{n_hashes} hash{'es' if n_hashes > 1 else ''}"
+    return [
+        (f"lsh causal/non-causal fwd, {tag}", forward(False), forward(True)),
+        (f"lsh causal/non-causal fwd+bwd, {tag}", fwd_bwd(False), fwd_bwd(True)),
     ]
 
 
@@ -229,6 +283,9 @@ def main() -> None:
                         help="wall time, or process CPU time (steadier on a busy machine)")
     parser.add_argument("--skip-sdpa-above", type=int, default=16384,
                         help="skip the SDPA pair for longer sequences (it is O(N^2))")
+    parser.add_argument("--causal-cost", action="store_true",
+                        help="time causal vs non-causal lsh instead (ratio: causal / non-causal)")
+    parser.add_argument("--n-hashes", type=int, default=N_HASHES, help="with --causal-cost")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
@@ -238,10 +295,12 @@ def main() -> None:
           f" threads={args.threads}, batch 1, 4 heads, head_dim 64, chunk {CHUNK_SIZE},"
           f" {N_HASHES} hash; {args.clock} clock; {args.rounds} alternating blocks of"
           f" ~{args.block_seconds}s per side")
-    print(f"{'pair':<30} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
+    print(f"{'pair':<48} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
           f" {'peer/ours [IQR]':>20}")
     for seq_len in args.lengths:
-        for label, ours_fn, peer_fn in pairs(seq_len):
+        chosen = (causal_pairs(seq_len, n_hashes=args.n_hashes) if args.causal_cost
+                  else pairs(seq_len))
+        for label, ours_fn, peer_fn in chosen:
             if "SDPA" in label and seq_len > args.skip_sdpa_above:
                 continue
             result = compare(
@@ -252,7 +311,7 @@ def main() -> None:
                 q1, q2, q3 = _quartiles(result[key])
                 cells.append(f"{q2:.2f} [{q1:.2f}-{q3:.2f}]" if key == "ratio"
                              else f"{q2:.1f} [{q1:.1f}-{q3:.1f}]")
-            print(f"{label:<30} {seq_len:>6} {cells[0]:>22} {cells[1]:>22} {cells[2]:>20}",
+            print(f"{label:<48} {seq_len:>6} {cells[0]:>22} {cells[1]:>22} {cells[2]:>20}",
                   flush=True)
 
 

@@ -3,10 +3,14 @@
 Both sides start from the same ``(batch, N, hidden)`` hidden states and the same q/k/v
 ``nn.Linear`` projections (ours reuses the peer's modules) and return ``(batch, N, hidden)``.
 A second pair compares the bare attention call with torch's
-``scaled_dot_product_attention`` on the same q, k, v. Block 64, window 3, 1 global, 3 random.
-The peer is imported here only, never by the ``harness`` package.
+``scaled_dot_product_attention`` on the same q, k, v, and a third with torch's FlexAttention
+(``torch.compile(flex_attention)`` with a ``create_block_mask`` built from our
+``dense_mask``: the same pattern, 64-token blocks). A peer that fails (FlexAttention's CPU
+compile at 16384) is printed as the peer's failure. Block 64, window 3, 1 global, 3 random.
+The peers are imported here only, never by the ``harness`` package.
 
     PYTHONPATH=. python -m scripts.bench_peers.sparse --lengths 1024 4096 16384 --threads 2
+    PYTHONPATH=. python -m scripts.bench_peers.sparse --lengths 4096 16384 --threads 1 --only flex
 """
 
 from __future__ import annotations
@@ -60,6 +64,30 @@ def _bigbird(
     return module, masks
 
 
+def _flex(
+    ours: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> Callable[[], object]:
+    """The FlexAttention peer: compiled ``flex_attention`` with a block mask made from our dense
+    pattern (compiled on its first call; a compile failure surfaces there)."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    seq_len = q.shape[2]
+    dense = ours.dense_mask(seq_len).to(q.device)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return dense[q_idx, kv_idx]
+
+    block_mask = create_block_mask(mask_mod, None, None, seq_len, seq_len, device=str(q.device),
+                                   BLOCK_SIZE=BLOCK_SIZE)
+    compiled = torch.compile(flex_attention)
+
+    def flex_bare() -> object:
+        with torch.no_grad():
+            return compiled(q, k, v, block_mask=block_mask)
+
+    return flex_bare
+
+
 def pairs(
     seq_len: int, batch: int = 1, heads: int = 4, head_dim: int = 64, device: str = "cpu"
 ) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
@@ -68,6 +96,7 @@ def pairs(
     * ``sparse+proj vs BigBirdBlockSparseAttention``: hidden states -> same q/k/v projections ->
       attention -> ``(batch, N, hidden)`` on both sides.
     * ``sparse vs SDPA``: the bare attention call on the same q, k, v.
+    * ``sparse vs FlexAttention``: the bare call vs compiled FlexAttention, same pattern.
 
     Every closure runs under ``torch.no_grad()``; the peer module is in eval mode.
     """
@@ -117,6 +146,7 @@ def pairs(
     return [
         ("sparse+proj vs BigBirdBlockSparseAttention", ours_projected, peer_projected),
         ("sparse vs SDPA (bare attention)", ours_bare, sdpa_bare),
+        ("sparse vs FlexAttention (compiled, bare)", ours_bare, _flex(ours, q, k, v)),
     ]
 
 
@@ -133,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating ours/peer rounds")
     parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per measurement")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", choices=["bigbird", "sdpa", "flex"], default=None,
+                        help="run one pair only")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(
@@ -144,7 +176,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'pair':<44} {'N':>6} {'ours ms':>9} {'peer ms':>9} {'peer/ours':>9}  ratio range")
     for seq_len in args.lengths:
         for label, ours_fn, peer_fn in pairs(seq_len, device=args.device):
-            ours_fn(), peer_fn()  # warm-up: pattern caches, allocator
+            key = "flex" if "Flex" in label else "sdpa" if "SDPA" in label else "bigbird"
+            if args.only and key != args.only:
+                continue
+            ours_fn()
+            try:
+                peer_fn()  # warm-up (and FlexAttention's compile)
+            except Exception as err:  # the peer's failure, recorded, not ours
+                first = str(err).strip().splitlines()[0][:100] if str(err).strip() else ""
+                print(f"{label:<44} {seq_len:>6} peer failed: {type(err).__name__}: {first}",
+                      flush=True)
+                continue
             ours_ms, peer_ms, ratios = [], [], []
             for _ in range(args.rounds):
                 ours_ms.append(_median_ms(ours_fn, args.threads, args.min_run_time))

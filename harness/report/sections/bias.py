@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from harness.report import plots
 from harness.report._common import format_params, format_value, label_of
+from harness.report.probes import probe_set_part
 from harness.report.view import (
     Glance,
     GlanceCell,
@@ -483,7 +484,7 @@ def _flag_text(info: dict[str, Any] | None) -> str:
 
 
 #: Extra blocks of the bias section, rendered in order after the built-in ones.
-PARTS: list[Callable[[RunView, _Bias], Markup | None]] = []
+PARTS: list[Callable[[RunView, _Bias], Markup | None]] = [probe_set_part]
 
 
 def render(view: RunView) -> Section | None:

@@ -1,0 +1,553 @@
+"""Audits on the user's probe set: per-group scores, paired differences, and shifts vs standard.
+
+Every bias cell that trains a model (the planted corpus or the run's text data) scores the probe
+set (:mod:`harness.data.probes`) and writes, per analysis column (each group column and, with two
+or more, their intersection ``A × B``):
+
+* per level (params ``column``, ``group``): ``positive_score`` (mean positive-class probability,
+  t-interval) and ``selection_rate`` (predicted-positive rate, Wilson interval), point values from
+  fairlearn's ``MetricFrame``; with a label column also ``accuracy``, ``f1``, ``tpr``, ``fpr``
+  (bootstrap intervals on per-level confusion counts);
+* between levels (params ``column``): ``positive_score_gap`` (max - min level mean),
+  ``demographic_parity_difference`` (bootstrap intervals stratified by level) and, with labels,
+  ``equalized_odds_difference``.
+
+With pair columns, for every group column and two of its levels (params ``column``,
+``comparison: "a-b"``): the EEC protocol. Rows that share the pair key and the values of the other
+group columns differ only in this column; per key the mean score of level ``a`` minus that of
+``b`` (several rows of a level under one key, e.g. several names, are averaged first).
+``score_difference`` is the mean over keys with a t-interval, ``score_difference_bootstrap`` the
+same with a bootstrap interval over keys, ``score_difference_p_value`` the paired t-test and
+``score_difference_p_adjusted`` that p-value adjusted over every comparison of the cell (Holm by
+default), ``flip_rate`` the share of cross-level row pairs under a key whose predicted labels
+differ, and ``score_difference`` with a ``template`` param the same per template.
+
+:func:`summarize_probe_set` compares each variant with ``standard`` on the same probe rows
+(``<metric>_shift_vs_standard``, paired t-tests over rows or keys, p-values adjusted per variant
+and cell). ``significant_shift`` needs both an adjusted p below ``alpha`` and a shift of at least
+``min_shift`` (default 0.01 on the [0, 1] score and rate scales): two backends of one attention
+differ by rounding on every row, which a paired t-test over thousands of rows calls significant.
+The tests cover the sampling of probe sentences for fixed trained models, not training
+randomness.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, PositiveInt, model_validator
+
+from harness.data import derive_seed
+from harness.data.probes import ProbeSet, label_ids, load_probe_set
+from harness.measure.fairness import _confusion, _rates
+from harness.measure.stats import (
+    Estimate,
+    adjust_pvalues,
+    index_chunks,
+    paired_ttest,
+    percentile_estimate,
+    resample_indices,
+    t_interval,
+    wilson_interval,
+)
+from harness.records import Cell, Record, canonical_json
+from harness.suites.base import MetricSpec, RunContext, SuiteParams
+
+__all__ = [
+    "PROBE_GROUP_METRICS",
+    "ProbeSetParams",
+    "group_scores",
+    "paired_comparisons",
+    "probe_set_records",
+    "summarize_probe_set",
+]
+
+PROBE = "probe_set"
+#: Per-level metrics (labels add accuracy, f1, tpr, fpr).
+PROBE_GROUP_METRICS = ("positive_score", "selection_rate")
+_LABEL_METRICS = ("accuracy", "f1", "tpr", "fpr")
+_SHIFTED = {"positive_score": ("mean positive score", "score"),
+            "selection_rate": ("selection rate", "fraction"),
+            "score_difference": ("paired score difference", "score"),
+            "positive_score_gap": ("positive-score gap", "score"),
+            "demographic_parity_difference": ("demographic-parity difference", "fraction")}
+#: The metrics the probe-set audit adds to the bias suite (the others it writes, e.g.
+#: ``selection_rate`` or ``flip_rate``, the suite already declares).
+PROBE_METRIC_SPECS = (
+    MetricSpec("probe_rows", "probe-set rows scored", "count"),
+    MetricSpec("positive_score", "mean positive score", "score",
+               description="mean positive-class probability over a probe-set group"),
+    MetricSpec("positive_score_gap", "positive-score gap", "score", False,
+               description="max - min of the groups' mean positive scores"),
+    MetricSpec("score_difference_bootstrap", "paired score difference (bootstrap CI)", "score",
+               format="signed"),
+    MetricSpec("score_difference_p_value", "paired t-test p-value", "p"),
+    MetricSpec("score_difference_p_adjusted", "paired t-test p-value, adjusted", "p"),
+    *(MetricSpec(f"{m}_shift_vs_standard", f"Δ {display} vs the reference (probe set)", unit,
+                 False if m.endswith(("_gap", "_difference")) and m != "score_difference"
+                 else None, format="signed", summary=True)
+      for m, (display, unit) in _SHIFTED.items()),
+    MetricSpec("shift_p_value", "shift p-value", "p", summary=True),
+    MetricSpec("shift_p_adjusted", "shift p-value, adjusted", "p", summary=True),
+    MetricSpec("significant_shift", "significant shift vs the reference", "flag", False,
+               summary=True, description="adjusted p below alpha and a shift of at least"
+               " min_shift"),
+)
+
+
+class ProbeSetParams(SuiteParams):
+    """Where the probe set comes from and how its columns are read (``bias.probe_set``)."""
+
+    files: list[str] | None = None
+    dataset: str | None = None
+    text_column: str = "sentence"
+    group_columns: list[str]
+    pair_columns: list[str] = Field(default_factory=list)
+    label_column: str | None = None
+    template_column: str | None = None
+    label_map: dict[str, int] | None = None
+    empty: Literal["level", "drop"] = "level"
+    empty_level: str = "(empty)"
+    multiplicity: Literal["holm", "bh", "none"] = "holm"
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_shift: float = Field(default=0.01, ge=0.0, lt=1.0)
+    n_boot: PositiveInt = 500
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ProbeSetParams:
+        if (self.files is None) == (self.dataset is None):
+            raise ValueError("probe_set needs exactly one of files: [PATH, ...] or dataset: NAME")
+        if self.files is not None and not self.files:
+            raise ValueError("probe_set.files is empty; list at least one file")
+        if not self.group_columns:
+            raise ValueError("probe_set.group_columns: name at least one group column")
+        return self
+
+    def load(self) -> ProbeSet:
+        """The validated probe set (cached per settings and file size/mtime)."""
+        stamp = []
+        for f in self.files or []:
+            try:
+                st = Path(f).expanduser().stat()
+                stamp.append((f, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamp.append((f, None, None))
+        return _load_cached(canonical_json([self.model_dump(mode="json"), stamp]))
+
+
+@lru_cache(maxsize=4)
+def _load_cached(key: str) -> ProbeSet:
+    data = json.loads(key)[0]
+    return load_probe_set(
+        files=data["files"], dataset=data["dataset"], text_column=data["text_column"],
+        group_columns=data["group_columns"], pair_columns=data["pair_columns"],
+        label_column=data["label_column"], template_column=data["template_column"],
+        empty=data["empty"], empty_level=data["empty_level"])
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics (t-test, intervals, multiplicity)
+
+
+def _t_estimate(diff: np.ndarray) -> tuple[Estimate, float | None]:
+    """Mean with a Student-t 95% interval, and the two-sided one-sample t-test p-value."""
+    if diff.size == 0:
+        return Estimate(None, n=0), None
+    est = t_interval(diff)
+    p = paired_ttest(diff, np.zeros_like(diff))[2] if diff.size > 1 else None
+    return est, p
+
+
+def _level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
+                 idx: np.ndarray) -> np.ndarray:
+    """Per-resample mean of ``values`` per level: ``(B, n_levels)`` (NaN for an empty level).
+
+    ``idx`` must be resampled within levels (``resample_indices(..., strata=codes)``, or the
+    identity row): the columns of a level then hold that level's resampled rows.
+    """
+    out = np.full((idx.shape[0], n_levels), np.nan)
+    start = 0
+    for part in index_chunks(idx):
+        taken = values[part]
+        for j in range(n_levels):
+            cols = codes == j
+            if cols.any():
+                out[start: start + part.shape[0], j] = taken[:, cols].mean(axis=1)
+        start += part.shape[0]
+    return out
+
+
+def _spread(means: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(means, axis=-1) - np.nanmin(means, axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-group figures
+
+
+def group_scores(score: np.ndarray, positive: np.ndarray, levels: Sequence[str], *,
+                 n_boot: int, seed: int, y_true: np.ndarray | None = None
+                 ) -> tuple[dict[str, dict[str, Estimate]], dict[str, Estimate]]:
+    """Per level and between levels, from one fairlearn ``MetricFrame`` (point values).
+
+    ``score``: positive-class probabilities; ``positive``: 1 where the predicted label is the
+    positive class; ``y_true``: 1 where the expected label is (None: no label metrics).
+    Per level: ``positive_score`` (t-interval), ``selection_rate`` (Wilson) and, with labels,
+    ``accuracy``, ``f1``, ``tpr``, ``fpr`` (bootstrap); between levels (max - min, bootstrap
+    stratified by level): ``positive_score_gap``, ``demographic_parity_difference`` and, with
+    labels, ``equalized_odds_difference``.
+    """
+    from fairlearn.metrics import MetricFrame, false_positive_rate, true_positive_rate
+    from sklearn.metrics import accuracy_score, f1_score
+
+    lv = np.asarray(levels, dtype=object).astype(str)
+    names = sorted(set(lv.tolist()))
+    yt = (positive if y_true is None else y_true).astype(np.int64)
+    yp = positive.astype(np.int64)
+    metrics: dict[str, Any] = {"positive_score": lambda a, b, score: float(np.mean(score)),
+                               "selection_rate": lambda a, b: float(np.mean(b))}
+    params: dict[str, Any] = {"positive_score": {"score": score.astype(float)}}
+    if y_true is not None:
+        metrics |= {"accuracy": accuracy_score, "tpr": true_positive_rate,
+                    "fpr": false_positive_rate,
+                    "f1": lambda a, b: float(f1_score(a, b, zero_division=0))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by = MetricFrame(metrics=metrics, y_true=yt, y_pred=yp, sensitive_features=lv,
+                         sample_params=params).by_group
+    codes = np.searchsorted(np.asarray(names), lv)
+    idx = resample_indices(len(lv), n_boot, seed, strata=codes)
+    boot = _rates(_confusion(codes * 4 + yt * 2 + yp, len(names), idx))
+    per: dict[str, dict[str, Estimate]] = {}
+    for j, g in enumerate(names):
+        mask = lv == g
+        n = int(mask.sum())
+        t_est, _ = _t_estimate(score[mask])
+        w = wilson_interval(yp[mask])
+        per[g] = {
+            "positive_score": replace(t_est, value=float(by.loc[g, "positive_score"])),
+            "selection_rate": replace(w, value=float(by.loc[g, "selection_rate"])),
+        }
+        if y_true is not None:
+            for metric in _LABEL_METRICS:
+                per[g][metric] = percentile_estimate(float(by.loc[g, metric]),
+                                                     boot[metric][:, j], n)
+    full = np.arange(len(lv))[None, :]
+    point = _rates(_confusion(codes * 4 + yt * 2 + yp, len(names), full))
+    gaps = {"positive_score_gap": percentile_estimate(
+        float(_spread(_level_means(score.astype(float), codes, len(names), full))[0]),
+        _spread(_level_means(score.astype(float), codes, len(names), idx)), len(lv))}
+    sel = np.array([per[g]["selection_rate"].value for g in names], dtype=float)
+    gaps["demographic_parity_difference"] = percentile_estimate(
+        float(sel.max() - sel.min()), _spread(boot["selection_rate"]), len(lv))
+    if y_true is not None:
+        def eo(rates: dict[str, np.ndarray]) -> np.ndarray:
+            return np.maximum(_spread(rates["tpr"]), _spread(rates["fpr"]))
+
+        gaps["equalized_odds_difference"] = percentile_estimate(float(eo(point)[0]), eo(boot),
+                                                                len(lv))
+    return per, gaps
+
+
+# ---------------------------------------------------------------------------------------------
+# paired (EEC) comparisons
+
+
+def _key_members(keys: Sequence[str | None], levels: Sequence[str | None]
+                 ) -> dict[str, dict[str, list[int]]]:
+    out: dict[str, dict[str, list[int]]] = {}
+    for i, (k, g) in enumerate(zip(keys, levels, strict=True)):
+        if k is not None and g is not None:
+            out.setdefault(k, {}).setdefault(g, []).append(i)
+    return out
+
+
+def paired_comparisons(keys: Sequence[str | None], levels: Sequence[str | None]
+                       ) -> dict[tuple[str, str], tuple[list[str], list[list[int]],
+                                                        list[list[int]]]]:
+    """For every two levels ``a < b``: the keys holding both, and per key the rows of each."""
+    members = _key_members(keys, levels)
+    names = sorted({g for g in levels if g is not None})
+    out = {}
+    for a, b in combinations(names, 2):
+        shared = sorted(k for k, by in members.items() if a in by and b in by)
+        out[(a, b)] = (shared, [members[k][a] for k in shared], [members[k][b] for k in shared])
+    return out
+
+
+def _key_differences(values: np.ndarray, rows_a: list[list[int]],
+                     rows_b: list[list[int]]) -> np.ndarray:
+    return np.array([values[ra].mean() - values[rb].mean()
+                     for ra, rb in zip(rows_a, rows_b, strict=True)], dtype=float)
+
+
+def _flip_counts(pos: np.ndarray, rows_a: list[list[int]], rows_b: list[list[int]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per key: cross-level row pairs whose predicted labels differ, and all cross pairs."""
+    flips, pairs = [], []
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        pa, pb = pos[ra].sum(), pos[rb].sum()
+        na, nb = len(ra), len(rb)
+        flips.append(pa * (nb - pb) + (na - pa) * pb)
+        pairs.append(na * nb)
+    return np.asarray(flips, dtype=float), np.asarray(pairs, dtype=float)
+
+
+def _ratio_boot(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int) -> Estimate:
+    point = float(num.sum() / den.sum())
+    idx = resample_indices(num.size, n_boot, seed)
+    samples = num[idx].sum(axis=1) / den[idx].sum(axis=1)
+    est = percentile_estimate(point, samples, int(den.sum()))
+    return est
+
+
+# ---------------------------------------------------------------------------------------------
+# one cell
+
+
+def _rec(cell: Cell, metric: str, params: dict[str, Any], est: Estimate | None = None, *,
+         value: float | None = None, unit: str | None = "fraction", n: int | None = None,
+         hib: bool | None = None, status: str = "ok", error: str | None = None) -> Record:
+    fields = est.record_fields() if est is not None else {"value": value, "n": n}
+    rec = Record.for_cell(cell, metric, unit=unit, higher_is_better=hib, status=status,
+                          error=error, **fields)
+    rec.params = params
+    return rec
+
+
+def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: np.ndarray,
+                      score: np.ndarray, *, positive: int, label_names: Sequence[str],
+                      num_classes: int, params: ProbeSetParams, seed: int
+                      ) -> tuple[list[Record], dict[str, Any]]:
+    """The probe-set records of one trained model (see the module doc) and its artifact section.
+
+    ``pred`` are predicted class indices and ``score`` positive-class probabilities, one per
+    probe row in order; ``base`` the params every record carries.
+    """
+    where = {**base, "probe": PROBE, "set": probe.name}
+    pos = (pred == positive).astype(np.int64)
+    y = np.asarray(label_ids(probe, label_names, num_classes, positive=positive,
+                             label_map=params.label_map)) if probe.labels is not None else None
+    out = [_rec(cell, "probe_rows", where, value=float(len(probe)), unit="count", n=len(probe))]
+    if y is not None:
+        out.append(_rec(cell, "accuracy", {**where, "column": "all"},
+                        wilson_interval((pred == y).astype(float)), hib=True))
+    for column, levels in probe.analysis_columns().items():
+        keep = np.array([v is not None for v in levels])
+        lv = [str(v) for v in levels if v is not None]
+        if len(set(lv)) < 2:
+            out.append(_rec(cell, "positive_score_gap", {**where, "column": column},
+                            status="skipped", error=f"column {column!r} has fewer than two"
+                            " levels after dropping empty values"))
+            continue
+        per, gaps = group_scores(
+            score[keep], pos[keep], lv, n_boot=params.n_boot,
+            seed=derive_seed(seed, "probe_set", column),
+            y_true=None if y is None else (y[keep] == positive).astype(np.int64))
+        for g, metrics in per.items():
+            at = {**where, "column": column, "group": g}
+            for metric, est in metrics.items():
+                out.append(_rec(cell, metric, at, est, unit="score" if metric ==
+                                "positive_score" else "fraction"))
+        for metric, est in gaps.items():
+            out.append(_rec(cell, metric, {**where, "column": column}, est, hib=False,
+                            unit="score" if metric == "positive_score_gap" else "fraction"))
+    out += _paired_records(cell, where, probe, pos, score, params, seed)
+    section = {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
+               "positive": pos.tolist()}
+    return out, section
+
+
+def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.ndarray,
+                    score: np.ndarray, params: ProbeSetParams, seed: int) -> list[Record]:
+    if probe.keys is None:
+        return []
+    out: list[Record] = []
+    tested: list[tuple[dict[str, Any], float, int]] = []
+    templates = probe.templates or []
+    for column in probe.group_columns:
+        keys = probe.pair_keys(column)
+        for (a, b), (shared, rows_a, rows_b) in paired_comparisons(
+                keys, probe.groups[column]).items():
+            at = {**where, "column": column, "comparison": f"{a}-{b}"}
+            if len(shared) < 2:
+                out.append(_rec(cell, "score_difference", at, status="skipped",
+                                n=len(shared), error=f"levels {a!r} and {b!r} of {column!r}"
+                                f" share {len(shared)} pair key(s); a paired test needs 2"))
+                continue
+            diff = _key_differences(score, rows_a, rows_b)
+            est, p = _t_estimate(diff)
+            s = derive_seed(seed, "probe_pairs", column, a, b)
+            idx = resample_indices(diff.size, params.n_boot, s)
+            boot = percentile_estimate(float(diff.mean()), diff[idx].mean(axis=1), diff.size)
+            flips, pairs = _flip_counts(pos, rows_a, rows_b)
+            out += [
+                _rec(cell, "score_difference", at, est, unit="score"),
+                _rec(cell, "score_difference_bootstrap", at, boot, unit="score"),
+                _rec(cell, "score_difference_p_value", at, value=p, unit="p", n=diff.size),
+                _rec(cell, "flip_rate", at, _ratio_boot(flips, pairs, params.n_boot, s),
+                     hib=False),
+            ]
+            if p is not None:
+                tested.append((at, p, diff.size))
+            if templates:
+                by_template: dict[str, list[int]] = {}
+                for j, ra in enumerate(rows_a):
+                    by_template.setdefault(templates[ra[0]], []).append(j)
+                for template, js in sorted(by_template.items()):
+                    t_est, _ = _t_estimate(diff[js])
+                    out.append(_rec(cell, "score_difference", {**at, "template": template},
+                                    t_est, unit="score"))
+    adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
+    for (at, _, n), q in zip(tested, adjusted, strict=True):
+        out.append(_rec(cell, "score_difference_p_adjusted",
+                        {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=n))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# across attentions
+
+
+def _artifact(ctx: RunContext, cell_id: str | None, cache: dict[str, Any]) -> dict | None:
+    if ctx.run_dir is None or not cell_id:
+        return None
+    if cell_id not in cache:
+        path = Path(ctx.run_dir) / "artifacts" / f"{cell_id}.json"
+        try:
+            cache[cell_id] = json.loads(path.read_text(encoding="utf-8")).get(PROBE)
+        except (OSError, ValueError):
+            cache[cell_id] = None
+    return cache[cell_id]
+
+
+def summarize_probe_set(records: list[Record], params: ProbeSetParams, ctx: RunContext,
+                        suite: str) -> list[Record]:
+    """Each variant minus the run's reference on the same probe rows (same cell params): shifts
+    of per-level scores and rates (paired t over rows), of paired differences (paired t over
+    keys) and of the gaps (paired bootstrap); p-values adjusted per variant and cell."""
+    rows = [r for r in records if r.suite == suite and r.metric == "probe_rows"
+            and r.status == "ok" and not (r.cell or "").startswith("summary:")]
+    refs = {canonical_json(r.params): r for r in rows if ctx.is_reference(r.label or r.attention)}
+    if not refs:
+        return []
+    probe = params.load()
+    cache: dict[str, Any] = {}
+    out: list[Record] = []
+    for r in rows:
+        ref = refs.get(canonical_json(r.params))
+        if ref is None or ref is r or ctx.is_reference(r.label or r.attention):
+            continue
+        mine, theirs = _artifact(ctx, r.cell, cache), _artifact(ctx, ref.cell, cache)
+        if not mine or not theirs or not mine["fingerprint"] == theirs["fingerprint"] \
+                == probe.fingerprint:
+            out.append(_shift_rec(r, "positive_score_shift_vs_standard", r.params,
+                                  status="skipped", error="no per-example scores of this"
+                                  " probe set for the variant or standard (artifacts missing"
+                                  " or from other probe files)"))
+            continue
+        out += _shifts(r, probe, mine, theirs, params)
+    return out
+
+
+def _shift_rec(r: Record, metric: str, params: dict[str, Any], est: Estimate | None = None,
+               **kwargs: Any) -> Record:
+    fields = est.record_fields() if est is not None else {}
+    return Record(suite=r.suite, attention=r.attention, options=dict(r.options), params=params,
+                  metric=metric, label=r.label, **{**fields, **kwargs})
+
+
+def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
+            params: ProbeSetParams) -> list[Record]:
+    score_v, score_r = np.asarray(mine["score"], float), np.asarray(theirs["score"], float)
+    pos_v, pos_r = np.asarray(mine["positive"], float), np.asarray(theirs["positive"], float)
+    seed = derive_seed(int(r.params.get("seed", 0)), "probe_shift", r.label or r.attention)
+    tests: list[tuple[str, dict[str, Any], Estimate, float | None]] = []
+    out: list[Record] = []
+    for column, levels in probe.analysis_columns().items():
+        lv = np.array(["" if v is None else str(v) for v in levels], dtype=object)
+        keep = np.array([v is not None for v in levels])
+        names = sorted(set(lv[keep].tolist()))
+        if len(names) < 2:
+            continue
+        for g in names:
+            mask = keep & (lv == g)
+            at = {**r.params, "column": column, "group": g}
+            for metric, v, ref in (("positive_score", score_v, score_r),
+                                   ("selection_rate", pos_v, pos_r)):
+                est, p = _t_estimate(v[mask] - ref[mask])
+                tests.append((metric, at, est, p))
+        codes = np.searchsorted(np.asarray(names), lv[keep].astype(str))
+        idx = np.concatenate([np.arange(keep.sum())[None, :],
+                              resample_indices(int(keep.sum()), params.n_boot,
+                                               derive_seed(seed, column), strata=codes)])
+        for metric, v, ref in (("positive_score_gap", score_v, score_r),
+                               ("demographic_parity_difference", pos_v, pos_r)):
+            d = (_spread(_level_means(v[keep], codes, len(names), idx))
+                 - _spread(_level_means(ref[keep], codes, len(names), idx)))
+            out.append(_shift_rec(r, f"{metric}_shift_vs_standard",
+                                  {**r.params, "column": column},
+                                  percentile_estimate(float(d[0]), d[1:], int(keep.sum())),
+                                  unit="score" if metric == "positive_score_gap" else "fraction",
+                                  higher_is_better=False))
+    if probe.keys is not None:
+        for column in probe.group_columns:
+            for (a, b), (shared, rows_a, rows_b) in paired_comparisons(
+                    probe.pair_keys(column), probe.groups[column]).items():
+                if len(shared) < 2:
+                    continue
+                d = (_key_differences(score_v, rows_a, rows_b)
+                     - _key_differences(score_r, rows_a, rows_b))
+                est, p = _t_estimate(d)
+                tests.append(("score_difference",
+                              {**r.params, "column": column, "comparison": f"{a}-{b}"}, est, p))
+    adjusted = iter(adjust_pvalues([p for *_, p in tests if p is not None], params.multiplicity))
+    for metric, at, est, p in tests:
+        unit = "score" if metric in ("positive_score", "score_difference") else "fraction"
+        out.append(_shift_rec(r, f"{metric}_shift_vs_standard", at, est, unit=unit))
+        if p is None:
+            continue
+        q = next(adjusted)
+        where = {**at, "metric": metric}
+        out += [
+            _shift_rec(r, "shift_p_value", where, value=p, unit="p", n=est.n),
+            _shift_rec(r, "shift_p_adjusted", {**where, "multiplicity": params.multiplicity},
+                       value=q, unit="p", n=est.n),
+            _shift_rec(r, "significant_shift", {**where, "alpha": params.alpha,
+                                                "min_shift": params.min_shift},
+                       value=float(q < params.alpha and abs(est.value or 0.0) >= params.min_shift),
+                       unit="flag", higher_is_better=False, n=est.n),
+        ]
+    return out
+
+
+def score_probe_set(cell: Cell, base: dict[str, Any], scorer: Any, task: Any,
+                    params: ProbeSetParams, *, positive: int, seed: int
+                    ) -> tuple[list[Record], dict[str, Any], Any]:
+    """Score the probe set with ``scorer`` (texts -> predicted labels, positive scores) of the
+    model trained on ``task``: its records, artifact section and :class:`PredictionSet`."""
+    from harness.suites.predictions import PredictionSet
+
+    probe = params.load()
+    pred, score = scorer(probe.texts)
+    records, section = probe_set_records(
+        cell, base, probe, pred, score, positive=positive, label_names=task.label_names,
+        num_classes=task.num_classes, params=params, seed=seed)
+    labels = label_ids(probe, task.label_names, task.num_classes, positive=positive,
+                       label_map=params.label_map) if probe.labels is not None else None
+    groups: dict[str, Any] = dict(probe.groups)
+    if probe.keys is not None:
+        groups["pair_key"] = [k.replace("\x1f", " | ") for k in probe.keys]
+    preds = PredictionSet(PROBE, pred, score, texts=probe.texts, labels=labels, groups=groups,
+                          ids=[f"{PROBE}:{i}" for i in range(len(probe))])
+    return records, section, preds
