@@ -71,6 +71,9 @@ class Record:
     predictions: str | None = None
     suite_version: int | None = None
     ci_method: str | None = None
+    #: Label of the attention a side-by-side ratio was timed against (throughput
+    #: ``*_speed_vs_reference``); None elsewhere and in older runs.
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -118,6 +121,8 @@ class Record:
         data = asdict(self)
         if data["predictions"] is None:  # only cells that saved predictions carry the field
             del data["predictions"]
+        if data["reference"] is None:  # only side-by-side ratios carry the field
+            del data["reference"]
         return json.dumps(data, default=str)
 
     @classmethod

@@ -191,6 +191,18 @@ def _throughput(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
         ])
     ref = specs[0]
     summaries = []
+    for spec in specs:  # the suite's time exponent: a t-interval fit over the longer lengths
+        ns = [n for n in seq_lens if (spec["label"], n) in fwd][-4:]
+        if len(ns) < 3:
+            continue
+        slope, se = _fit_slope(ns, [fwd[(spec["label"], n)] for n in ns])
+        cell = Cell("throughput", spec["name"], spec["options"],
+                    {"kind": "exponent", "pass": "forward", "batch": BATCH}, spec["label"])
+        t = 4.30 if len(ns) == 3 else 3.18  # t quantiles, 1 and 2 degrees of freedom
+        summaries.append(_rec(cell, "time_exponent", value=slope, unit="exponent",
+                              higher_is_better=False, stderr=se, ci_low=slope - t * se,
+                              ci_high=slope + t * se, interval="ci95", n=len(ns),
+                              ci_method="ols_t"))
     for spec in specs[1:]:
         common = [n for n in seq_lens if (spec["label"], n) in fwd and (ref["label"], n) in fwd]
         faster = [n for n in common if fwd[(spec["label"], n)] < fwd[(ref["label"], n)]]
@@ -240,7 +252,7 @@ def _memory(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
             summaries += [
                 _rec(cell, "memory_exponent", value=slope, unit="exponent",
                      higher_is_better=False, stderr=se, ci_low=slope - 2.57 * se,
-                     ci_high=slope + 2.57 * se, interval="ci95", n=len(ns)),
+                     ci_high=slope + 2.57 * se, interval="ci95", n=len(ns), ci_method="ols_t"),
                 _rec(cell, "claimed_exponent", value=claim, unit="exponent"),
                 _rec(cell, "exponent_matches_claim", value=1.0 if matches else 0.0, unit="bool"),
                 _rec(cell, "max_seq_len_under_budget", value=max(ns) if ns else None,

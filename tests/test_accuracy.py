@@ -292,6 +292,9 @@ def test_summary_means_t_interval_and_paired_comparison(tmp_path):
     assert mean.stderr == pytest.approx(np.std(f1s, ddof=1) / math.sqrt(3))
     assert (mean.ci_low, mean.ci_high) == pytest.approx((np.mean(f1s) - half, np.mean(f1s) + half))
     assert by[("standard", "train_time_s_mean")].value == pytest.approx(2.0)
+    for label in ("standard", "linear"):  # every mean over seeds names its interval method
+        for metric in ("macro_f1_mean", "accuracy_mean", "train_time_s_mean"):
+            assert (by[(label, metric)].interval, by[(label, metric)].ci_method) == ("ci95", "t")
     assert by[("linear", "n_params_ratio_vs_standard")].value == pytest.approx(0.9)
     diff = by[("linear", "macro_f1_diff_vs_standard")]
     expected = np.mean([f1_score(y, a, average="macro") - f1_score(y, b, average="macro")

@@ -540,3 +540,21 @@ def test_nan_stays_in_its_batch_head_slice(causal, n_hashes):
     keep[1, 0] = False
     assert torch.equal(out[keep], base[keep])
     assert not bool(out[keep].isnan().any())
+
+
+def test_rotations_are_drawn_on_the_cpu_generator_for_every_device(monkeypatch):
+    """A CUDA generator draws other numbers for the same seed: rotations must come from the CPU
+    generator and then move, so lsh hashes alike on every device (checked here by the device the
+    generator is made on, since this machine may have no GPU)."""
+    made = []
+    real = torch.Generator
+
+    def spy(device="cpu"):
+        made.append(str(device))
+        return real(device="cpu")
+
+    monkeypatch.setattr(torch, "Generator", spy)
+    attn = get_attention("lsh", seed=3)
+    rot = attn.rotations(2, 8, 4, torch.device("meta"), torch.float32)
+    assert made == ["cpu"], f"rotations drew on a {made} generator"
+    assert rot.device.type == "meta" and rot.shape == (2, attn.n_hashes, 8, 2)

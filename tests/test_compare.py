@@ -355,6 +355,25 @@ def test_ratio_must_agree_and_decides_under_drift() -> None:
     assert row.status == "inconclusive" and "no ratio" in row.note
 
 
+def _against(records: list[Record], reference: str | None) -> list[Record]:
+    return [replace(r, reference=reference) if r.metric.endswith(
+        "_speed_vs_reference") else r for r in records]
+
+
+def test_ratios_against_different_references_do_not_decide() -> None:
+    base = _against(_cell(10.0, 2.0, 50.0), "standard")
+    # the same reference (or one run that did not record it): the ratio says machine drift
+    for reference in ("standard", None):
+        row = _status(base, _against(_cell(15.0, 2.0, 48.0, seed=7), reference))
+        assert row.status == "unchanged" and "machine drift" in row.note
+    # timed beside another attention, the same ratio means nothing: the absolute time decides
+    other = _against(_cell(15.0, 2.0, 48.0, seed=7), "linear")
+    assert _status(base, other).status == "regression"
+    row = _status(base, other, "forward_speed_vs_reference")
+    assert row.status == "informational"
+    assert row.note == "side-by-side reference changed (standard -> linear): not comparable"
+
+
 def test_noisy_evidence_is_inconclusive_never_a_regression() -> None:
     busy = "other processes used 1.00 of 2 cores"
     base = _cell(10.0, 2.0, 50.0)

@@ -1,5 +1,6 @@
 """Statistics helpers checked against scipy references and known values."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -285,3 +286,22 @@ def test_exponent_verdict_treats_claims_as_upper_bounds(exponents, claimed, verd
     assert got == verdict, reason
     assert exponent_verdict(fit_power_law([10, 100], [1.0, 10.0]), 1.0, 0.2)[0] == \
         "inconclusive"
+
+
+def test_exact_power_law_fit_collapses_its_interval():
+    """Identical peaks fit exactly (zero residual error): the interval is the point estimate,
+    never nan, and the verdict judges it (a constant against O(N) is constant-dominated)."""
+    n = [256, 512, 1024, 2048]
+    flat = fit_power_law(n, [100.0] * 4)
+    assert (flat.exponent, flat.stderr, flat.ci_low, flat.ci_high) == (0.0, 0.0, 0.0, 0.0)
+    assert (flat.estimate().method, flat.r2) == ("ols_t", 1.0)
+    verdict, reason = exponent_verdict(flat, 1.0, 0.3)
+    assert verdict == "constant_dominated" and "nan" not in reason.lower()
+    exact = fit_power_law(n, [float(x) ** 2 for x in n])  # exact in y, not in log(y) rounding
+    assert exact.ci_low == pytest.approx(2.0) and exact.ci_high == pytest.approx(2.0)
+    assert exponent_verdict(exact, 1.0, 0.3)[0] == "violated"
+    # a fit whose interval is still not finite is inconclusive, and the reason says why
+    broken = dataclasses.replace(flat, ci_low=math.nan, ci_high=math.nan)
+    verdict, reason = exponent_verdict(broken, 1.0, 0.3)
+    assert verdict == "inconclusive" and "no finite interval" in reason
+    assert "nan" not in reason.lower()

@@ -23,7 +23,6 @@ from harness.report import (
     write_report,
 )
 from harness.report._common import attention_colors, format_uncertainty, format_value
-from harness.report.sections.throughput import loglog_slope as _loglog_slope
 from harness.run.store import (
     Record,
     ResultsStore,
@@ -231,15 +230,6 @@ def test_build_summary_without_meta(full_run: Path) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def test_loglog_slope_recovers_exponents() -> None:
-    ns = [256, 512, 1024, 2048, 4096, 8192]
-    for p in (1.0, 2.0, 1.5):
-        slope, se, n = _loglog_slope([(x, 3.0 * x**p) for x in ns])  # type: ignore[misc]
-        assert slope == pytest.approx(p, abs=1e-9) and se == pytest.approx(0, abs=1e-9)
-        assert n == 3  # the longer half of 6 lengths
-    assert _loglog_slope([(1, 1), (2, 2)]) is None
 
 
 def test_format_helpers() -> None:
@@ -610,3 +600,15 @@ def test_sort_script_orders_rows_by_value(page: str, tmp_path: Path) -> None:
     out = subprocess.run(["node", str(tmp_path / "t.js")], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["d,b,a,c", "a,b,d,c", "a,b,c,d"]
+
+
+def test_throughput_exponents_are_the_suites_records(full_run: Path, page: str) -> None:
+    """The table shows each attention's stored ``time_exponent`` (with its interval and method),
+    not a fit of its own."""
+    section = _section(page, "throughput", "memory")
+    exps = {r.label: r for r in read_records(full_run) if r.metric == "time_exponent"}
+    assert exps and "fitted slope" not in section and "slope " not in section
+    for label, r in exps.items():
+        row = next(x for x in re.findall(r"<tr>.*?</tr>", section, re.S)
+                   if f'<span class="label">{label}</span>' in x)
+        assert f'data-sort="{r.value}"' in row and "(ols_t)" in row, label

@@ -621,9 +621,60 @@ def test_throughput_records_carry_samples_reference_ratio_and_load(tmp_path):
     assert fwd.load["threads"] == 1 and "others_cores" in fwd.load
     ratio = recs[("linear", "forward_speed_vs_reference")]
     assert ratio.unit == "x" and len(ratio.samples) == fwd.n and ratio.higher_is_better
+    assert ratio.reference == "standard"  # the run's reference, named on the ratio
+    assert fwd.reference is None and '"reference"' not in fwd.to_json()
     gflops = recs[("standard", "calibration_gflops")]
     assert gflops.value > 0 and gflops.higher_is_better is None
     meta = read_run(outcome.run_dir)
     assert meta["schema_version"] == 2
     assert meta["compare_rules"]["throughput"]["reference_metrics"]["forward_ms"] == \
         "forward_speed_vs_reference"
+
+
+def test_throughput_times_each_cell_beside_the_runs_reference(tmp_path):
+    """The profile's ``reference`` is the attention each cell is timed beside; ``standard``
+    (sdpa) stands in when the run has none or when its reference rejects the shape."""
+    from harness.suites import throughput
+    from harness.suites.base import AttentionSpec
+
+    linear = AttentionSpec("linear", {}, "linear")
+    lsh = AttentionSpec("lsh", {}, "lsh")
+    cell = AttentionSpec("standard", {}, "standard").cell("throughput", {"seq_len": 32})
+    built: list[str] = []
+
+    def build(spec: AttentionSpec) -> dict:
+        built.append(spec.label)
+
+        def forward() -> None:
+            if spec.name == "lsh":
+                raise ValueError("lsh: sequence shorter than 2 * bucket_size * n_hashes")
+
+        return {"forward": forward}
+
+    def beside(ctx: RunContext, of=cell) -> tuple[str, bool]:
+        built.clear()
+        spec, fns = throughput._beside(of, ctx, build, "forward")
+        return spec.label, fns is not None
+
+    assert beside(RunContext(reference="linear", reference_spec=linear)) == ("linear", True)
+    assert built == ["linear"]
+    assert beside(RunContext()) == ("standard", False)  # standard (sdpa) is the reference
+    assert beside(RunContext(reference=None)) == ("standard", False)
+    # the run's reference cannot run this shape: standard (sdpa), and the record says so
+    assert beside(RunContext(reference="lsh", reference_spec=lsh)) == ("standard", False)
+    assert built == ["lsh"]
+    # the reference itself: the calibration matmul stands in
+    mine = linear.cell("throughput", {"seq_len": 32})
+    assert beside(RunContext(reference="linear", reference_spec=linear), mine) == \
+        ("linear", False)
+    # a whole run: every ratio names the profile's reference
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "standard"}, {"name": "linear"}]
+    data["reference"] = "linear"
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32],
+                                     "passes": ["forward"], "model": None}}
+    outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                        argv=["t"])
+    ratios = {r.label: r.reference for r in outcome.records
+              if r.metric == "forward_speed_vs_reference"}
+    assert ratios == {"standard": "linear", "linear": "linear"}

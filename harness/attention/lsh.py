@@ -485,14 +485,16 @@ class LSHAttention(Attention):
     ) -> Tensor:
         """The random rotations, shape (heads, n_hashes, head_dim, n_buckets // 2).
 
-        Drawn in float32 from a ``torch.Generator`` on ``device`` seeded with ``seed``, then cast
-        to ``dtype``, so all dtypes hash with the same matrix. Hashing uses float32 for 16-bit
+        Drawn in float32 from a CPU ``torch.Generator`` seeded with ``seed``, then moved to
+        ``device`` and cast to ``dtype``, so every device and dtype hashes with the same matrix
+        (a CUDA generator draws other numbers for the same seed). Hashing uses float32 for 16-bit
         inputs (see :func:`hash_dtype`).
         """
-        gen = torch.Generator(device=device)
+        gen = torch.Generator(device="cpu")
         gen.manual_seed(self.seed)
         shape = (heads, self.n_hashes, head_dim, n_buckets // 2)
-        return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
+        drawn = torch.randn(shape, generator=gen, dtype=torch.float32)
+        return drawn.to(device=device, dtype=dtype)
 
     def buckets(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """Bucket ids of ``x`` (batch, heads, N, head_dim): int64 (batch, heads, n_hashes, N).

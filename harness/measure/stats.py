@@ -561,6 +561,11 @@ def fit_power_law(n: Any, y: Any, confidence: float = 0.95) -> PowerFit:
     if k <= 2:
         return PowerFit(slope, None, intercept, r2, k, confidence=confidence)
     stderr = float(res.stderr)
+    if not math.isfinite(stderr):
+        # linregress leaves the slope's error undefined when log(y) is constant (identical
+        # peaks): the fit is exact, so the interval collapses to the point estimate
+        resid = ly - (intercept + slope * lx)
+        stderr = math.sqrt(float(resid @ resid) / (k - 2) / float(((lx - lx.mean()) ** 2).sum()))
     half = float(_sps.t.ppf(0.5 + confidence / 2.0, df=k - 2)) * stderr
     return PowerFit(slope, stderr, intercept, r2, k, slope - half, slope + half, confidence)
 
@@ -586,6 +591,9 @@ def exponent_verdict(fit: PowerFit, claimed: float, tolerance: float) -> tuple[s
     if hi is None or lo is None:
         return "inconclusive", (f"exponent {fit.exponent:.2f} from {fit.n_points} lengths has no"
                                 " interval; fit at least 3 lengths")
+    if not all(math.isfinite(x) for x in (fit.exponent, lo, hi)):
+        return "inconclusive", (f"the exponent fitted from {fit.n_points} lengths has no finite"
+                                " interval (a degenerate fit); measure lengths whose values differ")
     span = f"{fit.exponent:.2f} [{lo:.2f}, {hi:.2f}] ({level}, t, {fit.n_points} lengths)"
     if hi <= limit:
         if hi < claimed - tolerance:

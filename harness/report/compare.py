@@ -323,6 +323,9 @@ def _classify(base: Record, new: Record, threshold: float, atol: float, *, alpha
     if bv is not None and nv is not None and bv != nv:
         return {"status": "informational", "higher_is_better": hib,
                 "note": f"method changed (suite_version {bv} -> {nv}): not comparable"}
+    if _references_differ(base, new):
+        return {"status": "informational", "higher_is_better": hib, "note": "side-by-side"
+                f" reference changed ({base.reference} -> {new.reference}): not comparable"}
     if hib is None or base.higher_is_better != hib:
         note = "no direction" if base.higher_is_better == hib else \
             "direction differs between runs"
@@ -491,7 +494,8 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
             ratio = None
             if ratio_metric:
                 rb, rn = _partner(b_index, key, ratio_metric), _partner(n_index, key, ratio_metric)
-                if rb is not None and rn is not None and rb.status == rn.status == "ok":
+                if rb is not None and rn is not None and rb.status == rn.status == "ok" and \
+                        not _references_differ(rb, rn):
                     ratio = (rb, rn)
             drift = _calibration_drift(_partner(b_index, key, CALIBRATION),
                                        _partner(n_index, key, CALIBRATION))
@@ -510,6 +514,12 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
         rows.append(row)
     rows.sort(key=_sort_key)
     return rows, warnings
+
+
+def _references_differ(base: Record, new: Record) -> bool:
+    """Whether two side-by-side ratios were timed against different attentions (then the ratio
+    cannot decide; a run that did not record its reference is taken to match)."""
+    return None not in (base.reference, new.reference) and base.reference != new.reference
 
 
 def _check_number(name: str, value: float) -> None:

@@ -27,7 +27,8 @@ from harness.report._common import (
     render,
     run_header,
 )
-from harness.report.sections import renderer
+from harness.report.sections import interval_cell, renderer
+from harness.report.sections.accuracy import is_baseline
 from harness.report.view import HIDDEN_PARAMS, HeadlineRow, RunView, Section, seed_key
 from harness.run.store import Record, canonical_json, read_records, read_run, resolve_run_dir
 
@@ -179,6 +180,8 @@ def _verdict(view: RunView, sections: list[Section],
     glances = [s.glance for s in sections if s.glance is not None]
     cards = []
     for label in view.labels:
+        if is_baseline(view, label):
+            continue  # the no-attention ablation: a baseline row of its section, not an attention
         mine = [p for p in problems if p["label"] == label]
         counts = {s: sum(p["status"] == s for p in mine) for s in STATUS_ORDER[:3]}
         cards.append({"label": label, "color": view.color(label),
@@ -237,7 +240,7 @@ def _all_records(view: RunView) -> list[dict[str, Any]]:
         recs = [r for r in view.records if r.suite == suite]
         out.append({"suite": suite, "count": len(recs), "rows": [
             {"label": label_of(r), "metric": r.metric, "params": format_params(r.params),
-             "cell": view.cell(r)} for r in recs]})
+             "cell": interval_cell(view, r)} for r in recs]})
     return out
 
 

@@ -133,7 +133,8 @@ def _context(profile: Profile, run_dir: Path, device: str) -> RunContext:
         seeds=tuple(profile.seeds),
         data=profile.data,
         predictions=profile.predictions,
-        reference=profile.reference_label(),
+        reference=(reference := profile.reference_label()),
+        reference_spec=next((s for s in profile.attention_specs() if s.label == reference), None),
     )
 
 

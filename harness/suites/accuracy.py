@@ -667,7 +667,7 @@ class AccuracySuite(Suite):
                       metric=metric, label=first.label or first.attention, **kwargs)
 
     def _means(self, task_key: str, by_metric: dict[str, list[Record]]) -> list[Record]:
-        from harness.measure.stats import summarize
+        from harness.measure.stats import t_interval
 
         out = []
         for metric, unit, hib in (("macro_f1", "f1", True), ("accuracy", "fraction", True),
@@ -675,12 +675,10 @@ class AccuracySuite(Suite):
             rows = sorted(by_metric.get(metric, []), key=lambda r: r.params["seed"])
             if not rows:
                 continue
-            s = summarize([r.value for r in rows])
+            est = t_interval([r.value for r in rows])  # ci_method "t": Student-t over seeds
             out.append(self._summary_record(
-                rows[0], task_key, f"{metric}_mean", value=s["mean"], unit=unit,
-                higher_is_better=hib, stderr=s["stderr"], ci_low=s["ci_low"],
-                ci_high=s["ci_high"], interval="ci95" if s["ci_low"] is not None else None,
-                n=s["n"]))
+                rows[0], task_key, f"{metric}_mean", unit=unit, higher_is_better=hib,
+                **est.record_fields()))
         return out
 
     def _load_artifact(self, ctx: RunContext, cell_id: str | None) -> dict[str, Any] | None:

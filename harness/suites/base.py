@@ -180,6 +180,9 @@ class RunContext:
     inputs: dict[str, list[Record]] = field(default_factory=dict)
     #: The label of the reference attention every suite compares with (profile ``reference``).
     reference: str | None = "standard"
+    #: The reference attention's spec, for suites that run it beside each cell (throughput's
+    #: side-by-side timing); None: not known here (the suite uses its own fallback).
+    reference_spec: AttentionSpec | None = None
 
     def is_reference(self, label: str | None) -> bool:
         """Whether an attention label (``record.label or record.attention``) is the reference."""

@@ -2,8 +2,10 @@
 
 Every timed pass runs three callables side by side, round by round
 (``harness.measure.timing.time_interleaved``): the measured attention (or model), the reference
-at the same shape (``standard`` with the ``sdpa`` backend; for the reference itself, the
-calibration matmul), and the calibration matmul. Each cell records the absolute times with their
+at the same shape (the run's ``reference`` attention, else ``standard`` with the ``sdpa``
+backend, also where the run's reference cannot run the shape; for the reference itself, the
+calibration matmul), and the calibration matmul; each ratio record names its reference
+(``reference``). Each cell records the absolute times with their
 raw per-round samples, ``<pass>_speed_vs_reference`` (per-round reference time / measured time:
 a ratio in which the machine's drift cancels), ``calibration_gflops`` (how fast the machine
 was), and the machine's load while it measured (``load``; ``noisy`` names a busy machine).
@@ -37,17 +39,25 @@ __all__ = [
     "attention_inputs",
     "growing_tail",
     "is_reference",
+    "side_reference",
 ]
 
-#: The reference every throughput cell is timed against, side by side.
+#: The side-by-side reference when the run names none (or its own cannot run a shape).
 REFERENCE = AttentionSpec("standard", {"backend": "sdpa"}, "standard")
 
 
-def is_reference(name: str, options: dict) -> bool:
-    """Whether an attention configuration is the reference itself (then the calibration matmul
+def side_reference(ctx: RunContext) -> AttentionSpec:
+    """The attention every cell is timed against side by side: the run's reference (profile
+    ``reference``) when the context has its spec, else :data:`REFERENCE`."""
+    spec = ctx.reference_spec
+    return spec if spec is not None and ctx.is_reference(spec.label) else REFERENCE
+
+
+def is_reference(name: str, options: dict, reference: AttentionSpec = REFERENCE) -> bool:
+    """Whether an attention configuration is ``reference`` itself (then the calibration matmul
     stands in as its side-by-side reference)."""
-    return name == REFERENCE.name and {**REFERENCE.resolved_options, **options} == \
-        REFERENCE.resolved_options
+    resolved = reference.resolved_options
+    return name == reference.name and {**resolved, **options} == resolved
 
 Pass = Literal["forward", "backward", "fwd_bwd"]
 
@@ -161,15 +171,33 @@ def _rate(cell: Cell, metric: str, timing: InterleavedTiming, work: float, unit:
     )
 
 
-def _speed_vs_reference(cell: Cell, metric: str, timing: InterleavedTiming) -> Record:
+def _speed_vs_reference(cell: Cell, metric: str, timing: InterleavedTiming,
+                        reference: AttentionSpec) -> Record:
     """Per-round reference time / measured time: > 1 means faster than the reference."""
     ratios = timing.ratio("reference", "measured")
     summary = median_iqr(ratios)
     return Record.for_cell(
         cell, metric, value=summary["median"], ci_low=summary["q1"], ci_high=summary["q3"],
         interval="iqr", n=len(ratios), unit="x", higher_is_better=True, samples=_sig(ratios),
-        **_side_fields(timing),
+        reference=reference.label, **_side_fields(timing),
     )
+
+
+def _beside(cell: Cell, ctx: RunContext, build, probe: str):
+    """The side-by-side reference of ``cell`` and its callables (``build(spec)``; None for the
+    reference itself): the run's reference, else :data:`REFERENCE` where the run's one rejects
+    this shape (``build(spec)[probe]`` raises ValueError on a first call)."""
+    spec = side_reference(ctx)
+    if is_reference(cell.attention, cell.options, spec):
+        return spec, None
+    fns = build(spec)
+    if spec is not REFERENCE:
+        try:
+            fns[probe]()
+        except ValueError:  # e.g. lsh at a length shorter than its buckets allow
+            spec = REFERENCE
+            fns = None if is_reference(cell.attention, cell.options) else build(spec)
+    return spec, fns
 
 
 def _calibration(cell: Cell, timings: list[InterleavedTiming], flops: float) -> Record:
@@ -329,7 +357,7 @@ class ThroughputSuite(Suite):
 
         spec = AttentionSpec(cell.attention, cell.options, cell.label)
         mine = passes(spec)
-        ref = None if is_reference(cell.attention, cell.options) else passes(REFERENCE)
+        side, ref = _beside(cell, ctx, passes, "forward")
         records: list[Record] = []
         timings: list[InterleavedTiming] = []
         for name in ("forward", "backward", "fwd_bwd"):
@@ -343,7 +371,7 @@ class ThroughputSuite(Suite):
             records.append(_metric(cell, f"{name}_ms", t, 1e3, "ms", False))
             if name != "backward":
                 records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens, "tokens/s"))
-            records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t))
+            records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t, side))
             del fn, ref_fn
         if timings:
             records.append(_calibration(cell, timings, flops))
@@ -391,22 +419,23 @@ class ThroughputSuite(Suite):
         calibration, flops = calibration_kernel(ctx.device)
         timer = self._timer(params, ctx, calibration)
         train, infer = steps(AttentionSpec(cell.attention, cell.options, cell.label))
-        ref_train, ref_infer = (None, None) if is_reference(cell.attention, cell.options) \
-            else steps(REFERENCE)
+        side, ref = _beside(cell, ctx, lambda spec: dict(zip(("train", "infer"), steps(spec),
+                                                            strict=True)), "infer")
+        ref_train, ref_infer = (ref["train"], ref["infer"]) if ref else (None, None)
         t_train = timer(train, ref_train, f"{cell.label} model train step N={n}")
         t_inf = timer(infer, ref_infer, f"{cell.label} model inference N={n}")
         return [
             _rate(cell, "train_steps_per_s", t_train, 1.0, "steps/s"),
-            _speed_vs_reference(cell, "train_step_speed_vs_reference", t_train),
+            _speed_vs_reference(cell, "train_step_speed_vs_reference", t_train, side),
             _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch), "tokens/s"),
-            _speed_vs_reference(cell, "inference_speed_vs_reference", t_inf),
+            _speed_vs_reference(cell, "inference_speed_vs_reference", t_inf, side),
             _calibration(cell, [t_train, t_inf], flops),
         ]
 
     def summarize(
         self, records: list[Record], params: ThroughputParams, ctx: RunContext
     ) -> list[Record]:
-        """Time exponents per attention and pass, and the crossover length vs standard."""
+        """Time exponents per attention and pass, and the crossover length vs the reference."""
         return self._exponents(records, params) + self._crossover(records, ctx)
 
     def _exponents(self, records: list[Record], params: ThroughputParams) -> list[Record]:
@@ -484,6 +513,7 @@ class ThroughputSuite(Suite):
                 metric="crossover_seq_len",
                 value=crossover, unit="tokens", higher_is_better=False, n=len(pairs),
                 label=label,
-                error=None if crossover is not None else "never faster than standard in range",
+                error=None if crossover is not None else
+                f"never faster than {ctx.reference} in range",
             ))
         return out

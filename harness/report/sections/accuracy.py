@@ -1,12 +1,22 @@
-"""The accuracy section: macro-F1 per task and attention, paired differences to the reference."""
+"""The accuracy section: macro-F1 per task and attention, paired differences to the reference.
+
+No verdict without signal: a task whose ``task_signal`` is 0 gets a "no signal" banner with the
+record's reason, and its comparisons (``status: skipped``, ``error`` starting ``no_signal``) are
+greyed out and never findings. ``chance_macro_f1`` (the best label-blind guess) is shown per
+task with its interval. The no-attention baseline (attention ``none``, ``params.ablation:
+no_token_mixing``) is a baseline row per task, not an attention: it gets no at-a-glance cell and
+no finding; ``macro_f1_gain_vs_no_attention`` says what each attention's token mixing adds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from harness.report import plots
 from harness.report._common import format_params, label_of
+from harness.report.sections import interval_cell
 from harness.report.view import (
     HIDDEN_PARAMS,
     Glance,
@@ -21,16 +31,62 @@ from harness.run.store import Record
 
 __all__ = ["render"]
 
+#: The no-attention baseline's attention name (an ablation row, not a registry attention).
+BASELINE = "none"
+
+
+def is_baseline(view: RunView, label: str) -> bool:
+    """Whether ``label`` is the no-attention baseline row rather than an attention."""
+    return view.attention_of.get(label) == BASELINE
+
+
+def no_signal(r: Record | None) -> bool:
+    """A comparison the suite withheld because its task did not learn (not a finding)."""
+    return r is not None and r.status == "skipped" and (r.error or "").startswith("no_signal")
+
+
+def _comparison_cell(view: RunView, r: Record | None) -> dict[str, Any]:
+    """A comparison's cell; a no-signal one keeps its value (greyed out, reason on hover)."""
+    if not no_signal(r):
+        return interval_cell(view, r)
+    assert r is not None
+    shown = replace(r, status="ok", error=None)
+    cell = interval_cell(view, shown)
+    cell.update(status="no_signal", sort=None, no_signal=True,
+                error=f"{r.error}; {cell['error']}" if cell["error"] else str(r.error))
+    return cell
+
+
+def _tasks(view: RunView, records: list[Record], tasks: list[str]) -> list[dict[str, Any]]:
+    """Per task: the chance level (with its interval) and whether the task carries signal."""
+    out = []
+    for task in tasks:
+        mine = [r for r in records if str(r.params.get("task", "")) == task
+                and "seed" not in r.params]
+        chance = next((r for r in mine if r.metric == "chance_macro_f1"), None)
+        signal = next((r for r in mine if r.metric == "task_signal"), None)
+        if chance is None and signal is None:
+            continue
+        out.append({
+            "task": task, "chance": interval_cell(view, chance),
+            "signal": None if signal is None or signal.status != "ok" or signal.value is None
+            else signal.value >= 0.5,
+            "why": (signal.error or "").removeprefix("no_signal:").strip()
+            if signal is not None else "",
+            "unknown": signal is not None and signal.status != "ok",
+        })
+    return out
+
 
 def _mean_cell(view: RunView, mean: Record | None, seeds: Sequence[Record]) -> dict[str, Any]:
     """A mean over seeds; from one seed (no t-interval), that seed's interval over test
     examples instead, so that the figure still carries its uncertainty."""
     ok = [r for r in seeds if r.status == "ok" and r.value is not None]
     if len(ok) == 1 and (mean is None or mean.ci_low is None) and ok[0].ci_low is not None:
-        cell = view.cell(ok[0])
+        cell = interval_cell(view, ok[0])
         cell["unc"] = f"{cell['unc']} (1 seed; over test examples)"
         return cell
-    return view.cell(mean)
+    return interval_cell(view, mean)
 
 
 def render(view: RunView) -> Section | None:
@@ -55,7 +111,8 @@ def render(view: RunView) -> Section | None:
         return summaries.get((label, task, metric))
 
     series, rows, with_dots = [], [], False
-    for label in view.labels:
+    baselines = [lb for lb in view.labels if is_baseline(view, lb)]
+    for label in [lb for lb in view.labels if lb not in baselines] + baselines:
         bars = {}
         for task in tasks:
             mine = [r for r in records if label_of(r) == label
@@ -76,16 +133,20 @@ def render(view: RunView) -> Section | None:
             if not seeds and mean is None:
                 continue
             diff = find(label, task, "macro_f1_diff_vs_standard")
+            gain = find(label, task, "macro_f1_gain_vs_no_attention")
             rows.append({
                 "task": task, "label": label, "color": view.color(label),
-                "reference": label == view.reference,
+                "reference": label == view.reference, "baseline": label in baselines,
                 "f1": _mean_cell(view, mean, seeds),
                 "acc": _mean_cell(view, find(label, task, "accuracy_mean"),
                                   [r for r in mine if r.metric == "accuracy"]),
-                "diff": view.cell(diff), "p": view.cell(find(label, task, "paired_p_value")),
-                "diff_tone": diff_tone(diff, higher_is_better=True),
-                "fidelity": view.cell(find(label, task, "fidelity_rel_error")),
-                "swap": view.cell(find(label, task, "swap_macro_f1")),
+                "diff": _comparison_cell(view, diff),
+                "p": _comparison_cell(view, find(label, task, "paired_p_value")),
+                "diff_tone": "" if no_signal(diff) else diff_tone(diff, higher_is_better=True),
+                "gain": _comparison_cell(view, gain),
+                "gain_tone": "" if no_signal(gain) else diff_tone(gain, higher_is_better=True),
+                "fidelity": interval_cell(view, find(label, task, "fidelity_rel_error")),
+                "swap": interval_cell(view, find(label, task, "swap_macro_f1")),
                 "seeds_ok": len(ok),
                 "seeds_failed": sum(r.status in ("error", "oom") for r in seeds),
                 "seeds_skipped": sum(r.status == "skipped" for r in seeds),
@@ -100,7 +161,8 @@ def render(view: RunView) -> Section | None:
         x_label="task", y_min=0.0, y_max=1.0, width=900)) if series else None
     rows.sort(key=lambda r: tasks.index(r["task"]))
     html = view.template("sections/accuracy.html", chart=bar_chart, rows=rows,
-                         skipped=skipped)
+                         skipped=skipped, tasks=_tasks(view, records, tasks),
+                         has_gain=any(r["gain"]["status"] != "missing" for r in rows))
     glance, findings = _glance(view, rows)
     return Section("accuracy", "Accuracy", html, findings, glance, _headline(view, records))
 
@@ -110,14 +172,15 @@ def _glance(view: RunView, rows: list[dict[str, Any]]) -> tuple[Glance, list[tup
     glance = Glance("macro-F1 per task", f"Δ vs {ref}")
     findings = []
     for label in view.labels:
-        mine = [r for r in rows if r["label"] == label]
+        mine = [r for r in rows if r["label"] == label and not r["baseline"]]
         if not mine:
             continue
         parts = []
         for r in mine:
             delta = not r["reference"] and r["diff"]["status"] == "ok"
             parts.append(f"{r['task']} {r['f1']['text']}" +
-                         (f" (Δ {r['diff']['text']})" if delta else ""))
+                         (f" (Δ {r['diff']['text']})" if delta else "") +
+                         (" (no signal)" if r["diff"].get("no_signal") else ""))
         worse = [r for r in mine if r["diff_tone"] == "bad"]
         glance.cells[label] = GlanceCell("; ".join(parts), tone="warn" if worse else "")
         if worse:

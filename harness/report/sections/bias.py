@@ -17,6 +17,7 @@ from markupsafe import Markup
 from harness.report import plots
 from harness.report._common import format_params, format_value, label_of
 from harness.report.probes import probe_set_part
+from harness.report.sections import interval_cell, method_text
 from harness.report.view import (
     Glance,
     GlanceCell,
@@ -53,6 +54,10 @@ _SHORT = {
 }
 
 
+#: The profile's ``multiplicity`` methods in words.
+_MULTIPLICITY = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "unadjusted"}
+
+
 def _strength(r: Record) -> float | None:
     value = r.params.get("strength")
     return float(value) if isinstance(value, (int, float)) else None
@@ -75,6 +80,8 @@ class _Bias:
     strengths: list[float] = field(default_factory=list)
     strength: float | None = None
     margin: float | None = None
+    #: The profile's multiplicity control of the flags (``holm``, ``bh``, ``none``).
+    method: str | None = None
     seeds: list[int] = field(default_factory=list)
     by_metric: dict[str, list[Record]] = field(default_factory=dict)
 
@@ -97,6 +104,13 @@ class _Bias:
                             default=max(self.strengths, default=None))
         margin = self.view.suite_params("bias").get("min_increase")
         self.margin = float(margin) if isinstance(margin, (int, float)) else None
+        method = self.view.suite_params("bias").get("multiplicity")
+        self.method = str(method) if method else None
+
+    @property
+    def multiplicity(self) -> str:
+        """The multiplicity control in words (the profile's ``multiplicity``)."""
+        return _MULTIPLICITY.get(self.method or "", self.method or "adjusted")
 
     def find(self, metric: str | None, label: str | None = None, *, status: str | None = None,
              **params: Any) -> list[Record]:
@@ -180,16 +194,37 @@ def _flags(bias: _Bias, label: str) -> dict[str, Any]:
     With several seeds the flags of the ``seed: "all"`` summaries decide; the per-seed flags
     are counted apart (their intervals cover test sampling only).
     """
-    recs = [r for r in bias.find("significant_increase", label) if r.status == "ok"]
+    every = bias.find("significant_increase", label)
+    recs = [r for r in every if r.status == "ok"]
     chosen = decisive(recs)
     tested = [r for r in chosen if r.value is not None]
     raised = [r for r in tested if r.value >= 0.5]  # type: ignore[operator]
     counted = {id(r) for r in chosen}
     per_seed = [r for r in recs if id(r) not in counted and r.value is not None
                 and r.value >= 0.5]
+    skipped = list(dict.fromkeys(r.error or "(no reason given)" for r in every
+                                 if r.status == "skipped"))
     return {"tested": len(tested), "raised": raised, "per_seed": len(per_seed),
             "headline": any(bias.is_headline(r) for r in raised),
-            "pooled": any(r.params.get("seed") == "all" for r in chosen)}
+            "pooled": any(r.params.get("seed") == "all" for r in chosen),
+            "skipped": skipped}
+
+
+def _p_cells(bias: _Bias, label: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The raw and the adjusted p-value of one comparison (``params`` as its flag's), the
+    adjusted one with its family size (``n``) and the profile's multiplicity method."""
+    out = {}
+    for key, metric in (("p", "increase_p_value"), ("p_adj", "increase_p_adjusted")):
+        recs = decisive([r for r in bias.find(metric, label) if all(
+            r.params.get(k) == v for k, v in params.items())])
+        cell = bias.view.cell(recs[0]) if len(recs) == 1 else bias.view.seeds_cell(recs)
+        if key == "p_adj" and len(recs) == 1 and recs[0].n is not None:
+            cell["unc"] = f"{bias.multiplicity} over a family of {recs[0].n}"
+            cell["n"] = None
+        elif key == "p_adj" and recs:
+            cell["unc"] = f"{cell['unc']}; {bias.multiplicity}".lstrip("; ")
+        out[key] = cell
+    return out
 
 
 def _flag_rows(bias: _Bias,
@@ -205,9 +240,10 @@ def _flag_rows(bias: _Bias,
             diff = diffs.get((label, f"{metric}_diff_vs_standard", canonical_json(rest)))
             rows.append({"label": label, "color": bias.view.color(label),
                          "metric": bias.view.display('bias', metric), "where": bias.where(f),
-                         "diff": bias.view.cell(diff),
-                         "method": str(f.params.get("ci_method", "-")),
-                         "headline": bias.is_headline(f)})
+                         "diff": interval_cell(bias.view, diff),
+                         "method": method_text(str(f.params.get("ci_method") or "")) or "-",
+                         "headline": bias.is_headline(f),
+                         **_p_cells(bias, label, dict(f.params))})
     order = {label: i for i, label in enumerate(bias.view.labels)}
     rows.sort(key=lambda x: (order.get(x["label"], 99), not x["headline"], x["metric"],
                              x["where"]))
@@ -221,7 +257,7 @@ def _data(view: RunView) -> tuple[_Bias, dict[str, Any]] | None:
     bias = _Bias(view, records)
     labels = [lb for lb in view.labels if any(label_of(r) == lb for r in records)]
     flags = {lb: _flags(bias, lb) for lb in labels if lb != view.reference}
-    flags = {lb: f for lb, f in flags.items() if f["tested"] or f["per_seed"]}
+    flags = {lb: f for lb, f in flags.items() if f["tested"] or f["per_seed"] or f["skipped"]}
     rows = []
     for label in labels:
         dp = bias.headline(label)
@@ -229,6 +265,8 @@ def _data(view: RunView) -> tuple[_Bias, dict[str, Any]] | None:
             continue
         diff = bias.diff(label)
         info = flags.get(label)
+        tests = _p_cells(bias, label, {**diff[0].params, "metric": "demographic_parity_difference"}
+                         ) if len(diff) == 1 else {}
         rows.append({
             "label": label, "color": bias.view.color(label), "reference": label == view.reference,
             "accuracy": bias.view.seeds_cell(bias.find("accuracy", label, probe="controlled",
@@ -238,12 +276,14 @@ def _data(view: RunView) -> tuple[_Bias, dict[str, Any]] | None:
             "ratio": bias.view.seeds_cell(bias.headline(label, "demographic_parity_ratio")),
             "amp": bias.view.seeds_cell(bias.headline(label, "bias_amplification")),
             "assoc": bias.view.seeds_cell(bias.headline(label, "model_association")),
-            "diff": bias.view.seeds_cell(diff),
+            "diff": interval_cell(bias.view, diff[0]) if len(diff) == 1
+            else bias.view.seeds_cell(diff),
+            "p": tests.get("p"), "p_adj": tests.get("p_adj"),
             "diff_tone": diff_tone(diff[0], higher_is_better=False) if len(diff) == 1 else "",
             "method": str(diff[0].params.get("ci_method", "")) if diff else "",
             "flags": info,
-            "flag_tone": "" if info is None else "bad" if info["headline"] else
-            "warn" if info["raised"] else "good",
+            "flag_tone": "" if info is None or not info["tested"] else "bad"
+            if info["headline"] else "warn" if info["raised"] else "good",
         })
     data_assoc = bias.find("data_association", probe="controlled", axis=bias.axis,
                            strength=bias.strength, status="ok")
@@ -271,6 +311,9 @@ def _data(view: RunView) -> tuple[_Bias, dict[str, Any]] | None:
         "flag_rows": _flag_rows(bias, flags),
         "flags_tested": sum(f["tested"] for f in flags.values()),
         "flags_per_seed": sum(f["per_seed"] for f in flags.values()),
+        "flags_skipped": {lb: f["skipped"] for lb, f in flags.items() if f["skipped"]},
+        "multiplicity": bias.multiplicity if bias.method else None,
+        "alpha": bias.view.suite_params("bias").get("alpha"),
         "pooled": any(f["pooled"] for f in flags.values()),
         "charts": charts, "probe_charts": probes,
         "axes": _axes_table(bias, labels),
@@ -529,5 +572,5 @@ def _headline(bias: _Bias) -> list[HeadlineRow]:
         context = (f"{p.get('axis')} (planted {p['planted']}), strength {p.get('strength')}"
                    if p.get("probe") == "controlled" and "planted" in p else
                    format_params(p, ("seed", "kind", "config")))
-        out.append(HeadlineRow(r, context))
+        out.append(HeadlineRow(r, context, interval_cell(bias.view, r)))
     return out

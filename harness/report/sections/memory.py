@@ -1,4 +1,10 @@
-"""The memory section: peak memory vs length (log-log) per mode, fitted exponent vs the claim."""
+"""The memory section: peak memory vs length (log-log) per mode, fitted exponent vs the claim.
+
+A complexity claim is an upper bound: ``exponent_matches_claim`` is 1 when the exponent's upper
+95% bound is within it, 0 when the whole interval is above it, null when inconclusive (the reason
+in the record's ``error``). ``constant_dominated`` = 1 (much slower growth than claimed: fixed
+costs dominate at these lengths) is an informational note, not a caveat.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,14 @@ from typing import Any
 
 from harness.report import plots
 from harness.report._common import label_of
+from harness.report.sections import headline_rows, interval_cell
 from harness.report.view import Glance, GlanceCell, RunView, Section, chart, seq_len
 from harness.run.store import Record
 
 __all__ = ["render"]
 
 _SUMMARY = ("memory_exponent", "claimed_exponent", "exponent_matches_claim",
-            "max_seq_len_under_budget")
+            "constant_dominated", "max_seq_len_under_budget")
 
 
 def _bytes_tick(v: float) -> str:
@@ -67,17 +74,23 @@ def render(view: RunView) -> Section | None:
                 continue
             claim = summ(label, mode, "claimed_exponent")
             match = summ(label, mode, "exponent_matches_claim")
+            const = summ(label, mode, "constant_dominated")
             rows.append({
                 "label": label, "color": view.color(label), "mode": mode or "-",
-                "exponent": view.cell(exp), "claim": f"N^{claim.value:g}" if claim is not None
-                and claim.value is not None else "-",
+                "exponent": interval_cell(view, exp), "claim": f"N^{claim.value:g}"
+                if claim is not None and claim.value is not None else "-",
                 "complexity": view.capability(label, "memory_complexity") or "-",
                 "matches": None if match is None or match.value is None else match.value >= 0.5,
+                "inconclusive": match is not None and match.value is None,
+                "why": (match.error or "") if match is not None else "",
+                "constant": const is not None and const.status == "ok" and bool(const.value),
+                "constant_why": (const.error or "") if const is not None else "",
                 "budget": view.cell(summ(label, mode, "max_seq_len_under_budget")),
             })
-    html = view.template("sections/memory.html", charts=charts, rows=rows)
+    notes = [r for r in rows if r["constant"]]
+    html = view.template("sections/memory.html", charts=charts, rows=rows, notes=notes)
     glance, findings = _glance(view, rows)
-    return Section("memory", "Memory", html, findings, glance)
+    return Section("memory", "Memory", html, findings, glance, headline_rows(view, "memory"))
 
 
 def _glance(view: RunView, rows: list[dict[str, Any]]) -> tuple[Glance, list[tuple[str, str]]]:
@@ -89,13 +102,16 @@ def _glance(view: RunView, rows: list[dict[str, Any]]) -> tuple[Glance, list[tup
         if not mine:
             continue
         m = mine[0]
-        mark = " ✓" if m["matches"] else " ✗" if m["matches"] is False else ""
+        mark = " ✓" if m["matches"] else " ✗" if m["matches"] is False else \
+            " (inconclusive)" if m["inconclusive"] else ""
         tone = "good" if m["matches"] else "warn" if m["matches"] is False else ""
         glance.cells[label] = GlanceCell(
-            f"N^{m['exponent']['text']} vs claim {m['claim']}{mark} ({m['mode']})", tone=tone)
+            f"N^{m['exponent']['text']} vs claim ≤ {m['claim']}{mark} ({m['mode']})",
+            m["exponent"]["unc"], tone=tone)
         off = [r for r in mine if r["matches"] is False]
         if off:
-            fits = ", ".join(f"N^{r['exponent']['text']} ({r['mode']})" for r in off)
-            findings.append(("warn", f"{label}: memory grows as {fits}, not as the claimed "
-                                     f"{off[0]['claim']}."))
+            fits = ", ".join(f"N^{r['exponent']['text']} {r['exponent']['unc']} ({r['mode']})"
+                             for r in off)
+            findings.append(("warn", f"{label}: memory grows as {fits}: the whole interval "
+                                     f"lies above the claimed bound {off[0]['claim']}."))
     return glance, findings

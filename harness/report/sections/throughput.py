@@ -1,13 +1,19 @@
-"""The throughput section: time per call vs length (log-log), fitted slopes, full-model rates."""
+"""The throughput section: time per call vs length (log-log), time exponents, full-model rates.
+
+The time exponent is the suite's own ``time_exponent`` record (``params.kind: exponent``, per
+``pass`` and ``batch``; a t-interval from the fit over the lengths where time grows, the note in
+``error``); the report fits nothing itself. An exponent that is missing or skipped shows its
+reason, never a bare (possibly negative) slope.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from harness.report import plots
 from harness.report._common import format_params, label_of
+from harness.report.sections import interval_cell
 from harness.report.view import (
     Glance,
     GlanceCell,
@@ -19,11 +25,36 @@ from harness.report.view import (
 )
 from harness.run.store import Record
 
-__all__ = ["loglog_slope", "render"]
+__all__ = ["render"]
 
 
 def _is_layer(r: Record) -> bool:
+    """Attention-layer records and their summaries (time exponents, crossovers), which carry
+    the layer's batch size; not the full-model ones."""
     return r.params.get("kind", "attention") != "model"
+
+
+def _exponents(records: list[Record]) -> dict[tuple[str, str], Record]:
+    """The suite's ``time_exponent`` record per (label, pass), from the records shown."""
+    found: dict[tuple[str, str], Record] = {}
+    for r in records:
+        if r.metric == "time_exponent":
+            found.setdefault((label_of(r), str(r.params.get("pass", ""))), r)
+    return found
+
+
+def exponent_cell(view: RunView, r: Record | None) -> dict[str, Any]:
+    """A time exponent with its interval and note; a missing, skipped or negative one shows
+    why there is no exponent instead of a number."""
+    if r is None:
+        return {**view.cell(None), "note": ""}
+    if r.status == "ok" and r.value is not None and r.value < 0:  # never a bare negative slope
+        cell = view.cell(r)
+        return {**cell, "text": "no growth", "unc": "", "sort": None, "note": (
+            f"time falls with N over the fitted lengths ({view.value_text(r)}): "
+            "constant-dominated; measure longer inputs")}
+    cell = interval_cell(view, r)
+    return {**cell, "note": r.error or ""}
 
 
 def _records(view: RunView) -> list[Record]:
@@ -42,27 +73,6 @@ def _records(view: RunView) -> list[Record]:
     return [r for r in records if not _is_layer(r) or r.params.get("batch", chosen) == chosen]
 
 
-def loglog_slope(points: Sequence[tuple[float, float]]) -> tuple[float, float, int] | None:
-    """Slope (and its standard error) of log y vs log x over the longest half of the lengths.
-
-    Short lengths are dominated by fixed overheads, so the fit uses the upper half of the
-    measured lengths (at least 3 points); None with fewer than 3 positive points.
-    """
-    pts = sorted((x, y) for x, y in points if x > 0 and y > 0)
-    if len(pts) < 3:
-        return None
-    pts = pts[-max(3, math.ceil(len(pts) / 2)):]
-    lx, ly = [math.log(x) for x, _ in pts], [math.log(y) for _, y in pts]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    sxx = sum((a - mx) ** 2 for a in lx)
-    if sxx == 0:
-        return None
-    slope = sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sxx
-    res = [b - my - slope * (a - mx) for a, b in zip(lx, ly, strict=True)]
-    se = math.sqrt(sum(e * e for e in res) / max(len(pts) - 2, 1) / sxx)
-    return slope, se, len(pts)
-
-
 def _common_length(records: Iterable[Record]) -> float | None:
     """The longest seq_len at which every attention with a measurement has one."""
     by_label: dict[str, set[float]] = {}
@@ -76,8 +86,9 @@ def _common_length(records: Iterable[Record]) -> float | None:
     return max(common) if common else None
 
 
-def _charts(view: RunView, records: list[Record]) -> tuple[list, dict[str, Any]]:
-    charts, slopes = [], {}
+def _charts(view: RunView, records: list[Record],
+            exponents: dict[tuple[str, str], Record]) -> list:
+    charts = []
     batches = {r.params.get("batch") for r in records if r.metric == "forward_ms"}
     batch_note = f" (batch {batches.pop()})" if len(batches) == 1 else ""
     for metric in ("forward_ms", "fwd_bwd_ms"):
@@ -93,11 +104,9 @@ def _charts(view: RunView, records: list[Record]) -> tuple[list, dict[str, Any]]
             pts = [plots.Point(seq_len(r), r.value, r.ci_low, r.ci_high,  # type: ignore[arg-type]
                                view.tip(r, f"{label} N={seq_len(r):g}"))
                    for r in mine if r.status == "ok" and r.value is not None]
-            fit = loglog_slope([(p.x, p.y) for p in pts])
-            if metric == "forward_ms":
-                slopes[label] = fit
+            exp = exponent_cell(view, exponents.get((label, metric.removesuffix("_ms"))))
             claim = view.capability(label, "time_complexity")
-            legend = label + (f" · slope {fit[0]:.2f}" if fit else "")
+            legend = label + (f" · exponent {exp['text']}" if exp["status"] == "ok" else "")
             legend += f" (claim {claim})" if claim else ""
             series.append(plots.LineSeries(legend, view.color(label), pts, [
                 seq_len(r) for r in mine if r.status == "oom"]))  # type: ignore[misc]
@@ -106,7 +115,7 @@ def _charts(view: RunView, records: list[Record]) -> tuple[list, dict[str, Any]]
             series, title=f"{title[0].upper()}{title[1:]} vs sequence length{batch_note}",
             x_label="sequence length N (tokens, log scale)",
             y_label="time per call (ms, log scale)", x_format=plots.format_length)))
-    return charts, slopes
+    return charts
 
 
 def _headline(view: RunView, records: list[Record]) -> list[HeadlineRow]:
@@ -136,7 +145,8 @@ def render(view: RunView) -> Section | None:
     records = _records(view)
     if not records:
         return None
-    charts, slopes = _charts(view, records)
+    exponents = _exponents(records)
+    charts = _charts(view, records, exponents)
     fwd_ok = [r for r in records if r.metric == "forward_ms" and r.status == "ok"]
     common = _common_length(fwd_ok)
     rows = []
@@ -154,14 +164,13 @@ def render(view: RunView) -> Section | None:
 
         cross = [r for r in mine if r.metric == "crossover_seq_len"]
         fwd = at("forward_ms")
-        fit = slopes.get(label)
+        exp = exponent_cell(view, exponents.get((label, "forward")))
         failed = sorted({seq_len(r) for r in mine
                          if r.status == "oom" and seq_len(r) and _is_layer(r)})
         rows.append({
             "label": label, "color": view.color(label), "reference": label == view.reference,
             "claim": view.capability(label, "time_complexity") or "-",
-            "slope": f"{fit[0]:.2f} ± {fit[1]:.2f}" if fit else "-", "slope_sort":
-            fit[0] if fit else None, "slope_n": fit[2] if fit else None,
+            "exponent": exp,
             "forward": view.cell(fwd),
             "tokens": view.cell(at("forward_tokens_per_s")),
             "train": view.cell(at("train_steps_per_s")),
