@@ -503,3 +503,25 @@ def test_cli_exit_codes_and_compact_output(base: Path, tmp_path: Path) -> None:
 def test_cli_bad_threshold_exit_2(base: Path, bad: str) -> None:
     out = _cli(str(base), str(base), "--threshold", bad)
     assert out.exit_code == 2 and "--threshold" in out.output and "Traceback" not in out.output
+
+
+def test_derived_summary_without_uncertainty_never_decides() -> None:
+    """A crossover length jumps a whole grid step (512 -> 1024, +100%) on a small timing change
+    and has no uncertainty of its own: declared a summary, it is informational; the timings it
+    is derived from decide. Undeclared (or declared a measurement), the threshold rule stands."""
+    def crossover(value: float) -> Record:
+        return Record("throughput", "sparse", {}, {"kind": "crossover", "batch": 1},
+                      "crossover_seq_len", value=value, unit="tokens", higher_is_better=False)
+
+    meta = {"suites_meta": {"throughput": {"version": 2, "metrics": [
+        {"name": "crossover_seq_len", "summary": True}]}}}
+    rows, _ = compare_records([crossover(512)], [crossover(1024)], base_meta=meta,
+                              new_meta=meta)
+    assert rows[0].status == "informational" and "derived summary" in rows[0].note
+    rows, _ = compare_records([crossover(512)], [crossover(1024)])
+    assert rows[0].status == "regression"
+    measured = {"suites_meta": {"throughput": {"version": 2, "metrics": [
+        {"name": "crossover_seq_len", "summary": False}]}}}
+    rows, _ = compare_records([crossover(512)], [crossover(1024)], base_meta=measured,
+                              new_meta=measured)
+    assert rows[0].status == "regression"

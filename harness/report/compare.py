@@ -9,7 +9,9 @@ the reference run, ``new`` = the candidate):
 * **informational** - the metric has no direction (``higher_is_better`` is None, or the two runs
   disagree on it), a side has no value, the suite's method changed between the runs (their
   ``suite_version`` differs), or the metric is a drift-cancelling ratio (``*_speed_vs_reference``:
-  it supports its absolute metric, see below); shown, never part of the verdict.
+  it supports its absolute metric, see below); shown, never part of the verdict. So is a
+  change of a summary figure the suite derives from other records (``MetricSpec.summary``, e.g.
+  a crossover length) when it has no uncertainty of its own: its inputs carry the evidence.
 * **status changes** - ``ok`` -> ``oom``/``timeout``/``error`` is a regression; the reverse an
   improvement; ``ok`` -> ``skipped`` or missing is *vanished*; skipped -> measured is *new*.
 * **values** (both ``ok``) - the change is taken in the metric's own direction and made relative:
@@ -224,6 +226,21 @@ def _rules_of(base_meta: dict[str, Any], new_meta: dict[str, Any]) -> Rules:
     return registry_rules()
 
 
+NO_UNCERTAINTY = "no uncertainty: threshold only"
+
+
+def _summary_metrics(*metas: dict[str, Any]) -> dict[str, set[str]]:
+    """Per suite, the metrics its declaration marks as summaries (``MetricSpec.summary``:
+    written by ``Suite.summarize`` from other records), read from the runs' ``suites_meta``."""
+    out: dict[str, set[str]] = {}
+    for meta in metas:
+        for suite, info in (meta.get("suites_meta") or {}).items():
+            for m in (info or {}).get("metrics") or []:
+                if isinstance(m, dict) and m.get("summary") and m.get("name"):
+                    out.setdefault(suite, set()).add(str(m["name"]))
+    return out
+
+
 def _has_samples(r: Record) -> bool:
     return r.samples is not None and len(r.samples) >= 2
 
@@ -259,7 +276,7 @@ def _interval_noise(base: Record, new: Record, diff: float) -> tuple[bool, str]:
         se = math.sqrt((base.stderr or 0.0) ** 2 + (new.stderr or 0.0) ** 2)
         apart = abs(diff) > 2 * se
         return apart, f"|diff| {'>' if apart else '<='} 2·se ({2 * se:.3g})"
-    return True, "no uncertainty: threshold only"
+    return True, NO_UNCERTAINTY
 
 
 @dataclass
@@ -453,6 +470,7 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
     rules = _rules_of(b_meta, n_meta)
     ratio_of = {suite: dict(r.get("reference_metrics") or {}) for suite, r in rules.items()}
     supporting = {suite: set(m.values()) for suite, m in ratio_of.items()}
+    derived = _summary_metrics(b_meta, n_meta)
     b_index = _index(base, b_meta, rules, "base", warnings)
     n_index = _index(new, n_meta, rules, "new", warnings)
     b_failed, n_failed = _failed_cells(base), _failed_cells(new)
@@ -505,6 +523,14 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
             if ref.metric in supporting.get(ref.suite, ()) and row.status in (
                     "regression", "improvement", "inconclusive"):
                 row.note = f"{row.status} of the ratio; judged with its absolute metric"
+                row.status = "informational"
+            elif ref.metric in derived.get(ref.suite, ()) and row.noise == NO_UNCERTAINTY and \
+                    row.status in ("regression", "improvement", "inconclusive"):
+                # a figure derived from other records (a crossover length, a longest length
+                # under budget) carries no uncertainty of its own and jumps a whole grid step on
+                # a small timing change; the measurements it is derived from carry the evidence
+                row.note = (f"{row.status} of a derived summary figure without uncertainty;"
+                            " judged on the measurements it is derived from")
                 row.status = "informational"
         if ref.metric == CELL_STATUS and row.status in ("new", "vanished"):
             other = base if row.status == "new" else new
