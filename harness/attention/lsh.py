@@ -258,6 +258,26 @@ class _Visibility:
     bias: Tensor | None  # additive float mask for the fused one-round path (empty rows open)
 
 
+def _finish_visibility(
+    allowed: Tensor, is_self: Tensor | None, with_bias: bool, dtype: torch.dtype
+) -> _Visibility:
+    """The self rule (shared QK: a query sees itself only when it sees no other key; ``is_self``
+    None without shared QK), empty rows, and the additive mask of the fused path."""
+    has_other = None
+    if is_self is not None:
+        other = allowed & ~is_self
+        has_other = other.any(dim=-1, keepdim=True)
+        allowed = other | (allowed & is_self & ~has_other)
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    any_empty = bool(empty.any())
+    bias = None
+    if with_bias:
+        visible = allowed | empty if any_empty else allowed
+        bias = torch.zeros(visible.shape, dtype=dtype, device=allowed.device)
+        bias.masked_fill_(~visible, float("-inf"))
+    return _Visibility(allowed, empty, any_empty, has_other, bias)
+
+
 def _visibility(
     N: int,
     C: int,
@@ -280,21 +300,10 @@ def _visibility(
     else:
         n_real = key_padding_mask.sum(dim=-1).view(-1, 1, 1, 1, 1, 1)
         allowed = (sorted_idx >= 0) & (sorted_idx < n_real)
-    has_other = None
-    if shared:
-        # With shared QK a query's own key sits in its own chunk at the same offset.
-        is_self = slot.view(1, W) == (W - C) + torch.arange(C, device=dev).view(C, 1)
-        other = allowed & ~is_self
-        has_other = other.any(dim=-1, keepdim=True)
-        allowed = other | (allowed & is_self & ~has_other)
-    empty = ~allowed.any(dim=-1, keepdim=True)
-    any_empty = bool(empty.any())
-    bias = None
-    if with_bias:
-        visible = allowed | empty if any_empty else allowed
-        bias = torch.zeros(visible.shape, dtype=dtype, device=dev)
-        bias.masked_fill_(~visible, float("-inf"))
-    return _Visibility(allowed, empty, any_empty, has_other, bias)
+    # With shared QK a query's own key sits in its own chunk at the same offset.
+    is_self = slot.view(1, W) == (W - C) + torch.arange(C, device=dev).view(C, 1) \
+        if shared else None
+    return _finish_visibility(allowed, is_self, with_bias, dtype)
 
 
 def _pair_counts(
@@ -345,18 +354,7 @@ def _causal_visibility(
     band = band & ((chunk - 1) * C + w >= 0 if nc > 1 else torch.ones((), dtype=torch.bool,
                                                                         device=dev))
     allowed = same & band
-    is_self = w == own
-    other = allowed & ~is_self
-    has_other = other.any(dim=-1, keepdim=True)
-    allowed = other | (allowed & is_self & ~has_other)
-    empty = ~allowed.any(dim=-1, keepdim=True)
-    any_empty = bool(empty.any())
-    bias = None
-    if with_bias:
-        visible = allowed | empty if any_empty else allowed
-        bias = torch.zeros(visible.shape, dtype=dtype, device=dev)
-        bias.masked_fill_(~visible, float("-inf"))
-    return _Visibility(allowed, empty, any_empty, has_other, bias)
+    return _finish_visibility(allowed, w == own, with_bias, dtype)
 
 
 def _causal_pair_counts(
