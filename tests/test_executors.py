@@ -205,6 +205,36 @@ def test_pool_same_records_as_serial_timing_alone_memory_shared(serial_run, tmp_
     assert set(meta["cell_seconds"]) == {"accuracy", "bias", "memory", "throughput"}
 
 
+def test_a_worker_gets_its_next_cell_while_memory_cells_run_here(tmp_path, monkeypatch):
+    """Memory cells run in the driver beside one training worker: a training cell that finished
+    meanwhile is collected and the worker refilled before the next memory cell starts, not after
+    the whole memory sweep (each memory cell here waits until the training cell beside it is
+    done, so an idle worker shows as every memory result arriving before any training one)."""
+    data = copy.deepcopy(PARITY)
+    data["suites"] = {"memory": {"seq_lens": [32, 64], "heads": 2, "head_dim": 8,
+                                 "modes": ["forward"]},
+                      "bias": data["suites"]["bias"]}
+    executor = _Watched(workers=2)
+    suite = get_suite("memory")
+    measure = suite.run_cell
+
+    def beside_training(cell, params, ctx):
+        deadline = time.monotonic() + 10
+        while executor._running and time.monotonic() < deadline \
+                and not any(f.done() for f in executor._running):
+            time.sleep(0.02)
+        return measure(cell, params, ctx)
+
+    monkeypatch.setattr(suite, "run_cell", beside_training)
+    outcome = start_run(profile_from_dict(data), out_dir=tmp_path, argv=["t"], executor=executor)
+    assert outcome.exit_code == 0
+    order = [s for s, _ in executor.overlaps]
+    last_memory = max(i for i, s in enumerate(order) if s == "memory")
+    assert order.count("memory") == 6 and order.count("bias") == 3
+    # 3 bias cells, one worker slot beside the memory cells: all of them finish meanwhile
+    assert order[:last_memory].count("bias") >= 2, order
+
+
 def _kill_when_started(executor: _Watched, stop: threading.Event, killed: list[int]) -> None:
     while not stop.is_set():
         if executor.pids:

@@ -362,10 +362,10 @@ class PoolExecutor(Executor):
             self.events(event)
 
     def next_result(self) -> CellResult:
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
         while True:
+            # collect what finished first (without waiting), so a worker that finished while a
+            # cell ran in this process gets its next cell before this process starts another
+            self._collect(0.0)
             self._dispatch()
             if self._done:
                 return self._done.pop(0)
@@ -374,22 +374,33 @@ class PoolExecutor(Executor):
                 return _run_here(here, self.events)
             if not self._running:
                 raise RuntimeError("next_result() with no submitted cell")
-            finished, _ = wait(list(self._running), timeout=0.1, return_when=FIRST_COMPLETED)
-            self._drain_events()
-            broken = False
-            for fut in finished:
-                task = self._running.pop(fut)
-                try:
-                    self._done.append(fut.result())
-                except BrokenProcessPool as err:
-                    broken = True
-                    self._retry(task, err)
-            if broken:
-                for fut, task in list(self._running.items()):
-                    self._running.pop(fut)
-                    self._retry(task, BrokenProcessPool("a pool worker died"))
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            self._collect(0.1)
+
+    def _collect(self, timeout: float) -> None:
+        """Move the pool's finished cells to the done list (waiting up to ``timeout`` seconds
+        for one); a broken pool sends its cells in flight back to the queue (or to ``error``)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not self._running:
+            return
+        finished, _ = wait(list(self._running), timeout=timeout,
+                           return_when=FIRST_COMPLETED)
+        self._drain_events()
+        broken = False
+        for fut in finished:
+            task = self._running.pop(fut)
+            try:
+                self._done.append(fut.result())
+            except BrokenProcessPool as err:
+                broken = True
+                self._retry(task, err)
+        if broken:
+            for fut, task in list(self._running.items()):
+                self._running.pop(fut)
+                self._retry(task, BrokenProcessPool("a pool worker died"))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _retry(self, task: CellTask, err: BaseException) -> None:
         n = self._attempts.get(task.cell.id, 0) + 1
