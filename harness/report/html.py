@@ -27,6 +27,7 @@ from harness.report._common import (
     render,
     run_header,
 )
+from harness.report.nodes import grouped_section
 from harness.report.sections import interval_cell, renderer
 from harness.report.sections.accuracy import is_baseline
 from harness.report.view import HIDDEN_PARAMS, HeadlineRow, RunView, Section, seed_key
@@ -49,7 +50,7 @@ _DIRECTION = {True: "higher is better", False: "lower is better"}
 
 def _sections(view: RunView) -> list[Section]:
     """Each suite's section, in the run's suite order (suites without one are left out)."""
-    found = (renderer(view, suite)(view) for suite in view.suites())
+    found = (grouped_section(view, suite, renderer(view, suite)) for suite in view.suites())
     return [s for s in found if s is not None]
 
 

@@ -315,7 +315,8 @@ def suite_meta(name: str) -> dict[str, Any]:
     """A registered suite's declarations as stored in run.json (``suites_meta[name]``)."""
     suite = get_suite(name)
     return {"version": suite.version, "description": suite.description,
-            "section": suite.section, "metrics": [m.as_dict() for m in suite.metrics]}
+            "section": suite.section, "resource": suite.resource,
+            "metrics": [m.as_dict() for m in suite.metrics]}
 
 
 def suites_meta(names: list[str]) -> dict[str, dict[str, Any]]:
