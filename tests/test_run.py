@@ -619,6 +619,7 @@ def test_throughput_records_carry_samples_reference_ratio_and_load(tmp_path):
     assert fwd.n == len(fwd.samples) >= 10 and min(fwd.samples) > 0
     assert {"heads", "head_dim", "dtype", "causal", "batch"} <= set(fwd.params)
     assert fwd.load["threads"] == 1 and "others_cores" in fwd.load
+    assert fwd.load["allocator"].startswith(("glibc fixed", "default"))
     ratio = recs[("linear", "forward_speed_vs_reference")]
     assert ratio.unit == "x" and len(ratio.samples) == fwd.n and ratio.higher_is_better
     assert ratio.reference == "standard"  # the run's reference, named on the ratio
@@ -678,3 +679,24 @@ def test_throughput_times_each_cell_beside_the_runs_reference(tmp_path):
     ratios = {r.label: r.reference for r in outcome.records
               if r.metric == "forward_speed_vs_reference"}
     assert ratios == {"standard": "linear", "linear": "linear"}
+
+
+def test_a_run_without_threads_leaves_one_core_free(tmp_path, monkeypatch):
+    """No thread count in the profile: the run (and its timings) use all cores but one."""
+    from harness.run import runner
+
+    data = json.loads(json.dumps(TINY))
+    data.pop("threads", None)
+    data["attentions"] = [{"name": "linear"}]
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32],
+                                     "passes": ["forward"], "model": None}}
+    import torch
+
+    monkeypatch.setattr(runner, "default_threads", lambda: 3)  # not torch's own default
+    before = torch.get_num_threads()
+    try:
+        outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                            argv=["t"])
+    finally:
+        torch.set_num_threads(before)
+    assert read_run(outcome.run_dir)["threads"] == 3

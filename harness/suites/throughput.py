@@ -230,7 +230,9 @@ class ThroughputSuite(Suite):
         "train_steps_per_s": "train_step_speed_vs_reference",
         "inference_tokens_per_s": "inference_speed_vs_reference",
     }
-    version = 2  # 2: interleaved with a reference and a calibration matmul, raw samples
+    # 2: interleaved with a reference and a calibration matmul, raw samples; 3: a run that names
+    # no thread count times with all cores but one, malloc thresholds fixed (timing module)
+    version = 3
     section = "harness.report.sections.throughput:render"
     metrics = (
         MetricSpec("forward_ms", "forward time", "ms", False, headline=True,
