@@ -700,3 +700,44 @@ def test_a_run_without_threads_leaves_one_core_free(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert read_run(outcome.run_dir)["threads"] == 3
+
+
+def test_throughput_cells_timed_in_several_fresh_processes(tmp_path):
+    """``processes: 2``: each cell timed in two spawned workers (other pids than the run's),
+    the samples pooled with ``sample_groups``; summaries still computed."""
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "standard"}, {"name": "linear"}]
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32, 64],
+                                     "passes": ["forward"], "model": None, "processes": 2,
+                                     "min_run_time": 0.02}}
+    outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                        argv=["t"])
+    recs = {(r.label, r.metric, r.params.get("seq_len")): r for r in outcome.records}
+    fwd = recs[("linear", "forward_ms", 32)]
+    assert fwd.status == "ok" and len(fwd.sample_groups) == 2
+    assert sum(fwd.sample_groups) == len(fwd.samples) == fwd.n
+    assert all(g >= 4 for g in fwd.sample_groups)  # min_rounds shared: ceil(10 / 2) = 5
+    ratio = recs[("linear", "forward_speed_vs_reference", 32)]
+    assert ratio.sample_groups == fwd.sample_groups and ratio.reference == "standard"
+    assert len(fwd.load["rounds"]) == 2
+    assert recs[("linear", "calibration_gflops", 32)].sample_groups is not None
+    assert any(r.metric == "time_exponent" or r.metric == "crossover_seq_len"
+               for r in outcome.records)
+
+
+def test_merge_processes_pools_samples_and_keeps_failures():
+    from harness.suites.throughput import merge_processes
+
+    def rec(samples, status="ok", noisy=None):
+        return Record("throughput", "linear", {}, {"seq_len": 32}, "forward_ms",
+                      value=samples[0] if samples else None, samples=samples or None,
+                      status=status, noisy=noisy, load={"rounds": len(samples or [])},
+                      error=None if status == "ok" else "boom")
+
+    merged = merge_processes([[rec([1.0, 2.0, 3.0])], [rec([4.0, 5.0], noisy="busy")]])
+    assert merged[0].samples == [1.0, 2.0, 3.0, 4.0, 5.0] and merged[0].sample_groups == [3, 2]
+    assert merged[0].value == 3.0 and merged[0].n == 5 and merged[0].noisy == "busy"
+    assert merged[0].load["rounds"] == [3, 2]
+    failed = merge_processes([[rec([1.0, 2.0])], [rec([], status="error")]])
+    assert failed[0].status == "error" and failed[0].sample_groups is None
+    assert merge_processes([[rec([1.0])]])[0].sample_groups is None
