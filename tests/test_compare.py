@@ -527,7 +527,7 @@ def test_derived_summary_without_uncertainty_never_decides() -> None:
     assert rows[0].status == "regression"
 
 
-def _timed(values_per_process: list[list[float]], *, grouped: bool = True) -> Record:
+def _in_processes(values_per_process: list[list[float]], *, grouped: bool = True) -> Record:
     samples = [x for group in values_per_process for x in group]
     return Record("throughput", "sparse", {}, {"kind": "attention", "seq_len": 512, "batch": 1},
                   "forward_ms", value=sorted(samples)[len(samples) // 2], unit="ms",
@@ -550,19 +550,20 @@ def test_per_process_estimates_decide_when_runs_have_several_processes() -> None
     evidence; every process slower, or a planted 1.5x slowdown, is."""
     base = _process_runs([1.0, 0.97, 1.03], seed=0)
     outlier = _process_runs([1.0, 1.02, 1.40], seed=1)
-    rows, _ = compare_records([_timed(base)], [_timed(outlier)], threshold=0.1)
+    rows, _ = compare_records([_in_processes(base)], [_in_processes(outlier)], threshold=0.1)
     assert rows[0].rel_change > 0.1  # beyond the threshold on the mean of the processes...
     assert rows[0].status == "unchanged"  # ...but the processes disagree
     assert "Welch t over processes (3 vs 3)" in rows[0].noise
     every = _process_runs([1.12, 1.15, 1.13], seed=3)
-    rows, _ = compare_records([_timed(base)], [_timed(every)], threshold=0.1)
+    rows, _ = compare_records([_in_processes(base)], [_in_processes(every)], threshold=0.1)
     assert rows[0].status == "regression"
     planted = _process_runs([1.0, 1.02, 0.98], seed=2, slowdown=1.5)
-    rows, _ = compare_records([_timed(base)], [_timed(planted)], threshold=0.1)
+    rows, _ = compare_records([_in_processes(base)], [_in_processes(planted)], threshold=0.1)
     assert rows[0].status == "regression" and "Welch t over processes" in rows[0].noise
     assert rows[0].rel_change == pytest.approx(0.5, abs=0.05)
     # one side with a single process: back to the pooled samples
-    rows, _ = compare_records([_timed(base, grouped=False)], [_timed(planted)], threshold=0.1)
+    rows, _ = compare_records([_in_processes(base, grouped=False)], [_in_processes(planted)],
+                              threshold=0.1)
     assert "Mann-Whitney" in rows[0].noise
 
 
@@ -570,9 +571,9 @@ def test_sample_groups_must_add_up_to_the_samples() -> None:
     with pytest.raises(ValueError, match="add up"):
         Record("throughput", "sparse", {}, {}, "forward_ms", value=1.0, samples=[1.0, 2.0],
                sample_groups=[1, 2])
-    rec = _timed([[1.0, 2.0], [3.0]])
+    rec = _in_processes([[1.0, 2.0], [3.0]])
     assert Record.from_dict(json.loads(rec.to_json())).sample_groups == [2, 1]
-    assert "sample_groups" not in _timed([[1.0, 2.0]], grouped=False).to_json()
+    assert "sample_groups" not in _in_processes([[1.0, 2.0]], grouped=False).to_json()
 
 
 def test_fitted_time_exponent_never_decides() -> None:
