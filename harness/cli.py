@@ -252,7 +252,9 @@ def run_cmd(
     resume: Annotated[Path | None, typer.Option(help="Continue this interrupted run dir.")] = None,
     memory_budget: Annotated[str | None, typer.Option(
         help="Peak memory allowed per cell, e.g. 6GiB; over it a cell is recorded as oom.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch threads (default: all).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="torch threads (default: all cores but one, so timings never wait on a preempted "
+             "thread).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Hub dataset, e.g. glue/sst2.")] = None,
     data_files: Annotated[str | None, typer.Option(
         help="Local files: train=PATH,test=PATH[,validation=PATH].")] = None,

@@ -74,6 +74,9 @@ class Record:
     #: Label of the attention a side-by-side ratio was timed against (throughput
     #: ``*_speed_vs_reference``); None elsewhere and in older runs.
     reference: str | None = None
+    #: Sizes of the consecutive runs of ``samples`` that each came from one fresh process
+    #: (throughput ``processes`` > 1): compare tests the per-process estimates. None: one process.
+    sample_groups: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -89,6 +92,12 @@ class Record:
             self.samples = [float(x) for x in self.samples]
         if self.suite_version is not None:
             self.suite_version = int(self.suite_version)
+        if self.sample_groups is not None:
+            self.sample_groups = [int(x) for x in self.sample_groups]
+            if self.samples is None or sum(self.sample_groups) != len(self.samples) or min(
+                    self.sample_groups, default=0) < 1:
+                raise ValueError(f"record sample_groups {self.sample_groups} must be positive "
+                                 f"sizes that add up to the {len(self.samples or [])} samples")
         if self.interval not in INTERVALS:
             raise ValueError(f"record interval must be one of {INTERVALS}, got {self.interval!r}")
 
@@ -121,8 +130,9 @@ class Record:
         data = asdict(self)
         if data["predictions"] is None:  # only cells that saved predictions carry the field
             del data["predictions"]
-        if data["reference"] is None:  # only side-by-side ratios carry the field
-            del data["reference"]
+        for name in ("reference", "sample_groups"):  # only some timings carry these
+            if data[name] is None:
+                del data[name]
         return json.dumps(data, default=str)
 
     @classmethod

@@ -320,6 +320,37 @@ def flex_block_mask(sparse, seq_len: int, device: str):
         return create_block_mask(mask_mod, None, None, seq_len, seq_len, device=device)
 
 
+def flex_tile_candidates(block_size: int, device: str) -> list[dict[str, int] | None]:
+    """Triton tile sizes to try, in order, for FlexAttention on CUDA over sparse's blocks.
+
+    FlexAttention's CUDA forward tiles queries and keys by 128 by default on Hopper and refuses
+    a block mask whose blocks are not a multiple of the tile ("Q and KV block size must be
+    divisible by BLOCK_M and BLOCK_N"); sparse's blocks are 64. Forward tiles that divide the
+    block run on the same block mask, so both sides skip exactly the same blocks. Which backward
+    tiles compile depends on the dtype (on the H100, bfloat16 found no kernel for 32/64/64/32
+    where float32 did), so several are tried; the last leaves the backward to FlexAttention's
+    own autotuned choices. ``[None]``: the defaults do."""
+    if not device.startswith("cuda") or block_size % 128 == 0:
+        return [None]
+    tile = 1
+    while tile < 128 and block_size % (tile * 2) == 0:
+        tile *= 2
+    if tile < 32:
+        raise ValueError(f"sparse block size {block_size} has no FlexAttention tile (needs a "
+                         "multiple of 32)")
+    fwd = {"fwd_BLOCK_M": tile, "fwd_BLOCK_N": tile}
+    # backward: dk/dv tiles BLOCK_N1 keys over BLOCK_M1 queries, dq BLOCK_M2 queries over
+    # BLOCK_N2 keys; the kernel needs BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0
+    half = tile // 2
+    return [{**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
+             "bwd_BLOCK_N2": half},
+            {**fwd, "bwd_BLOCK_M1": tile, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
+             "bwd_BLOCK_N2": tile},
+            {**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": half, "bwd_BLOCK_M2": half,
+             "bwd_BLOCK_N2": half},
+            fwd]
+
+
 def flex_fn(compiled: bool) -> Callable[..., torch.Tensor]:
     """``flex_attention``, compiled once per process (``compiled``) or eager (tests)."""
     from torch.nn.attention.flex_attention import flex_attention
@@ -337,32 +368,80 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).norm() / ref.norm())
 
 
+def _flex_warnings() -> set[str]:
+    """torch's set of FlexAttention warnings already shown in this process (its eager,
+    unfused path adds ``flex_attention_performance``); an empty set when torch has none."""
+    from torch.nn.attention import flex_attention as module
+
+    return getattr(module, "_WARNINGS_SHOWN", set())
+
+
+def _flex_grads(fn, q, k, v, grad_out) -> tuple[torch.Tensor, ...]:
+    inputs = tuple({id(t): t for t in (q, k, v)}.values())
+    return torch.autograd.grad(fn(q, k, v), inputs, grad_out)
+
+
+def _flex_agreement(sparse, run_flex, mask, params: dict[str, Any], dtype: str, q, k, v,
+                    mode: str, args: argparse.Namespace) -> tuple[list[Record], Any]:
+    """Output (forward) or gradient (fwd_bwd) agreement of FlexAttention with sparse, with the
+    first tile set that compiles; returns its records and the flex call to time."""
+    last: Exception | None = None
+    for tiles in flex_tile_candidates(sparse.block_size, args.device):
+        def flex_call(a, b, c, tiles=tiles):
+            return run_flex(a, b, c, block_mask=mask, kernel_options=tiles)
+
+        try:
+            shown = _flex_warnings()
+            shown.discard("flex_attention_performance")
+            if mode == "forward":
+                with torch.no_grad():
+                    err = relative_error(flex_call(q, k, v), sparse(q, k, v))
+            else:
+                grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(2)).to(q)
+                ours, theirs = (_flex_grads(f, q, k, v, grad_out) for f in (sparse, flex_call))
+                err = max(relative_error(a, b) for a, b in zip(theirs, ours, strict=True))
+        except Exception as exc:  # this tile set does not compile here: the next one
+            last = exc
+            # Dynamo remembers the failed frame and would run the next calls unfused (eager
+            # flex_attention materializes N x N): start the compiler afresh.
+            torch._dynamo.reset()
+            continue
+        if run_flex is not flex_fn(compiled=False) and "flex_attention_performance" in shown:
+            # torch warns (once) when flex_attention runs outside a compiled graph: the timing
+            # would be the unfused N x N path, not FlexAttention's kernel
+            raise RuntimeError("compiled flex_attention ran unfused (Dynamo fell back to eager);"
+                               " its time would not be FlexAttention's kernel")
+        tolerance = FLEX_TOLERANCE[dtype] * (1 if mode == "forward" else 3)
+        ok = err <= tolerance
+        what = "outputs" if mode == "forward" else "gradients"
+        record = Record(
+            suite="gpu_pairs", attention="sparse", options={}, label="sparse",
+            params={**params, "vs": "flex_attention", "flex_tiles": tiles or "default"},
+            metric="relative_error" if mode == "forward" else "grad_relative_error",
+            value=err, unit="ratio", higher_is_better=False, n=1,
+            status="ok" if ok else "error",
+            error=None if ok else f"sparse and FlexAttention {what} differ by {err:.2e} (> "
+            f"{tolerance:g}): not the same pattern")
+        return [record], flex_call
+    assert last is not None
+    raise last
+
+
 def _flex_pair(sparse, run_flex, mask, params: dict[str, Any], dtype: str,
                args: argparse.Namespace) -> list[Record]:
-    """One (length, dtype, pass): output agreement (forward) and the interleaved speed ratio."""
-    out: list[Record] = []
+    """One (length, dtype, pass): output or gradient agreement, then the interleaved speed
+    ratio."""
     n, mode = params["seq_len"], params["pass"]
     q, k, v = _inputs(sparse, n, args.batch, args.heads, args.head_dim, DTYPES[dtype],
                       args.device, mode == "fwd_bwd")
-    if mode == "forward":
-        with torch.no_grad():
-            err = relative_error(run_flex(q, k, v, block_mask=mask), sparse(q, k, v))
-        ok = err <= FLEX_TOLERANCE[dtype]
-        out.append(Record(
-            suite="gpu_pairs", attention="sparse", options={}, label="sparse",
-            params={**params, "vs": "flex_attention"}, metric="relative_error", value=err,
-            unit="ratio", higher_is_better=False, n=1, status="ok" if ok else "error",
-            error=None if ok else f"sparse and FlexAttention differ by {err:.2e} (> "
-            f"{FLEX_TOLERANCE[dtype]:g}): not the same pattern"))
-
-    def flex_call(a, b, c):
-        return run_flex(a, b, c, block_mask=mask)
-
+    out, flex_call = _flex_agreement(sparse, run_flex, mask, params, dtype, q, k, v, mode, args)
     fns = {"sparse": make_pass(sparse, q, k, v, mode), "flex": make_pass(flex_call, q, k, v, mode)}
     t = interleaved(fns, device=args.device, rounds=args.rounds, min_run_time=args.min_run_time,
                     warmup=max(2, args.warmup))
-    out.append(_ratio_record("sparse", params, t["sparse"], t["flex"], None, "flex_attention"))
-    print(f"  {dtype} N={n} {mode}: sparse vs flex {out[-1].value:.2f}x", flush=True)
+    out.append(_ratio_record("sparse", {**params, "flex_tiles": out[0].params["flex_tiles"]},
+                             t["sparse"], t["flex"], None, "flex_attention"))
+    print(f"  {dtype} N={n} {mode}: sparse vs flex {out[-1].value:.2f}x "
+          f"(tiles {out[0].params['flex_tiles']})", flush=True)
     return out
 
 
@@ -386,6 +465,11 @@ def flex(args: argparse.Namespace, budget: Budget) -> list[Record]:
             for mode in PASSES if args.device.startswith("cuda") else ("forward",):
                 # FlexAttention has no CPU backward: the CPU dry run checks the forward only.
                 params = {**base, "pass": mode}
+                if not args.flex_eager:
+                    # Each (dtype, length, pass, tile set) is another compile; past Dynamo's
+                    # recompile limit it runs flex_attention unfused without an error (seen on
+                    # the H100: float32 at 16384 timed the N x N fallback). Start afresh.
+                    torch._dynamo.reset()
                 try:
                     out += _flex_pair(sparse, run_flex, mask, params, dtype, args)
                 except Exception as err:

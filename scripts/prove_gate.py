@@ -5,8 +5,8 @@ new run of the throughput suite (separate processes, the CLI as a user runs it) 
 
 - ``hog``: identical code, the new run with a CPU hog busy on one core -> exit 0 or 3, never 1;
 - ``plant``: one attention made ``--factor`` times slower (its ``forward`` busy-waits for the
-  extra time, patched in the new run's process only), quiet machine -> exit 1 naming it, and
-  no other attention;
+  extra time; a ``sitecustomize`` of the new run, so every process that times a cell has it),
+  quiet machine -> exit 1 naming it, and no other attention;
 - ``quiet``: identical code, quiet machine -> exit 0 (inconclusive is no escape when nothing
   disturbed the runs).
 
@@ -36,29 +36,31 @@ SCENARIOS = ("hog", "plant", "quiet")
 EXPECTED = {"hog": {0, 3}, "plant": {1}, "quiet": {0}}
 
 # The proof's sweep: the attention layer alone (no model cells), lengths where every family
-# takes milliseconds, threads left at the default (all cores), so a hog makes the run adapt.
+# takes milliseconds, threads left at the default (all cores but one), each cell timed in
+# three fresh processes (throughput ``processes``) as a release gate should be.
 FULL = {"attentions": ["standard", "linear", "sparse"], "seq_lens": [512, 1024, 2048],
-        "passes": ["forward", "fwd_bwd"], "min_run_time": 0.3}
+        "passes": ["forward", "fwd_bwd"], "min_run_time": 0.3, "processes": 3}
 SMALL = {"attentions": ["standard", "linear"], "seq_lens": [64, 128], "passes": ["forward"],
-         "min_run_time": 0.02}
+         "min_run_time": 0.02, "processes": 2}
 
-# Runs the CLI with one attention's forward slowed down by FACTOR (busy-waiting, so the extra
-# time is spent like real work) - only in this process.
-_PLANTED = """
-import sys, time
+# A ``sitecustomize`` module, first on the new run's PYTHONPATH, that slows one attention's
+# forward down by FACTOR (busy-waiting, so the extra time is spent like real work) in every
+# Python process of that run: the CLI and each worker process that times a cell (Python imports
+# sitecustomize at start-up; the workers inherit the environment with name and factor).
+_PLANT_MODULE = """
+import os, time
 from harness.attention import attention_class
-cls = attention_class({name!r})
+cls = attention_class(os.environ["PROVE_GATE_PLANT"])
+factor = float(os.environ["PROVE_GATE_FACTOR"])
 original = cls.forward
 def forward(self, *args, **kwargs):
     start = time.perf_counter()
     out = original(self, *args, **kwargs)
-    until = time.perf_counter() + ({factor!r} - 1.0) * (time.perf_counter() - start)
+    until = time.perf_counter() + (factor - 1.0) * (time.perf_counter() - start)
     while time.perf_counter() < until:
         pass
     return out
 cls.forward = forward
-from harness.cli import app
-app(sys.argv[1:], prog_name="harness")
 """
 _HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
 
@@ -73,7 +75,7 @@ def write_profile(path: Path, sweep: dict) -> Path:
         "suites": {"throughput": {"seq_lens": sweep["seq_lens"], "batch_sizes": [1],
                                   "heads": 4, "head_dim": 64, "passes": sweep["passes"],
                                   "min_run_time": sweep["min_run_time"], "warmup": 1,
-                                  "model": None}},
+                                  "processes": sweep["processes"], "model": None}},
     }
     path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
     return path
@@ -81,14 +83,17 @@ def write_profile(path: Path, sweep: dict) -> Path:
 
 def harness_run(profile: Path, out: Path, *, plant: tuple[str, float] | None = None) -> Path:
     """One `harness run throughput` in its own process; returns the run directory."""
-    args = ["run", "throughput", "--profile", str(profile), "--out", str(out), "--no-progress",
-            "--no-report"]
-    if plant is None:
-        cmd = [sys.executable, "-m", "harness.cli", *args]
-    else:
-        code = _PLANTED.format(name=plant[0], factor=plant[1])
-        cmd = [sys.executable, "-c", code, *args]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    cmd = [sys.executable, "-m", "harness.cli", "run", "throughput", "--profile", str(profile),
+           "--out", str(out), "--no-progress", "--no-report"]
+    env = dict(os.environ)
+    if plant is not None:
+        folder = out.parent / "plant"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sitecustomize.py").write_text(_PLANT_MODULE, encoding="utf-8")
+        env.update(PROVE_GATE_PLANT=plant[0], PROVE_GATE_FACTOR=repr(plant[1]),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(folder),
+                                                            env.get("PYTHONPATH")])))
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"harness run failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return (out / "latest").resolve()

@@ -225,6 +225,12 @@ def test_bad_inputs_raise_actionable_errors(name):
         attn(q, k, v[:, :, :8])
     with pytest.raises(ValueError, match="floating"):
         attn(q.long(), k.long(), v.long())
+    with pytest.raises(ValueError, match="dtypes differ"):
+        attn(q, k.double(), v)
+    with pytest.raises(ValueError, match=r"must be a torch\.Tensor"):
+        attn(q, k.tolist(), v)
+    with pytest.raises(ValueError, match="head_dim must be positive"):
+        attn(q, k, v[..., :0])
 
 
 def test_unknown_name_and_option_list_the_valid_ones():

@@ -525,3 +525,75 @@ def test_derived_summary_without_uncertainty_never_decides() -> None:
     rows, _ = compare_records([crossover(512)], [crossover(1024)], base_meta=measured,
                               new_meta=measured)
     assert rows[0].status == "regression"
+
+
+def _in_processes(values_per_process: list[list[float]], *, grouped: bool = True) -> Record:
+    samples = [x for group in values_per_process for x in group]
+    return Record("throughput", "sparse", {}, {"kind": "attention", "seq_len": 512, "batch": 1},
+                  "forward_ms", value=sorted(samples)[len(samples) // 2], unit="ms",
+                  higher_is_better=False, n=len(samples), samples=samples,
+                  sample_groups=[len(g) for g in values_per_process] if grouped else None)
+
+
+def _process_runs(offsets: list[float], seed: int, slowdown: float = 1.0) -> list[list[float]]:
+    """One process per offset: 12 rounds each, tight within the process (1% jitter) around
+    ``4 ms * offset * slowdown``: the process, not the round, carries the spread."""
+    import random
+
+    rng = random.Random(seed)
+    return [[4.0 * o * slowdown * (1 + rng.gauss(0, 0.01)) for _ in range(12)] for o in offsets]
+
+
+def test_per_process_estimates_decide_when_runs_have_several_processes() -> None:
+    """Process as the unit: one new process 40% off (identical code; the proof saw single
+    processes 14% off on the 2-core machine) moves the mean beyond the threshold but is not
+    evidence; every process slower, or a planted 1.5x slowdown, is."""
+    base = _process_runs([1.0, 0.97, 1.03], seed=0)
+    outlier = _process_runs([1.0, 1.02, 1.40], seed=1)
+    rows, _ = compare_records([_in_processes(base)], [_in_processes(outlier)], threshold=0.1)
+    assert rows[0].rel_change > 0.1  # beyond the threshold on the mean of the processes...
+    assert rows[0].status == "unchanged"  # ...but the processes disagree
+    assert "Welch t over processes (3 vs 3)" in rows[0].noise
+    every = _process_runs([1.12, 1.15, 1.13], seed=3)
+    rows, _ = compare_records([_in_processes(base)], [_in_processes(every)], threshold=0.1)
+    assert rows[0].status == "regression"
+    planted = _process_runs([1.0, 1.02, 0.98], seed=2, slowdown=1.5)
+    rows, _ = compare_records([_in_processes(base)], [_in_processes(planted)], threshold=0.1)
+    assert rows[0].status == "regression" and "Welch t over processes" in rows[0].noise
+    assert rows[0].rel_change == pytest.approx(0.5, abs=0.05)
+    # one side with a single process: back to the pooled samples
+    rows, _ = compare_records([_in_processes(base, grouped=False)], [_in_processes(planted)],
+                              threshold=0.1)
+    assert "Mann-Whitney" in rows[0].noise
+
+
+def test_sample_groups_must_add_up_to_the_samples() -> None:
+    with pytest.raises(ValueError, match="add up"):
+        Record("throughput", "sparse", {}, {}, "forward_ms", value=1.0, samples=[1.0, 2.0],
+               sample_groups=[1, 2])
+    rec = _in_processes([[1.0, 2.0], [3.0]])
+    assert Record.from_dict(json.loads(rec.to_json())).sample_groups == [2, 1]
+    assert "sample_groups" not in _in_processes([[1.0, 2.0]], grouped=False).to_json()
+
+
+def test_fitted_time_exponent_never_decides() -> None:
+    """A time exponent's interval covers one process's timings; with disjoint intervals between
+    identical runs (seen in the proof) it is informational in a timing suite, while the same
+    summary in a suite that is not timed keeps deciding."""
+    def exponent(value: float, suite: str = "throughput") -> Record:
+        return Record(suite, "sparse", {}, {"kind": "exponent", "pass": "fwd_bwd", "batch": 1},
+                      "time_exponent", value=value, ci_low=value - 0.03, ci_high=value + 0.03,
+                      unit="", higher_is_better=False)
+
+    meta = {"suites_meta": {"throughput": {"version": 3, "metrics": [
+        {"name": "time_exponent", "summary": True}]}},
+        "compare_rules": {"throughput": {"run_keys": [], "reference_metrics": {},
+                                         "timing": True}}}
+    rows, _ = compare_records([exponent(0.81)], [exponent(0.96)], base_meta=meta,
+                              new_meta=meta)
+    assert rows[0].status == "informational" and "from timings" in rows[0].note
+    untimed = {**meta, "compare_rules": {"throughput": {"run_keys": [],
+                                                        "reference_metrics": {}}}}
+    rows, _ = compare_records([exponent(0.81)], [exponent(0.96)], base_meta=untimed,
+                              new_meta=untimed)
+    assert rows[0].status == "regression"

@@ -162,3 +162,67 @@ def test_load_monitor_sees_this_process_apart_from_others():
         assert load["others_cores"] >= 0
     with pytest.raises(ValueError, match="before start"):
         LoadMonitor().stop()
+
+
+def test_default_threads_leave_one_core_free(monkeypatch):
+    from harness.measure import timing
+
+    for cores, expected in ((1, 1), (2, 1), (16, 15)):
+        monkeypatch.setattr(timing, "_cpu_count", lambda cores=cores: cores)
+        assert timing.default_threads() == expected
+
+
+_MALLOC_PROBE = """
+import ctypes, sys
+from harness.measure.timing import fix_allocator
+libc = ctypes.CDLL("libc.so.6")
+if not hasattr(libc, "mallinfo2"):
+    print("skip"); sys.exit()
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+def mmapped_by(size):
+    before = libc.mallinfo2().hblkhd
+    p = libc.malloc(size)
+    grew = libc.mallinfo2().hblkhd - before
+    libc.free(ctypes.c_void_p(p))
+    return grew
+FIX = {fix}
+if FIX:
+    print(fix_allocator()["allocator"])
+print(mmapped_by(4 * 2**20) > 0, mmapped_by(64 * 2**20) > 0)
+"""
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_fix_allocator_keeps_mid_sized_blocks_on_the_heap(fix):
+    """In a fresh process glibc mmaps a 4 MiB block (fresh pages, faulted on every use);
+    after ``fix_allocator`` it comes from the heap; 64 MiB stays mmapped either way."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE.format(fix=fix)],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    if out[0] == "skip":
+        pytest.skip("not glibc >= 2.33 (no mallinfo2)")
+    if fix:
+        assert out[0].startswith("glibc fixed: mmap_threshold 33554432")
+        assert out[1] == "False True"
+    else:
+        assert out[0] == "True True"
+
+
+def test_fix_allocator_without_glibc_changes_nothing(monkeypatch):
+    import ctypes
+
+    from harness.measure import timing
+
+    monkeypatch.setattr(timing, "_ALLOCATOR", {})
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no C library here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert timing.fix_allocator() == {"allocator": "default (no glibc mallopt)"}

@@ -619,6 +619,7 @@ def test_throughput_records_carry_samples_reference_ratio_and_load(tmp_path):
     assert fwd.n == len(fwd.samples) >= 10 and min(fwd.samples) > 0
     assert {"heads", "head_dim", "dtype", "causal", "batch"} <= set(fwd.params)
     assert fwd.load["threads"] == 1 and "others_cores" in fwd.load
+    assert fwd.load["allocator"].startswith(("glibc fixed", "default"))
     ratio = recs[("linear", "forward_speed_vs_reference")]
     assert ratio.unit == "x" and len(ratio.samples) == fwd.n and ratio.higher_is_better
     assert ratio.reference == "standard"  # the run's reference, named on the ratio
@@ -678,3 +679,65 @@ def test_throughput_times_each_cell_beside_the_runs_reference(tmp_path):
     ratios = {r.label: r.reference for r in outcome.records
               if r.metric == "forward_speed_vs_reference"}
     assert ratios == {"standard": "linear", "linear": "linear"}
+
+
+def test_a_run_without_threads_leaves_one_core_free(tmp_path, monkeypatch):
+    """No thread count in the profile: the run (and its timings) use all cores but one."""
+    from harness.run import runner
+
+    data = json.loads(json.dumps(TINY))
+    data.pop("threads", None)
+    data["attentions"] = [{"name": "linear"}]
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32],
+                                     "passes": ["forward"], "model": None}}
+    import torch
+
+    monkeypatch.setattr(runner, "default_threads", lambda: 3)  # not torch's own default
+    before = torch.get_num_threads()
+    try:
+        outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                            argv=["t"])
+    finally:
+        torch.set_num_threads(before)
+    assert read_run(outcome.run_dir)["threads"] == 3
+
+
+def test_throughput_cells_timed_in_several_fresh_processes(tmp_path):
+    """``processes: 2``: each cell timed in two spawned workers (other pids than the run's),
+    the samples pooled with ``sample_groups``; summaries still computed."""
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "standard"}, {"name": "linear"}]
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32, 64],
+                                     "passes": ["forward"], "model": None, "processes": 2,
+                                     "min_run_time": 0.02}}
+    outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                        argv=["t"])
+    recs = {(r.label, r.metric, r.params.get("seq_len")): r for r in outcome.records}
+    fwd = recs[("linear", "forward_ms", 32)]
+    assert fwd.status == "ok" and len(fwd.sample_groups) == 2
+    assert sum(fwd.sample_groups) == len(fwd.samples) == fwd.n
+    assert all(g >= 4 for g in fwd.sample_groups)  # min_rounds shared: ceil(10 / 2) = 5
+    ratio = recs[("linear", "forward_speed_vs_reference", 32)]
+    assert ratio.sample_groups == fwd.sample_groups and ratio.reference == "standard"
+    assert len(fwd.load["rounds"]) == 2
+    assert recs[("linear", "calibration_gflops", 32)].sample_groups is not None
+    assert any(r.metric == "time_exponent" or r.metric == "crossover_seq_len"
+               for r in outcome.records)
+
+
+def test_merge_processes_pools_samples_and_keeps_failures():
+    from harness.suites.throughput import merge_processes
+
+    def rec(samples, status="ok", noisy=None):
+        return Record("throughput", "linear", {}, {"seq_len": 32}, "forward_ms",
+                      value=samples[0] if samples else None, samples=samples or None,
+                      status=status, noisy=noisy, load={"rounds": len(samples or [])},
+                      error=None if status == "ok" else "boom")
+
+    merged = merge_processes([[rec([1.0, 2.0, 3.0])], [rec([4.0, 5.0], noisy="busy")]])
+    assert merged[0].samples == [1.0, 2.0, 3.0, 4.0, 5.0] and merged[0].sample_groups == [3, 2]
+    assert merged[0].value == 3.0 and merged[0].n == 5 and merged[0].noisy == "busy"
+    assert merged[0].load["rounds"] == [3, 2]
+    failed = merge_processes([[rec([1.0, 2.0])], [rec([], status="error")]])
+    assert failed[0].status == "error" and failed[0].sample_groups is None
+    assert merge_processes([[rec([1.0])]])[0].sample_groups is None

@@ -121,7 +121,51 @@ def validate_inputs(
     capabilities: Capabilities,
     name: str = "attention",
 ) -> None:
-    """Raise ``ValueError`` with an actionable message when inputs break the contract."""
+    """Raise ``ValueError`` with an actionable message when inputs break the contract.
+
+    Runs on every call, so the accepted case is a handful of attribute reads: messages are only
+    built for a failure (a GPU step of a few microseconds is otherwise bound by this host work).
+    """
+    if not (isinstance(q, Tensor) and isinstance(k, Tensor) and isinstance(v, Tensor)):
+        _explain(q, k, v, name)
+    qs, ks, vs = q.shape, k.shape, v.shape
+    dt, dev = q.dtype, q.device
+    if (len(qs) != 4 or len(ks) != 4 or len(vs) != 4 or not dt.is_floating_point
+            or k.dtype != dt or v.dtype != dt or k.device != dev or v.device != dev
+            or qs[:2] != ks[:2] or ks[:2] != vs[:2] or qs[3] != ks[3] or ks[2] != vs[2]
+            or qs[2] == 0 or ks[2] == 0 or qs[3] == 0 or vs[3] == 0):
+        _explain(q, k, v, name)
+    if qs[2] != ks[2] and not capabilities.cross_lengths:
+        raise ValueError(f"{name}: q and k must have the same seq_len for this attention; got "
+                         f"{_shapes(q, k, v)}")
+    if causal and not capabilities.causal:
+        raise ValueError(f"{name}: causal=True is not supported by this attention")
+    if key_padding_mask is not None:
+        if not capabilities.key_padding_mask:
+            raise ValueError(f"{name}: key_padding_mask is not supported by this attention")
+        if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
+            got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
+            raise ValueError(
+                f"{name}: key_padding_mask must be a bool tensor (True = real token), got {got};"
+                " convert with mask.bool()"
+            )
+        expected = (ks[0], ks[2])
+        if tuple(key_padding_mask.shape) != expected:
+            raise ValueError(
+                f"{name}: key_padding_mask must have shape (batch, seq_len) = {expected},"
+                f" got {tuple(key_padding_mask.shape)}"
+            )
+        if key_padding_mask.device != dev:
+            raise ValueError(f"{name}: key_padding_mask is on {key_padding_mask.device}, "
+                             f"k on {k.device}")
+
+
+def _shapes(q: Tensor, k: Tensor, v: Tensor) -> str:
+    return f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+
+
+def _explain(q: object, k: object, v: object, name: str) -> None:
+    """Raise the ``ValueError`` naming the first broken rule of q, k, v (the slow path)."""
     layout = "(batch, heads, seq_len, head_dim)"
     for label, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor):
@@ -132,7 +176,8 @@ def validate_inputs(
             )
         if not t.is_floating_point():
             raise ValueError(f"{name}: {label} must be a floating tensor, got dtype {t.dtype}")
-    shapes = f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+    assert isinstance(q, Tensor) and isinstance(k, Tensor) and isinstance(v, Tensor)
+    shapes = _shapes(q, k, v)
     if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
         raise ValueError(f"{name}: batch and heads of q, k, v must match; got {shapes}")
     if q.shape[-1] != k.shape[-1]:
@@ -147,30 +192,7 @@ def validate_inputs(
         raise ValueError(f"{name}: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
     if q.device != k.device or k.device != v.device:
         raise ValueError(f"{name}: q, k, v are on different devices")
-    if q.shape[2] != k.shape[2] and not capabilities.cross_lengths:
-        raise ValueError(
-            f"{name}: q and k must have the same seq_len for this attention; got {shapes}"
-        )
-    if causal and not capabilities.causal:
-        raise ValueError(f"{name}: causal=True is not supported by this attention")
-    if key_padding_mask is not None:
-        if not capabilities.key_padding_mask:
-            raise ValueError(f"{name}: key_padding_mask is not supported by this attention")
-        if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
-            got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
-            raise ValueError(
-                f"{name}: key_padding_mask must be a bool tensor (True = real token), got {got};"
-                " convert with mask.bool()"
-            )
-        expected = (k.shape[0], k.shape[2])
-        if tuple(key_padding_mask.shape) != expected:
-            raise ValueError(
-                f"{name}: key_padding_mask must have shape (batch, seq_len) = {expected},"
-                f" got {tuple(key_padding_mask.shape)}"
-            )
-        if key_padding_mask.device != k.device:
-            raise ValueError(f"{name}: key_padding_mask is on {key_padding_mask.device}, "
-                             f"k on {k.device}")
+    raise AssertionError(f"{name}: validate_inputs found a fault _explain cannot name: {shapes}")
 
 
 def _check_attention(name: str, cls: object) -> type[Attention]:

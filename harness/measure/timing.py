@@ -30,6 +30,8 @@ __all__ = [
     "LoadMonitor",
     "TimingResult",
     "calibration_kernel",
+    "default_threads",
+    "fix_allocator",
     "low_quantile",
     "time_callable",
     "time_interleaved",
@@ -218,6 +220,7 @@ def time_callable(
     if dev == "cpu":
         import torch
 
+        fix_allocator()
         n_threads = torch.get_num_threads() if threads is None else threads
         return _time_cpu(fn, n_threads, warmup, min_run_time, max_runs, label)
     return _time_cuda(fn, dev, warmup, min_run_time, max_runs, label)
@@ -238,6 +241,56 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """torch threads a run uses when it names none: every core this process may use but one.
+
+    An OpenMP parallel region waits for its slowest thread, so when torch has a thread on every
+    core, any other runnable process (the OS, the harness's own driver, a load monitor) preempts
+    one of them and the whole call waits a scheduler slice. Measured on the 2-core machine, 20
+    fresh processes of identical code on a quiet machine: with 2 threads, ``standard`` forward
+    at N=512 was bimodal (2.0-2.3 ms or 3.5-4.6 ms per process) and ``linear`` at 1024 ranged
+    1.2-5.7 ms; under one busy core, 2 threads took 64 ms where 1 took 3.6 ms
+    (docs/PERFORMANCE.md section 7). Leaving one core free costs peak speed and buys timings
+    that repeat. One core: one thread."""
+    return max(1, _cpu_count() - 1)
+
+
+#: glibc mallopt parameters and the fixed values timing processes use (see ``fix_allocator``)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest on 64-bit: blocks above it are always mmapped
+_TRIM_THRESHOLD = 512 * 2**20
+_ALLOCATOR: dict[str, Any] = {}
+
+
+def fix_allocator() -> dict[str, Any]:
+    """Fix glibc malloc's mmap and trim thresholds in this process (once; the answer is cached).
+
+    glibc raises its mmap threshold whenever a freed mmapped block was larger than it, so how
+    a process's tensors of 128 KiB to 32 MiB are allocated (heap, reused; or fresh mmapped pages,
+    page-faulted on every call) depends on that process's history. Measured on the 2-core
+    machine, one torch thread, 8 fresh processes each: ``linear`` forward at N=1024 took
+    2.7-6.2 ms per process with glibc's defaults and 1.9-2.2 ms with the thresholds fixed
+    (docs/PERFORMANCE.md section 7). Setting either threshold turns the adjustment off. Returns
+    what was set (recorded with timings); empty where the C library has no ``mallopt`` (not
+    glibc), where nothing changes."""
+    if _ALLOCATOR:
+        return dict(_ALLOCATOR)
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        _ALLOCATOR["allocator"] = "default (no glibc mallopt)"
+        return dict(_ALLOCATOR)
+    ok = (mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+          and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1)
+    _ALLOCATOR["allocator"] = (f"glibc fixed: mmap_threshold {_MMAP_THRESHOLD}, trim_threshold "
+                               f"{_TRIM_THRESHOLD}" if ok else "default (mallopt refused)")
+    return dict(_ALLOCATOR)
 
 
 def _proc_stat() -> dict[str, float] | None:
@@ -479,6 +532,8 @@ def time_interleaved(
                          f" {max_rounds!r}")
     if not min_run_time > 0:
         raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time!r}")
+    if dev == "cpu":
+        fix_allocator()
     used = timing_threads(requested, dev)[0] if adapt_threads else requested
     previous = torch.get_num_threads()
     torch.set_num_threads(used)
@@ -509,6 +564,8 @@ def time_interleaved(
     results = {name: _summarize(times[name], used, dev, numbers[name], f"{label} {name}".strip())
                for name in names}
     noisy = busy_reason(load, used, requested) if dev == "cpu" else None
+    if dev == "cpu":
+        load = {**load, **fix_allocator()}
     return InterleavedTiming(results, rounds, used, requested, load, noisy)
 
 

@@ -16,6 +16,7 @@ import torch
 
 from harness.attention import load_plugins, loaded_plugins
 from harness.measure.env import capture_environment, resolve_device
+from harness.measure.timing import default_threads
 from harness.records import Cell, Record
 from harness.run.executors import CellTask, Executor, SerialExecutor, plugin_specs
 from harness.run.profiles import Profile, profile_from_dict
@@ -123,7 +124,7 @@ def _new_run_id() -> str:
 
 def _context(profile: Profile, run_dir: Path, device: str) -> RunContext:
     """The run's context, picklable: it travels with every cell to its worker."""
-    threads = profile.threads or torch.get_num_threads()
+    threads = profile.threads or default_threads()
     torch.set_num_threads(threads)
     return RunContext(
         device=device,
@@ -329,7 +330,7 @@ def start_run(
     planned = plan_run(profile, suites)
     out_dir = Path(out_dir)
     run_dir = out_dir / (run_id or _new_run_id())
-    ctx_threads = profile.threads or torch.get_num_threads()
+    ctx_threads = profile.threads or default_threads()
     meta: dict[str, Any] = {
         "run_id": run_dir.name,
         "status": "running",

@@ -14,13 +14,19 @@ was), and the machine's load while it measured (``load``; ``noisy`` names a busy
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from harness.measure.stats import fit_power_law, median_iqr
-from harness.measure.timing import InterleavedTiming, calibration_kernel, time_interleaved
+from harness.measure.timing import (
+    MIN_ROUNDS,
+    InterleavedTiming,
+    calibration_kernel,
+    time_interleaved,
+)
 from harness.records import Cell, Record
 from harness.suites.base import (
     AttentionSpec,
@@ -28,6 +34,7 @@ from harness.suites.base import (
     RunContext,
     Suite,
     SuiteParams,
+    no_progress,
     register_suite,
 )
 
@@ -39,6 +46,7 @@ __all__ = [
     "attention_inputs",
     "growing_tail",
     "is_reference",
+    "merge_processes",
     "side_reference",
 ]
 
@@ -89,6 +97,13 @@ class ThroughputParams(SuiteParams):
     #: Lengths where time grows slower than N^this (between one length and the next) are
     #: dominated by fixed costs; the fitted time exponent starts after the last of them.
     growth_floor: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Fresh processes each cell is timed in, one after the other (``min_run_time`` is shared
+    #: between them). A process has its own allocator and cache state, which moves its timings
+    #: by more than they move within it; with >= 2 per side ``harness compare`` tests the
+    #: per-process estimates instead of the pooled samples. Use >= 3 for a release gate.
+    processes: PositiveInt = 1
+    #: Fewest interleaved rounds per timed pass (per process).
+    min_rounds: int = Field(default=MIN_ROUNDS, ge=2)
 
 
 def growing_tail(lengths: list[int], times: list[float], floor: float) -> int:
@@ -200,6 +215,68 @@ def _beside(cell: Cell, ctx: RunContext, build, probe: str):
     return spec, fns
 
 
+_REPLICAS: dict[int, Any] = {}
+
+
+def _replica(i: int):
+    """The ``i``-th single-process worker (spawned: a fresh interpreter), started on first use
+    and kept until this process exits, so each of a run's cells meets the same ``processes``."""
+    if i not in _REPLICAS:
+        import atexit
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if not _REPLICAS:
+            atexit.register(_close_replicas)
+        _REPLICAS[i] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return _REPLICAS[i]
+
+
+def _close_replicas() -> None:
+    for pool in _REPLICAS.values():
+        pool.shutdown(cancel_futures=True)
+    _REPLICAS.clear()
+
+
+def _replica_cell(cell: Cell, params: ThroughputParams, ctx: RunContext,
+                  plugins: tuple[str, ...]) -> list[Record]:
+    """One process's timing of ``cell`` (runs in a replica worker)."""
+    from harness.run.executors import load_worker_plugins
+
+    load_worker_plugins(plugins)
+    if torch.get_num_threads() != ctx.threads:
+        torch.set_num_threads(ctx.threads)
+    return ThroughputSuite().run_cell(cell, params, ctx)
+
+
+def merge_processes(runs: list[list[Record]]) -> list[Record]:
+    """One record per metric from the same cell timed in several processes: the samples
+    pooled in process order with ``sample_groups`` giving each process's count, median and IQR
+    over the pool, ``noisy`` if any process was, the first process's load (and every
+    process's ``rounds``)."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = []
+    for records in zip(*runs, strict=True):
+        first = records[0]
+        if any(r.metric != first.metric for r in records):
+            raise ValueError(f"processes disagree on the records of {first.display}")
+        if first.samples is None or any(r.status != "ok" or r.samples is None for r in records):
+            failed = next((r for r in records if r.status != "ok"), first)
+            merged.append(failed)
+            continue
+        pooled = [x for r in records for x in r.samples]  # type: ignore[union-attr]
+        summary = median_iqr(pooled)
+        noisy = "; ".join(sorted({r.noisy for r in records if r.noisy})) or None
+        load = {**(first.load or {}),
+                "rounds": [(r.load or {}).get("rounds") for r in records]}
+        merged.append(replace(first, value=summary["median"], ci_low=summary["q1"],
+                              ci_high=summary["q3"], n=len(pooled), samples=pooled,
+                              sample_groups=[len(r.samples) for r in records],  # type: ignore[arg-type]
+                              noisy=noisy, load=load))
+    return merged
+
+
 def _calibration(cell: Cell, timings: list[InterleavedTiming], flops: float) -> Record:
     """GFLOP/s of the calibration matmul over every round of the cell: the machine's speed."""
     rates = [flops / t / 1e9 for timing in timings
@@ -230,7 +307,9 @@ class ThroughputSuite(Suite):
         "train_steps_per_s": "train_step_speed_vs_reference",
         "inference_tokens_per_s": "inference_speed_vs_reference",
     }
-    version = 2  # 2: interleaved with a reference and a calibration matmul, raw samples
+    # 2: interleaved with a reference and a calibration matmul, raw samples; 3: a run that names
+    # no thread count times with all cores but one, malloc thresholds fixed (timing module)
+    version = 3
     section = "harness.report.sections.throughput:render"
     metrics = (
         MetricSpec("forward_ms", "forward time", "ms", False, headline=True,
@@ -295,9 +374,28 @@ class ThroughputSuite(Suite):
                 "dtype": params.get("dtype", "float32")}
 
     def run_cell(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
+        if params.processes > 1:
+            return self._run_in_processes(cell, params, ctx)
         if cell.params["kind"] == "model":
             return self._run_model(cell, params, ctx)
         return self._run_attention(cell, params, ctx)
+
+    def _run_in_processes(self, cell: Cell, params: ThroughputParams, ctx: RunContext
+                          ) -> list[Record]:
+        """The cell timed once in each of ``params.processes`` fresh worker processes (kept for
+        the run's later cells), one at a time; their records merged (``merge_processes``)."""
+        from harness.run.executors import plugin_specs
+
+        k = params.processes
+        each = params.model_copy(update={"processes": 1, "min_run_time": params.min_run_time / k,
+                                         "min_rounds": max(4, math.ceil(MIN_ROUNDS / k))})
+        quiet = replace(ctx, progress=no_progress, inputs={})
+        runs = []
+        for i in range(k):
+            ctx.progress(i / k, f"process {i + 1}/{k}")
+            runs.append(_replica(i).submit(_replica_cell, cell, each, quiet,
+                                           plugin_specs()).result())
+        return merge_processes(runs)
 
     def _timer(self, params: ThroughputParams, ctx: RunContext, calibration):
         """Time ``measured`` side by side with ``reference`` (or the calibration matmul when
@@ -311,6 +409,7 @@ class ThroughputSuite(Suite):
                 threads=ctx.threads,
                 warmup=params.warmup,
                 min_run_time=params.min_run_time,
+                min_rounds=params.min_rounds,
                 label=label,
             )
 
