@@ -140,6 +140,28 @@ def trial(scenario: str, profile: Path, work: Path, args: argparse.Namespace) ->
             "new": str(new), **detail}
 
 
+def identical_pairs(out: Path) -> dict:
+    """``harness compare`` on every ordered pair of the proof's runs of identical code on a quiet
+    machine (every quiet run and every base run) in ``out``: the false-failure rate measured on
+    more pairs than the trials (the pairs share runs: not independent trials)."""
+    import itertools
+    from collections import Counter
+
+    from harness.report.compare import compare_runs
+
+    found = [*out.glob("quiet/*/*/latest"), *out.glob("*/*/base/latest")]
+    runs = sorted({p.resolve() for p in found})
+    codes: Counter = Counter()
+    rows: Counter = Counter()
+    for a, b in itertools.permutations(runs, 2):
+        cmp = compare_runs(a, b)
+        codes[cmp.exit_code] += 1
+        rows.update(f"{r.label} {r.metric} N={r.params.get('seq_len')}" for r in cmp.regressions)
+    return {"runs": len(runs), "pairs": sum(codes.values()),
+            "exit_codes": {str(c): n for c, n in sorted(codes.items())},
+            "regression_rows": dict(rows.most_common())}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=5, help="trials per scenario (default 5)")
@@ -151,7 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="tiny sweep: checks the machinery, proves nothing")
     parser.add_argument("--out", type=Path, default=None,
                         help="keep the runs and prove_gate.json here (default: a temp folder)")
+    parser.add_argument("--pairs", type=Path, default=None, metavar="OUT",
+                        help="only compare every ordered pair of identical-code runs of a "
+                             "finished proof in OUT (no new runs)")
     args = parser.parse_args(argv)
+    if args.pairs is not None:
+        found = identical_pairs(args.pairs)
+        print(json.dumps(found, indent=1))
+        return 0 if found["pairs"] else 2
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad or args.trials < 1 or args.factor <= 1.0:

@@ -597,3 +597,22 @@ def test_fitted_time_exponent_never_decides() -> None:
     rows, _ = compare_records([exponent(0.81)], [exponent(0.96)], base_meta=untimed,
                               new_meta=untimed)
     assert rows[0].status == "regression"
+
+
+def test_prove_gate_pairs_compares_every_identical_run(tmp_path: Path) -> None:
+    """`prove_gate.py --pairs`: every ordered pair of the quiet and base runs, and a planted
+    change among them shows up as failing pairs naming its row."""
+    from scripts.prove_gate import identical_pairs
+
+    def run(where: str, **kwargs) -> None:
+        target = build_run(tmp_path / where / "run", suites=["throughput"], **kwargs)
+        (tmp_path / where / "latest").symlink_to(target)
+
+    run("quiet/0/base")
+    run("quiet/0/new")
+    run("plant/0/base", transform=_scale("linear[favor]", "forward_ms", 4096, 1.5))
+    run("plant/0/new", seed=5)  # not a base or quiet run: left out
+    found = identical_pairs(tmp_path)
+    assert found["runs"] == 3 and found["pairs"] == 6
+    assert found["exit_codes"] == {"0": 4, "1": 2}  # slower only as the new side
+    assert found["regression_rows"] == {"linear[favor] forward_ms N=4096": 2}
