@@ -616,3 +616,17 @@ def test_prove_gate_pairs_compares_every_identical_run(tmp_path: Path) -> None:
     assert found["runs"] == 3 and found["pairs"] == 6
     assert found["exit_codes"] == {"0": 4, "1": 2}  # slower only as the new side
     assert found["regression_rows"] == {"linear[favor] forward_ms N=4096": 2}
+
+
+def test_single_process_regressions_come_with_a_warning() -> None:
+    """Mann-Whitney on one process per side does not see the between-process spread: a
+    regression it decides is flagged in the warnings; one decided over processes is not."""
+    base, planted = _process_runs([1.0, 0.97, 1.03], seed=0), _process_runs(
+        [1.0, 1.02, 0.98], seed=2, slowdown=1.5)
+    rows, warnings = compare_records([_in_processes(base, grouped=False)],
+                                     [_in_processes(planted, grouped=False)], threshold=0.1)
+    assert rows[0].status == "regression"
+    assert len(warnings) == 1 and "one process per run" in warnings[0]
+    rows, warnings = compare_records([_in_processes(base)], [_in_processes(planted)],
+                                     threshold=0.1)
+    assert rows[0].status == "regression" and warnings == []

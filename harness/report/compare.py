@@ -588,6 +588,15 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
                 row.note = f"cell {ref.status}: {ref.error or ''} (judged on its metrics)".strip()
         rows.append(row)
     rows.sort(key=_sort_key)
+    single = [r for r in rows if r.status == "regression"
+              and "Mann-Whitney" in f"{r.noise or ''} {r.note or ''}"]
+    if single:
+        warnings.append(
+            f"{len(single)} regression row(s) rest on timings from one process per run: the test "
+            "cannot see how much one process differs from the next (identical code failed 98 of "
+            "380 such comparisons on a 2-core machine, 6 of 380 with 3 processes per run); "
+            "confirm with runs timed in several processes (throughput `processes: 3`, as in "
+            "the release profile)")
     return rows, warnings
 
 
