@@ -376,11 +376,6 @@ def _flex_warnings() -> set[str]:
     return getattr(module, "_WARNINGS_SHOWN", set())
 
 
-def _flex_grads(fn, q, k, v, grad_out) -> tuple[torch.Tensor, ...]:
-    inputs = tuple({id(t): t for t in (q, k, v)}.values())
-    return torch.autograd.grad(fn(q, k, v), inputs, grad_out)
-
-
 def _flex_agreement(sparse, run_flex, mask, params: dict[str, Any], dtype: str, q, k, v,
                     mode: str, args: argparse.Namespace) -> tuple[list[Record], Any]:
     """Output (forward) or gradient (fwd_bwd) agreement of FlexAttention with sparse, with the
@@ -397,8 +392,8 @@ def _flex_agreement(sparse, run_flex, mask, params: dict[str, Any], dtype: str, 
                 with torch.no_grad():
                     err = relative_error(flex_call(q, k, v), sparse(q, k, v))
             else:
-                grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(2)).to(q)
-                ours, theirs = (_flex_grads(f, q, k, v, grad_out) for f in (sparse, flex_call))
+                # make_pass draws the same seeded output gradient for both sides
+                ours, theirs = (make_pass(f, q, k, v, mode)() for f in (sparse, flex_call))
                 err = max(relative_error(a, b) for a, b in zip(theirs, ours, strict=True))
         except Exception as exc:  # this tile set does not compile here: the next one
             last = exc

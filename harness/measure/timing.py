@@ -532,8 +532,7 @@ def time_interleaved(
                          f" {max_rounds!r}")
     if not min_run_time > 0:
         raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time!r}")
-    if dev == "cpu":
-        fix_allocator()
+    allocator = fix_allocator() if dev == "cpu" else {}
     used = timing_threads(requested, dev)[0] if adapt_threads else requested
     previous = torch.get_num_threads()
     torch.set_num_threads(used)
@@ -564,9 +563,7 @@ def time_interleaved(
     results = {name: _summarize(times[name], used, dev, numbers[name], f"{label} {name}".strip())
                for name in names}
     noisy = busy_reason(load, used, requested) if dev == "cpu" else None
-    if dev == "cpu":
-        load = {**load, **fix_allocator()}
-    return InterleavedTiming(results, rounds, used, requested, load, noisy)
+    return InterleavedTiming(results, rounds, used, requested, {**load, **allocator}, noisy)
 
 
 def tokens_per_second(result: TimingResult, tokens: int) -> float:

@@ -388,7 +388,7 @@ class ThroughputSuite(Suite):
 
         k = params.processes
         each = params.model_copy(update={"processes": 1, "min_run_time": params.min_run_time / k,
-                                         "min_rounds": max(4, math.ceil(MIN_ROUNDS / k))})
+                                         "min_rounds": max(4, math.ceil(params.min_rounds / k))})
         quiet = replace(ctx, progress=no_progress, inputs={})
         runs = []
         for i in range(k):
