@@ -178,9 +178,16 @@ def main(argv: list[str] | None = None) -> int:
                              "finished proof in OUT (no new runs)")
     args = parser.parse_args(argv)
     if args.pairs is not None:
+        if not args.pairs.is_dir():
+            parser.error(f"--pairs {args.pairs}: no such folder (give a finished proof's --out)")
         found = identical_pairs(args.pairs)
+        if not found["pairs"]:
+            print(f"prove_gate: no two quiet or base runs under {args.pairs} (expected "
+                  "quiet/<trial>/<side>/latest and <scenario>/<trial>/base/latest)",
+                  file=sys.stderr)
+            return 2
         print(json.dumps(found, indent=1))
-        return 0 if found["pairs"] else 2
+        return 0
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad or args.trials < 1 or args.factor <= 1.0:

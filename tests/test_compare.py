@@ -630,3 +630,13 @@ def test_single_process_regressions_come_with_a_warning() -> None:
     rows, warnings = compare_records([_in_processes(base)], [_in_processes(planted)],
                                      threshold=0.1)
     assert rows[0].status == "regression" and warnings == []
+
+
+def test_prove_gate_pairs_refuses_a_folder_without_runs(tmp_path: Path, capsys) -> None:
+    from scripts.prove_gate import main
+
+    assert main(["--pairs", str(tmp_path)]) == 2
+    assert "no two quiet or base runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pairs", str(tmp_path / "absent")])
+    assert exit_info.value.code == 2
