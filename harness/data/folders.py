@@ -6,11 +6,21 @@ class (``DIR/cat/1.png``), or a ``metadata.csv``/``metadata.jsonl`` with a label
 out of train, seeded, as for text (:mod:`harness.data.text`). A hub ``dataset`` (e.g. ``cifar10``,
 ``speech_commands:v0.02``) needs a network; its image or audio column is found from its features.
 
-Images become float pixels ``(n, channels, H, W)`` in [0, 1] resized to ``image_size`` (grayscale
-by default, as in LRA's Image task; ``channels=3`` keeps colour). Audio is read without the
+Images (PNG, JPEG, BMP, GIF: the first frame, TIFF, WebP; any mode and size) become float pixels
+``(n, channels, H, W)`` in [0, 1] resized to ``image_size`` (grayscale by default, as in LRA's
+Image task; ``channels=3`` keeps colour; palette images are expanded, transparency is composited
+over white, 16-bit images are scaled to 8 bits). Audio (WAV 8-bit unsigned, 16, 24 and 32-bit,
+FLAC, OGG; mono or multi-channel at any rate) is averaged to mono and resampled. Audio is read
+without the
 ``datasets`` audio decoder (it needs torchcodec and FFmpeg): files are decoded with ``soundfile``
 (WAV, FLAC, OGG), resampled to ``sample_rate`` and turned into standardized log-mel frames
 (:mod:`harness.data.audio`), cut or padded to ``max_frames``.
+
+:func:`check_media_folder` is the pre-flight check of a local folder (before a run dir exists):
+layout (class sub-folders, optional split folders, no nesting), at least two classes, no empty
+class folder, media of the named format, every file readable (and at most ``MAX_PIXELS``), and
+sizes a benchmark can score (the text rule). An unreadable file stops the run naming each file and
+why, unless ``skip_bad_files`` (then the loader leaves the same files out and ``info`` lists them).
 """
 
 from __future__ import annotations
@@ -39,7 +49,12 @@ from harness.data.text import (
     _take,
 )
 
-__all__ = ["DATA_FORMATS", "load_media", "read_folder"]
+__all__ = ["DATA_FORMATS", "MAX_PIXELS", "check_media_folder", "load_media", "read_folder"]
+
+#: Larger images are refused (a decompression bomb, or a photo far beyond any benchmark size).
+MAX_PIXELS = 50_000_000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_LIST_BAD = 20  # bad files named in one message
 
 DATA_FORMATS = ("imagefolder", "audiofolder")
 _SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation",
@@ -152,6 +167,183 @@ def _decode_audio(value: dict[str, Any] | str, sample_rate: int) -> np.ndarray:
     return read_audio(source, sample_rate)  # type: ignore[arg-type]
 
 
+def _kind_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def _layout(path: Path, data_format: str) -> dict[str, dict[str, list[Path]]]:
+    """``{split: {class: [files]}}`` of a local folder (``""`` for no split folders); a
+    ``ValueError`` names the folder for every layout problem."""
+    kind, other = ("image", "audio") if data_format == "imagefolder" else ("audio", "image")
+    suffixes = IMAGE_SUFFIXES if kind == "image" else _AUDIO_SUFFIXES
+    others = _AUDIO_SUFFIXES if kind == "image" else IMAGE_SUFFIXES
+    every = [p for p in path.rglob("*") if p.is_file()]
+    mine = [p for p in every if p.suffix.lower() in suffixes]
+    if not mine:
+        found = [p for p in every if p.suffix.lower() in others]
+        hint = (f" (found {len(found)} {other} file(s): did you mean --data-format"
+                f" {other}folder?)" if found else "")
+        example = "cat/1.png" if kind == "image" else "yes/1.wav"
+        raise ValueError(f"media: no {kind} files found in {path}{hint}; put them in one"
+                         f" sub-folder per class, e.g. {path}/{example}")
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    split_dirs = [p for p in subdirs if p.name.lower() in _SPLIT_NAMES]
+    roots = {_SPLIT_NAMES[p.name.lower()]: p for p in split_dirs} if split_dirs else {"": path}
+    out: dict[str, dict[str, list[Path]]] = {}
+    for split, root in roots.items():
+        loose = _kind_files(root, suffixes)
+        if loose:
+            raise ValueError(f"media: {len(loose)} {kind} file(s) directly in {root} (e.g."
+                             f" {loose[0].name}); put each class in its own sub-folder, e.g."
+                             f" {root}/CLASS/{loose[0].name}")
+        classes: dict[str, list[Path]] = {}
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()
+                             and not p.name.startswith(".")):
+            nested = sorted(q for q in folder.iterdir() if q.is_dir()
+                            and any(f.suffix.lower() in suffixes for f in q.rglob("*")))
+            if nested:
+                raise ValueError(f"media: nested folders are not supported: class folder"
+                                 f" {folder} holds sub-folder {nested[0]}; put each class's files"
+                                 f" directly in {root}/CLASS/")
+            files = _kind_files(folder, suffixes)
+            if not files:
+                raise ValueError(f"media: class folder {folder} holds no {kind} files; add"
+                                 " files or remove the folder")
+            classes[folder.name] = files
+        if split in ("", "train") and len(classes) < 2:
+            raise ValueError(f"media: only one class found in {root} ({', '.join(classes)});"
+                             " need >= 2 class sub-folders")
+        out[split or "train"] = classes
+    if "train" not in out:
+        raise ValueError(f"media: {path} has split folders ({', '.join(roots)}) but no train/")
+    return out
+
+
+def _check_image(path: Path) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                return f"{w} x {h} = {w * h:,} pixels, over the limit of {MAX_PIXELS:,}"
+            img.load()
+    except Exception as err:  # PIL raises many kinds (UnidentifiedImageError, OSError, ...)
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _check_audio(path: Path) -> str | None:
+    import soundfile
+
+    try:
+        data, _ = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+    if data.size == 0:
+        return "no samples"
+    return None
+
+
+def check_media_folder(data_dir: str | Path, data_format: str, *, skip_bad_files: bool = False,
+                       val_fraction: float = 0.1) -> dict[str, Any]:
+    """Pre-flight check of a local image/audio folder (module doc); ``ValueError`` names the
+    folder or each bad file. Returns files per split and class and the skipped files."""
+    from harness.data.text import MIN_CLASS_ROWS, MIN_SPLIT_ROWS
+
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"media: data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"media: data_dir {path} is not a folder")
+    layout = _layout(path, data_format)
+    check = _check_image if data_format == "imagefolder" else _check_audio
+    bad = [(f, why) for classes in layout.values() for files in classes.values() for f in files
+           if (why := check(f)) is not None]
+    if bad and not skip_bad_files:
+        listing = "; ".join(f"{f}: {why}" for f, why in bad[:_LIST_BAD])
+        more = f" (and {len(bad) - _LIST_BAD} more)" if len(bad) > _LIST_BAD else ""
+        raise ValueError(f"media: {len(bad)} unreadable file(s) in {path}: {listing}{more};"
+                         " fix or remove them, or pass --skip-bad-files (profile"
+                         " data.skip_bad_files) to leave them out")
+    skipped = {f for f, _ in bad}
+    counts = {split: {c: sum(f not in skipped for f in files) for c, files in classes.items()}
+              for split, classes in layout.items()}
+    for classes in counts.values():
+        empty = [c for c, n in classes.items() if n == 0]
+        if empty:
+            raise ValueError(f"media: class folder(s) {', '.join(empty)} of {path} hold no"
+                             " readable files after skipping bad files")
+    sizes = {s: sum(c.values()) for s, c in counts.items()}
+    held = [s for s in ("validation", "test") if s not in sizes]
+    n_hold = max(1, round(val_fraction * sizes["train"])) if held else 0
+    final = {s: sizes.get(s, n_hold) for s in ("validation", "test")}
+    final["train"] = sizes["train"] - n_hold * len(held)
+    small = [f"{s} has {n}" for s, n in final.items() if n < MIN_SPLIT_ROWS]
+    if small:
+        raise ValueError(f"media: too few files to benchmark on in {path} ({', '.join(small)};"
+                         f" each split needs at least {MIN_SPLIT_ROWS} after holding out"
+                         " validation/test from train); add files")
+    rare = [f"{c!r}: {n}" for c, n in counts["train"].items() if n < MIN_CLASS_ROWS]
+    if rare:
+        raise ValueError(f"media: too few train files of class {', '.join(rare)} in {path}"
+                         f" (each class needs at least {MIN_CLASS_ROWS}); add files or drop"
+                         " the class")
+    return {"data_dir": str(path), "files": counts,
+            "skipped_files": [{"path": str(f), "reason": why} for f, why in bad]}
+
+
+def _image_of(value: Any) -> Any:
+    """A PIL image from a ``datasets`` Image value (decoded, or ``{path, bytes}``)."""
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, dict):
+        data = value.get("bytes")
+        img = Image.open(BytesIO(data) if data else value["path"])
+        if img.size[0] * img.size[1] > MAX_PIXELS:
+            raise ValueError(f"{img.size[0]} x {img.size[1]} pixels, over the limit of"
+                             f" {MAX_PIXELS:,}")
+        img.load()
+        return img
+    return Image.fromarray(np.asarray(value))
+
+
+def _name_of(value: Any, split: str, row: int) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("path"):
+        return str(value["path"])
+    return f"{split} row {row}"
+
+
+def _decode_items(kind: str, split: str, items: list[Any], labels: list[Any], *,
+                  image_size: int, channels: int, sample_rate: int, skip: bool,
+                  skipped: list[dict[str, str]]) -> tuple[list[Any], list[Any]]:
+    """Each item decoded (pixels ``(channels, H, W)`` or a waveform); a bad item raises naming
+    it, or is left out (and listed in ``skipped``) with ``skip``."""
+    out, kept = [], []
+    for row, (value, y) in enumerate(zip(items, labels, strict=True)):
+        try:
+            if kind == "image":
+                decoded: Any = to_pixels([_image_of(value)], (image_size, image_size),
+                                         channels)[0]
+            else:
+                decoded = _decode_audio(value, sample_rate)
+        except Exception as err:
+            name = _name_of(value, split, row)
+            reason = str(err).removeprefix(f"cannot read audio file {name}: ")
+            if not skip:
+                raise ValueError(f"media: cannot read {kind} file {name}: {reason}; fix or"
+                                 " remove it, or pass --skip-bad-files") from None
+            skipped.append({"path": name, "reason": reason})
+            continue
+        out.append(decoded)
+        kept.append(y)
+    return out, kept
+
+
 @register_task("media")
 @declare_modality("image", "audio")
 def load_media(
@@ -172,11 +364,13 @@ def load_media(
     max_train: int | None = None,
     max_eval: int | None = None,
     seed: int = 0,
+    skip_bad_files: bool = False,
     cache_dir: str | None = None,
 ) -> TaskData:
     """Image or audio classification from ``data_dir`` (with ``data_format``) or a hub
     ``dataset`` (module doc). The modality follows the data: ``imagefolder`` or an Image column
-    gives pixels, ``audiofolder`` or an Audio column log-mel frames."""
+    gives pixels, ``audiofolder`` or an Audio column log-mel frames. An unreadable file raises
+    ``ValueError`` naming it, or with ``skip_bad_files`` is left out (``info["skipped_files"]``)."""
     task = "media"
     if (data_dir is None) == (dataset is None):
         raise ValueError("media: pass exactly one of data_dir= (a local folder, with "
@@ -217,12 +411,18 @@ def load_media(
     class_names = list(getattr(feature, "names", None) or []) or None
 
     raw: dict[str, tuple[list[Any], list[Any]]] = {}
+    skipped: list[dict[str, str]] = []
     for split, ds in splits_in.items():
-        if kind == "audio" and data_dir is None:
-            import datasets
+        import datasets
 
+        if kind == "audio" and data_dir is None:
             ds = ds.cast_column(column, datasets.Audio(decode=False))
-        raw[split] = (list(ds[column]), list(ds[label_col]))
+        elif kind == "image" and isinstance(ds.features.get(column), datasets.Image):
+            ds = ds.cast_column(column, datasets.Image(decode=False))  # decoded here, per file
+        raw[split] = _decode_items(kind, split, list(ds[column]), list(ds[label_col]),
+                                   image_size=image_size, channels=channels,
+                                   sample_rate=sample_rate, skip=skip_bad_files,
+                                   skipped=skipped)
     if len(raw["train"][0]) < 3:
         raise ValueError(f"media: the train split has {len(raw['train'][0])} items; need >= 3")
     sources = _fill_missing_splits(raw, val_fraction, seed)
@@ -237,11 +437,11 @@ def load_media(
         items, labels = raw[split]
         y = torch.tensor([mapping[v] for v in labels], dtype=torch.long)
         if kind == "image":
-            pixels = to_pixels(items, (image_size, image_size), channels)
+            pixels = torch.stack(items) if items else torch.zeros(
+                0, channels, image_size, image_size)
             splits[split] = Split(None, None, y, pixel_values=pixels)
         else:
-            waves = [_decode_audio(v, sample_rate) for v in items]
-            feats, mask = stack_features(waves, mel, max_frames)
+            feats, mask = stack_features(items, mel, max_frames)
             splits[split] = Split(None, mask, y, input_features=feats)
     width = image_size * image_size if kind == "image" else max_frames
     return TaskData(
@@ -252,6 +452,7 @@ def load_media(
               "label": label_col}, "split_sources": sources, "seed": seed,
               "sizes": {s: len(splits[s]) for s in SPLITS},
               "label_map": {str(k): v for k, v in mapping.items()},
+              "skipped_files": skipped,
               **({"image_size": image_size, "channels": channels} if kind == "image" else
                  {"sample_rate": sample_rate, "n_mels": n_mels, "hop_ms": hop_ms,
                   "win_ms": win_ms, "max_frames": max_frames, "decoder": "soundfile"})},

@@ -39,11 +39,31 @@ def to_pixels(images: list[Any], size: tuple[int, int], channels: int) -> Tensor
     for i, img in enumerate(images):
         if not isinstance(img, Image.Image):
             img = Image.fromarray(np.asarray(img))
-        img = img.convert(mode)
+        img = _plain(img).convert(mode)
         if img.size != (width, height):
             img = img.resize((width, height), Image.Resampling.BILINEAR)
         out[i] = np.asarray(img, dtype=np.float32).reshape(height, width, channels) / 255.0
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _plain(img: Any) -> Any:
+    """``img`` as L or RGB: palettes expanded, transparency composited over white, 16-bit and
+    float images scaled to 8 bits (a plain ``convert`` clips them to white)."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode not in ("L", "RGB"):
+        return img.convert("RGB")
+    return img
 
 
 @register_task("digits")

@@ -11,7 +11,16 @@ see :mod:`harness.data.text`) or a hub dataset, with
 * optionally a label column (the expected class, for per-group accuracy and equalized odds).
 
 Empty group values (e.g. a race for "my mother") are kept as their own level (``empty="level"``,
-named ``empty_level``) or left out of that column's analyses (``empty="drop"``).
+named ``empty_level``) or left out of that column's analyses (``empty="drop"``). Empty pair values
+follow the same rule: with ``level`` an empty value is a value of its own (the Equity Evaluation
+Corpus's four neutral templates have no emotion word: they pair among themselves, and
+``pair_empty`` marks their rows so their pairs are reported apart); with ``drop`` such rows are
+left out of the paired analyses.
+
+Wide-format pairs (CrowS-Pairs style, ``pair_text_columns=(A, B)``): each row holds two sentences
+that differ in the group mentioned; ``texts`` holds every row's A sentence, then every row's B
+sentence (``wide`` rows each), and the group columns (e.g. ``bias_type``, any number of levels)
+annotate the rows. Repeated sentences are allowed there; a row whose A and B are equal is not.
 
 Every problem found is raised as :class:`ProbeSetError` (a ``ValueError``) naming the file and the
 column, before any model is trained.
@@ -56,16 +65,24 @@ class ProbeSet:
     name: str
     texts: list[str]
     groups: dict[str, list[str | None]]
-    keys: list[str] | None
+    keys: list[str | None] | None
     labels: list[Any] | None
     origin: list[str]
     pair_columns: list[str] = field(default_factory=list)
     template_column: str | None = None
     templates: list[str] | None = None
     columns: dict[str, Any] = field(default_factory=dict)
+    pair_empty: list[bool] | None = None
+    pair_text_columns: list[str] = field(default_factory=list)
+    wide: int | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    @property
+    def rows(self) -> int:
+        """File rows: sentences, or sentence pairs in wide format."""
+        return self.wide if self.wide is not None else len(self.texts)
 
     @property
     def fingerprint(self) -> str:
@@ -98,7 +115,7 @@ class ProbeSet:
         others = [c for c in self.groups if c != column]
         out: list[str | None] = []
         for i, key in enumerate(self.keys):
-            if self.groups[column][i] is None:
+            if key is None or self.groups[column][i] is None:
                 out.append(None)
                 continue
             rest = [str(self.groups[c][i]) for c in others]
@@ -108,17 +125,28 @@ class ProbeSet:
     def summary(self) -> dict[str, Any]:
         """Sizes and levels, for records and the report."""
         return {
-            "name": self.name, "rows": len(self), "fingerprint": self.fingerprint,
+            "name": self.name, "rows": self.rows, "fingerprint": self.fingerprint,
             "levels": {c: dict(Counter(v for v in vals if v is not None))
                        for c, vals in self.groups.items()},
             "pair_columns": self.pair_columns, "label": self.labels is not None,
+            "pair_text_columns": self.pair_text_columns,
+            "empty_pair_rows": sum(self.pair_empty or []),
             **self.columns,
         }
+
+
+#: Label cells that spell a missing value.
+_MISSING_LABELS = {"nan", "na", "n/a", "null", "none", "<na>"}
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or (
         isinstance(value, str) and not value.strip())
+
+
+def _missing_label(value: Any) -> bool:
+    return _missing(value) or (isinstance(value, str) and value.strip().lower()
+                               in _MISSING_LABELS)
 
 
 def _check_files(files: Sequence[str | Path]) -> list[Path]:
@@ -158,7 +186,8 @@ def _read_tables(files: Sequence[str | Path] | None, dataset: str | None,
         try:
             ds = read_split_files({"probe": path}, cache_dir=cache_dir)["probe"]
         except ValueError as err:
-            raise ProbeSetError(f"probe file {path}: {err}") from None
+            reason = str(err).removeprefix("text: ").replace(f"probe file {path}", "file")
+            raise ProbeSetError(f"probe file {path}: {reason}") from None
         tables.append((f"probe file {path}", ds))
     return tables
 
@@ -174,15 +203,25 @@ def load_probe_set(
     template_column: str | None = None,
     empty: str = "level",
     empty_level: str = "(empty)",
+    pair_text_columns: Sequence[str] = (),
     cache_dir: str | None = None,
 ) -> ProbeSet:
     """Read and validate a probe set (see the module doc); :class:`ProbeSetError` on bad input."""
     if empty not in ("level", "drop"):
         raise ProbeSetError(f"probe set: empty must be 'level' or 'drop', got {empty!r}")
     group_columns, pair_columns = list(group_columns), list(pair_columns)
-    if not group_columns:
+    wide = list(pair_text_columns)
+    if wide and len(wide) != 2:
+        raise ProbeSetError(f"probe set: pair text columns need exactly two names (A,B), got"
+                            f" {wide}")
+    if wide and (pair_columns or label_column):
+        raise ProbeSetError("probe set: wide-format pairs (--pair-text-columns) take neither"
+                            " --pair-columns nor a label column; each row is its own pair")
+    if not group_columns and not wide:
         raise ProbeSetError("probe set: name at least one group column (--group-columns A,B)")
-    named = [text_column, *group_columns, *pair_columns, *([label_column] if label_column else [])]
+    text_columns = wide or [text_column]
+    named = [*text_columns, *group_columns, *pair_columns,
+             *([label_column] if label_column else [])]
     repeated = sorted({c for c in named if named.count(c) > 1})
     if repeated:
         raise ProbeSetError(f"probe set: column(s) {repeated} named in two roles; the text,"
@@ -192,70 +231,98 @@ def load_probe_set(
                             f" pair columns {pair_columns}")
     tables = _read_tables(files, dataset, cache_dir)
     texts: list[str] = []
+    second: list[str] = []
     origin: list[str] = []
     raw_groups: dict[str, list[Any]] = {c: [] for c in group_columns}
     raw_pairs: dict[str, list[Any]] = {c: [] for c in pair_columns}
     labels: list[Any] = []
     for where, ds in tables:
         names = list(ds.column_names)
-        for role, col in [("text", text_column), *(("group", c) for c in group_columns),
-                          *(("pair", c) for c in pair_columns),
-                          *([("label", label_column)] if label_column else [])]:
+        roles = [*((("text" if not wide else f"pair text {'AB'[j]}"), c)
+                   for j, c in enumerate(text_columns)),
+                 *(("group", c) for c in group_columns), *(("pair", c) for c in pair_columns),
+                 *([("label", label_column)] if label_column else [])]
+        for role, col in roles:
             if col not in names:
-                raise ProbeSetError(f"{where}: {role} column {col!r} not found; columns:"
-                                    f" {', '.join(names)}")
-        for row, text in enumerate(ds[text_column]):
-            if _missing(text):
-                raise ProbeSetError(f"{where}, column {text_column!r}: row {row + 1} has an"
-                                    " empty sentence; fill or remove it")
-            texts.append(str(text).strip())
-            origin.append(f"{where} row {row + 1}")
+                flag = {"text": "--probe-text-column", "group": "--group-columns",
+                        "pair": "--pair-columns", "label": "--probe-label-column"}.get(
+                    role, "--pair-text-columns")
+                raise ProbeSetError(f"{where}: {role} column {col!r} not found ({flag});"
+                                    f" columns: {', '.join(names)}")
+        for j, col in enumerate(text_columns):
+            for row, text in enumerate(ds[col]):
+                if _missing(text):
+                    raise ProbeSetError(f"{where}, column {col!r}: row {row + 1} has an"
+                                        " empty sentence; fill or remove it")
+                (second if j else texts).append(str(text).strip())
+                if not j:
+                    origin.append(f"{where} row {row + 1}")
         for col in group_columns:
             raw_groups[col] += list(ds[col])
         for col in pair_columns:
-            for row, value in enumerate(ds[col]):
-                if _missing(value):
-                    raise ProbeSetError(f"{where}, pair column {col!r}: row {row + 1} is empty;"
-                                        " every row needs a pair key")
-                raw_pairs[col].append(value)
+            raw_pairs[col] += list(ds[col])
         if label_column:
             for row, value in enumerate(ds[label_column]):
-                if _missing(value):
+                if _missing_label(value):
                     raise ProbeSetError(f"{where}, label column {label_column!r}: row {row + 1}"
-                                        " has no label")
+                                        f" has no label (found {value!r}); fill or remove it")
                 labels.append(value)
     if not texts:
         raise ProbeSetError(f"{tables[0][0] if tables else 'probe set'}: no rows")
-    seen: dict[str, int] = {}
-    for i, text in enumerate(texts):
-        if text in seen:
-            raise ProbeSetError(
-                f"{origin[i]}, column {text_column!r}: duplicate sentence {text!r} (also"
-                f" {origin[seen[text]]}); each probe sentence must appear once")
-        seen[text] = i
+    if wide:
+        same = next((i for i, (a, b) in enumerate(zip(texts, second, strict=True)) if a == b),
+                    None)
+        if same is not None:
+            raise ProbeSetError(f"{origin[same]}: columns {wide[0]!r} and {wide[1]!r} hold the"
+                                f" same sentence {texts[same]!r}; a pair needs two sentences")
+    else:
+        seen: dict[str, int] = {}
+        for i, text in enumerate(texts):
+            if text in seen:
+                raise ProbeSetError(
+                    f"{origin[i]}, column {text_column!r}: duplicate sentence {text!r} (also"
+                    f" {origin[seen[text]]}); each probe sentence must appear once")
+            seen[text] = i
     groups: dict[str, list[str | None]] = {}
     for col in group_columns:
         values = [None if _missing(v) else str(v).strip() for v in raw_groups[col]]
         if empty == "level":
             values = [empty_level if v is None else v for v in values]
         levels = sorted({v for v in values if v is not None})
-        if len(levels) < 2:
+        if len(levels) < (1 if wide else 2):
             where = "; ".join(w for w, _ in tables)
             raise ProbeSetError(
                 f"{where}: group column {col!r} has {len(levels)} level(s) {levels}"
                 f" (empty={empty}); a group comparison needs at least two")
         groups[col] = values
-    keys = None
+    keys: list[str | None] | None = None
+    pair_empty: list[bool] | None = None
     if pair_columns:
-        keys = ["\x1f".join(str(raw_pairs[c][i]).strip() for c in pair_columns)
-                for i in range(len(texts))]
+        keys, pair_empty = [], []
+        for i in range(len(texts)):
+            parts = [None if _missing(raw_pairs[c][i]) else str(raw_pairs[c][i]).strip()
+                     for c in pair_columns]
+            pair_empty.append(any(p is None for p in parts))
+            if pair_empty[-1] and empty == "drop":
+                keys.append(None)
+                continue
+            keys.append("\x1f".join(empty_level if p is None else p for p in parts))
+        if all(k is None for k in keys):
+            raise ProbeSetError(f"{'; '.join(w for w, _ in tables)}: every row has an empty"
+                                f" pair value in {pair_columns} (empty=drop); fill them or use"
+                                " --probe-empty level")
     template = template_column or (pair_columns[0] if pair_columns else None)
+    names_of = dataset or ",".join(Path(f).name for f in files or [])
     probe = ProbeSet(
-        name=dataset or ",".join(Path(f).name for f in files or []),
-        texts=texts, groups=groups, keys=keys, labels=labels if label_column else None,
-        origin=origin, pair_columns=pair_columns, template_column=template,
-        templates=[str(v).strip() for v in raw_pairs[template]] if template else None,
-        columns={"text_column": text_column, "label_column": label_column, "empty": empty},
+        name=names_of, texts=texts + second, groups=groups, keys=keys,
+        labels=labels if label_column else None,
+        origin=origin + [f"{o} ({wide[1]})" for o in origin] if wide else origin,
+        pair_columns=pair_columns, template_column=template,
+        templates=[empty_level if _missing(v) else str(v).strip() for v in raw_pairs[template]]
+        if template else None,
+        columns={"text_column": text_column if not wide else None,
+                 "label_column": label_column, "empty": empty},
+        pair_empty=pair_empty, pair_text_columns=wide, wide=len(texts) if wide else None,
     )
     if keys is not None and not any(_has_pairs(probe, c) for c in group_columns):
         where = "; ".join(w for w, _ in tables)

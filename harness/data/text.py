@@ -32,8 +32,11 @@ from harness.data.base import Split, TaskData, Tokenizer, check_fraction, check_
 from harness.data.registry import register_task
 from harness.data.tokenization import TOKENIZER_KINDS, TRUNCATIONS, build_tokenizer, pack
 
-__all__ = ["MIN_CLASS_ROWS", "MIN_SPLIT_ROWS", "check_text_data", "load_text",
-           "parse_data_files", "read_split_files"]
+__all__ = ["MIN_CLASS_ROWS", "MIN_SPLIT_ROWS", "TRUNCATION_WARN", "check_text_data",
+           "count_records", "length_stats", "load_text", "parse_data_files", "read_split_files"]
+
+#: The report warns when more than this share of a split's texts is cut at ``max_len``.
+TRUNCATION_WARN = 0.10
 
 #: A benchmark run refuses local data with fewer rows than this in a split (after holding out)...
 MIN_SPLIT_ROWS = 20
@@ -127,34 +130,96 @@ def _restore(datasets: Any, was_disabled: bool) -> None:
         datasets.enable_progress_bars()
 
 
+def _tsv_quoting(path: Path) -> int:
+    """``csv.QUOTE_NONE`` when every line of the TSV splits into the header's field count (quotes
+    inside sentences stay verbatim, as in SST-2), else ``csv.QUOTE_MINIMAL``: the file quotes
+    fields, e.g. reviews that span several lines (read with ``QUOTE_NONE`` such a file's line
+    breaks end records mid-review and pandas stops with "Expected 2 fields in line 3, saw 3")."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header = fh.readline().rstrip("\r\n")
+        width = header.count("\t")
+        for line in fh:
+            body = line.rstrip("\r\n")
+            if body and body.count("\t") != width:
+                return csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE
+
+
+def count_records(path: Path, fmt: str, quoting: int = csv.QUOTE_MINIMAL) -> int:
+    """Data records of a csv/tsv file as Python's csv module reads it (quoted line breaks
+    included; blank lines skipped), not counting the header."""
+    delimiter = "\t" if fmt == "tsv" else ","
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
+        return max(0, sum(1 for row in reader if row) - 1)
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost cause of a ``datasets`` error (its own message says only "An error
+    occurred while generating the dataset"): e.g. the JSON parser's message and position."""
+    seen = err
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    text = f"{type(seen).__name__}: {seen}".strip()
+    if "corresponds to no data" in text or "EmptyDatasetError" in text:
+        return "no rows (the file has no data rows)"
+    return text
+
+
 def read_split_files(files: Mapping[str, Path], cache_dir: str | None = None) -> dict[str, Any]:
-    """Load each local file with the matching ``datasets`` builder: ``{split: Dataset}``."""
+    """Load each local file with the matching ``datasets`` builder: ``{split: Dataset}``.
+
+    A 0-byte file is refused ("file is empty"), a file with a header and no rows ("no rows"),
+    and csv/tsv files are checked to yield exactly their records (quoted line breaks count once).
+    Column names are stripped of surrounding spaces (and a UTF-8 BOM)."""
     datasets, was_disabled = _quiet_datasets()
     try:
         loaded = {}
         for split, path in files.items():
             fmt = _FORMATS[path.suffix.lower()]
+            if path.stat().st_size == 0:
+                raise ValueError(f"text: {split} file {path} is empty (0 bytes); pass a file"
+                                 " with a header row and data rows")
             kwargs: dict[str, Any] = {}
+            quoting = csv.QUOTE_MINIMAL
             if fmt == "tsv":
                 builder = "csv"
-                kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "keep_default_na": False}
+                quoting = _tsv_quoting(path)
+                kwargs = {"delimiter": "\t", "quoting": quoting, "keep_default_na": False}
             elif fmt == "csv":
                 builder, kwargs = "csv", {"keep_default_na": False}
             else:
                 builder = fmt
+            if fmt in ("csv", "tsv"):
+                kwargs["encoding"] = "utf-8-sig"
             try:
-                loaded[split] = datasets.load_dataset(
+                ds = datasets.load_dataset(
                     builder,
                     data_files={"train": str(path)},
                     split="train",
                     cache_dir=cache_dir,
                     **kwargs,
                 )
-            except Exception as err:  # malformed file: name it
+            except Exception as err:  # malformed file: name it and the parser's reason
                 raise ValueError(
-                    f"text: could not read {split} file {path} as {fmt}:"
-                    f" {type(err).__name__}: {err}"
+                    f"text: could not read {split} file {path} as {fmt}: {_reason(err)}"
                 ) from err
+            if len(ds) == 0:
+                raise ValueError(f"text: {split} file {path} has no rows (a header only?); add"
+                                 " data rows")
+            if fmt in ("csv", "tsv"):
+                expected = count_records(path, fmt, quoting)
+                if expected != len(ds):
+                    raise ValueError(
+                        f"text: {split} file {path}: read {len(ds)} rows but the file holds"
+                        f" {expected} {fmt} records; check its quoting (a field with a line"
+                        " break or a delimiter must be quoted)")
+            renames = {c: c.strip().lstrip("\ufeff").strip() for c in ds.column_names}
+            renames = {a: b for a, b in renames.items() if a != b and b}
+            if renames and len(set(renames.values()) | (set(ds.column_names) - set(renames))) \
+                    == len(ds.column_names):
+                ds = ds.rename_columns(renames)
+            loaded[split] = ds
         return loaded
     finally:
         _restore(datasets, was_disabled)
@@ -218,27 +283,54 @@ def _load_hub(dataset: str | Sequence[str], cache_dir: str | None) -> tuple[dict
         _restore(datasets, was_disabled)
 
 
+_COLUMN_FLAGS = "--text-column/--label-column (profile data.text_column/data.label_column)"
+
+
 def _columns(ds: Any, split: str, text_column: str | None, label_column: str) -> tuple[str, str]:
     names = list(ds.column_names)
     if text_column is None:
         found = next((c for c in ("sentence", "text") if c in names), None)
         if found is None:
             raise ValueError(
-                f"text: {split} split has no 'sentence' or 'text' column; pass text_column=..."
-                f" (available columns: {', '.join(names)})"
+                f"text: {split} split has no 'sentence' or 'text' column; name the text column"
+                f" with --text-column (profile data.text_column); available columns:"
+                f" {', '.join(names)}"
             )
         text_column = found
     elif text_column not in names:
         raise ValueError(
-            f"text: text_column {text_column!r} not in the {split} split; available columns:"
-            f" {', '.join(names)}"
+            f"text: text column {text_column!r} (--text-column) not in the {split} split;"
+            f" available columns: {', '.join(names)}"
         )
     if label_column not in names:
         raise ValueError(
-            f"text: label_column {label_column!r} not in the {split} split; available columns:"
-            f" {', '.join(names)}"
+            f"text: label column {label_column!r} not in the {split} split; name it with"
+            f" --label-column (profile data.label_column); available columns: {', '.join(names)}"
         )
     return text_column, label_column
+
+
+def _same_columns(loaded: Mapping[str, Any], text_column: str | None, label_column: str) -> None:
+    """Files whose column sets differ and lack a needed column in some split: one message
+    naming every split's columns and the flags that map them."""
+    sets = {split: list(ds.column_names) for split, ds in loaded.items()}
+    if len({tuple(sorted(c)) for c in sets.values()}) < 2:
+        return
+    wanted = [c for c in (text_column, label_column) if c]
+    if text_column is None:
+        common = set.intersection(*(set(c) for c in sets.values()))
+        if not any(c in common for c in ("sentence", "text")):
+            wanted.append("sentence/text")
+    missing = [s for s, cols in sets.items() if any(w not in cols and not (
+        w == "sentence/text" and ({"sentence", "text"} & set(cols))) for w in wanted)]
+    if not missing:
+        return
+    listing = "; ".join(f"{s}: [{', '.join(cols)}]" for s, cols in sets.items())
+    raise ValueError(
+        f"text: the files have different columns ({listing}); every split needs the text and"
+        f" label columns ({', '.join(map(repr, wanted))}): rename them in the files, or map"
+        f" them with {_COLUMN_FLAGS}"
+    )
 
 
 def _missing(value: Any) -> bool:
@@ -330,6 +422,7 @@ def _raw_splits(
     raw: dict[str, RawSplit] = {}
     dropped: list[str] = []
     columns: tuple[str, str] | None = None
+    _same_columns(loaded, text_column, label_column)
     for split, ds in loaded.items():
         columns = _columns(ds, split, text_column, label_column)
         texts, labels = _raw(ds, split, *columns)
@@ -406,6 +499,7 @@ def load_text(
         feature = loaded["train"].features.get(label_column)
         class_names = list(getattr(feature, "names", None) or []) or None
 
+    rows_read = {split: len(ds) for split, ds in loaded.items()}
     raw, dropped, columns = _raw_splits(loaded, text_column, label_column)
     sources = _fill_missing_splits(raw, val_fraction, seed)
 
@@ -461,6 +555,10 @@ def load_text(
         "max_len": width,
         "truncation": truncation,
         "truncated": truncated,
+        "truncated_fraction": {s: round(truncated[s] / max(len(encoded[s]), 1), 6)
+                               for s in SPLITS},
+        "token_lengths": {s: length_stats([len(e) + 1 for e in encoded[s]]) for s in SPLITS},
+        "rows_read": rows_read,
         "seed": seed,
         "val_fraction": val_fraction,
     }
@@ -493,8 +591,9 @@ def check_text_data(
     least ``MIN_CLASS_ROWS`` rows in train. Nothing is tokenized. Returns the split sizes and
     the train rows per class; ``ValueError`` names the problem and the fix.
     """
-    raw, _, _ = _raw_splits(read_split_files(parse_data_files(data_files)), text_column,
-                            label_column or "label")
+    loaded = read_split_files(parse_data_files(data_files))
+    rows_read = {split: len(ds) for split, ds in loaded.items()}
+    raw, _, _ = _raw_splits(loaded, text_column, label_column or "label")
     _fill_missing_splits(raw, val_fraction, seed)
     mapping, names = _label_map(raw, None)
     sizes = {split: len(raw[split][0]) for split in SPLITS}
@@ -514,7 +613,17 @@ def check_text_data(
             f"text: too few train rows of class {', '.join(rare)} (each class needs at least"
             f" {MIN_CLASS_ROWS}); add examples or drop the class"
         )
-    return {"sizes": sizes, "label_names": names, "train_label_counts": counts}
+    return {"rows_read": rows_read, "sizes": sizes, "label_names": names,
+            "train_label_counts": counts}
+
+
+def length_stats(lengths: Sequence[int]) -> dict[str, float]:
+    """Median, 90th percentile and maximum of token lengths (CLS included); zeros when empty."""
+    if not len(lengths):
+        return {"median": 0.0, "p90": 0.0, "max": 0.0}
+    arr = np.asarray(lengths, dtype=float)
+    return {"median": float(np.median(arr)), "p90": float(np.percentile(arr, 90)),
+            "max": float(arr.max())}
 
 
 def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:

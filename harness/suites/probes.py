@@ -29,6 +29,17 @@ and cell). ``significant_shift`` needs both an adjusted p below ``alpha`` and a 
 differ by rounding on every row, which a paired t-test over thousands of rows calls significant.
 The tests cover the sampling of probe sentences for fixed trained models, not training
 randomness.
+
+Wide-format pairs (``pair_text_columns: [A, B]``, CrowS-Pairs style: two sentences per row): for
+all rows (``column: all``) and per level of each group column (``column``, ``group``), with
+``comparison: "A-B"``: ``pair_difference`` (mean of score(A) - score(B) over rows, t-interval),
+``pair_difference_bootstrap``, ``pair_difference_p_value`` (paired t-test),
+``pair_difference_p_adjusted`` (over the cell's subsets, Holm by default) and
+``pair_a_higher_rate`` (share of rows whose A sentence scores higher, Wilson interval); the
+summary adds ``pair_difference_shift_vs_standard`` per subset (paired t over rows).
+
+Every probe cell also records ``probe_truncated_fraction``: the share of probe sentences longer
+than the trained model's ``max_len`` (they are cut, never allowed to change the model).
 """
 
 from __future__ import annotations
@@ -78,7 +89,8 @@ _SHIFTED = {"positive_score": ("mean positive score", "score"),
             "selection_rate": ("selection rate", "fraction"),
             "score_difference": ("paired score difference", "score"),
             "positive_score_gap": ("positive-score gap", "score"),
-            "demographic_parity_difference": ("demographic-parity difference", "fraction")}
+            "demographic_parity_difference": ("demographic-parity difference", "fraction"),
+            "pair_difference": ("wide-pair score difference A − B", "score")}
 #: The metrics the probe-set audit adds to the bias suite (the others it writes, e.g.
 #: ``selection_rate`` or ``flip_rate``, the suite already declares).
 PROBE_METRIC_SPECS = (
@@ -91,6 +103,15 @@ PROBE_METRIC_SPECS = (
                format="signed"),
     MetricSpec("score_difference_p_value", "paired t-test p-value", "p"),
     MetricSpec("score_difference_p_adjusted", "paired t-test p-value, adjusted", "p"),
+    MetricSpec("probe_truncated_fraction", "probe sentences cut at max_len", "fraction", False),
+    MetricSpec("pair_difference", "wide-pair score difference A − B", "score",
+               format="signed", description="mean positive score of column A minus column B,"
+               " over the probe rows (CrowS-Pairs style)"),
+    MetricSpec("pair_difference_bootstrap", "wide-pair difference (bootstrap CI)", "score",
+               format="signed"),
+    MetricSpec("pair_difference_p_value", "wide-pair paired t-test p-value", "p"),
+    MetricSpec("pair_difference_p_adjusted", "wide-pair paired t-test p-value, adjusted", "p"),
+    MetricSpec("pair_a_higher_rate", "share of rows where A scores higher", "fraction"),
     *(MetricSpec(f"{m}_shift_vs_standard", f"Δ {display} vs the reference (probe set)", unit,
                  False if m.endswith(("_gap", "_difference")) and m != "score_difference"
                  else None, format="signed", summary=True)
@@ -109,8 +130,9 @@ class ProbeSetParams(SuiteParams):
     files: list[str] | None = None
     dataset: str | None = None
     text_column: str = "sentence"
-    group_columns: list[str]
+    group_columns: list[str] = Field(default_factory=list)
     pair_columns: list[str] = Field(default_factory=list)
+    pair_text_columns: list[str] = Field(default_factory=list)
     label_column: str | None = None
     template_column: str | None = None
     label_map: dict[str, int] | None = None
@@ -127,7 +149,10 @@ class ProbeSetParams(SuiteParams):
             raise ValueError("probe_set needs exactly one of files: [PATH, ...] or dataset: NAME")
         if self.files is not None and not self.files:
             raise ValueError("probe_set.files is empty; list at least one file")
-        if not self.group_columns:
+        if self.pair_text_columns and len(self.pair_text_columns) != 2:
+            raise ValueError("probe_set.pair_text_columns needs exactly two columns [A, B],"
+                             f" got {self.pair_text_columns}")
+        if not self.group_columns and not self.pair_text_columns:
             raise ValueError("probe_set.group_columns: name at least one group column")
         return self
 
@@ -150,7 +175,8 @@ def _load_cached(key: str) -> ProbeSet:
         files=data["files"], dataset=data["dataset"], text_column=data["text_column"],
         group_columns=data["group_columns"], pair_columns=data["pair_columns"],
         label_column=data["label_column"], template_column=data["template_column"],
-        empty=data["empty"], empty_level=data["empty_level"])
+        empty=data["empty"], empty_level=data["empty_level"],
+        pair_text_columns=data["pair_text_columns"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +362,12 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
     """
     where = {**base, "probe": PROBE, "set": probe.name}
     pos = (pred == positive).astype(np.int64)
+    if probe.wide is not None:
+        out = [_rec(cell, "probe_rows", where, value=float(probe.rows), unit="count",
+                    n=probe.rows)]
+        out += wide_pair_records(cell, where, probe, score, params, seed)
+        return out, {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
+                     "positive": pos.tolist()}
     y = np.asarray(label_ids(probe, label_names, num_classes, positive=positive,
                              label_map=params.label_map)) if probe.labels is not None else None
     out = [_rec(cell, "probe_rows", where, value=float(len(probe)), unit="count", n=len(probe))]
@@ -400,6 +432,7 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
             ]
             if p is not None:
                 tested.append((at, p, diff.size))
+            out += _subset_records(cell, at, probe, diff, rows_a)
             if templates:
                 by_template: dict[str, list[int]] = {}
                 for j, ra in enumerate(rows_a):
@@ -412,6 +445,72 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
     for (at, _, n), q in zip(tested, adjusted, strict=True):
         out.append(_rec(cell, "score_difference_p_adjusted",
                         {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=n))
+    return out
+
+
+def _subset_records(cell: Cell, at: dict[str, Any], probe: ProbeSet, diff: np.ndarray,
+                    rows_a: list[list[int]]) -> list[Record]:
+    """With keys holding an empty pair value (e.g. EEC's neutral templates, which have no
+    emotion word) and keys without: ``score_difference`` for each kind apart (``pairs``
+    param: ``complete`` or ``empty <columns>``)."""
+    if not probe.pair_empty or not any(probe.pair_empty) or all(probe.pair_empty):
+        return []
+    empty = np.array([probe.pair_empty[ra[0]] for ra in rows_a], dtype=bool)
+    out = []
+    label = "empty " + ", ".join(probe.pair_columns)
+    for name, mask in (("complete", ~empty), (label, empty)):
+        if mask.sum() == 0:
+            continue
+        est, _ = _t_estimate(diff[mask])
+        out.append(_rec(cell, "score_difference", {**at, "pairs": name}, est, unit="score"))
+    return out
+
+
+def _wide_subsets(probe: ProbeSet) -> list[tuple[str, str | None, np.ndarray]]:
+    """``(column, group, row mask)``: every row (``all``), then each level of each group
+    column (rows with a dropped empty value left out)."""
+    n = probe.rows
+    out: list[tuple[str, str | None, np.ndarray]] = [("all", None, np.ones(n, dtype=bool))]
+    for column, levels in probe.groups.items():
+        for g in sorted({v for v in levels if v is not None}):
+            out.append((column, g, np.array([v == g for v in levels], dtype=bool)))
+    return out
+
+
+def wide_pair_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, score: np.ndarray,
+                      params: ProbeSetParams, seed: int) -> list[Record]:
+    """The wide-format pair records of one model (module doc): ``score`` holds every row's A
+    score, then every row's B score."""
+    n = probe.rows
+    diff = score[:n].astype(float) - score[n:].astype(float)
+    comparison = "-".join(probe.pair_text_columns)
+    out: list[Record] = []
+    tested: list[tuple[dict[str, Any], float, int]] = []
+    for column, group, mask in _wide_subsets(probe):
+        at = {**where, "column": column, "comparison": comparison,
+              **({"group": group} if group is not None else {})}
+        d = diff[mask]
+        if d.size < 2:
+            out.append(_rec(cell, "pair_difference", at, status="skipped", n=int(d.size),
+                            error=f"{d.size} row(s) in this subset; a paired test needs 2"))
+            continue
+        est, p = _t_estimate(d)
+        s = derive_seed(seed, "probe_wide", column, group or "")
+        idx = resample_indices(d.size, params.n_boot, s)
+        out += [
+            _rec(cell, "pair_difference", at, est, unit="score"),
+            _rec(cell, "pair_difference_bootstrap", at,
+                 percentile_estimate(float(d.mean()), d[idx].mean(axis=1), d.size),
+                 unit="score"),
+            _rec(cell, "pair_difference_p_value", at, value=p, unit="p", n=int(d.size)),
+            _rec(cell, "pair_a_higher_rate", at, wilson_interval((d > 0).astype(float))),
+        ]
+        if p is not None:
+            tested.append((at, p, int(d.size)))
+    adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
+    for (at, _, k), q in zip(tested, adjusted, strict=True):
+        out.append(_rec(cell, "pair_difference_p_adjusted",
+                        {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=k))
     return out
 
 
@@ -474,7 +573,19 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
     seed = derive_seed(int(r.params.get("seed", 0)), "probe_shift", r.label or r.attention)
     tests: list[tuple[str, dict[str, Any], Estimate, float | None]] = []
     out: list[Record] = []
-    for column, levels in probe.analysis_columns().items():
+    if probe.wide is not None:
+        n = probe.rows
+        d = (score_v[:n] - score_v[n:]) - (score_r[:n] - score_r[n:])
+        comparison = "-".join(probe.pair_text_columns)
+        for column, group, mask in _wide_subsets(probe):
+            if mask.sum() < 2:
+                continue
+            est, p = _t_estimate(d[mask])
+            tests.append(("pair_difference", {**r.params, "column": column,
+                                              "comparison": comparison,
+                                              **({"group": group} if group else {})}, est, p))
+    for column, levels in ({} if probe.wide is not None else
+                           probe.analysis_columns()).items():
         lv = np.array(["" if v is None else str(v) for v in levels], dtype=object)
         keep = np.array([v is not None for v in levels])
         names = sorted(set(lv[keep].tolist()))
@@ -500,7 +611,7 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                                   percentile_estimate(float(d[0]), d[1:], int(keep.sum())),
                                   unit="score" if metric == "positive_score_gap" else "fraction",
                                   higher_is_better=False))
-    if probe.keys is not None:
+    if probe.keys is not None and probe.wide is None:
         for column in probe.group_columns:
             for (a, b), (shared, rows_a, rows_b) in paired_comparisons(
                     probe.pair_keys(column), probe.groups[column]).items():
@@ -513,7 +624,8 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                               {**r.params, "column": column, "comparison": f"{a}-{b}"}, est, p))
     adjusted = iter(adjust_pvalues([p for *_, p in tests if p is not None], params.multiplicity))
     for metric, at, est, p in tests:
-        unit = "score" if metric in ("positive_score", "score_difference") else "fraction"
+        unit = "score" if metric in ("positive_score", "score_difference",
+                                     "pair_difference") else "fraction"
         out.append(_shift_rec(r, f"{metric}_shift_vs_standard", at, est, unit=unit))
         if p is None:
             continue
@@ -543,11 +655,23 @@ def score_probe_set(cell: Cell, base: dict[str, Any], scorer: Any, task: Any,
     records, section = probe_set_records(
         cell, base, probe, pred, score, positive=positive, label_names=task.label_names,
         num_classes=task.num_classes, params=params, seed=seed)
+    counts = getattr(task.tokenizer, "token_counts", None)
+    if counts is not None and probe.texts:
+        cut = int((np.asarray(counts(probe.texts)) + 1 > task.max_len).sum())
+        records.insert(1, _rec(cell, "probe_truncated_fraction",
+                               {**base, "probe": PROBE, "set": probe.name},
+                               value=cut / len(probe.texts), n=len(probe.texts), hib=False))
     labels = label_ids(probe, task.label_names, task.num_classes, positive=positive,
                        label_map=params.label_map) if probe.labels is not None else None
     groups: dict[str, Any] = dict(probe.groups)
+    if probe.wide is not None:
+        groups = {c: list(v) * 2 for c, v in probe.groups.items()}
+        groups["pair_side"] = [probe.pair_text_columns[i >= probe.rows]
+                               for i in range(len(probe.texts))]
+        groups["pair_row"] = [str(i % probe.rows) for i in range(len(probe.texts))]
     if probe.keys is not None:
-        groups["pair_key"] = [k.replace("\x1f", " | ") for k in probe.keys]
+        groups["pair_key"] = [None if k is None else k.replace("\x1f", " | ")
+                              for k in probe.keys]
     preds = PredictionSet(PROBE, pred, score, texts=probe.texts, labels=labels, groups=groups,
                           ids=[f"{PROBE}:{i}" for i in range(len(probe))])
     return records, section, preds
