@@ -288,10 +288,16 @@ def run_cmd(
         help="Group columns of the probe set, e.g. Gender,Race.")] = None,
     pair_columns: Annotated[str | None, typer.Option(
         help="Pair-key columns (paired EEC analysis), e.g. 'Template,Emotion word'.")] = None,
+    pair_text_columns: Annotated[str | None, typer.Option(
+        help="Wide-format pairs: the two sentence columns A,B of each row (CrowS-Pairs style,"
+             " e.g. sent_more,sent_less); scored A - B per --group-columns level.")] = None,
     probe_label_column: Annotated[str | None, typer.Option(
         help="Expected-label column of the probe set (accuracy, equalized odds).")] = None,
     probe_empty: Annotated[str | None, typer.Option(
-        help="Empty group values: 'level' (own level) or 'drop'.")] = None,
+        help="Empty group and pair values: 'level' (a value of its own) or 'drop'.")] = None,
+    skip_bad_files: Annotated[bool | None, typer.Option(
+        "--skip-bad-files", help="Leave unreadable image/audio files out (listed in run.json and"
+        " the report) instead of stopping with exit 2.")] = None,
     save_predictions: Annotated[bool | None, typer.Option(
         "--save-predictions/--no-save-predictions",
         help="Write per-example predictions of accuracy and bias cells (predictions/).")] = None,
@@ -333,11 +339,12 @@ def run_cmd(
                 memory_budget=memory_budget, threads=threads,
                 data={"dataset": dataset, "data_files": _parse_data_files(data_files),
                       "text_column": text_column, "label_column": label_column,
-                      **_parse_media(data_dir, data_format)},
+                      "skip_bad_files": skip_bad_files, **_parse_media(data_dir, data_format)},
             )
             prof = apply_probe_options(
                 prof, files=probe_files, dataset=probe_dataset, text_column=probe_text_column,
                 group_columns=group_columns, pair_columns=pair_columns,
+                pair_text_columns=pair_text_columns,
                 label_column=probe_label_column, empty=probe_empty,
                 save_predictions=save_predictions, predictions_format=predictions_format)
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
@@ -348,6 +355,19 @@ def run_cmd(
                             "`media: {params: {image_size: 32}}`) or use --profile quick")
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")
+            probe_flags = [f for f, v in (
+                ("--probe-files", probe_files), ("--probe-dataset", probe_dataset),
+                ("--probe-text-column", probe_text_column), ("--group-columns", group_columns),
+                ("--pair-columns", pair_columns), ("--pair-text-columns", pair_text_columns),
+                ("--probe-label-column", probe_label_column), ("--probe-empty", probe_empty))
+                if v is not None]
+            if probe_flags and "bias" not in chosen:
+                raise _fail(f"{', '.join(probe_flags)}: the probe set is scored by the bias"
+                            f" suite, which this run leaves out (suites: {', '.join(chosen)});"
+                            " add `bias` to the suites or drop the probe options")
+            if skip_bad_files and not prof.data.data_dir:
+                raise _fail("--skip-bad-files applies to an image/audio folder: pass it with"
+                            " --data-dir PATH --data-format imagefolder|audiofolder")
             outcome = start_run(prof, suites=chosen, out_dir=out, argv=sys.argv, progress=bar,
                                 executor=runner)
     except RunInterrupted as stop:

@@ -168,6 +168,9 @@ def _verdict(view: RunView, sections: list[Section],
         findings.append(("warn", f"The run is {status}: results may be incomplete."))
     for section in sections:
         findings += section.findings
+    from harness.report.inputs import input_findings
+
+    findings += input_findings(view.meta, view.records)
     bad = sum(tone == "bad" for tone, _ in findings)
     warn = sum(tone == "warn" for tone, _ in findings)
     if bad:

@@ -3,9 +3,10 @@
 ``render_probe_section(meta, records)`` returns an HTML fragment (or None when the run has no
 probe-set records). It needs no knowledge of the probe set's columns: every analysis column,
 level and comparison is read from the records' params (``column``, ``group``, ``comparison``,
-``template``). Per trained model (source, planted strength, seed): per-group scores with 95%
-intervals, the paired-difference table with p-values, a heat map of the intersection's levels x
-attention, the per-template breakdown, and each variant's shift vs the reference.
+``template``, ``pairs``). Per trained model (source, planted strength, seed): per-group scores
+with 95% intervals, the paired-difference table with p-values (pairs with an empty pair value,
+e.g. neutral templates, apart), a heat map of the intersection's levels x attention, the
+per-template breakdown, the wide-format pair table, and each variant's shift vs the reference.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
                             " model (never trained on). Intervals are 95%: t for mean scores,"
                             " Wilson for rates, bootstrap for gaps.</p>").format(
             format_value(rows_rec.value, "count")))
-    columns = _columns(recs)
+    columns = [c for c in _columns(recs) if any(
+        r.metric == "positive_score_gap" and r.params.get("column") == c for r in recs)]
     # per-group scores
     rows = []
     for column in columns:
@@ -152,7 +154,7 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
     # paired differences
     comps = list(dict.fromkeys((str(r.params["column"]), str(r.params["comparison"]))
                                for r in recs if r.metric == "score_difference"
-                               and "template" not in r.params))
+                               and "template" not in r.params and "pairs" not in r.params))
     if comps:
         rows = []
         for column, comp in comps:
@@ -179,6 +181,18 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
                             " positive-score difference a − b over pair keys, paired t-test;"
                             " p adjusted over the comparisons of each model)</small></h4>"))
         parts.append(_table(["column", "a − b", *labels], rows))
+        subsets = list(dict.fromkeys((str(r.params["column"]), str(r.params["comparison"]),
+                                      str(r.params["pairs"])) for r in recs
+                                     if r.metric == "score_difference" and "pairs" in r.params))
+        if subsets:
+            srows = [[column, comp, kind, *(_value(find(lb, "score_difference", column=column,
+                                                        comparison=comp, pairs=kind))
+                                            for lb in labels)]
+                     for column, comp, kind in subsets]
+            parts.append(Markup("<h4>Pairs with and without an empty pair value<small"
+                                " class=\"muted\"> (e.g. neutral templates without an emotion"
+                                " word, reported apart)</small></h4>"))
+            parts.append(_table(["column", "a − b", "pairs", *labels], srows))
         templates = [r for r in recs if r.metric == "score_difference" and "template" in r.params]
         if templates:
             trows = []
@@ -191,6 +205,7 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
             parts.append(Markup("<details><summary>Per-template breakdown ({} rows)</summary>"
                                 "{}</details>").format(len(trows), _table(
                                     ["column", "a − b", "template", *labels], trows)))
+    parts.append(_wide_table(recs, labels, find))
     # shifts vs the reference
     mine = [r for r in shifts if r.metric.endswith(_SHIFT)]
     if mine:
@@ -221,6 +236,40 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
             _table(["attention", "metric", "where", "variant − reference", "adjusted p",
                     "verdict"], rows)))
     return Markup("").join(parts)
+
+
+def _wide_table(recs: list[Record], labels: list[str], find: Any) -> Markup:
+    """Wide-format pairs: per subset (all rows, each group level) and attention the mean
+    difference A − B, its bootstrap interval, the adjusted p and the share of rows where A
+    scores higher."""
+    subsets = list(dict.fromkeys((str(r.params["column"]), r.params.get("group"),
+                                  str(r.params["comparison"])) for r in recs
+                                 if r.metric == "pair_difference"))
+    if not subsets:
+        return Markup("")
+    rows = []
+    for column, group, comp in subsets:
+        at = {"column": column, "comparison": comp, **({"group": group} if group else {})}
+        cells = []
+        for lb in labels:
+            boot = find(lb, "pair_difference_bootstrap", **at)
+            q = next((r for r in recs if r.metric == "pair_difference_p_adjusted"
+                      and label_of(r) == lb and r.params.get("column") == column
+                      and r.params.get("group") == group), None)
+            higher = find(lb, "pair_a_higher_rate", **at)
+            boot_text = format_uncertainty(boot).split("95% CI")[-1] if boot else ""
+            cells.append(Markup("{}<span class=\"sub\">bootstrap {}</span><span class=\"sub\">"
+                                "adjusted p {}</span><span class=\"sub\">A higher {}</span>"
+                                ).format(_value(find(lb, "pair_difference", **at)),
+                                         boot_text.strip() or "-",
+                                         format_value(q.value if q else None, "p"),
+                                         format_value(higher.value if higher else None,
+                                                      "fraction")))
+        rows.append([column, group or Markup("<em>all rows</em>"), comp, *cells])
+    return Markup("<h4>Wide-format pairs<small class=\"muted\"> (each row's two sentences: mean"
+                  " positive-score difference A − B, paired t-test adjusted over the subsets,"
+                  " share of rows where A scores higher)</small></h4>") + _table(
+        ["column", "group", "A − B", *labels], rows)
 
 
 def probe_set_part(view: Any, bias: Any = None) -> Markup | None:

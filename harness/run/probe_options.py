@@ -2,6 +2,7 @@
 
 ``harness run bias --probe-files eec.csv --probe-text-column Sentence --group-columns Gender,Race
 --pair-columns Template,"Emotion word"`` sets the profile's ``suites.bias.probe_set``;
+``--pair-text-columns sent_more,sent_less`` reads wide-format pairs (CrowS-Pairs style);
 ``--save-predictions`` its ``predictions.save``. The profile is validated again afterwards, so a
 bad value is reported the same way as in a YAML file.
 """
@@ -30,6 +31,7 @@ def apply_probe_options(
     text_column: str | None = None,
     group_columns: str | None = None,
     pair_columns: str | None = None,
+    pair_text_columns: str | None = None,
     label_column: str | None = None,
     empty: str | None = None,
     save_predictions: bool | None = None,
@@ -39,6 +41,7 @@ def apply_probe_options(
     probe: dict[str, Any] = {
         "files": split_list(files), "dataset": dataset, "text_column": text_column,
         "group_columns": split_list(group_columns), "pair_columns": split_list(pair_columns),
+        "pair_text_columns": split_list(pair_text_columns),
         "label_column": label_column, "empty": empty,
     }
     probe = {k: v for k, v in probe.items() if v is not None}
@@ -61,9 +64,10 @@ def apply_probe_options(
                                "--probe-label-column need a probe set: pass --probe-files"
                                " PATH[,PATH] or --probe-dataset NAME")
         current.update(probe)
-        if "group_columns" not in current:
+        if "group_columns" not in current and not current.get("pair_text_columns"):
             raise ProfileError("--probe-files/--probe-dataset need --group-columns A[,B] (the"
-                               " columns holding each sentence's groups)")
+                               " columns holding each sentence's groups), or"
+                               " --pair-text-columns A,B for wide-format pairs")
         data["suites"]["bias"]["probe_set"] = current
     if prediction:
         data["predictions"] = {**data.get("predictions", {}), **prediction}

@@ -164,6 +164,8 @@ class Profile(BaseModel):
         data = self.to_dict()
         data.pop("source", None)
         data.pop("predictions", None)  # what is saved, not what is measured
+        if not (data.get("data") or {}).get("skip_bad_files"):
+            (data.get("data") or {}).pop("skip_bad_files", None)  # the default keeps old hashes
         return hashlib.sha1(canonical_json(data).encode()).hexdigest()
 
 

@@ -288,10 +288,11 @@ def _execute(
     return outcome
 
 
-def preflight(profile: Profile, suites: list[str], out_dir: str | Path | None = None) -> None:
+def preflight(profile: Profile, suites: list[str],
+              out_dir: str | Path | None = None) -> dict[str, Any]:
     """Find unusable input before anything runs (``ValueError``/``StoreError``, the CLI's exit
-    2): the output folder, the profile's suites, and local text data (files, columns, labels,
-    sizes)."""
+    2): the output folder, the profile's suites, local text data, media folders and probe files
+    (:mod:`harness.run.inputs`). Returns what the input checks found (run.json ``inputs``)."""
     missing = [s for s in suites if s not in profile.suites]
     if missing:
         raise ValueError(
@@ -300,12 +301,9 @@ def preflight(profile: Profile, suites: list[str], out_dir: str | Path | None = 
         )
     if out_dir is not None:
         check_out_dir(out_dir)
-    data = profile.data
-    if data.data_files:
-        from harness.data.text import check_text_data
+    from harness.run.inputs import check_inputs
 
-        check_text_data(data_files=dict(data.data_files), text_column=data.text_column,
-                        label_column=data.label_column)
+    return check_inputs(profile, suites)
 
 
 def start_run(
@@ -325,7 +323,7 @@ def start_run(
     progress = progress or Progress()
     executor = executor or SerialExecutor()
     suites = suites or list(profile.suites)
-    preflight(profile, suites, out_dir)
+    inputs = preflight(profile, suites, out_dir)
     device = resolve_device(device or profile.device)
     planned = plan_run(profile, suites)
     out_dir = Path(out_dir)
@@ -353,6 +351,7 @@ def start_run(
         "resumed": [],
         "compare_rules": compare_rules(suites),
         "executor": {"name": executor.name},
+        "inputs": inputs,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):

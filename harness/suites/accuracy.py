@@ -62,6 +62,7 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from harness.data.inputs import INPUT_METRIC_SPECS, input_records
 from harness.measure.stats import Estimate, PairedResult, bootstrap_ci, paired_bootstrap
 from harness.records import Cell, Record, canonical_json
 from harness.suites.base import (
@@ -104,7 +105,7 @@ BASELINE_LABEL = "no-attention"
 #: ``ctx.data`` fields that the text task takes from the command line, not from the profile.
 _DATA_KEYS = ("dataset", "data_files", "text_column", "label_column")
 #: ... and those that the media (image/audio) task takes.
-_MEDIA_KEYS = ("dataset", "data_dir", "data_format", "label_column")
+_MEDIA_KEYS = ("dataset", "data_dir", "data_format", "label_column", "skip_bad_files")
 
 
 def _check_attention_options(value: dict[str, dict[str, Any]], where: str) -> None:
@@ -458,6 +459,7 @@ class AccuracySuite(Suite):
         MetricSpec("train_time_s", "training time", "s", False),
         MetricSpec("n_params", "parameters", "count"),
         MetricSpec("best_step", "best-validation step", "steps"),
+        *INPUT_METRIC_SPECS,
         MetricSpec("macro_f1_mean", "macro-F1 (mean over seeds)", "f1", True, headline=True,
                    summary=True),
         MetricSpec("accuracy_mean", "accuracy (mean over seeds)", "fraction", True,
@@ -639,6 +641,7 @@ class AccuracySuite(Suite):
             _record(cell, "n_params", value=result.n_params, unit="count", n=1),
             _record(cell, "best_step", value=result.best_step, unit="steps", n=1),
         ]
+        records += input_records(cell, task.info)
         score = probs[:, 1] if probs.shape[1] == 2 else probs.max(axis=1)
         save_predictions(ctx, cell, [PredictionSet("test", preds, score, texts=task.test.texts,
                                                    labels=y.tolist())], records)

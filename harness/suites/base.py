@@ -122,6 +122,7 @@ class DataOptions(SuiteParams):
     label_column: str | None = None
     data_dir: str | None = None
     data_format: Literal["imagefolder", "audiofolder"] | None = None
+    skip_bad_files: bool = False  # leave unreadable media files out (listed), instead of exit 2
 
     @model_validator(mode="after")
     def _media_pair(self) -> DataOptions:

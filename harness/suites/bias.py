@@ -561,10 +561,10 @@ class BiasSuite(Suite):
                    "tokenizer": corpus.tokenizer, "seed": seed}
         ctx.progress(0.0, f"{cell.label}: building the bias corpus")
         task = load_task_cached("bias_sentiment", **options)
+        # room for the project's template sentences; the user's probe set never changes the
+        # trained model: its sentences are cut at the corpus's max_len (probe_truncated_fraction)
         probe_texts = [r.text for r in build_probe(axes=params.template_axes)] \
             if params.template_axes else []
-        if params.probe_set is not None:
-            probe_texts += params.probe_set.load().texts
         counts = getattr(task.tokenizer, "token_counts", None)
         if probe_texts and counts is not None:
             need = int(counts(probe_texts).max()) + 1
