@@ -188,17 +188,18 @@ def test_imagefolder_without_splits_holds_out_and_rgb(tmp_path, monkeypatch) -> 
         load_task("media", data_dir=str(tmp_path / "missing"), data_format="imagefolder")
 
 
-def write_audio_folder(root: Path) -> None:
+def write_audio_folder(root: Path, per_class: int = 4,
+                       splits: tuple[str, ...] = ("train", "test")) -> None:
     import soundfile
 
     rate = 8000
     t = np.arange(rate // 2) / rate
-    for split in ("train", "test"):
+    for split in splits:
         for name, freq in (("low", 300.0), ("high", 2500.0)):
             folder = root / split / name
             folder.mkdir(parents=True)
-            for i in range(4):
-                wave = 0.5 * np.sin(2 * np.pi * freq * t[: len(t) - 400 * i])
+            for i in range(per_class):
+                wave = 0.5 * np.sin(2 * np.pi * freq * t[: len(t) - 400 * (i % 8)])
                 soundfile.write(folder / f"{i}.wav", wave.astype(np.float32), rate)
 
 

@@ -163,7 +163,8 @@ def run_cli_fails(tmp_path: Path, profile: dict, *extra: str):
 def test_accuracy_end_to_end_on_digits_and_an_audio_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
-    write_audio_folder(tmp_path / "sounds")
+    write_audio_folder(tmp_path / "sounds", per_class=10,  # >= 20 files per split
+                       splits=("train", "validation", "test"))
     profile = tiny_profile(
         tasks=[{"name": "digits", "params": {"n_val": 20, "n_test": 40},
                 "train": IMAGE_TRAIN}],

@@ -166,6 +166,26 @@ def _reason(err: BaseException) -> str:
     return text
 
 
+def _json_problem(path: Path) -> str | None:
+    """Where a JSON (one document) or JSON-lines file fails to parse: line, column, reason."""
+    import json
+
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        json.loads(text)
+        return None
+    except json.JSONDecodeError as whole:
+        if path.suffix.lower() == ".json" and text.lstrip().startswith(("[", "{\n")):
+            return f"invalid JSON at line {whole.lineno} column {whole.colno}: {whole.msg}"
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as err:
+                return f"invalid JSON at line {number} column {err.colno}: {err.msg}"
+    return None
+
+
 def read_split_files(files: Mapping[str, Path], cache_dir: str | None = None) -> dict[str, Any]:
     """Load each local file with the matching ``datasets`` builder: ``{split: Dataset}``.
 
@@ -201,8 +221,9 @@ def read_split_files(files: Mapping[str, Path], cache_dir: str | None = None) ->
                     **kwargs,
                 )
             except Exception as err:  # malformed file: name it and the parser's reason
+                why = (_json_problem(path) if fmt == "json" else None) or _reason(err)
                 raise ValueError(
-                    f"text: could not read {split} file {path} as {fmt}: {_reason(err)}"
+                    f"text: could not read {split} file {path} as {fmt}: {why}"
                 ) from err
             if len(ds) == 0:
                 raise ValueError(f"text: {split} file {path} has no rows (a header only?); add"
