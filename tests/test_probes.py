@@ -115,8 +115,9 @@ BAD = {
                                                 else r["Sentence"])), {}, "duplicate sentence"),
     "missing label": (dict(rows=_rows_with(Label=lambda i, r: "" if i == 0 else r["Label"])),
                       {}, "'Label': row 1"),
-    "empty pair key": (dict(rows=_rows_with(Template=lambda i, r: "" if i == 2 else
-                                            r["Template"])), {}, "'Template': row 3"),
+    # an empty pair value is a value of its own (EEC's neutral templates); dropped, nothing pairs
+    "empty pair key": (dict(rows=_rows_with(Template=lambda i, r: "")), {"empty": "drop"},
+                       "every row has an empty pair value in ['Template'"),
 }
 
 
