@@ -435,3 +435,10 @@ def test_profile_key_skip_bad_files_and_hash(tmp_path):
                                              "skip_bad_files": True}})
     assert on.data.skip_bad_files is True and plain.data.skip_bad_files is False
     assert plain.hash == profile_from_dict(copy.deepcopy(base)).hash
+
+
+def test_audio_read_as_images_says_so_in_the_loader_too(tmp_path):
+    root = _folder(tmp_path / "data", {"yes": 3, "no": 3}, ".wav")
+    with pytest.raises(ValueError, match="did you mean --data-format audiofolder"):
+        load_task("media", data_dir=str(root), data_format="imagefolder",
+                  cache_dir=str(tmp_path / "c"))

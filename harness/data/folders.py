@@ -78,6 +78,7 @@ def read_folder(data_dir: str | Path, data_format: str, cache_dir: str | None = 
         try:
             loaded = datasets.load_dataset(data_format, **kwargs)
         except Exception as err:
+            _layout(path, data_format)  # a layout problem (e.g. audio read as images) says so
             raise ValueError(f"media: cannot read {path} as {data_format}: {err}") from None
     finally:
         _restore(datasets, was_disabled)
