@@ -1,4 +1,4 @@
-"""Small files shaped like real inputs this project did not write (all content is the project's own).
+"""Small files shaped like real inputs this project did not write (the content is its own).
 
 * :func:`write_eec` - the Equity Evaluation Corpus layout (ID, Sentence, Template, Person, Gender,
   Race, Emotion, Emotion word): emotion templates x persons x emotion words, plus neutral

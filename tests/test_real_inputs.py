@@ -200,7 +200,7 @@ def test_multiline_tsv_is_read_whole_with_lengths_and_truncation(tmp_path):
     # a file whose quoting is broken: read rows and records disagree, or the parser names why
     broken = tmp_path / "broken.tsv"
     broken.write_text('sentence\tlabel\n"an open quote\nlabel\t1\nnext\t0\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="broken.tsv.*EOF inside string"):
+    with pytest.raises(ValueError, match=r"broken\.tsv.*EOF inside string"):
         read_split_files({"train": broken})
 
 
@@ -326,12 +326,12 @@ def test_probe_options_without_the_bias_suite_exit_2(tmp_path):
 # ------------------------------------------------------------------------------ media folders
 def test_mixed_image_folder_is_converted_and_the_corrupt_file_named(tmp_path):
     root = write_image_folder(tmp_path / "img")
-    with pytest.raises(ValueError, match="broken.png") as err:
+    with pytest.raises(ValueError, match=r"broken\.png") as err:
         check_media_folder(root, "imagefolder")
     assert "--skip-bad-files" in str(err.value)
     found = check_media_folder(root, "imagefolder", skip_bad_files=True)
     assert [s["path"] for s in found["skipped_files"]] == [str(root / "train/dark/broken.png")]
-    with pytest.raises(ValueError, match="broken.png"):
+    with pytest.raises(ValueError, match=r"broken\.png"):
         load_task("media", data_dir=str(root), data_format="imagefolder", image_size=8,
                   cache_dir=str(tmp_path / "c"))
     task = load_task("media", data_dir=str(root), data_format="imagefolder", image_size=8,
@@ -349,7 +349,7 @@ def test_mixed_image_folder_is_converted_and_the_corrupt_file_named(tmp_path):
 
 def test_mixed_audio_folder_is_converted_and_the_corrupt_file_named(tmp_path):
     root = write_audio_folder(tmp_path / "snd")
-    with pytest.raises(ValueError, match="broken.wav"):
+    with pytest.raises(ValueError, match=r"broken\.wav"):
         check_media_folder(root, "audiofolder")
     task = load_task("media", data_dir=str(root), data_format="audiofolder", max_frames=20,
                      sample_rate=8000, skip_bad_files=True, cache_dir=str(tmp_path / "c"))
