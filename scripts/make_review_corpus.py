@@ -2,14 +2,16 @@
 
 SST-2 holds single movie-review sentences. This script groups them into long reviews (each review
 joins 12-30 sentences of one label, one sentence per line, so every review is quoted across
-several lines in the TSV) and splits them into two sub-domains by what the sentences talk about:
+several lines in the TSV; no sentence is used twice) and splits them into two sub-domains by what
+the sentences talk about:
 
-* ``performances``: sentences mentioning actors, acting, the cast or a role;
-* ``story``: the other sentences (plot, script, direction, pacing).
+* ``story``: sentences about anything but the performers (plot, script, direction, pacing);
+* ``performances``: sentences mentioning actors, acting, the cast, a role or a star.
 
 Training on one domain's file and testing on the other's is a cross-domain run on long,
 multi-line inputs: ``python scripts/make_review_corpus.py SST2_DIR OUT_DIR`` writes
-``OUT_DIR/performances.tsv`` and ``OUT_DIR/story.tsv`` (header ``sentence<TAB>label``).
+``OUT_DIR/story.tsv`` (up to 600 reviews) and ``OUT_DIR/performances.tsv`` (as many balanced
+reviews as its sentences allow, about 80), header ``sentence<TAB>label``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,16 @@ def build(sst2_dir: Path, out_dir: Path, seed: int = 0, per_domain: int = 600) -
                     and bool(PERFORMANCE.search(s)) == (domain == "performances")]
                 for y in (0, 1)}
         reviews = []
-        for i in range(per_domain):
-            label = i % 2
-            k = int(rng.integers(12, 31))
-            picks = rng.choice(len(pool[label]), size=k, replace=False)
-            reviews.append(("\n".join(pool[label][j] for j in picks), label))
+        for label in (0, 1):
+            left = list(rng.permutation(len(pool[label])))
+            for _ in range(per_domain // 2):
+                k = int(rng.integers(12, 31))
+                if len(left) < k:
+                    break
+                picks, left = left[:k], left[k:]
+                reviews.append(("\n".join(pool[label][j] for j in picks), label))
+        per_label = min(sum(y == 0 for _, y in reviews), sum(y == 1 for _, y in reviews))
+        reviews = [r for y in (0, 1) for r in [x for x in reviews if x[1] == y][:per_label]]
         order = rng.permutation(len(reviews))
         with open(out_dir / f"{domain}.tsv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
