@@ -320,13 +320,13 @@ def _columns(ds: Any, split: str, text_column: str | None, label_column: str) ->
         text_column = found
     elif text_column not in names:
         raise ValueError(
-            f"text: text column {text_column!r} (--text-column) not in the {split} split;"
-            f" available columns: {', '.join(names)}"
+            f"text: text_column {text_column!r} not in the {split} split (name it with"
+            f" --text-column, profile data.text_column); available columns: {', '.join(names)}"
         )
     if label_column not in names:
         raise ValueError(
-            f"text: label column {label_column!r} not in the {split} split; name it with"
-            f" --label-column (profile data.label_column); available columns: {', '.join(names)}"
+            f"text: label_column {label_column!r} not in the {split} split (name it with"
+            f" --label-column, profile data.label_column); available columns: {', '.join(names)}"
         )
     return text_column, label_column
 
