@@ -295,9 +295,9 @@ def run_cmd(
         help="Expected-label column of the probe set (accuracy, equalized odds).")] = None,
     probe_empty: Annotated[str | None, typer.Option(
         help="Empty group and pair values: 'level' (a value of its own) or 'drop'.")] = None,
-    skip_bad_files: Annotated[bool | None, typer.Option(
+    skip_bad_files: Annotated[bool, typer.Option(
         "--skip-bad-files", help="Leave unreadable image/audio files out (listed in run.json and"
-        " the report) instead of stopping with exit 2.")] = None,
+        " the report) instead of stopping with exit 2.")] = False,
     save_predictions: Annotated[bool | None, typer.Option(
         "--save-predictions/--no-save-predictions",
         help="Write per-example predictions of accuracy and bias cells (predictions/).")] = None,
@@ -339,7 +339,8 @@ def run_cmd(
                 memory_budget=memory_budget, threads=threads,
                 data={"dataset": dataset, "data_files": _parse_data_files(data_files),
                       "text_column": text_column, "label_column": label_column,
-                      "skip_bad_files": skip_bad_files, **_parse_media(data_dir, data_format)},
+                      "skip_bad_files": skip_bad_files or None,
+                      **_parse_media(data_dir, data_format)},
             )
             prof = apply_probe_options(
                 prof, files=probe_files, dataset=probe_dataset, text_column=probe_text_column,
