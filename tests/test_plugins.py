@@ -412,3 +412,28 @@ def test_resume_never_imports_code_a_run_file_names(isolated, tmp_path, monkeypa
                                      "sneaky_plugin_mod"])
     assert named.exit_code == 2 and "current directory is not searched" in named.output
     assert not marker.exists()
+
+
+def test_entry_points_of_every_group_are_listed_lazily_and_loaded(isolated, tmp_path):
+    """One installed package enrolls an executor and a task through their groups: listed
+    without importing, imported by load_plugins, origin the distribution."""
+    from harness.data import list_tasks
+    from harness.data.registry import _TASKS
+    from harness.run.executors import _EXECUTORS, list_executors
+
+    _module(tmp_path, "planted_ep_mod", PLANTED)
+    info = tmp_path / "harness_planted-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-planted\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text(
+        "[harness.executors]\ninline = planted_ep_mod:Inline\n"
+        "[harness.tasks]\nplanted_recall = planted_ep_mod:planted_recall\n")
+    discover_entry_points(force=True)
+    assert "inline" in list_executors() and "planted_recall" in list_tasks()
+    assert "planted_ep_mod" not in sys.modules  # listed, not imported
+    infos = [i for i in load_plugins() if i.origin == "harness-planted"]
+    assert sorted((i.executors, i.tasks) for i in infos) == [
+        ((), ("planted_recall",)), (("inline",), ())]
+    assert "planted_ep_mod" in sys.modules
+    assert _EXECUTORS.origin("inline") == _TASKS.origin("planted_recall") == "harness-planted"
+    assert _EXECUTORS.version("inline") == "2.0"

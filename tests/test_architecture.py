@@ -1,0 +1,41 @@
+"""The package layout: no import cycle between the harness's packages (imports inside functions
+count too), checked by scripts/import_cycles.py."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("import_cycles",
+                                                  REPO / "scripts" / "import_cycles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_import_cycle_between_the_harness_packages():
+    script = _script()
+    graph = script.import_graph()
+    assert {"harness.run", "harness.suites", "harness.plugins"} <= set(graph)
+    assert script.cycles(graph) == []
+
+
+def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
+    root = tmp_path / "harness"
+    for package, body in (("run", "from harness.suites import x\n"),
+                          ("suites", "x = 1\ndef f():\n    from ..run import y\n"),
+                          ("data", "from harness import registry\n")):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text(body)
+    (root / "__init__.py").write_text("")
+    (root / "registry.py").write_text("import harness.data.things\n")
+    script = _script()
+    graph = script.import_graph(root)
+    assert graph["harness.suites"] == {"harness.run": ["harness/suites/__init__.py:3"]}
+    assert script.cycles(graph) == [["harness.data", "harness.registry"],
+                                    ["harness.run", "harness.suites"]]
