@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,3 +41,20 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     assert graph["harness.suites"] == {"harness.run": ["harness/suites/__init__.py:3"]}
     assert script.cycles(graph) == [["harness.data", "harness.registry"],
                                     ["harness.run", "harness.suites"]]
+
+
+def test_every_folder_of_the_package_is_listed_for_installation():
+    """A folder under harness/ missing from pyproject's explicit `packages` list is left out of
+    (or only warned about in) a non-editable install such as asv's environments."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    root = REPO / "harness"
+    folders = {".".join(("harness", *d.relative_to(root).parts)).rstrip(".")
+               for d in [root, *root.rglob("*")]
+               if d.is_dir() and d.name != "__pycache__" and any(
+                   f.is_file() and f.suffix != ".pyc" for f in d.iterdir())}
+    assert folders - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
