@@ -1,4 +1,5 @@
-"""Import cycles between the harness's packages, counting imports inside functions too.
+"""Import cycles between the harness's packages (imports inside functions count too), and
+imports that go against the layers of docs/ARCHITECTURE.md.
 
 Each sub-package (``harness.run``, ``harness.suites``, ...) and each top-level module
 (``harness.cli``, ``harness.registry``, ...) is one node; an edge A -> B is any ``import``
@@ -6,7 +7,7 @@ statement in A (at module level or inside a function) that names something in B.
 strongly connected set of two or more nodes. Imports by name at run time (``importlib``, the
 plugin loader's entry-point groups) are not statements and are not counted.
 
-    python scripts/import_cycles.py [HARNESS_DIR]   # each cycle, its import sites; exit 1 if any
+    python scripts/import_cycles.py [HARNESS_DIR]   # cycles, their import sites; exit 1 if any
 """
 
 from __future__ import annotations
@@ -17,6 +18,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "harness"
 
+#: The layers of docs/ARCHITECTURE.md: a package imports only from its own layer or those above
+#: (smaller numbers).
+LAYERS: dict[str, int] = {
+    "harness": 0, "harness.registry": 0, "harness.plugins": 0, "harness.records": 0,
+    "harness.attention": 1, "harness.integrations": 1,
+    "harness.models": 2,
+    "harness.data": 3, "harness.metrics": 3,
+    "harness.measure": 4,
+    "harness.suites": 5,
+    "harness.run": 6,
+    "harness.report": 7, "harness.gate": 7, "harness.check": 7,
+    "harness.cli": 8,
+}
+
 
 def _module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root.parent).with_suffix("").parts)
@@ -25,12 +40,16 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _node(module: str) -> str | None:
-    """The package-level node of a ``harness...`` module name (None outside the harness)."""
+def _node(module: str, root: Path = ROOT) -> str | None:
+    """The package-level node of a ``harness...`` module name (None outside the harness);
+    ``harness.NAME`` where NAME is no module of the package (``from harness import
+    __version__``) is ``harness`` itself."""
     parts = module.split(".")
     if parts[0] != "harness":
         return None
-    return "harness" if len(parts) == 1 else f"harness.{parts[1]}"
+    if len(parts) == 1 or not ((root / parts[1]).is_dir() or (root / f"{parts[1]}.py").is_file()):
+        return "harness"
+    return f"harness.{parts[1]}"
 
 
 def _imported(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, int]]:
@@ -56,12 +75,12 @@ def import_graph(root: Path = ROOT) -> dict[str, dict[str, list[str]]]:
     graph: dict[str, dict[str, list[str]]] = {}
     for path in sorted(root.rglob("*.py")):
         module = _module_name(path, root)
-        source = _node(module)
+        source = _node(module, root)
         assert source is not None
         graph.setdefault(source, {})
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for name, line in _imported(tree, module, path.name == "__init__.py"):
-            target = _node(name)
+            target = _node(name, root)
             if target is not None and target != source:
                 where = f"{path.relative_to(root.parent)}:{line}"
                 sites = graph[source].setdefault(target, [])
@@ -105,6 +124,20 @@ def cycles(graph: dict[str, dict[str, list[str]]]) -> list[list[str]]:
     return sorted(found)
 
 
+def layer_violations(graph: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Imports from a lower layer (or from a package no layer names)."""
+    found = []
+    for source, targets in sorted(graph.items()):
+        for target, sites in sorted(targets.items()):
+            if source not in LAYERS or target not in LAYERS:
+                unknown = source if source not in LAYERS else target
+                found.append(f"{unknown}: no layer; add it to LAYERS and docs/ARCHITECTURE.md")
+            elif LAYERS[target] > LAYERS[source]:
+                found.append(f"{source} (layer {LAYERS[source]}) imports {target} (layer"
+                             f" {LAYERS[target]}) at {', '.join(sites)}")
+    return sorted(set(found))
+
+
 def main() -> int:
     graph = import_graph(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT)
     found = cycles(graph)
@@ -116,7 +149,10 @@ def main() -> int:
             for b in group:
                 for where in graph[a].get(b, []):
                     print(f"  {a} -> {b}  {where}")
-    return 1 if found else 0
+    upward = layer_violations(graph)
+    for line in upward:
+        print("layer: " + line)
+    return 1 if found or upward else 0
 
 
 if __name__ == "__main__":

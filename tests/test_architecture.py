@@ -1,5 +1,5 @@
 """The package layout: no import cycle between the harness's packages (imports inside functions
-count too), checked by scripts/import_cycles.py."""
+count too) and no import against the layers (scripts/import_cycles.py); every folder installed."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def test_no_import_cycle_between_the_harness_packages():
     graph = script.import_graph()
     assert {"harness.run", "harness.suites", "harness.plugins"} <= set(graph)
     assert script.cycles(graph) == []
+    assert script.layer_violations(graph) == []
 
 
 def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
@@ -41,6 +42,9 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     assert graph["harness.suites"] == {"harness.run": ["harness/suites/__init__.py:3"]}
     assert script.cycles(graph) == [["harness.data", "harness.registry"],
                                     ["harness.run", "harness.suites"]]
+    assert script.layer_violations(graph) == [
+        "harness.registry (layer 0) imports harness.data (layer 3) at harness/registry.py:1",
+        "harness.suites (layer 5) imports harness.run (layer 6) at harness/suites/__init__.py:3"]
 
 
 def test_every_folder_of_the_package_is_listed_for_installation():
