@@ -177,8 +177,9 @@ class Executor(ABC):
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
-               max_retries: int = 2) -> Executor:
-        """The executor for the command line's options (each takes those that apply to it)."""
+               max_retries: int = 2, **options: Any) -> Executor:
+        """The executor for the command line's options: each executor takes those that apply
+        to it and ignores the others."""
         return cls(max_retries=max_retries)
 
     def start(self, events: Callable[[Event], None]) -> None:
@@ -263,7 +264,7 @@ class SerialExecutor(Executor):
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
-               max_retries: int = 2) -> Executor:
+               max_retries: int = 2, **options: Any) -> Executor:
         return cls()  # nothing to retry: a cell that kills this process ends the run
 
     def submit(self, task: CellTask) -> None:
@@ -346,7 +347,7 @@ class PoolExecutor(Executor):
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
-               max_retries: int = 2) -> Executor:
+               max_retries: int = 2, **options: Any) -> Executor:
         return cls(workers, max_retries=max_retries)
 
     def start(self, events: Callable[[Event], None]) -> None:
@@ -537,7 +538,7 @@ class RayExecutor(Executor):
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
-               max_retries: int = 2) -> Executor:
+               max_retries: int = 2, **options: Any) -> Executor:
         return cls(ray_address, max_retries=max_retries)
 
     def start(self, events: Callable[[Event], None]) -> None:
@@ -618,14 +619,14 @@ class RayExecutor(Executor):
                 self.max_retries, "timing_cpus": self._timing_cpus, "nodes": nodes}
 
 
-def make_executor(name: str, *, workers: int | None = None, ray_address: str | None = None,
-                  max_retries: int = 2) -> Executor:
-    """The registered executor called ``name``, made from the command line's options; checks
-    run before anything starts."""
+def make_executor(name: str, **options: Any) -> Executor:
+    """The registered executor called ``name``, made by its ``create`` from the command line's
+    ``options`` (``workers``, ``ray_address``, ``max_retries``, ...); checks run before anything
+    starts."""
     try:
         cls = _EXECUTORS.entry(name).value
     except RegistryError:
         raise ExecutorUnavailableError(
             f"unknown executor {name!r}; choose one of {', '.join(list_executors())}") from None
     assert cls is not None
-    return cls.create(workers=workers, ray_address=ray_address, max_retries=max_retries)
+    return cls.create(**options)
