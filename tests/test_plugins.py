@@ -327,7 +327,7 @@ def test_suite_plugin_runs_through_the_cli_on_the_pool(isolated, tmp_path):
     out = tmp_path / "runs"
     done = CliRunner().invoke(app, ["run", "fidelity", "-p", str(profile), "--out", str(out),
                                     "--plugin", "harness_fidelity", "--executor", "pool",
-                                    "--workers", "2", "--no-progress"])
+                                    "--workers", "1", "--no-progress"])
     assert done.exit_code == 0, done.output
     run_dir = (out / "latest").resolve()
     records = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]

@@ -147,7 +147,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _harness(site: Path, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
     """``harness ARGS`` in a fresh process that sees the installed package (as do its workers:
     pool processes and Ray's inherit the environment)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+           "RAY_ADDRESS": "local"}  # a Ray of its own, never another cluster on this machine
     proc = subprocess.Popen([sys.executable, "-c", "from harness.cli import app; app()", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -160,9 +161,9 @@ def _harness(site: Path, *args: str, timeout: float = 420) -> subprocess.Complet
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
-def _check_installed_run(site: Path, out: Path, executor: str) -> None:
+def _check_installed_run(site: Path, out: Path, executor: str, *options: str) -> None:
     done = _harness(site, "run", "fidelity", "-p", str(FIDELITY / "fidelity.yaml"), "--out",
-                    str(out), "--executor", executor, "--no-progress")
+                    str(out), "--executor", executor, "--no-progress", *options)
     assert done.returncode == 0, done.stdout[-3000:]
     run_dir = (out / "latest").resolve()
     records = read_records(run_dir)
@@ -182,10 +183,7 @@ def _check_installed_run(site: Path, out: Path, executor: str) -> None:
 
 @pytest.mark.slow
 def test_installed_suite_runs_on_the_pool_and_appears_in_the_report(installed, tmp_path):
-    listed = _harness(installed, "list")
-    assert listed.returncode == 0, listed.stdout[-3000:]
-    assert "fidelity" in listed.stdout and "distance of each attention" in listed.stdout
-    _check_installed_run(installed, tmp_path / "runs", "pool")
+    _check_installed_run(installed, tmp_path / "runs", "pool", "--workers", "1")
 
 
 @pytest.mark.slow
