@@ -315,6 +315,7 @@ def test_one_plugin_registers_in_every_registry(isolated, tmp_path):
     assert base.attention_origin("standard") == ("built-in", None)  # imported by the plugin
 
 
+@pytest.mark.slow
 def test_suite_plugin_runs_through_the_cli_on_the_pool(isolated, tmp_path):
     """A suite module from another package, named by --plugin: its cells run in pool workers,
     run.json records it, the report shows it; a resume asks for the plugin again."""
