@@ -390,11 +390,14 @@ def _print_summary(records) -> None:
 
 
 @app.command("report")
-def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Write RUN_DIR/index.html (self-contained) and the summary CSV/JSON."""
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+               plugin: PluginOption = None) -> None:
+    """Write RUN_DIR/index.html (self-contained) and the summary CSV/JSON. A plugin suite's
+    own section needs its plugin (installed, or --plugin); otherwise its generic table."""
     from harness.report import write_report
     from harness.run.store import StoreError, resolve_run_dir
 
+    _load_plugins(plugin)
     try:
         html = write_report(resolve_run_dir(run_dir))
     except StoreError as err:

@@ -92,9 +92,31 @@ def test_generic_section_when_the_renderer_is_missing(runs, tmp_path: Path) -> N
         meta["suites_meta"]["example"]["section"] = "example_suite:render_section"
         (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
     section = html[html.index('id="example"'):html.index('id="problems"')]
-    assert "no_such_module:render is not available here" in section
+    assert "no_such_module:render is not imported" in section
     assert section.count("<tr>") == 1 + 8  # header + every record, by declared metric
     assert section.index("toy cost") < section.index("toy score")
+
+
+def test_report_imports_no_section_a_run_file_alone_names(runs, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run.json naming an importable module as a section does not get it imported: no suite
+    registered here declares it; the suite's own declaration is still used."""
+    base, _ = runs
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_section_mod.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\ndef render(view):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    meta = read_run(base)
+    meta["suites_meta"]["example"]["section"] = "planted_section_mod:render"
+    (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    try:
+        html = write_report(base).read_text(encoding="utf-8")
+    finally:
+        meta["suites_meta"]["example"]["section"] = "example_suite:render_section"
+        (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert not marker.exists()
+    assert "planted_section_mod:render is not imported" in html
+    assert "<h2>Example suite</h2>" in write_report(base).read_text(encoding="utf-8")
 
 
 def test_reference_must_be_planned() -> None:
