@@ -46,13 +46,15 @@ def _main(
 
 
 PluginOption = Annotated[list[str] | None, typer.Option(
-    "--plugin", help="Load attentions from MODULE[:ATTR] (repeatable); installed plugins"
-    " (entry points `harness.attentions`) load by themselves.")]
+    "--plugin", help="Load the attentions, suites, tasks or executors a module registers:"
+    " MODULE[:ATTR] (repeatable), installed or on PYTHONPATH (the current directory is not"
+    " searched); installed plugins (entry points harness.attentions, harness.suites,"
+    " harness.tasks, harness.executors) load by themselves. --resume needs them again.")]
 
 
 def _load_plugins(specs: list[str] | None) -> None:
     """Load plugins before anything is planned; exit 2 naming the plugin when one fails."""
-    from harness.attention import load_plugins
+    from harness.plugins import load_plugins
 
     try:
         load_plugins(specs or [])
@@ -113,6 +115,9 @@ def list_cmd(plugin: PluginOption = None) -> None:
         tasks = "(none)"
     console.print(f"[bold]tasks (modality):[/] {tasks}")
     console.print("  image and audio tasks run in the accuracy suite; the bias suite is text-only")
+    from harness.run.executors import list_executors
+
+    console.print(f"[bold]executors:[/] {', '.join(list_executors())}")
     console.print(f"[bold]profiles:[/] {', '.join(list_profiles())}")
     console.print(f"[bold]devices:[/] {', '.join(available_devices())}")
 
@@ -270,7 +275,8 @@ def run_cmd(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     executor: Annotated[str, typer.Option(
         help="Where cells run: pool (training cells on a local process pool, timing cells "
-             "alone; default), serial (one at a time in this process) or ray.")] = "pool",
+             "alone; default), serial (one at a time in this process), ray, or a plugin's "
+             "(see `harness list`).")] = "pool",
     workers: Annotated[int | None, typer.Option(
         help="Pool processes for training cells (default: CPU count).")] = None,
     ray_address: Annotated[str | None, typer.Option(
@@ -405,11 +411,14 @@ def _print_summary(records) -> None:
 
 
 @app.command("report")
-def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Write RUN_DIR/index.html (self-contained) and the summary CSV/JSON."""
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+               plugin: PluginOption = None) -> None:
+    """Write RUN_DIR/index.html (self-contained) and the summary CSV/JSON. A plugin suite's
+    own section needs its plugin (installed, or --plugin); otherwise its generic table."""
     from harness.report import write_report
     from harness.run.store import StoreError, resolve_run_dir
 
+    _load_plugins(plugin)
     try:
         html = write_report(resolve_run_dir(run_dir))
     except StoreError as err:

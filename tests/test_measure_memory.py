@@ -14,7 +14,7 @@ from harness.measure.memory import (
 from harness.measure.stats import fit_power_law
 
 MiB = 1 << 20
-ALLOC = "harness.measure._selftest:allocate_bytes"
+ALLOC = "memory_workloads:allocate_bytes"
 
 
 def _close(measured: int | None, expected: int) -> bool:
@@ -52,7 +52,7 @@ def test_sampler_fallback_sees_the_allocation():
 @pytest.mark.slow
 def test_torch_inputs_belong_to_the_baseline_not_the_peak():
     result = measure_cpu_peak(
-        "harness.measure._selftest:allocate_tensor",
+        "memory_workloads:allocate_tensor",
         {"n": 64 * MiB, "input_bytes": 128 * MiB},
         timeout_s=180,
     )
@@ -71,9 +71,9 @@ def test_budget_kills_the_child_as_oom():
 @pytest.mark.parametrize(
     ("target", "kwargs", "status", "text"),
     [
-        ("harness.measure._selftest:raise_error", {"message": "bad shape"}, "error", "bad shape"),
-        ("harness.measure._selftest:raise_memory_error", {}, "oom", "MemoryError"),
-        ("harness.measure._selftest:fail_in_setup", {}, "error", "setup: KeyError"),
+        ("memory_workloads:raise_error", {"message": "bad shape"}, "error", "bad shape"),
+        ("memory_workloads:raise_memory_error", {}, "oom", "MemoryError"),
+        ("memory_workloads:fail_in_setup", {}, "error", "setup: KeyError"),
         ("harness.measure.no_such_module:f", {}, "error", "No module named"),
     ],
 )
@@ -85,7 +85,7 @@ def test_failures_are_results_not_crashes(target, kwargs, status, text):
 
 
 def test_timeout_kills_the_child():
-    result = measure_cpu_peak("harness.measure._selftest:sleep", {"seconds": 60}, timeout_s=1.0)
+    result = measure_cpu_peak("memory_workloads:sleep", {"seconds": 60}, timeout_s=1.0)
     assert result.status == "timeout"
     assert result.wall_s < 30
 
@@ -142,7 +142,7 @@ def test_forkserver_launcher_measures_like_a_fresh_interpreter():
     oom = measure_cpu_peak(ALLOC, {"n": 256 * MiB}, budget_bytes=16 * MiB, timeout_s=120,
                            launcher="forkserver")
     assert oom.status == "oom" and "budget" in oom.error
-    failed = measure_cpu_peak("harness.measure._selftest:raise_error", {"message": "bad shape"},
+    failed = measure_cpu_peak("memory_workloads:raise_error", {"message": "bad shape"},
                               launcher="forkserver")
     assert failed.status == "error" and "bad shape" in failed.error
     with pytest.raises(ValueError, match="launcher"):

@@ -208,8 +208,14 @@ def _check_attention(name: str, cls: object) -> type[Attention]:
     return cls
 
 
+def _attention_name(obj: object) -> str | None:
+    """The name a plugin's ``MODULE:ATTR`` object registers under, if it is an attention class."""
+    return obj.name if isinstance(obj, type) and issubclass(obj, Attention) else None
+
+
 #: Every attention: built-ins, and plugins (entry points ``harness.attentions``, ``--plugin``).
-_REGISTRY: Registry[type[Attention]] = Registry("attention", validate=_check_attention)
+_REGISTRY: Registry[type[Attention]] = Registry(
+    "attention", validate=_check_attention, group="harness.attentions", adopt=_attention_name)
 
 
 def register_attention(cls: type[Attention]) -> type[Attention]:
@@ -224,13 +230,11 @@ def register_attention(cls: type[Attention]) -> type[Attention]:
 
 def list_attentions() -> list[str]:
     """Names of all registered attentions (entry-point plugins included), sorted."""
-    _discover()
     return _REGISTRY.names()
 
 
 def attention_class(name: str) -> type[Attention]:
     """The registered class for ``name``; ``ValueError`` listing the valid names otherwise."""
-    _discover()
     return _REGISTRY.entry(name).value  # type: ignore[return-value]
 
 
@@ -238,13 +242,6 @@ def attention_origin(name: str) -> tuple[str, str | None]:
     """(origin, version) of attention ``name``: ``built-in`` or the plugin it came from."""
     entry = _REGISTRY.entry(name)
     return entry.origin, entry.version
-
-
-def _discover() -> None:
-    """Register installed entry-point plugins (lazily) the first time the registry is read."""
-    from harness.attention.plugins import discover_entry_points
-
-    discover_entry_points()
 
 
 def attention_options(cls: type[Attention]) -> dict[str, Any]:

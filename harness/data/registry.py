@@ -24,7 +24,8 @@ def _check_loader(name: str, loader: object) -> TaskLoader:
     return loader  # type: ignore[return-value]
 
 
-_TASKS: Registry[TaskLoader] = Registry("task", validate=_check_loader)
+#: Every task: built-ins, and plugins (entry points ``harness.tasks``, ``--plugin``).
+_TASKS: Registry[TaskLoader] = Registry("task", validate=_check_loader, group="harness.tasks")
 
 
 def register_task(name: str) -> Callable[[TaskLoader], TaskLoader]:

@@ -120,9 +120,9 @@ def run(spec: dict[str, Any], out: TextIO) -> None:
             sys.path.append(path)
     try:
         if spec.get("plugins"):
-            from harness.attention import load_plugins
+            from harness.plugins import load_plugins
 
-            load_plugins(spec["plugins"])  # the same attentions as the parent process
+            load_plugins(spec["plugins"])  # the same plugins as the parent process
         module_name, func_name = parse_target(spec["target"])
         func = getattr(importlib.import_module(module_name), func_name)
         work = func(**spec.get("kwargs", {}))

@@ -113,7 +113,7 @@ def parse_target(target: str) -> tuple[str, str]:
     if not module or not all(p.isidentifier() for p in parts) or not func.isidentifier():
         raise ValueError(
             f"target {target!r}: module {module!r} and function {func!r} must be dotted Python "
-            "identifiers, e.g. 'harness.measure._selftest:allocate_bytes'"
+            "identifiers, e.g. 'mypkg.workloads:build'"
         )
     return module, func
 
@@ -181,10 +181,10 @@ class _Watch:
 
 
 def _plugin_specs() -> list[str]:
-    """Attention plugins (``MODULE[:ATTR]``) loaded here, which the child must load too."""
-    if "harness.attention" not in sys.modules:
+    """Plugins (``MODULE[:ATTR]``) loaded here, which the child must load too."""
+    if "harness.plugins" not in sys.modules:
         return []
-    from harness.attention.plugins import loaded_plugin_specs
+    from harness.plugins import loaded_plugin_specs
 
     return loaded_plugin_specs()
 

@@ -32,7 +32,6 @@ __all__ = [
     "calibration_kernel",
     "default_threads",
     "fix_allocator",
-    "low_quantile",
     "time_callable",
     "time_interleaved",
     "timing_threads",
@@ -442,16 +441,6 @@ def calibration_kernel(device: str = "cpu") -> tuple[Callable[[], Any], float]:
         return torch.matmul(a, b, out=out)
 
     return kernel, float(2 * n**3)
-
-
-def low_quantile(samples: list[float], q: float = 0.1) -> float:
-    """The ``q`` quantile (linear interpolation) of ``samples``: the gate's robust estimator of
-    a time, since interference on a shared machine only ever adds time."""
-    import numpy as np
-
-    if not samples:
-        raise ValueError("low_quantile: needs at least one sample")
-    return float(np.quantile(np.asarray(samples, dtype=float), q))
 
 
 @dataclass(frozen=True)

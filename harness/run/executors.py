@@ -12,6 +12,9 @@ writes the results store. An executor only runs cells:
 - :class:`RayExecutor`: every cell as a Ray task on a local instance or a cluster; timing cells
   ask for a whole node (all its CPUs, or its GPU), training cells for one CPU.
 
+Executors live in a registry (``@register_executor``; installed plugins enroll through the
+entry-point group ``harness.executors``); ``--executor NAME`` picks one.
+
 Everything a task carries is picklable. Where an executor has no shared filesystem
 (``shared_filesystem`` False), the artifacts a cell needs (those of its dependencies) travel with
 the task and the files it writes come back in its result; the driver stores them in the run dir.
@@ -35,11 +38,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.plugins import load_plugins, loaded_plugin_specs
 from harness.records import Cell, Record
+from harness.registry import Registry, RegistryError
 from harness.suites.base import RunContext, SuiteParams, no_progress
 
 __all__ = [
-    "EXECUTORS",
     "CellResult",
     "CellTask",
     "Event",
@@ -49,10 +53,11 @@ __all__ = [
     "RayExecutor",
     "SerialExecutor",
     "execute_cell",
+    "list_executors",
     "make_executor",
+    "register_executor",
 ]
 
-EXECUTORS = ("serial", "pool", "ray")
 RAY_INSTALL = 'pip install -e ".[ray]"  (or: pip install "ray>=2.9")'
 #: custom Ray resource a node may declare (``ray start --resources '{"harness_timing": 1}'``):
 #: timing cells then run only on such nodes, one at a time per node.
@@ -102,18 +107,14 @@ def _is_oom(err: BaseException) -> bool:
 
 
 def load_worker_plugins(specs: tuple[str, ...]) -> None:
-    """Load the run's attention plugins in a worker process (idempotent; entry points too)."""
+    """Load the run's plugins in a worker process (idempotent; entry points too)."""
     if specs:
-        from harness.attention import load_plugins
-
         load_plugins(specs)
 
 
 def plugin_specs() -> tuple[str, ...]:
     """The ``MODULE[:ATTR]`` plugin specs loaded in this (driver) process, for the workers."""
-    from harness.attention import loaded_plugins
-
-    return tuple(p.spec for p in loaded_plugins() if p.spec)
+    return tuple(loaded_plugin_specs())
 
 
 def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_progress
@@ -174,6 +175,13 @@ class Executor(ABC):
         self.max_retries = max_retries
         self.events: Callable[[Event], None] = lambda event: None
 
+    @classmethod
+    def create(cls, *, workers: int | None = None, ray_address: str | None = None,
+               max_retries: int = 2, **options: Any) -> Executor:
+        """The executor for the command line's options: each executor takes those that apply
+        to it and ignores the others."""
+        return cls(max_retries=max_retries)
+
     def start(self, events: Callable[[Event], None]) -> None:
         """Get ready to run cells; ``events`` receives progress events in the driver thread."""
         self.events = events
@@ -201,6 +209,39 @@ class Executor(ABC):
         return run_threads
 
 
+def _check_executor(name: str, obj: object) -> type[Executor]:
+    if not (isinstance(obj, type) and issubclass(obj, Executor)):
+        raise ValueError(f"executor {name!r} must be an Executor subclass, got {obj!r}")
+    if getattr(obj, "name", None) != name:
+        raise ValueError(f"executor class {obj.__qualname__} is named"
+                         f" {getattr(obj, 'name', None)!r} but is"
+                         f" registered as {name!r}; make its `name` and the entry point's equal")
+    return obj
+
+
+def _executor_name(obj: object) -> str | None:
+    """The name a plugin's ``MODULE:ATTR`` object registers under, if it is an executor class."""
+    return obj.name if isinstance(obj, type) and issubclass(obj, Executor) else None
+
+
+#: Every executor: built-ins, and plugins (entry points ``harness.executors``, ``--plugin``).
+_EXECUTORS: Registry[type[Executor]] = Registry(
+    "executor", validate=_check_executor, group="harness.executors", adopt=_executor_name,
+    order=lambda n: (_BUILT_IN_ORDER.index(n) if n in _BUILT_IN_ORDER else 3, n))
+_BUILT_IN_ORDER = ("serial", "pool", "ray")
+
+
+def register_executor(cls: type[Executor]) -> type[Executor]:
+    """Class decorator: register an :class:`Executor` subclass under ``cls.name``."""
+    _EXECUTORS.add(cls.name, cls)
+    return cls
+
+
+def list_executors() -> list[str]:
+    """Names of the registered executors (built-ins first)."""
+    return _EXECUTORS.names()
+
+
 def _this_node() -> dict[str, Any]:
     import torch
 
@@ -211,6 +252,7 @@ def _this_node() -> dict[str, Any]:
     return {"host": socket.gethostname(), "cpus": os.cpu_count(), "devices": devices}
 
 
+@register_executor
 class SerialExecutor(Executor):
     """One cell at a time in this process, in plan order (today's behaviour; tests)."""
 
@@ -219,6 +261,11 @@ class SerialExecutor(Executor):
     def __init__(self, max_retries: int = 0) -> None:
         super().__init__(max_retries)
         self._queue: list[tuple[int, CellTask]] = []
+
+    @classmethod
+    def create(cls, *, workers: int | None = None, ray_address: str | None = None,
+               max_retries: int = 2, **options: Any) -> Executor:
+        return cls()  # nothing to retry: a cell that kills this process ends the run
 
     def submit(self, task: CellTask) -> None:
         heapq.heappush(self._queue, (task.index, task))
@@ -272,6 +319,7 @@ def _pool_run(task: CellTask) -> CellResult:
     return execute_cell(task, sink)
 
 
+@register_executor
 class PoolExecutor(Executor):
     """Training cells on ``workers`` processes (one torch thread each); timing cells in this
     process, alone: none starts while a training cell runs, and none of those starts meanwhile.
@@ -296,6 +344,11 @@ class PoolExecutor(Executor):
         self._attempts: dict[str, int] = {}
         self._pool: Any = None
         self._events_q: Any = None
+
+    @classmethod
+    def create(cls, *, workers: int | None = None, ray_address: str | None = None,
+               max_retries: int = 2, **options: Any) -> Executor:
+        return cls(workers, max_retries=max_retries)
 
     def start(self, events: Callable[[Event], None]) -> None:
         import multiprocessing as mp
@@ -457,6 +510,7 @@ def _ray_run(task: CellTask) -> CellResult:
     return execute_cell(task)
 
 
+@register_executor
 class RayExecutor(Executor):
     """Every cell as a Ray task. ``address`` None starts a local instance sized to the machine
     (and stops it at the end); ``"auto"`` or ``ray://host:port`` joins a running cluster.
@@ -481,6 +535,11 @@ class RayExecutor(Executor):
         self._refs: dict[Any, CellTask] = {}
         self._timing_cpus = 1
         self._timing_resource = False
+
+    @classmethod
+    def create(cls, *, workers: int | None = None, ray_address: str | None = None,
+               max_retries: int = 2, **options: Any) -> Executor:
+        return cls(ray_address, max_retries=max_retries)
 
     def start(self, events: Callable[[Event], None]) -> None:
         super().start(events)
@@ -560,14 +619,14 @@ class RayExecutor(Executor):
                 self.max_retries, "timing_cpus": self._timing_cpus, "nodes": nodes}
 
 
-def make_executor(name: str, *, workers: int | None = None, ray_address: str | None = None,
-                  max_retries: int = 2) -> Executor:
-    """The executor called ``name`` (one of ``EXECUTORS``); checks run before anything starts."""
-    if name == "serial":
-        return SerialExecutor()
-    if name == "pool":
-        return PoolExecutor(workers, max_retries=max_retries)
-    if name == "ray":
-        return RayExecutor(ray_address, max_retries=max_retries)
-    raise ExecutorUnavailableError(
-        f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+def make_executor(name: str, **options: Any) -> Executor:
+    """The registered executor called ``name``, made by its ``create`` from the command line's
+    ``options`` (``workers``, ``ray_address``, ``max_retries``, ...); checks run before anything
+    starts."""
+    try:
+        cls = _EXECUTORS.entry(name).value
+    except RegistryError:
+        raise ExecutorUnavailableError(
+            f"unknown executor {name!r}; choose one of {', '.join(list_executors())}") from None
+    assert cls is not None
+    return cls.create(**options)

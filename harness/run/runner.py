@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import shlex
 import sys
 import time
 import traceback
@@ -14,9 +15,9 @@ from typing import Any
 
 import torch
 
-from harness.attention import load_plugins, loaded_plugins
 from harness.measure.env import capture_environment, resolve_device
 from harness.measure.timing import default_threads
+from harness.plugins import loaded_plugin_specs, loaded_plugins
 from harness.records import Cell, Record
 from harness.run.executors import CellTask, Executor, SerialExecutor, plugin_specs
 from harness.run.profiles import Profile, profile_from_dict
@@ -388,6 +389,24 @@ def _finish(
     return outcome
 
 
+def _check_resume_plugins(meta: dict[str, Any], run_dir: Path, source: str) -> None:
+    """A resume never imports code because a run.json names it: every plugin the run loaded
+    (``plugins[].spec``, the profile's ``plugins``) must already be loaded (``--plugin``)."""
+    recorded = meta.get("plugins") if isinstance(meta.get("plugins"), list) else []
+    named = [p.get("spec") for p in recorded if isinstance(p, dict)]
+    profile = meta.get("profile") if isinstance(meta.get("profile"), dict) else {}
+    if isinstance(profile.get("plugins"), list):
+        named += profile["plugins"]
+    loaded = set(loaded_plugin_specs())
+    missing = [s for s in dict.fromkeys(named) if isinstance(s, str) and s and s not in loaded]
+    if missing:
+        again = " ".join(f"--plugin {shlex.quote(s)}" for s in missing)
+        raise StoreError(
+            f"{source}: the run loaded plugin code ({', '.join(missing)}), and a resume does not"
+            " import code because a run file names it; if you trust that code, pass it again:"
+            f" harness run --resume {shlex.quote(str(run_dir))} {again}")
+
+
 def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
                executor: Executor | None = None) -> RunOutcome:
     """Continue an interrupted run: finished cells are kept, the rest run; nothing duplicates.
@@ -399,8 +418,7 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
         raise StoreError(f"--resume {run_dir}: no such run directory")
     meta = read_run(run_dir, versions=(SCHEMA_VERSION,))
     source = f"{run_dir}/run.json"
-    plugins = meta.get("plugins") if isinstance(meta.get("plugins"), list) else []
-    load_plugins(p["spec"] for p in plugins if isinstance(p, dict) and p.get("spec"))
+    _check_resume_plugins(meta, run_dir, source)
     suites = meta.get("suites")
     if not isinstance(meta.get("profile"), dict) or not isinstance(suites, list) or not suites:
         raise StoreError(f"{source}: malformed run file (needs a `profile` object and a"

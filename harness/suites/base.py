@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
-from harness.registry import Registry, origin_of
+from harness.registry import Registry
 
 __all__ = [
     "FORMATS",
@@ -286,16 +286,35 @@ class Suite(ABC):
         return params
 
 
+def _check_suite(name: str, obj: object) -> Suite:
+    """A registered suite: a :class:`Suite` subclass (instantiated) or instance named ``name``."""
+    suite = obj() if isinstance(obj, type) and issubclass(obj, Suite) else obj
+    if not isinstance(suite, Suite):
+        raise ValueError(f"suite {name!r} must be a Suite subclass, got {obj!r}")
+    if suite.name != name:
+        raise ValueError(f"suite class {type(suite).__qualname__} is named {suite.name!r} but is"
+                         f" registered as {name!r}; make its `name` and the entry point's equal")
+    return suite
+
+
+def _suite_name(obj: object) -> str | None:
+    """The name a plugin's ``MODULE:ATTR`` object registers under, if it is a suite."""
+    if (isinstance(obj, type) and issubclass(obj, Suite)) or isinstance(obj, Suite):
+        return obj.name
+    return None
+
+
 _ORDER = ["accuracy", "throughput", "memory", "bias"]
+#: Every suite: built-ins, and plugins (entry points ``harness.suites``, ``--plugin``).
 _SUITES: Registry[Suite] = Registry(
-    "suite", order=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)
+    "suite", validate=_check_suite, group="harness.suites", adopt=_suite_name,
+    order=lambda n: (_ORDER.index(n) if n in _ORDER else len(_ORDER), n)
 )
 
 
 def register_suite(cls: type[Suite]) -> type[Suite]:
     """Class decorator: register a suite under ``cls.name`` (a taken name is refused)."""
-    if type(_SUITES.get(cls.name)) is not cls:
-        _SUITES.add(cls.name, cls(), origin=origin_of(cls)[0])
+    _SUITES.add(cls.name, cls)
     return cls
 
 

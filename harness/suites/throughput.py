@@ -241,9 +241,10 @@ def _close_replicas() -> None:
 def _replica_cell(cell: Cell, params: ThroughputParams, ctx: RunContext,
                   plugins: tuple[str, ...]) -> list[Record]:
     """One process's timing of ``cell`` (runs in a replica worker)."""
-    from harness.run.executors import load_worker_plugins
+    if plugins:
+        from harness.plugins import load_plugins
 
-    load_worker_plugins(plugins)
+        load_plugins(plugins)
     if torch.get_num_threads() != ctx.threads:
         torch.set_num_threads(ctx.threads)
     return ThroughputSuite().run_cell(cell, params, ctx)
@@ -384,7 +385,7 @@ class ThroughputSuite(Suite):
                           ) -> list[Record]:
         """The cell timed once in each of ``params.processes`` fresh worker processes (kept for
         the run's later cells), one at a time; their records merged (``merge_processes``)."""
-        from harness.run.executors import plugin_specs
+        from harness.plugins import loaded_plugin_specs
 
         k = params.processes
         each = params.model_copy(update={"processes": 1, "min_run_time": params.min_run_time / k,
@@ -394,7 +395,7 @@ class ThroughputSuite(Suite):
         for i in range(k):
             ctx.progress(i / k, f"process {i + 1}/{k}")
             runs.append(_replica(i).submit(_replica_cell, cell, each, quiet,
-                                           plugin_specs()).result())
+                                           tuple(loaded_plugin_specs())).result())
         return merge_processes(runs)
 
     def _timer(self, params: ThroughputParams, ctx: RunContext, calibration):

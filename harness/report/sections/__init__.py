@@ -2,13 +2,15 @@
 
 A suite names its renderer in its ``section`` declaration (``"package.module:function"``),
 which run.json keeps in ``suites_meta``; the function takes a :class:`RunView` and returns a
-:class:`Section` (or None when the run has nothing to show). A suite without one, or whose
-renderer cannot be imported here, gets :func:`generic`: a table of its declared metrics.
+:class:`Section` (or None when the run has nothing to show). It is imported only when it is the
+harness's own or a suite registered here declares it. A suite without one, or whose renderer is
+not imported here, gets :func:`generic`: a table of its declared metrics.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -80,11 +82,31 @@ def headline_rows(view: RunView, suite: str) -> list[HeadlineRow]:
                         interval_cell(view, r)) for r in recs]
 
 
+def _declared_here(suite: str, path: str) -> bool:
+    """Whether ``path`` is the harness's own code or the section of a suite registered in this
+    process (built-in, installed, or loaded by ``--plugin``): a report never imports code only
+    because a run.json names it."""
+    if path.startswith("harness."):
+        return True
+    if "harness.suites.base" not in sys.modules:  # no suite registered here
+        return False
+    from harness.suites.base import get_suite, list_suites
+
+    try:
+        return suite in list_suites() and get_suite(suite).section == path
+    except ValueError:  # an installed suite that cannot be imported
+        return False
+
+
 def renderer(view: RunView, suite: str) -> Renderer:
     """The section renderer ``suite`` declared in run.json, else the generic one."""
     path = (view.suites_meta.get(suite) or {}).get("section")
     if not path:
         return partial(generic, suite=suite)
+    if not _declared_here(suite, str(path)):
+        note = (f"Its declared section {path} is not imported (no suite {suite!r} declaring it"
+                " is registered here; install its package or pass --plugin): generic view.")
+        return partial(generic, suite=suite, note=note)
     module, _, name = str(path).partition(":")
     try:
         found = getattr(importlib.import_module(module), name)

@@ -1,4 +1,5 @@
-"""Known workloads for checking the memory measurement (targets for ``measure_cpu_peak``).
+"""Known workloads for checking the memory measurement (targets for ``measure_cpu_peak`` in the
+tests; the measuring child imports this module from the test process's import path).
 
 Each function builds inputs and returns the zero-argument ``work`` callable that the measuring
 child runs once.

@@ -1,0 +1,64 @@
+"""The package layout: no import cycle between the harness's packages (imports inside functions
+count too) and no import against the layers (scripts/import_cycles.py); every folder installed."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("import_cycles",
+                                                  REPO / "scripts" / "import_cycles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_import_cycle_between_the_harness_packages():
+    script = _script()
+    graph = script.import_graph()
+    assert {"harness.run", "harness.suites", "harness.plugins"} <= set(graph)
+    assert script.cycles(graph) == []
+    assert script.layer_violations(graph) == []
+
+
+def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
+    root = tmp_path / "harness"
+    for package, body in (("run", "from harness.suites import x\n"),
+                          ("suites", "x = 1\ndef f():\n    from ..run import y\n"),
+                          ("data", "from harness import registry\n")):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text(body)
+    (root / "__init__.py").write_text("")
+    (root / "registry.py").write_text("import harness.data.things\n")
+    script = _script()
+    graph = script.import_graph(root)
+    assert graph["harness.suites"] == {"harness.run": ["harness/suites/__init__.py:3"]}
+    assert script.cycles(graph) == [["harness.data", "harness.registry"],
+                                    ["harness.run", "harness.suites"]]
+    assert script.layer_violations(graph) == [
+        "harness.registry (layer 0) imports harness.data (layer 3) at harness/registry.py:1",
+        "harness.suites (layer 5) imports harness.run (layer 6) at harness/suites/__init__.py:3"]
+
+
+def test_every_folder_of_the_package_is_listed_for_installation():
+    """A folder under harness/ missing from pyproject's explicit `packages` list is left out of
+    (or only warned about in) a non-editable install such as asv's environments."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    root = REPO / "harness"
+    folders = {".".join(("harness", *d.relative_to(root).parts)).rstrip(".")
+               for d in [root, *root.rglob("*")]
+               if d.is_dir() and d.name != "__pycache__" and any(
+                   f.is_file() and f.suffix != ".pyc" for f in d.iterdir())}
+    assert folders - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
