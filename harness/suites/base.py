@@ -183,6 +183,10 @@ class RunContext:
     #: The reference attention's spec, for suites that run it beside each cell (throughput's
     #: side-by-side timing); None: not known here (the suite uses its own fallback).
     reference_spec: AttentionSpec | None = None
+    #: The run's user model (``harness.models.user.UserModel.as_dict()``; profile ``model:``,
+    #: ``--model``), which the suites build through ``harness.models.user``; None: the harness
+    #: encoder.
+    model: dict[str, Any] | None = None
 
     def is_reference(self, label: str | None) -> bool:
         """Whether an attention label (``record.label or record.attention``) is the reference."""
