@@ -435,7 +435,8 @@ class _HFTokenizer:
         return enc["input_ids"].long(), enc["attention_mask"].bool()
 
     def token_counts(self, texts: list[str]) -> np.ndarray:
-        return np.array([len(ids) for ids in self.tok(list(texts))["input_ids"]])
+        encoded = self.tok(list(texts), verbose=False)["input_ids"]
+        return np.array([len(ids) for ids in encoded])
 
 
 def adapt_task(task: Any, model: UserModel | dict[str, Any] | None) -> Any:

@@ -28,7 +28,7 @@ __all__ = ["MemoryParams", "MemorySuite", "memory_work"]
 
 Mode = Literal["forward", "fwd_bwd"]
 _TARGET = "harness.suites.memory:memory_work"
-_USER_TARGET = "harness.models.user:memory_work"
+_USER_TARGET = "harness.models._memory:memory_work"
 
 
 class MemoryParams(SuiteParams):
