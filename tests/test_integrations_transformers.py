@@ -174,7 +174,13 @@ def test_decoder_causal_gqa_exact_and_kv_cache_prefill_refused(names):
     for impl in ("sdpa", "eager"):
         assert torch.allclose(ours, _logits(model, impl, inputs)[real], atol=TOL, rtol=0)
     ids = inputs["input_ids"][:1]
-    model.set_attn_implementation(names["standard"])
+    steps = {}
+    for impl in ("sdpa", names["standard"]):  # one-token decoding steps over a cache agree
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            cache = model(input_ids=ids[:, :6], use_cache=True).past_key_values
+            steps[impl] = model(input_ids=ids[:, 6:7], past_key_values=cache).logits
+    assert torch.allclose(steps["sdpa"], steps[names["standard"]], atol=TOL, rtol=0)
     with torch.no_grad():
         cache = model(input_ids=ids[:, :6], use_cache=True).past_key_values
         with pytest.raises(UnsupportedByAttention, match=r"standard: .*(KV|cache)"):
