@@ -32,6 +32,8 @@ transformers gives a custom attention *no mask at all*, and padding would be sil
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -184,7 +186,10 @@ def make_attention_function(label: str, name: str, options: dict[str, Any]) -> A
     submodule, so state dicts stay the model's), moved to the query's device on first use.
     """
     get_attention(name, **options)  # fail now on a bad name or option, not inside a forward
-    slot = f"_harness_attention_{implementation_name(label)}"
+    # one slot per (label, attention, options): a label registered again with other options
+    # never reuses an instance built with the old ones
+    key = json.dumps([label, name, options], sort_keys=True, default=str)
+    slot = f"_harness_attention_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
     def attention_forward(
         module: torch.nn.Module,

@@ -279,6 +279,14 @@ def model_lengths(model: UserModel, lengths: list[int]) -> tuple[list[int], str 
 
 
 # ------------------------------------------------------------------------------ the model
+def _label(name: str, options: dict[str, Any]) -> str:
+    """A label unique to ``name`` with ``options`` (an implementation name of its own)."""
+    if not options:
+        return name
+    digest = hashlib.sha1(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{name}.{digest[:8]}"
+
+
 def _attention_impl(name: str, options: dict[str, Any], label: str | None = None) -> str:
     from harness.integrations.transformers import register_attention_spec
 
@@ -354,7 +362,7 @@ class UserModelClassifier(nn.Module):
 
     def set_attention(self, name: str, **options: Any) -> UserModelClassifier:
         """Every layer runs ``get_attention(name, **options)`` from now on; weights untouched."""
-        self.model.set_attn_implementation(_attention_impl(name, options))
+        self.model.set_attn_implementation(_attention_impl(name, options, _label(name, options)))
         self._attention = (name, dict(options))
         return self
 
@@ -391,7 +399,7 @@ class UserModelClassifier(nn.Module):
             records.append((q.detach(), k.detach(), v.detach(), kpm))
             return inner(module, query, key, value, attention_mask, **kwargs)
 
-        impl = _attention_impl(name, options)
+        impl = _attention_impl(name, options, _label(name, options) + ".recorded")
         previous = self.model.config._attn_implementation
         saved = AttentionInterface._global_mapping[impl]
         AttentionInterface._global_mapping[impl] = recorder
@@ -572,7 +580,8 @@ def memory_work(model: dict[str, Any], name: str, options: dict[str, Any], seq_l
     """The memory suite's work for a user model: one forward (``forward``) or forward and
     backward (``fwd_bwd``) of the whole model; weights and inputs are in the baseline."""
     user = UserModel.from_dict(model)
-    hf = _load_hf(user, max(user.num_labels, 2), _attention_impl(name, options), seed=0)
+    hf = _load_hf(user, max(user.num_labels, 2),
+                  _attention_impl(name, options, _label(name, options)), seed=0)
     hf = hf.to(device)
     grad = mode == "fwd_bwd"
     hf.train(grad)
