@@ -255,3 +255,11 @@ def test_adapt_task_refuses_tasks_without_texts_and_other_modalities(files, imag
     vit_task = adapt_task(digits, describe_model(images["vit"]))
     assert vit_task.train.pixel_values.shape[1:] == (3, 16, 16)
     assert torch.isfinite(vit_task.train.pixel_values).all()
+
+
+def test_hub_name_offline_is_refused_fast(monkeypatch):
+    import harness.data.text as text
+
+    monkeypatch.setattr(text, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(UserModelError, match="hub is unreachable"):
+        describe_model("no-such-org/no-such-model")

@@ -161,6 +161,16 @@ def describe_model(source: str | Path) -> UserModel:
         raise UserModelError(f"--model {text}: not a transformers model folder (no config.json);"
                              " save the model with model.save_pretrained(FOLDER) and its "
                              "tokenizer / image processor with .save_pretrained(FOLDER)")
+    if not local:
+        try:  # a hub model already in the local cache needs no network
+            AutoConfig.from_pretrained(text, local_files_only=True)
+        except (OSError, ValueError, KeyError):
+            from harness.data.text import _hub_reachable
+
+            if not _hub_reachable():
+                raise UserModelError(
+                    f"--model {text}: no folder of that name here, and the hub is unreachable "
+                    "(offline?); pass a folder written by save_pretrained") from None
     try:
         config = AutoConfig.from_pretrained(str(path) if local else text)
     except (OSError, ValueError, KeyError) as err:
