@@ -25,8 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -43,7 +42,6 @@ __all__ = [
     "UserModel",
     "UserModelClassifier",
     "UserModelError",
-    "active_model",
     "adapt_task",
     "build_classifier",
     "current_model",
@@ -242,28 +240,12 @@ def _image_processor(source: str) -> Any:
             "image_processor.save_pretrained(FOLDER)") from None
 
 
-# ------------------------------------------------------------------ which model is planned
-_ACTIVE: list[UserModel | None] = [None]
-
-
-@contextmanager
-def active_model(model: UserModel | dict[str, Any] | None) -> Iterator[None]:
-    """Within the block, :func:`current_model` is ``model`` (the run's, while it is planned)."""
-    if isinstance(model, dict):
-        model = UserModel.from_dict(model)
-    saved = _ACTIVE[0]
-    _ACTIVE[0] = model
-    try:
-        yield
-    finally:
-        _ACTIVE[0] = saved
-
-
-def current_model(ctx_model: UserModel | dict[str, Any] | None = None) -> UserModel | None:
-    """The user model: ``ctx_model`` (a run context's) when given, else the one being planned."""
-    if ctx_model is not None:
-        return ctx_model if isinstance(ctx_model, UserModel) else UserModel.from_dict(ctx_model)
-    return _ACTIVE[0]
+# ------------------------------------------------------------------------------ lengths
+def current_model(model: UserModel | dict[str, Any] | None) -> UserModel | None:
+    """``model`` as a :class:`UserModel` (run contexts and run.json hold its dict)."""
+    if model is None or isinstance(model, UserModel):
+        return model
+    return UserModel.from_dict(model)
 
 
 def model_lengths(model: UserModel, lengths: list[int]) -> tuple[list[int], str | None]:
@@ -684,10 +666,11 @@ def check_run(profile: Any, suites: list[str]) -> None:
                 f"with at most {model.num_labels} classes")
 
 
-def planned_lengths(lengths: list[int]) -> tuple[list[int], dict[str, Any]]:
-    """For the planned user model: the lengths to time and the cell params naming the model's
-    cap (``max_positions``, and ``length_note`` when the profile's lengths were capped)."""
-    model = current_model()
+def planned_lengths(model: UserModel | dict[str, Any], lengths: list[int]
+                    ) -> tuple[list[int], dict[str, Any]]:
+    """The lengths to time ``model`` at and the cell params naming its cap (``max_positions``,
+    and ``length_note`` when the profile's lengths were capped)."""
+    model = current_model(model)
     assert model is not None
     kept, note = model_lengths(model, list(lengths))
     extra: dict[str, Any] = {"max_positions": model.max_positions}

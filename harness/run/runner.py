@@ -31,7 +31,7 @@ from harness.run.store import (
     resolve_run_dir,
 )
 from harness.suites import RunContext, get_suite
-from harness.suites.base import RESOURCE_CLASSES, compare_rules, suites_meta
+from harness.suites.base import RESOURCE_CLASSES, compare_rules, planning_model, suites_meta
 
 __all__ = ["PlannedCell", "Progress", "RunInterrupted", "RunOutcome", "plan_run", "preflight",
            "resume_run", "start_run"]
@@ -88,14 +88,12 @@ def _now() -> str:
 def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedCell]:
     """Every cell of the run in order: suite x attention x params x seed, with each cell's
     resource class and the cells it depends on."""
-    from harness.models.user import active_model, profile_model
-
     names = suites or list(profile.suites)
     specs = profile.attention_specs()
     planned = []
     for name in names:
         suite = get_suite(name)
-        with active_model(profile_model(profile)):  # a user's model, if the run names one
+        with planning_model(_model_meta(profile)):  # a user's model, if the run names one
             cells = suite.plan(profile.suites[name], specs, list(profile.seeds))
         seen: set[str] = set()
         for cell in cells:
@@ -145,6 +143,8 @@ def _context(profile: Profile, run_dir: Path, device: str) -> RunContext:
 
 def _model_meta(profile: Profile) -> dict[str, Any] | None:
     """The run's user model as run.json and the run context hold it (None: the encoder)."""
+    if profile.model is None:
+        return None
     from harness.models.user import profile_model
 
     user = profile_model(profile)

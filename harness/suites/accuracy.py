@@ -63,7 +63,6 @@ import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from harness.measure.stats import Estimate, PairedResult, bootstrap_ci, paired_bootstrap
-from harness.models.user import current_model
 from harness.records import Cell, Record, canonical_json
 from harness.suites.base import (
     AttentionSpec,
@@ -71,6 +70,7 @@ from harness.suites.base import (
     RunContext,
     Suite,
     SuiteParams,
+    planned_model,
     register_suite,
 )
 from harness.suites.predictions import PredictionSet, save_predictions
@@ -510,7 +510,7 @@ class AccuracySuite(Suite):
                     cell = Cell(self.name, spec.name, options, cell_params, spec.label)
                     self._weights[cell.id] = weight
                     cells.append(cell)
-            if params.baseline and current_model() is None:  # no ablation of a user's model
+            if params.baseline and planned_model() is None:  # no ablation of a user's model
                 for seed in seeds:
                     cell = Cell(self.name, BASELINE, {}, {"task": entry.key, "seed": seed,
                                 "config": entry.config_hash(), "ablation": "no_token_mixing"},

@@ -7,7 +7,8 @@ values, and both the CLI and the asv benchmarks read them from there (one source
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -154,6 +155,26 @@ class DataOptions(SuiteParams):
     def media_label(self) -> str:
         """Short identity of the image/audio data (hub name or folder name)."""
         return str(self.dataset) if self.data_dir is None else Path(self.data_dir).name
+
+
+_PLANNED_MODEL: list[dict[str, Any] | None] = [None]
+
+
+@contextmanager
+def planning_model(model: dict[str, Any] | None) -> Iterator[None]:
+    """Within the block, :func:`planned_model` is ``model``: the run's user model
+    (``harness.models.user.UserModel.as_dict()``) while its suites plan; None: the encoder."""
+    saved = _PLANNED_MODEL[0]
+    _PLANNED_MODEL[0] = model
+    try:
+        yield
+    finally:
+        _PLANNED_MODEL[0] = saved
+
+
+def planned_model() -> dict[str, Any] | None:
+    """The user model of the run being planned (see :func:`planning_model`), or None."""
+    return _PLANNED_MODEL[0]
 
 
 def no_progress(fraction: float, text: str) -> None:

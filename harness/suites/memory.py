@@ -11,8 +11,6 @@ from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 from harness.attention import get_attention
 from harness.measure.memory import cuda_peak_memory, measure_cpu_peak
 from harness.measure.stats import exponent_verdict, fit_power_law
-from harness.models.user import current_model, planned_lengths
-from harness.models.user import memory_work as user_memory_work
 from harness.records import Cell, Record
 from harness.suites.base import (
     AttentionSpec,
@@ -20,6 +18,7 @@ from harness.suites.base import (
     RunContext,
     Suite,
     SuiteParams,
+    planned_model,
     register_suite,
 )
 from harness.suites.throughput import attention_inputs
@@ -120,8 +119,10 @@ class MemorySuite(Suite):
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
     ) -> list[Cell]:
         shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32"}
-        if current_model() is not None:  # a user's model: the whole model, capped lengths
-            lengths, extra = planned_lengths(params.seq_lens)
+        if (model := planned_model()) is not None:  # a user's model: whole, capped lengths
+            from harness.models.user import planned_lengths
+
+            lengths, extra = planned_lengths(model, params.seq_lens)
             return [spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch,
                                           "dtype": "float32", **extra})
                     for spec in attentions for mode in params.modes for n in lengths]
@@ -172,6 +173,8 @@ class MemorySuite(Suite):
         }
         target, make_work = _TARGET, memory_work
         if ctx.model is not None:  # the whole user model (harness.models.user)
+            from harness.models.user import memory_work as user_memory_work
+
             target, make_work = _USER_TARGET, user_memory_work
             kwargs = {k: v for k, v in kwargs.items() if k not in ("heads", "head_dim")}
             kwargs["model"] = dict(ctx.model)

@@ -27,7 +27,6 @@ from harness.measure.timing import (
     calibration_kernel,
     time_interleaved,
 )
-from harness.models.user import current_model, planned_lengths, timing_steps
 from harness.records import Cell, Record
 from harness.suites.base import (
     AttentionSpec,
@@ -36,6 +35,7 @@ from harness.suites.base import (
     Suite,
     SuiteParams,
     no_progress,
+    planned_model,
     register_suite,
 )
 
@@ -346,8 +346,10 @@ class ThroughputSuite(Suite):
         shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32",
                  "causal": params.causal}
         cells = []
-        if current_model() is not None:  # a user's model: the whole model, capped lengths
-            lengths, extra = planned_lengths(params.seq_lens)
+        if (model := planned_model()) is not None:  # a user's model: whole, capped lengths
+            from harness.models.user import planned_lengths
+
+            lengths, extra = planned_lengths(model, params.seq_lens)
             return [spec.cell(self.name, {"kind": "model", "seq_len": n, "batch": batch,
                                           "dtype": "float32", **extra})
                     for spec in attentions for batch in params.batch_sizes for n in lengths]
@@ -494,6 +496,8 @@ class ThroughputSuite(Suite):
 
         def steps(spec: AttentionSpec):
             if ctx.model is not None:  # a user's transformers model (harness.models.user)
+                from harness.models.user import timing_steps
+
                 return timing_steps(ctx.model, spec, n, batch, ctx.device)
             torch.manual_seed(0)
             model = build_model(

@@ -395,7 +395,6 @@ def load_task_cached(name: str, *, model: Any = None, **options: Any) -> Any:
     ``model``: the run's user model (``RunContext.model``): the task comes encoded for it
     (:func:`harness.models.user.adapt_task`)."""
     from harness.data import load_task
-    from harness.models.user import adapt_task
 
     stamp = []
     for path in (options.get("data_files") or {}).values():
@@ -407,7 +406,11 @@ def load_task_cached(name: str, *, model: Any = None, **options: Any) -> Any:
     key = json.dumps([name, options, stamp, model], sort_keys=True, default=str)
     task = _TASKS.get(key)
     if task is None:
-        task = adapt_task(load_task(name, **options), model)
+        task = load_task(name, **options)
+        if model is not None:
+            from harness.models.user import adapt_task
+
+            task = adapt_task(task, model)
         _TASKS[key] = task
         while len(_TASKS) > _TASKS_KEPT:
             _TASKS.popitem(last=False)
