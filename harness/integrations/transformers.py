@@ -36,6 +36,7 @@ import hashlib
 import json
 import math
 import re
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,6 +106,23 @@ def _split_mask(
         "Wav2Vec2), or for ModernBERT set global_attn_every_n_layers=1")
 
 
+#: The last mask read (a weak reference: the mask is not kept alive) and what it meant: a model
+#: passes one mask object to all its layers, so the check (and its device sync) runs once per
+#: forward, not once per layer.
+_LAST_MASK: list[Any] = [lambda: None, -1, None]
+
+
+def _mask_to_contract(mask: Tensor, n_q: int, n_k: int, label: str
+                      ) -> tuple[Tensor | None, bool]:
+    """(key_padding_mask, causal) of a transformers attention mask, cached per mask object."""
+    cached, version, result = _LAST_MASK
+    if cached() is mask and version == mask._version:
+        return result
+    result = _split_mask(_bool_mask(mask, label), n_q, n_k, label)
+    _LAST_MASK[:] = [weakref.ref(mask), mask._version, result]
+    return result
+
+
 def _bool_mask(mask: Tensor, label: str) -> Tensor:
     """A 4-D mask as booleans (True = visible); additive masks must be 0 or very negative."""
     if mask.dtype == torch.bool:
@@ -154,7 +172,7 @@ def to_contract(
             "KV cache); this attention needs equal lengths (capability cross_lengths=False)")
     padding, causal = None, False
     if attention_mask is not None:
-        padding, causal = _split_mask(_bool_mask(attention_mask, label), n_q, n_k, label)
+        padding, causal = _mask_to_contract(attention_mask, n_q, n_k, label)
         if padding is not None:
             padding = padding.expand(query.shape[0], n_k)
     elif is_causal and n_q > 1:
