@@ -202,11 +202,16 @@ def _parse_media(data_dir: str | None, data_format: str | None) -> dict[str, str
     return {"data_dir": data_dir, "data_format": data_format}
 
 
-def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads, data):
+def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads, data,
+                     model=None, finetune=None):
     from harness.run.profiles import ProfileError, profile_from_dict
 
     data_dict = profile.to_dict()
     source = data_dict.pop("source") or "<profile>"
+    if model is not None:
+        data_dict["model"] = model
+    if finetune is not None:
+        data_dict["finetune"] = finetune
     if attention:
         wanted = [a.strip() for a in attention.split(",") if a.strip()]
         specs = profile.attention_specs()
@@ -310,6 +315,13 @@ def run_cmd(
     predictions_format: Annotated[str | None, typer.Option(
         help="parquet or jsonl (with --save-predictions).")] = None,
     plugin: PluginOption = None,
+    model: Annotated[str | None, typer.Option(
+        help="Your transformers model: a save_pretrained folder (or a hub name, online); every "
+             "suite runs it with each attention swapped in.")] = None,
+    finetune: Annotated[bool | None, typer.Option(
+        "--finetune/--no-finetune",
+        help="With --model: fine-tune per attention (default), or evaluate the model as given "
+             "with each attention swapped in.")] = None,
 ) -> None:
     """Run suites. With no arguments: every suite, quick profile, every registered attention."""
     from harness.run.executors import make_executor
@@ -347,6 +359,7 @@ def run_cmd(
                       "text_column": text_column, "label_column": label_column,
                       "skip_bad_files": skip_bad_files or None,
                       **_parse_media(data_dir, data_format)},
+                model=model, finetune=finetune,
             )
             prof = apply_probe_options(
                 prof, files=probe_files, dataset=probe_dataset, text_column=probe_text_column,

@@ -206,4 +206,16 @@ def run_header(meta: dict[str, Any]) -> dict[str, str]:
         "date": format_time(meta.get("start_time")),
         "duration": format_duration(meta.get("start_time"), meta.get("end_time")),
         "git_sha": sha_text,
+        "model": _model_line(meta.get("model")),
     }
+
+
+def _model_line(model: Any) -> str:
+    """Which user model the run measured (run.json ``model``); empty for the harness encoder."""
+    if not isinstance(model, dict):
+        return ""
+    how = ("fine-tuned per attention" if model.get("finetune", True)
+           else "evaluated as given, attention swapped (no retraining)")
+    init = "; random init (no weights in the folder)" if model.get("random_init") else ""
+    return (f"{model.get('id', '?')} ({model.get('model_class', '?')}, {model.get('source', '?')};"
+            f" {how}{init})")

@@ -93,6 +93,12 @@ class Profile(BaseModel):
     #: Label of the attention every suite and the report compare with; unset: ``standard``
     #: when the run has it (else no comparisons).
     reference: str | None = None
+    #: A user's transformers model (a save_pretrained folder or a hub name) that the suites run
+    #: with each attention swapped in (``harness.models.user``); None: the harness encoder.
+    model: str | None = None
+    #: With ``model``: fine-tune it per attention and task (true), or evaluate it as given with
+    #: each attention swapped in, no retraining (false: its head is used as saved).
+    finetune: bool = True
     suites: dict[str, SuiteParams]
     source: str | None = None
 
@@ -155,6 +161,9 @@ class Profile(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"suites", "source"})
+        if data.get("model") is None:  # runs on the harness encoder keep their earlier hash
+            data.pop("model", None)
+            data.pop("finetune", None)
         data["suites"] = {k: v.model_dump(mode="json") for k, v in self.suites.items()}
         data["source"] = self.source
         return data
@@ -252,6 +261,13 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
         profile.reference_label(specs)
     except ProfileError as err:
         raise ProfileError(f"{source}: invalid profile\n  {err}") from None
+    if profile.model is not None:
+        from harness.models.user import describe_cached
+
+        try:
+            describe_cached(profile.model)
+        except ValueError as err:
+            raise ProfileError(f"{source}: model: {err}") from None
     return profile
 
 

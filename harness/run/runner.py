@@ -32,7 +32,7 @@ from harness.run.store import (
     resolve_run_dir,
 )
 from harness.suites import RunContext, get_suite
-from harness.suites.base import RESOURCE_CLASSES, compare_rules, suites_meta
+from harness.suites.base import RESOURCE_CLASSES, compare_rules, planning_model, suites_meta
 
 __all__ = ["PlannedCell", "Progress", "RunInterrupted", "RunOutcome", "plan_run", "preflight",
            "resume_run", "start_run"]
@@ -94,7 +94,8 @@ def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedC
     planned = []
     for name in names:
         suite = get_suite(name)
-        cells = suite.plan(profile.suites[name], specs, list(profile.seeds))
+        with planning_model(_model_meta(profile)):  # a user's model, if the run names one
+            cells = suite.plan(profile.suites[name], specs, list(profile.seeds))
         seen: set[str] = set()
         for cell in cells:
             after = tuple(d.id for d in suite.depends_on(cell, cells))
@@ -137,13 +138,27 @@ def _context(profile: Profile, run_dir: Path, device: str) -> RunContext:
         predictions=profile.predictions,
         reference=(reference := profile.reference_label()),
         reference_spec=next((s for s in profile.attention_specs() if s.label == reference), None),
+        model=_model_meta(profile),
     )
 
 
-def _stamp(records: list[Record], version: int) -> list[Record]:
-    """Stamp the suite's method version into each record (compare: "method changed")."""
+def _model_meta(profile: Profile) -> dict[str, Any] | None:
+    """The run's user model as run.json and the run context hold it (None: the encoder)."""
+    if profile.model is None:
+        return None
+    from harness.models.user import profile_model
+
+    user = profile_model(profile)
+    return None if user is None else user.as_dict()
+
+
+def _stamp(records: list[Record], version: int, model: str | None = None) -> list[Record]:
+    """Stamp the suite's method version into each record (compare: "method changed"), and the
+    user model's ``name@config-hash`` into its params (runs of other models never match)."""
     for r in records:
         r.suite_version = version
+        if model is not None:
+            r.params = {**r.params, "model": model}
     return records
 
 
@@ -219,7 +234,7 @@ def _execute(
 
     def finish(p: PlannedCell, records: list[Record], files: dict[str, bytes]) -> None:
         _store_files(store.run_dir, files)  # artifacts first: records refer to them
-        _stamp(records, get_suite(p.suite).version)
+        _stamp(records, get_suite(p.suite).version, (ctx.model or {}).get("id"))
         store.write_cell(p.cell, records)
         by_cell[p.cell.id] = records
         progress.cell_finished(p, records)
@@ -272,7 +287,8 @@ def _execute(
                 summary = [Record(suite=name, attention="*", options={}, params={},
                                   metric="summary_status", status="error",
                                   error=f"summary failed: {detail}")]
-            store.replace_summaries(name, _stamp(summary, suite.version))
+            model_id = (ctx.model or {}).get("id")
+            store.replace_summaries(name, _stamp(summary, suite.version, model_id))
     except BaseException:
         executor.cancel()
         raise
@@ -302,6 +318,10 @@ def preflight(profile: Profile, suites: list[str],
         )
     if out_dir is not None:
         check_out_dir(out_dir)
+    if profile.model is not None:
+        from harness.models.user import check_run
+
+        check_run(profile, suites)
     from harness.run.inputs import check_inputs
 
     return check_inputs(profile, suites)
@@ -342,6 +362,7 @@ def start_run(
         "attentions": [_attention_meta(s) for s in profile.attention_specs()],
         "plugins": [info.as_dict() for info in loaded_plugins()],
         "reference": profile.reference_label(),
+        "model": _model_meta(profile),
         "suites_meta": suites_meta(suites),
         "seeds": list(profile.seeds),
         "device": device,

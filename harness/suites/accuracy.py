@@ -71,6 +71,7 @@ from harness.suites.base import (
     RunContext,
     Suite,
     SuiteParams,
+    planned_model,
     register_suite,
 )
 from harness.suites.predictions import PredictionSet, save_predictions
@@ -303,9 +304,10 @@ def _has_run_data(ctx: RunContext, media: bool = False) -> bool:
     return ctx.data.media_given if media else ctx.data.given
 
 
-def load_cached(name: str, kwargs: dict[str, Any]) -> TaskData:
-    """``load_task`` through the suites' shared in-process cache (cells of one task share data)."""
-    return load_task_cached(name, **kwargs)
+def load_cached(name: str, kwargs: dict[str, Any], model: Any = None) -> TaskData:
+    """``load_task`` through the suites' shared in-process cache (cells of one task share data);
+    ``model``: the run's user model, which the task is encoded for."""
+    return load_task_cached(name, model=model, **kwargs)
 
 
 def _split_fingerprint(split: Split) -> str:
@@ -510,7 +512,7 @@ class AccuracySuite(Suite):
                     cell = Cell(self.name, spec.name, options, cell_params, spec.label)
                     self._weights[cell.id] = weight
                     cells.append(cell)
-            if params.baseline:
+            if params.baseline and planned_model() is None:  # no ablation of a user's model
                 for seed in seeds:
                     cell = Cell(self.name, BASELINE, {}, {"task": entry.key, "seed": seed,
                                 "config": entry.config_hash(), "ablation": "no_token_mixing"},
@@ -604,7 +606,7 @@ class AccuracySuite(Suite):
         from harness.data.base import TaskUnavailable
 
         try:
-            task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+            task = load_cached(entry.name, _task_kwargs(entry, params, ctx), ctx.model)
         except TaskUnavailable as err:  # e.g. the speech task without espeak-ng
             return [_record(cell, "macro_f1", status="skipped", error=str(err))]
         baseline = cell.attention == BASELINE
@@ -816,7 +818,7 @@ class AccuracySuite(Suite):
             raise RuntimeError(f"fidelity on {task_key}: reference checkpoint {ckpt} not found")
         entry = params.task(task_key)
         ctx.progress(0.0, f"fidelity {cell.label} on {task_key}: loading data")
-        task = load_cached(entry.name, _task_kwargs(entry, params, ctx))
+        task = load_cached(entry.name, _task_kwargs(entry, params, ctx), ctx.model)
         spec = AttentionSpec(ref.attention, dict(ref.options), ref.label or "")
         train = params.train_for(entry)
         model = build_for_task(spec, task, train, seed=int(ref.params["seed"]))

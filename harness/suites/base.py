@@ -7,7 +7,8 @@ values, and both the CLI and the asv benchmarks read them from there (one source
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -157,6 +158,26 @@ class DataOptions(SuiteParams):
         return str(self.dataset) if self.data_dir is None else Path(self.data_dir).name
 
 
+_PLANNED_MODEL: list[dict[str, Any] | None] = [None]
+
+
+@contextmanager
+def planning_model(model: dict[str, Any] | None) -> Iterator[None]:
+    """Within the block, :func:`planned_model` is ``model``: the run's user model
+    (``harness.models.user.UserModel.as_dict()``) while its suites plan; None: the encoder."""
+    saved = _PLANNED_MODEL[0]
+    _PLANNED_MODEL[0] = model
+    try:
+        yield
+    finally:
+        _PLANNED_MODEL[0] = saved
+
+
+def planned_model() -> dict[str, Any] | None:
+    """The user model of the run being planned (see :func:`planning_model`), or None."""
+    return _PLANNED_MODEL[0]
+
+
 def no_progress(fraction: float, text: str) -> None:
     """The default progress sink: drops the event (a module function, so contexts pickle)."""
 
@@ -184,6 +205,10 @@ class RunContext:
     #: The reference attention's spec, for suites that run it beside each cell (throughput's
     #: side-by-side timing); None: not known here (the suite uses its own fallback).
     reference_spec: AttentionSpec | None = None
+    #: The run's user model (``harness.models.user.UserModel.as_dict()``; profile ``model:``,
+    #: ``--model``), which the suites build through ``harness.models.user``; None: the harness
+    #: encoder.
+    model: dict[str, Any] | None = None
 
     def is_reference(self, label: str | None) -> bool:
         """Whether an attention label (``record.label or record.attention``) is the reference."""

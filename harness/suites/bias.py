@@ -560,7 +560,7 @@ class BiasSuite(Suite):
                    "strength": float(cell.params["strength"]), "mechanism": corpus.mechanism,
                    "tokenizer": corpus.tokenizer, "seed": seed}
         ctx.progress(0.0, f"{cell.label}: building the bias corpus")
-        task = load_task_cached("bias_sentiment", **options)
+        task = load_task_cached("bias_sentiment", model=ctx.model, **options)
         # room for the project's template sentences; the user's probe set never changes the
         # trained model: its sentences are cut at the corpus's max_len (probe_truncated_fraction)
         probe_texts = [r.text for r in build_probe(axes=params.template_axes)] \
@@ -569,7 +569,8 @@ class BiasSuite(Suite):
         if probe_texts and counts is not None:
             need = int(counts(probe_texts).max()) + 1
             if need > task.max_len:  # room for the template sentences too
-                task = load_task_cached("bias_sentiment", **options, max_len=need)
+                task = load_task_cached("bias_sentiment", model=ctx.model, **options,
+                                        max_len=need)
         result = self._train(cell, task, params.train, ctx)
         scorer = Scorer(result.model, task, positive=params.positive_label,
                         batch_size=params.predict_batch_size, device=ctx.device)
@@ -619,7 +620,7 @@ class BiasSuite(Suite):
         if data.label_column:
             options["label_column"] = data.label_column
         ctx.progress(0.0, f"{cell.label}: loading the text dataset")
-        task = load_task_cached("text", **options)
+        task = load_task_cached("text", model=ctx.model, **options)
         result = self._train(cell, task, tp.train or params.train, ctx)
         scorer = Scorer(result.model, task, positive=params.positive_label,
                         batch_size=params.predict_batch_size, device=ctx.device)

@@ -18,6 +18,7 @@ from harness.suites.base import (
     RunContext,
     Suite,
     SuiteParams,
+    planned_model,
     register_suite,
 )
 from harness.suites.throughput import attention_inputs
@@ -26,6 +27,7 @@ __all__ = ["MemoryParams", "MemorySuite", "memory_work"]
 
 Mode = Literal["forward", "fwd_bwd"]
 _TARGET = "harness.suites.memory:memory_work"
+_USER_TARGET = "harness.models._memory:memory_work"
 
 
 class MemoryParams(SuiteParams):
@@ -117,6 +119,13 @@ class MemorySuite(Suite):
         self, params: MemoryParams, attentions: list[AttentionSpec], seeds: list[int]
     ) -> list[Cell]:
         shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32"}
+        if (model := planned_model()) is not None:  # a user's model: whole, capped lengths
+            from harness.models.user import planned_lengths
+
+            lengths, extra = planned_lengths(model, params.seq_lens)
+            return [spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch,
+                                          "dtype": "float32", **extra})
+                    for spec in attentions for mode in params.modes for n in lengths]
         return [
             spec.cell(self.name, {"mode": mode, "seq_len": n, "batch": params.batch, **shape})
             for spec in attentions
@@ -162,8 +171,15 @@ class MemorySuite(Suite):
             "head_dim": params.head_dim,
             "mode": cell.params["mode"],
         }
+        target, make_work = _TARGET, memory_work
+        if ctx.model is not None:  # the whole user model (harness.models.user)
+            from harness.models.user import memory_work as user_memory_work
+
+            target, make_work = _USER_TARGET, user_memory_work
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("heads", "head_dim")}
+            kwargs["model"] = dict(ctx.model)
         if ctx.device.startswith("cuda"):
-            work = memory_work(**kwargs, device=ctx.device)
+            work = make_work(**kwargs, device=ctx.device)
             try:
                 peak = cuda_peak_memory(work, ctx.device)
             except torch.cuda.OutOfMemoryError as err:
@@ -174,7 +190,7 @@ class MemorySuite(Suite):
         # A fork server with torch imported gives each cell a fresh process without paying the
         # interpreter start and imports again (seconds per cell).
         result = measure_cpu_peak(
-            _TARGET, kwargs, budget_bytes=ctx.memory_budget, timeout_s=params.timeout_s,
+            target, kwargs, budget_bytes=ctx.memory_budget, timeout_s=params.timeout_s,
             launcher="forkserver",
         )
         if result.status == "ok":

@@ -35,6 +35,7 @@ from harness.suites.base import (
     Suite,
     SuiteParams,
     no_progress,
+    planned_model,
     register_suite,
 )
 
@@ -346,6 +347,13 @@ class ThroughputSuite(Suite):
         shape = {"heads": params.heads, "head_dim": params.head_dim, "dtype": "float32",
                  "causal": params.causal}
         cells = []
+        if (model := planned_model()) is not None:  # a user's model: whole, capped lengths
+            from harness.models.user import planned_lengths
+
+            lengths, extra = planned_lengths(model, params.seq_lens)
+            return [spec.cell(self.name, {"kind": "model", "seq_len": n, "batch": batch,
+                                          "dtype": "float32", **extra})
+                    for spec in attentions for batch in params.batch_sizes for n in lengths]
         for spec in attentions:
             for batch in params.batch_sizes:
                 for n in params.seq_lens:
@@ -480,8 +488,7 @@ class ThroughputSuite(Suite):
     def _run_model(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
         from harness.models import build_model
 
-        mp = params.model
-        assert mp is not None
+        mp = params.model or ModelThroughputParams()  # unused with a user's model
         n, batch = cell.params["seq_len"], cell.params["batch"]
         gen = torch.Generator().manual_seed(0)
         ids = torch.randint(4, mp.vocab_size, (batch, n), generator=gen).to(ctx.device)
@@ -489,6 +496,10 @@ class ThroughputSuite(Suite):
         labels = torch.randint(0, mp.num_labels, (batch,), generator=gen).to(ctx.device)
 
         def steps(spec: AttentionSpec):
+            if ctx.model is not None:  # a user's transformers model (harness.models.user)
+                from harness.models.user import timing_steps
+
+                return timing_steps(ctx.model, spec, n, batch, ctx.device)
             torch.manual_seed(0)
             model = build_model(
                 spec.name,

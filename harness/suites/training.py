@@ -157,7 +157,14 @@ def build_for_task(
     embeddings, depth, width, head and training budget as the attention models.
     """
     from harness.models import build_model
+    from harness.models.user import build_classifier, task_model
 
+    user = task_model(task)
+    if user is not None:  # the task was encoded for a user's transformers model
+        if not token_mixing:
+            raise ValueError("the no-attention baseline needs the harness encoder, not a user's "
+                             f"model ({user.name})")
+        return build_classifier(user, attention, task.num_classes, seed=seed)  # type: ignore
     model = build_model(
         attention.name,
         attention_options=dict(attention.options),
@@ -289,6 +296,11 @@ def train_classifier(
     model = build_for_task(attention, task, params, seed=seed,
                            token_mixing=token_mixing).to(device)
     n_params = sum(p.numel() for p in model.parameters())
+    user = task.info.get("user_model") or {}
+    if user and not user.get("finetune", True):  # a user's model as given: swap, no retraining
+        model.eval()
+        return TrainResult(model=model, best_step=0, best_val_score=math.nan, train_time_s=0.0,
+                           n_params=n_params)
     optimizer = torch.optim.AdamW(
         _param_groups(model, params.weight_decay), lr=params.lr, betas=(0.9, 0.98), eps=1e-8
     )
@@ -376,9 +388,12 @@ _TASKS: OrderedDict[str, Any] = OrderedDict()  # loaded tasks, shared by a run's
 _TASKS_KEPT = 3
 
 
-def load_task_cached(name: str, **options: Any) -> Any:
+def load_task_cached(name: str, *, model: Any = None, **options: Any) -> Any:
     """``load_task`` with a small in-process cache: every attention of a run trains on the same
-    data, so a dataset is read and tokenized once (local files are keyed by size and mtime)."""
+    data, so a dataset is read and tokenized once (local files are keyed by size and mtime).
+
+    ``model``: the run's user model (``RunContext.model``): the task comes encoded for it
+    (:func:`harness.models.user.adapt_task`)."""
     from harness.data import load_task
 
     stamp = []
@@ -388,10 +403,14 @@ def load_task_cached(name: str, **options: Any) -> Any:
             stamp.append((str(path), st.st_size, st.st_mtime_ns))
         except OSError:
             stamp.append((str(path), None, None))
-    key = json.dumps([name, options, stamp], sort_keys=True, default=str)
+    key = json.dumps([name, options, stamp, model], sort_keys=True, default=str)
     task = _TASKS.get(key)
     if task is None:
         task = load_task(name, **options)
+        if model is not None:
+            from harness.models.user import adapt_task
+
+            task = adapt_task(task, model)
         _TASKS[key] = task
         while len(_TASKS) > _TASKS_KEPT:
             _TASKS.popitem(last=False)

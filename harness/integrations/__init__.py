@@ -1,0 +1,1 @@
+"""Adapters from the harness attention contract to other libraries (transformers)."""
