@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: dict[str, int] = {
     "harness": 0, "harness.registry": 0, "harness.plugins": 0, "harness.records": 0,
     "harness.attention": 1, "harness.integrations": 1,
-    "harness.models": 2,
-    "harness.data": 3, "harness.metrics": 3,
+    "harness.data": 2, "harness.metrics": 2,
+    "harness.models": 3,
     "harness.measure": 4,
     "harness.suites": 5,
     "harness.run": 6,

@@ -43,7 +43,7 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     assert script.cycles(graph) == [["harness.data", "harness.registry"],
                                     ["harness.run", "harness.suites"]]
     assert script.layer_violations(graph) == [
-        "harness.registry (layer 0) imports harness.data (layer 3) at harness/registry.py:1",
+        "harness.registry (layer 0) imports harness.data (layer 2) at harness/registry.py:1",
         "harness.suites (layer 5) imports harness.run (layer 6) at harness/suites/__init__.py:3"]
 
 

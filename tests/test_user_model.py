@@ -115,7 +115,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
     for cls in ("left", "right"):
         folder = root / "images" / cls
         folder.mkdir(parents=True)
-        for i in range(30):
+        for i in range(100):
             a = rng.integers(0, 60, (20, 20, 3)).astype(np.uint8)
             half = slice(0, 10) if cls == "left" else slice(10, 20)
             a[:, half] += 180

@@ -62,7 +62,6 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from harness.data.inputs import INPUT_METRIC_SPECS, input_records
 from harness.measure.stats import Estimate, PairedResult, bootstrap_ci, paired_bootstrap
 from harness.records import Cell, Record, canonical_json
 from harness.suites.base import (
@@ -74,6 +73,7 @@ from harness.suites.base import (
     planned_model,
     register_suite,
 )
+from harness.suites.inputs import INPUT_METRIC_SPECS, input_records
 from harness.suites.predictions import PredictionSet, save_predictions
 from harness.suites.training import (
     TrainParams,
