@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.measure.limits import TimeLimitExceeded, grace_s, time_limit
 from harness.records import Cell, Record
 from harness.suites.base import RunContext, SuiteParams, no_progress
 
@@ -79,6 +80,8 @@ class CellTask:
     ctx: RunContext
     files: dict[str, bytes] | None = None  # artifacts shipped in (no shared filesystem)
     plugins: tuple[str, ...] = ()
+    #: the cell's time limit in seconds (its suite's ``timeout_s``); None: no limit
+    timeout_s: float | None = None
 
 
 @dataclass
@@ -116,10 +119,16 @@ def plugin_specs() -> tuple[str, ...]:
     return tuple(p.spec for p in loaded_plugins() if p.spec)
 
 
+def _timeout_message(seconds: float | None) -> str:
+    return (f"timeout: the cell ran past its time limit (timeout_s={seconds:g} s in the"
+            " suite's profile section) and was stopped; raise timeout_s if the cell is sane")
+
+
 def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_progress
                  ) -> CellResult:
     """Run one cell wherever this is called and return its records; a failing cell becomes an
-    ``error`` (or ``oom``) record, never an exception (except KeyboardInterrupt)."""
+    ``error`` (or ``oom``) record, never an exception (except KeyboardInterrupt). A cell past
+    ``task.timeout_s`` is stopped and recorded ``timeout``."""
     import torch
 
     from harness.suites import get_suite
@@ -138,11 +147,14 @@ def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_pro
         torch.set_num_threads(ctx.threads)
     try:
         try:
-            records = get_suite(task.suite).run_cell(task.cell, task.params, ctx)
+            with time_limit(task.timeout_s):
+                records = get_suite(task.suite).run_cell(task.cell, task.params, ctx)
             if not records:
                 records = _error_records(task.cell, "error", "the cell produced no record")
         except KeyboardInterrupt:
             raise
+        except TimeLimitExceeded:
+            records = _error_records(task.cell, "timeout", _timeout_message(task.timeout_s))
         except Exception as err:  # a failing cell is recorded; the run goes on
             status = "oom" if _is_oom(err) else "error"
             detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -296,6 +308,9 @@ class PoolExecutor(Executor):
         self._attempts: dict[str, int] = {}
         self._pool: Any = None
         self._events_q: Any = None
+        self._started: dict[str, tuple[float, int]] = {}  # cell id -> (monotonic start, pid)
+        self._procs: dict[int, Any] = {}  # pid -> worker process (to tell who died)
+        self._killed: dict[str, str] = {}  # cell id -> why the driver killed its worker
 
     def start(self, events: Callable[[Event], None]) -> None:
         import multiprocessing as mp
@@ -359,7 +374,27 @@ class PoolExecutor(Executor):
                 event = self._events_q.get_nowait()
             except (queue_mod.Empty, OSError, ValueError):
                 return
+            kind, cell_id, _, text = event
+            if kind == "started" and text.isdigit() and self._is_running(cell_id):
+                self._started[cell_id] = (time.monotonic(), int(text))
             self.events(event)
+
+    def _is_running(self, cell_id: str) -> bool:
+        return any(t.cell.id == cell_id for t in self._running.values())
+
+    def _kill_overdue(self) -> None:
+        """Kill the worker of a cell past its time limit (plus a grace in which the cell can
+        stop itself): the pool breaks, the cell is recorded ``timeout``, the others rerun."""
+        now = time.monotonic()
+        for task in list(self._running.values()):
+            limit = task.timeout_s
+            started = self._started.get(task.cell.id)
+            if limit is None or started is None or task.cell.id in self._killed:
+                continue
+            if now - started[0] > limit + grace_s(limit):
+                self._killed[task.cell.id] = _timeout_message(limit)
+                with contextlib.suppress(OSError):
+                    os.kill(started[1], signal.SIGKILL)
 
     def next_result(self) -> CellResult:
         while True:
@@ -384,30 +419,57 @@ class PoolExecutor(Executor):
 
         if not self._running:
             return
+        self._procs.update(getattr(self._pool, "_processes", None) or {})
         finished, _ = wait(list(self._running), timeout=timeout,
                            return_when=FIRST_COMPLETED)
         self._drain_events()
+        self._kill_overdue()
         broken = False
         for fut in finished:
-            task = self._running.pop(fut)
             try:
-                self._done.append(fut.result())
-            except BrokenProcessPool as err:
+                result = fut.result()
+            except BrokenProcessPool:
                 broken = True
-                self._retry(task, err)
+                continue
+            self._running.pop(fut)
+            self._started.pop(result.cell.id, None)
+            self._done.append(result)
         if broken:
-            for fut, task in list(self._running.items()):
-                self._running.pop(fut)
-                self._retry(task, BrokenProcessPool("a pool worker died"))
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._pool_broke()
 
-    def _retry(self, task: CellTask, err: BaseException) -> None:
+    def _pool_broke(self) -> None:
+        """A worker died: every cell in flight stopped with the pool. The cell whose worker
+        died (or was killed past its time limit) is retried or recorded; the cells that only
+        shared the pool go back to the queue without using up an attempt."""
+        died = {pid for pid, proc in self._procs.items()
+                if proc.exitcode is not None and proc.exitcode != -signal.SIGTERM}
+        pids = {t.cell.id: self._started.pop(t.cell.id, (0.0, -1))[1]
+                for t in self._running.values()}
+        known = any(pid in died for pid in pids.values()) or bool(self._killed)
+        for fut, task in list(self._running.items()):
+            self._running.pop(fut)
+            cell_id = task.cell.id
+            pid = pids[cell_id]
+            if cell_id in self._killed:
+                message = self._killed.pop(cell_id)
+                self._done.append(CellResult(task.cell, _error_records(task.cell, "timeout",
+                                                                       message)))
+            elif pid in died or not known:
+                code = self._procs[pid].exitcode if pid in self._procs else None
+                self._retry(task, f"the worker process running this cell (pid {pid}) died"
+                            f" (exit code {code})" if pid in died else
+                            "the pool broke: a worker process died while this cell ran")
+            else:
+                heapq.heappush(self._queue, (task.index, task))  # an innocent bystander
+        self._procs.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    def _retry(self, task: CellTask, why: str) -> None:
         n = self._attempts.get(task.cell.id, 0) + 1
         self._attempts[task.cell.id] = n
         if n > self.max_retries:
-            message = (f"the worker process running this cell died ({n} attempt(s), "
-                       f"--max-retries {self.max_retries}): {type(err).__name__}: {err}")
+            message = f"{why} ({n} attempt(s), --max-retries {self.max_retries})"
             self._done.append(CellResult(task.cell, _error_records(task.cell, "error", message)))
         else:
             heapq.heappush(self._queue, (task.index, task))
