@@ -544,12 +544,41 @@ class RayExecutor(Executor):
         self._timing_cpus = 1
         self._timing_resource = False
 
+    #: seconds to wait for a cluster's address to answer before giving up (exit 2)
+    connect_timeout_s: ClassVar[float] = 10.0
+
+    def _check_reachable(self) -> None:
+        """A ``host:port`` or ``ray://host:port`` address must accept a connection within
+        ``connect_timeout_s`` (Ray itself retries an unreachable address for many minutes)."""
+        address = self.address or ""
+        rest = address.removeprefix("ray://")
+        host, sep, port = rest.rpartition(":")
+        if not sep or not port.isdigit():
+            return  # "auto" and the like: Ray finds (or fails to find) the cluster at once
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            with socket.create_connection((host, int(port)), timeout=self.connect_timeout_s):
+                pass
+        except OSError as err:
+            raise ExecutorUnavailableError(
+                f"--ray-address {address}: no Ray cluster answers there within"
+                f" {self.connect_timeout_s:g} s ({err.strerror or err}); check the address,"
+                " that the cluster is up (`ray status` on its head node) and that the port is"
+                " open, or run without --ray-address for a local instance") from None
+
     def start(self, events: Callable[[Event], None]) -> None:
         super().start(events)
         ray = self.ray
         if not ray.is_initialized():
             if self.address:
-                ray.init(address=self.address, log_to_driver=False)
+                self._check_reachable()
+                try:
+                    ray.init(address=self.address, log_to_driver=False)
+                except ConnectionError as err:
+                    raise ExecutorUnavailableError(
+                        f"--ray-address {self.address}: cannot join a Ray cluster: {err}"
+                        " Start one (`ray start --head`) or run without --ray-address for a"
+                        " local instance") from None
             else:
                 ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1},
                          include_dashboard=False, log_to_driver=False)

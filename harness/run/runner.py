@@ -454,7 +454,7 @@ def _start_executor(executor: Executor, progress: Progress, planned: list[Planne
         executor.start(_Events(progress, planned))
     except ExecutorUnavailableError:
         raise
-    except (ConnectionError, OSError, RuntimeError, TimeoutError) as err:
+    except Exception as err:  # an environment the executor cannot use: exit 2, nothing made
         with contextlib.suppress(Exception):
             executor.close()
         raise ExecutorUnavailableError(
