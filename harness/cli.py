@@ -480,6 +480,17 @@ def compare_cmd(
     if not math.isfinite(value) or value < 0:
         raise _fail(f"--threshold must be a finite number >= 0 (a fraction: 0.1 = 10%), got"
                     f" {threshold}")
+    if html is not None:
+        target = html / "compare.html" if html.is_dir() else html
+        if target.is_dir():
+            raise _fail(f"--html {html}: {target} is a folder; name a file")
+        if not target.parent.is_dir():
+            raise _fail(f"--html {html}: folder {target.parent} does not exist; create it or"
+                        " name a file in an existing folder")
+        if not os.access(target.parent, os.W_OK) or (target.exists()
+                                                      and not os.access(target, os.W_OK)):
+            raise _fail(f"--html {html}: cannot write {target} (permission denied); name a"
+                        " writable file")
     try:
         result = compare_runs(resolve_run_dir(base), resolve_run_dir(new), threshold=value,
                               allow_missing=allow_missing, only_common=only_common)
@@ -490,11 +501,26 @@ def compare_cmd(
     console.print(table if table.row_count else table.caption)
     for line in unmatched_summary(result):
         console.print(line)
+    for line in _not_judged(result):
+        err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)
     if html is not None:
         path = write_compare_html(result, html)
         console.print(f"every row: [bold]{escape(str(path))}[/]")
     console.print(verdict_line(result))
     raise typer.Exit(result.exit_code)
+
+
+def _not_judged(result: Any) -> list[str]:
+    """One line per suite whose method changed between the runs: its rows are not judged (a
+    slowdown there cannot fail the gate), which a passing verdict must not hide."""
+    by_suite: dict[tuple[str, str], int] = {}
+    for row in result.rows:
+        note = getattr(row, "note", None) or ""
+        if note.startswith("method changed"):
+            key = (row.suite, note.split(":")[0])
+            by_suite[key] = by_suite.get(key, 0) + 1
+    return [f"suite {suite}: {why}: {n} row(s) not judged; compare two runs of the same"
+            " suite version for a verdict on them" for (suite, why), n in sorted(by_suite.items())]
 
 
 @app.command("check")

@@ -169,6 +169,14 @@ def _invalid_numbers(data: dict[str, Any]) -> str | None:
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
             for x in samples)):
         return "samples must be a list of finite numbers"
+    value = data.get("value")
+    if samples and value is not None and data.get("status", "ok") == "ok":
+        ordered = sorted(samples)
+        lo, hi = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+        slack = 1e-4 * max(abs(lo), abs(hi)) + 1e-12  # samples keep 6 significant digits
+        if not lo - slack <= value <= hi + slack:
+            return (f"value {value!r} is not the median of its {len(ordered)} samples"
+                    f" ({lo:.6g}..{hi:.6g})")
     return None
 
 
@@ -202,11 +210,17 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
             records.append(Record.from_dict(data))
         except (TypeError, ValueError) as err:
             raise StoreError(f"{path}:{lineno}: corrupt record ({err})") from None
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.cell:
+            counts[r.cell] = counts.get(r.cell, 0) + 1
+    for r in records:  # more records than the cell wrote: not torn, duplicated (an edit)
+        if r.cell and r.cell_size is not None and counts[r.cell] > r.cell_size:
+            raise StoreError(
+                f"{path}: cell {r.cell} ({r.suite}/{r.label or r.attention}) has"
+                f" {counts[r.cell]} records but wrote {r.cell_size}: a record is duplicated;"
+                " the store was edited or concatenated, re-run the cell or restore the file")
     if complete_only:
-        counts: dict[str, int] = {}
-        for r in records:
-            if r.cell:
-                counts[r.cell] = counts.get(r.cell, 0) + 1
         records = [
             r for r in records if not r.cell or r.cell_size is None or counts[r.cell] == r.cell_size
         ]
@@ -441,6 +455,10 @@ def check_out_dir(out_dir: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise StoreError(f"--out {out_dir}: is a file, not a folder; choose a folder for the"
                          " run directories (it is created when missing)")
+    latest = path / "latest"
+    if latest.is_dir() and not latest.is_symlink():
+        raise StoreError(f"--out {out_dir}: {latest} is a real directory; remove or rename it"
+                         " so `latest` can point at runs")
     existing = path
     while not existing.exists():
         existing = existing.parent
