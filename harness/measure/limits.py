@@ -32,9 +32,10 @@ class TimeLimitExceeded(BaseException):
 
 
 def grace_s(seconds: float) -> float:
-    """Extra time a worker process gets past its limit before the driver kills it (the cell
-    first gets the chance to stop itself and record its own ``timeout``)."""
-    return min(30.0, 0.1 * seconds + 0.5)
+    """Extra time a worker process gets past its limit before the driver kills it: the cell
+    first gets the chance to stop itself and send back its own ``timeout`` record (the driver's
+    clock starts before the worker's, which may still be importing on a loaded machine)."""
+    return min(120.0, 10.0 + 0.1 * seconds)
 
 
 def _usable(seconds: float | None) -> bool:
