@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -544,8 +545,8 @@ class RayExecutor(Executor):
         self._timing_cpus = 1
         self._timing_resource = False
 
-    #: seconds to wait for a cluster's address to answer before giving up (exit 2)
-    connect_timeout_s: ClassVar[float] = 10.0
+    #: seconds to wait for a cluster to answer before giving up (exit 2)
+    connect_timeout_s: ClassVar[float] = 30.0
 
     def _check_reachable(self) -> None:
         """A ``host:port`` or ``ray://host:port`` address must accept a connection within
@@ -561,10 +562,38 @@ class RayExecutor(Executor):
                 pass
         except OSError as err:
             raise ExecutorUnavailableError(
-                f"--ray-address {address}: no Ray cluster answers there within"
-                f" {self.connect_timeout_s:g} s ({err.strerror or err}); check the address,"
+                f"--ray-address {address}: no Ray cluster answers there"
+                f" ({err.strerror or err}); check the address,"
                 " that the cluster is up (`ray status` on its head node) and that the port is"
                 " open, or run without --ray-address for a local instance") from None
+
+    def _join(self) -> None:
+        """``ray.init(address)`` within ``connect_timeout_s``: Ray itself retries an address
+        that accepts connections but is no cluster for many minutes. The attempt runs in a
+        daemon thread; past the limit it is abandoned (the process is about to exit 2)."""
+        outcome: list[BaseException | None] = []
+
+        def connect() -> None:
+            try:
+                self.ray.init(address=self.address, log_to_driver=False)
+                outcome.append(None)
+            except BaseException as err:  # handed to the caller below
+                outcome.append(err)
+
+        thread = threading.Thread(target=connect, name="ray-connect", daemon=True)
+        thread.start()
+        thread.join(self.connect_timeout_s)
+        fix = (" Start one (`ray start --head`), check the address, or run without"
+               " --ray-address for a local instance")
+        if not outcome:
+            raise ExecutorUnavailableError(
+                f"--ray-address {self.address}: no Ray cluster answered within"
+                f" {self.connect_timeout_s:g} s.{fix}")
+        if outcome[0] is not None:
+            err = outcome[0]
+            raise ExecutorUnavailableError(
+                f"--ray-address {self.address}: cannot join a Ray cluster:"
+                f" {type(err).__name__}: {' '.join(str(err).split())[:300]}.{fix}")
 
     def start(self, events: Callable[[Event], None]) -> None:
         super().start(events)
@@ -572,13 +601,7 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             if self.address:
                 self._check_reachable()
-                try:
-                    ray.init(address=self.address, log_to_driver=False)
-                except ConnectionError as err:
-                    raise ExecutorUnavailableError(
-                        f"--ray-address {self.address}: cannot join a Ray cluster: {err}"
-                        " Start one (`ray start --head`) or run without --ray-address for a"
-                        " local instance") from None
+                self._join()
             else:
                 ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1},
                          include_dashboard=False, log_to_driver=False)
