@@ -423,3 +423,50 @@ def test_ray_auto_without_a_cluster_is_exit_2_with_no_run_dir(tmp_path, monkeypa
     assert result.exit_code == 2, result.output
     assert "cannot join a Ray cluster" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_worker_death_charges_only_its_own_cell(tmp_path):
+    """With --max-retries 0, the cell whose worker died is an error naming that; the cell of a
+    healthy worker that stopped with the broken pool runs again and is ok."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    pids: dict[str, int] = {}
+
+    class Watched(PoolExecutor):
+        def start(self, events):
+            def watch(event):
+                if event[0] == "started" and event[3].isdigit():
+                    pids.setdefault(event[1], int(event[3]))
+                events(event)
+
+            super().start(watch)
+
+    profile = _profile([{"name": "held", "options": {"hold": str(hold)}, "label": "victim"},
+                        {"name": "held", "options": {"hold": str(tmp_path / "hold2")},
+                         "label": "bystander"}],
+                       {"accuracy": ACCURACY})
+    (tmp_path / "hold2").touch()
+    executor = Watched(workers=2, max_retries=0)
+    cells = {}
+
+    def kill_victim():
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for task in list(executor._running.values()):
+            cells[task.cell.label] = task.cell.id
+        time.sleep(0.5)
+        os.kill(pids[cells["victim"]], 9)
+        (tmp_path / "hold2").unlink()  # the bystander may finish when it runs again
+
+    killer = threading.Thread(target=kill_victim)
+    killer.start()
+    try:
+        outcome = start_run(profile, out_dir=tmp_path / "o", argv=["t"], executor=executor)
+    finally:
+        killer.join()
+    errors = {r.label: r.error for r in outcome.records if r.status == "error"}
+    assert list(errors) == ["victim"], errors
+    assert "the worker process running this cell died" in errors["victim"]
+    assert "ok" in _by_label(outcome.records)["bystander"]

@@ -457,8 +457,8 @@ class PoolExecutor(Executor):
                                                                        message)))
             elif pid in died or not known:
                 code = self._procs[pid].exitcode if pid in self._procs else None
-                self._retry(task, f"the worker process running this cell (pid {pid}) died"
-                            f" (exit code {code})" if pid in died else
+                self._retry(task, f"the worker process running this cell died (pid {pid},"
+                            f" exit code {code})" if pid in died else
                             "the pool broke: a worker process died while this cell ran")
             else:
                 heapq.heappush(self._queue, (task.index, task))  # an innocent bystander
