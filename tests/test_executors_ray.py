@@ -43,8 +43,11 @@ def cluster():
 
 
 def test_ray_records_a_hanging_cell_as_timeout_and_goes_on(cluster, tmp_path):
-    from harness.attention import load_plugins
+    import sys
 
+    from harness.attention import base, load_plugins, plugins
+
+    entries, loaded = dict(base._REGISTRY._entries), dict(plugins._LOADED)
     load_plugins(["misbehaving_attentions"])
     profile = profile_from_dict({
         "name": "hang", "seeds": [0], "device": "cpu", "threads": 1,
@@ -59,6 +62,11 @@ def test_ray_records_a_hanging_cell_as_timeout_and_goes_on(cluster, tmp_path):
     assert status == {"sleepy": "timeout"}, outcome.records
     assert "ok" in {r.status for r in outcome.records if r.label == "standard"}
     assert not {r.status for r in outcome.records if r.label == "standard"} & {"error", "timeout"}
+    base._REGISTRY._entries.clear()  # the plugin was for this test only
+    base._REGISTRY._entries.update(entries)
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
+    sys.modules.pop("misbehaving_attentions", None)
 
 
 def test_ray_gives_the_serial_executors_values(cluster, tmp_path):

@@ -42,7 +42,20 @@ ACCURACY = {"tasks": [{"name": "recall", "params": RECALL}], "text": None, "trai
 
 @pytest.fixture(scope="module", autouse=True)
 def plugin():
+    """The misbehaving attentions, registered for this module only (loading plugins changes
+    process-wide state: it is put back afterwards)."""
+    import sys
+
+    from harness.attention import base, plugins
+
+    entries, loaded = dict(base._REGISTRY._entries), dict(plugins._LOADED)
     load_plugins([PLUGIN])
+    yield
+    base._REGISTRY._entries.clear()
+    base._REGISTRY._entries.update(entries)
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
+    sys.modules.pop(PLUGIN, None)
 
 
 def _profile(attentions, suites, **extra):

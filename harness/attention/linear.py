@@ -139,7 +139,9 @@ def favor_key_rows(x: Tensor, projection: Tensor,
     ones = proj.new_ones(proj.shape[0], 1)
     logits = torch.cat([x, half_sq], dim=-1) @ torch.cat([proj, ones], dim=-1).T
     top = logits.detach().amax(dim=-1, keepdim=True)  # (B, H, N, 1)
-    feats = (logits - top).exp() + FAVOR_EPS
+    feats = logits.sub_(top).exp_()  # in place where autograd allows, as favor_feature_map
+    feats = (feats + FAVOR_EPS if torch.is_grad_enabled() and feats.requires_grad
+             else feats.add_(FAVOR_EPS))
     log_weight = top.squeeze(-1)
     if key_padding_mask is not None:
         log_weight = log_weight.masked_fill(~key_padding_mask[:, None, :], float("-inf"))

@@ -442,6 +442,10 @@ class PoolExecutor(Executor):
         """A worker died: every cell in flight stopped with the pool. The cell whose worker
         died (or was killed past its time limit) is retried or recorded; the cells that only
         shared the pool go back to the queue without using up an attempt."""
+        deadline = time.monotonic() + 5.0  # the pool stops its other workers (SIGTERM) now;
+        for proc in self._procs.values():  # a dead worker's exit code can lag its closed pipe
+            with contextlib.suppress(Exception):
+                proc.join(max(0.0, deadline - time.monotonic()))
         died = {pid for pid, proc in self._procs.items()
                 if proc.exitcode is not None and proc.exitcode != -signal.SIGTERM}
         pids = {t.cell.id: self._started.pop(t.cell.id, (0.0, -1))[1]
