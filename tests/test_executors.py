@@ -322,7 +322,8 @@ def test_ctrl_c_cancels_the_pool_and_leaves_a_resumable_run(tmp_path, how):
         return
     hold.unlink()
     resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume",
-                              str(run_dir), "--no-progress", "--no-report"], env=env,
+                              str(run_dir), "--no-progress", "--no-report", "--plugin",
+                              "misbehaving_attentions"], env=env,
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     records = read_records(run_dir)
