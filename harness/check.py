@@ -31,7 +31,8 @@ import torch
 from scipy import stats as sps
 from torch import Tensor
 
-from harness.attention import Attention, attention_class, reference_attention
+from harness.attention import Attention, attention_class, attention_options, reference_attention
+from harness.measure.limits import TimeLimitExceeded, time_limit
 from harness.measure.stats import fit_power_law
 from harness.records import Record
 
@@ -89,6 +90,8 @@ class CheckConfig:
     checks: tuple[str, ...] = CHECKS
     devices: tuple[str, ...] = ("cpu",)
     memory_timeout_s: float = 120.0
+    #: time limit of each check (seconds): a check past it is stopped and fails (``timeout``)
+    timeout_s: float = 600.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,10 +151,16 @@ def _result(check: str, claim: str, problems: list[str], evidence_ok: str,
     return Verdict(check, claim, "pass", evidence_ok, device=device)
 
 
-def _guard(check: str, claim: str, device: str, fn: Callable[[], Verdict]) -> Verdict:
-    """Run a check; an exception is a violation with the error as its evidence."""
+def _guard(check: str, claim: str, device: str, fn: Callable[[], Verdict],
+           timeout_s: float | None = None) -> Verdict:
+    """Run a check within ``timeout_s``; an exception is a violation with the error as its
+    evidence, and so is a check past its time limit (stopped, ``timeout``)."""
     try:
-        return fn()
+        with time_limit(timeout_s):
+            return fn()
+    except TimeLimitExceeded:
+        return Verdict(check, claim, "fail", f"timeout: no result within --timeout-s"
+                       f" {timeout_s:g} s; the check was stopped", device=device)
     except Exception as err:  # the attention failed where it claims to work
         return Verdict(check, claim, "fail", f"raised {type(err).__name__}: {err}", device=device)
 
@@ -444,7 +453,8 @@ def _memory(name: str, cls: type[Attention], options: dict[str, Any], cfg: Check
             peak: float | None = cuda_peak_memory(memory_work(**kwargs), dev)
         else:
             result = measure_cpu_peak("harness.suites.memory:memory_work", kwargs,
-                                      timeout_s=cfg.memory_timeout_s, launcher="forkserver")
+                                      timeout_s=min(cfg.memory_timeout_s, cfg.timeout_s),
+                                      launcher="forkserver")
             peak = result.peak_bytes if result.status == "ok" else None
             if peak is None:
                 failed.append(f"N={n}: {result.status} {result.error or ''}".strip())
@@ -473,9 +483,24 @@ def audit(
     unknown = sorted(set(cfg.checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown check(s) {', '.join(unknown)}; choose from {', '.join(CHECKS)}")
+    if not (math.isfinite(cfg.timeout_s) and cfg.timeout_s > 0):
+        raise ValueError(f"timeout_s must be a number of seconds > 0, got {cfg.timeout_s}")
     cls = attention_class(name) if isinstance(name, str) else name
     options = dict(options or {})
-    cls(**options)  # bad options fail here, before anything is measured
+    valid = attention_options(cls)
+    unknown_opts = sorted(set(options) - set(valid))
+    label = name if isinstance(name, str) else cls.__name__
+    if unknown_opts:
+        listed = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "(none)"
+        raise ValueError(f"unknown option(s) {', '.join(unknown_opts)} for attention"
+                         f" {label!r}; valid options: {listed}")
+    try:
+        cls(**options)  # bad options fail here, before anything is measured
+    except ValueError:
+        raise
+    except Exception as err:  # e.g. a backend this machine lacks
+        raise ValueError(f"attention {label!r} cannot be built with options {options}:"
+                         f" {type(err).__name__}: {err}") from None
     behaviour: dict[str, Callable[..., Verdict]] = {
         "exactness": _exactness, "causality": _causality, "padding": _padding,
         "independence": _independence, "determinism": _determinism, "dtypes": _dtypes,
@@ -486,15 +511,16 @@ def audit(
         for check in cfg.checks:
             if check in behaviour:
                 verdicts.append(_guard(check, check, dev, lambda c=check, d=dev: behaviour[c](
-                    cls, options, d)))
+                    cls, options, d), cfg.timeout_s))
     dev = cfg.devices[-1]  # complexity once, on the last (fastest) device
     if "time_complexity" in cfg.checks:
         verdicts.append(_guard("time_complexity", cls.capabilities.time_complexity, dev,
-                               lambda: _time(cls, options, cfg, dev)))
+                               lambda: _time(cls, options, cfg, dev), cfg.timeout_s))
     if "memory_complexity" in cfg.checks:
         if isinstance(name, str):
             verdicts.append(_guard("memory_complexity", cls.capabilities.memory_complexity, dev,
-                                   lambda: _memory(name, cls, options, cfg, dev)))
+                                   lambda: _memory(name, cls, options, cfg, dev),
+                                   cfg.timeout_s))
         else:
             verdicts.append(Verdict("memory_complexity", cls.capabilities.memory_complexity,
                                     "skip", "measured in a fresh process: register the class",

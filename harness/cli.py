@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -31,6 +36,36 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after printing how to resume
 def _fail(message: str) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _no_traceback(command: F) -> F:
+    """No traceback reaches a user: an error that escapes a command is one line and exit 2
+    (unusable input or environment: a full disk, an unreadable file, a bad option); Ctrl-C
+    and SIGTERM are exit 130. ``HARNESS_TRACEBACK=1`` shows the traceback too."""
+
+    @functools.wraps(command)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("[bold yellow]interrupted.[/]", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as err:
+            if os.environ.get("HARNESS_TRACEBACK"):
+                traceback.print_exc()
+            if isinstance(err, OSError):
+                where = f" ({err.filename})" if err.filename else ""
+                raise _fail(f"{err.strerror or err}{where}; free space or fix the permissions,"
+                            " then run the command again") from None
+            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            raise _fail(f"{detail} (HARNESS_TRACEBACK=1 shows where)") from None
+
+    return guarded  # type: ignore[return-value]
 
 
 @app.callback(invoke_without_command=True)
@@ -72,6 +107,7 @@ def memory_claim(name: str) -> str:
 
 
 @app.command("list")
+@_no_traceback
 def list_cmd(plugin: PluginOption = None) -> None:
     """Attentions (options, claimed complexity, origin), suites, tasks, profiles and devices."""
     from harness.attention import (
@@ -158,9 +194,9 @@ class _RichProgress:
 
     def cell_finished(self, planned, records) -> None:
         self.bar.advance(self.overall)
-        bad = [r for r in records if r.status in ("error", "oom")]
-        if bad and self.enabled:
-            self.bar.console.print(
+        bad = [r for r in records if r.status in ("error", "oom", "timeout")]
+        if bad:  # with or without bars: a cell's error is never hidden
+            err_console.print(
                 f"  [yellow]{bad[0].status}[/] {escape(planned.cell.display)}:"
                 f" {escape(bad[0].error or '')}",
                 highlight=False, markup=True,
@@ -248,6 +284,7 @@ def _apply_overrides(profile, *, attention, seed, device, memory_budget, threads
 
 
 @app.command("run")
+@_no_traceback
 def run_cmd(
     suites: Annotated[list[str] | None, typer.Argument(help="Suites (default: all).")] = None,
     profile: Annotated[str, typer.Option("--profile", "-p",
@@ -261,7 +298,9 @@ def run_cmd(
     seed: Annotated[int | None, typer.Option(help="Run this one seed only.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this interrupted run dir.")] = None,
     memory_budget: Annotated[str | None, typer.Option(
-        help="Peak memory allowed per cell, e.g. 6GiB; over it a cell is recorded as oom.")] = None,
+        help="Peak memory allowed per memory cell, e.g. 6GiB, above the cell's baseline (its "
+             "imports and its input tensors, which are allocated before the peak is tracked "
+             "and are not counted); over it the cell is recorded as oom.")] = None,
     threads: Annotated[int | None, typer.Option(
         help="torch threads (default: all cores but one, so timings never wait on a preempted "
              "thread).")] = None,
@@ -327,7 +366,7 @@ def run_cmd(
     from harness.run.executors import make_executor
     from harness.run.probe_options import apply_probe_options
     from harness.run.profiles import ProfileError, load_profile
-    from harness.run.runner import RunInterrupted, resume_run, start_run
+    from harness.run.runner import RunInterrupted, RunStoppedError, resume_run, start_run
     from harness.run.store import StoreError
     from harness.suites import list_suites
 
@@ -367,6 +406,12 @@ def run_cmd(
                 pair_text_columns=pair_text_columns,
                 label_column=probe_label_column, empty=probe_empty,
                 save_predictions=save_predictions, predictions_format=predictions_format)
+            absent = [s for s in suites or [] if s not in prof.suites]
+            if absent:
+                raise _fail(f"profile {prof.name!r} has no section for suite(s)"
+                            f" {', '.join(absent)} (it defines {', '.join(prof.suites)}); add"
+                            " the section to the profile, choose another --profile, or leave"
+                            " the suite out")
             chosen = [s for s in (suites or list_suites()) if s in prof.suites]
             accuracy = prof.suites.get("accuracy")
             if prof.data.media_given and getattr(accuracy, "media", None) is None:
@@ -394,6 +439,11 @@ def run_cmd(
         err_console.print(f"[bold yellow]interrupted.[/] Finished cells are kept; resume with:\n"
                           f"  {escape(stop.resume_command)}", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RunStoppedError as stop:
+        err_console.print(f"[bold red]error:[/] the run stopped: {escape(str(stop.cause))}."
+                          " Finished cells are kept; fix the cause (e.g. free disk space), then"
+                          f" resume with:\n  {escape(stop.resume_command)}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except (ProfileError, StoreError, ValueError) as err:
         raise _fail(str(err)) from None
     _print_summary(outcome.records)
@@ -424,6 +474,7 @@ def _print_summary(records) -> None:
 
 
 @app.command("report")
+@_no_traceback
 def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
                plugin: PluginOption = None) -> None:
     """Write RUN_DIR/index.html (self-contained) and the summary CSV/JSON. A plugin suite's
@@ -440,6 +491,7 @@ def report_cmd(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]
 
 
 @app.command("compare")
+@_no_traceback
 def compare_cmd(
     base: Annotated[Path, typer.Argument(help="The reference run directory.")],
     new: Annotated[Path, typer.Argument(help="The candidate run directory.")],
@@ -471,6 +523,17 @@ def compare_cmd(
     if not math.isfinite(value) or value < 0:
         raise _fail(f"--threshold must be a finite number >= 0 (a fraction: 0.1 = 10%), got"
                     f" {threshold}")
+    if html is not None:
+        target = html / "compare.html" if html.is_dir() else html
+        if target.is_dir():
+            raise _fail(f"--html {html}: {target} is a folder; name a file")
+        if not target.parent.is_dir():
+            raise _fail(f"--html {html}: folder {target.parent} does not exist; create it or"
+                        " name a file in an existing folder")
+        if not os.access(target.parent, os.W_OK) or (target.exists()
+                                                      and not os.access(target, os.W_OK)):
+            raise _fail(f"--html {html}: cannot write {target} (permission denied); name a"
+                        " writable file")
     try:
         result = compare_runs(resolve_run_dir(base), resolve_run_dir(new), threshold=value,
                               allow_missing=allow_missing, only_common=only_common)
@@ -481,6 +544,8 @@ def compare_cmd(
     console.print(table if table.row_count else table.caption)
     for line in unmatched_summary(result):
         console.print(line)
+    for line in _not_judged(result):
+        err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)
     if html is not None:
         path = write_compare_html(result, html)
         console.print(f"every row: [bold]{escape(str(path))}[/]")
@@ -488,7 +553,21 @@ def compare_cmd(
     raise typer.Exit(result.exit_code)
 
 
+def _not_judged(result: Any) -> list[str]:
+    """One line per suite whose method changed between the runs: its rows are not judged (a
+    slowdown there cannot fail the gate), which a passing verdict must not hide."""
+    by_suite: dict[tuple[str, str], int] = {}
+    for row in result.rows:
+        note = getattr(row, "note", None) or ""
+        if note.startswith("method changed"):
+            key = (row.suite, note.split(":")[0])
+            by_suite[key] = by_suite.get(key, 0) + 1
+    return [f"suite {suite}: {why}: {n} row(s) not judged; compare two runs of the same"
+            " suite version for a verdict on them" for (suite, why), n in sorted(by_suite.items())]
+
+
 @app.command("check")
+@_no_traceback
 def check_cmd(
     name: Annotated[str, typer.Argument(help="A registered attention (plugins included).")],
     option: Annotated[list[str] | None, typer.Option(
@@ -503,10 +582,14 @@ def check_cmd(
         help="auto (CPU, and CUDA when present), cpu or cuda.")] = "auto",
     json_dir: Annotated[Path | None, typer.Option(
         "--json", help="Write the verdicts as records into this (new) run directory.")] = None,
+    timeout_s: Annotated[float, typer.Option(
+        "--timeout-s", help="Time limit of each check in seconds; a check past it is stopped"
+        " and fails (timeout).")] = 600.0,
     plugin: PluginOption = None,
 ) -> None:
     """Audit an attention's claims (exactness, causality, padding, independence, determinism,
-    dtypes, bad inputs, complexity). Exit 0: every claim holds; 1: one is violated; 2: bad input."""
+    dtypes, bad inputs, complexity). Exit 0: every claim holds; 1: one is violated (a check past
+    --timeout-s included); 2: bad input."""
     import yaml
 
     from harness.check import CheckConfig, audit, exit_code, write_check_run
@@ -517,16 +600,29 @@ def check_cmd(
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise _fail(f"--option: write KEY=VALUE, got {item!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    fields = {}
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise _fail(f"--option {item}: the value is not plain YAML ({problem}); give a"
+                        " number, true/false, a word or a quoted string") from None
+    fields: dict[str, Any] = {}
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise _fail(f"--timeout-s must be a number of seconds > 0, got {timeout_s}")
+    fields["timeout_s"] = timeout_s
     try:
         if only:
             fields["checks"] = tuple(c.strip() for c in only.split(",") if c.strip())
         for key, text in (("seq_lens", seq_lens), ("memory_seq_lens", memory_seq_lens)):
             if text:
+                flag = f"--{key.replace('_', '-')}"
+                bad = [x for x in text.split(",") if not x.strip().isdigit()]
+                if bad:
+                    raise ValueError(f"{flag}: {bad[0].strip()!r} is not a whole number; give"
+                                     f" lengths separated by commas, e.g. 256,512,1024")
                 fields[key] = tuple(int(x) for x in text.split(","))
                 if len(set(fields[key])) < 3 or min(fields[key]) < 1:
-                    raise ValueError(f"--{key.replace('_', '-')}: give >= 3 distinct positive"
+                    raise ValueError(f"{flag}: give >= 3 distinct positive"
                                      f" lengths, got {text!r}")
     except ValueError as err:
         raise _fail(str(err)) from None
@@ -538,8 +634,17 @@ def check_cmd(
         raise _fail("--device cuda: no CUDA device is available")
     devices = {"cpu": ("cpu",), "cuda": ("cuda",)}.get(
         device, ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
-    if json_dir is not None and (json_dir / "results.jsonl").exists():
-        raise _fail(f"--json {json_dir}: already holds results; name a new directory")
+    if json_dir is not None:
+        from harness.run.store import StoreError, check_out_dir
+
+        if json_dir.exists() and not json_dir.is_dir():
+            raise _fail(f"--json {json_dir}: is a file; name a new directory for the verdicts")
+        if (json_dir / "results.jsonl").exists() or (json_dir / "results.jsonl").is_symlink():
+            raise _fail(f"--json {json_dir}: already holds results; name a new directory")
+        try:
+            check_out_dir(json_dir)
+        except StoreError as err:
+            raise _fail(str(err).replace("--out", "--json", 1)) from None
     try:
         verdicts = audit(name, options, CheckConfig(devices=devices, **fields))
     except ValueError as err:

@@ -9,6 +9,7 @@ from harness.attention import allowed_keys, get_attention, reference_attention
 from harness.attention.linear import (
     LinearAttention,
     elu_feature_map,
+    favor_key_rows,
     favor_projection,
     linear_attention,
 )
@@ -71,7 +72,28 @@ def test_causal_chunked_equals_causal_explicit(feature_map: str, chunk_size: int
     out = linear_attention(phi_q, phi_k, v, mask, causal=True, chunk_size=chunk_size)
     torch.testing.assert_close(out, _explicit(phi_q, phi_k, v, mask, True), rtol=1e-9, atol=1e-12)
     attn.chunk_size = chunk_size
-    torch.testing.assert_close(attn(q, k, v, mask, causal=True), out, rtol=1e-12, atol=1e-14)
+    if feature_map == "favor":  # causal favor: keys stabilized row by row, weights carried
+        rows, log_w = favor_key_rows(k, attn.projection, mask)
+        weighted = rows * log_w.exp().unsqueeze(-1)
+        out = _explicit(phi_q, weighted, v, mask, True)
+        torch.testing.assert_close(
+            linear_attention(phi_q, rows, v, mask, causal=True, chunk_size=chunk_size,
+                             key_log_weight=log_w), out, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(attn(q, k, v, mask, causal=True), out, rtol=1e-9, atol=1e-12)
+
+
+def test_favor_causal_never_sees_later_tokens() -> None:
+    """A shared stabilizer (the maximum over every key) let later keys move earlier outputs
+    through FAVOR_EPS by up to 0.88 (float64; 1.9e-4 in the claims audit's inputs)."""
+    attn = get_attention("linear", feature_map="favor")
+    for seed in range(6):
+        q, k, v = _qkv(2, 2, 48, 48, 16, seed=seed)
+        base = attn(q, k, v, causal=True)
+        q2, k2, v2 = q.clone(), k.clone(), v.clone()
+        q2[:, :, 29:] += 3.0
+        k2[:, :, 29:] -= 2.0
+        v2[:, :, 29:] *= 5.0
+        assert torch.equal(attn(q2, k2, v2, causal=True)[:, :, :29], base[:, :, :29])
 
 
 def _favor_error(n_features: int, seeds: range, causal: bool = False) -> float:

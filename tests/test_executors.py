@@ -273,39 +273,61 @@ def test_pool_survives_a_worker_killed_mid_cell(tmp_path, retries):
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_pool_and_leaves_a_resumable_run(tmp_path):
-    data = copy.deepcopy(PARITY)
-    data["suites"] = {"bias": {**data["suites"]["bias"],
-                               "train": {**TRAIN, "steps": 60, "eval_every": 30}}}
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_cancels_the_pool_and_leaves_a_resumable_run(tmp_path, how):
+    """One cell finishes, the other waits on a file (the held plugin attention), so the signal
+    always lands mid-run, however loaded the machine. Ctrl-C (SIGINT to the whole group) and
+    SIGTERM (to the driver alone, as `kill` sends it) both mark the run interrupted, print the
+    resume command, exit 130 and stop the pool's workers; the resume finishes the run."""
+    import psutil
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    data = {"name": "held", "seeds": [0], "device": "cpu", "threads": 1,
+            "plugins": ["misbehaving_attentions"],
+            "attentions": [{"name": "standard"}, {"name": "held", "options": {"hold": str(hold)}}],
+            "suites": {"accuracy": {**PARITY["suites"]["accuracy"], "baseline": False,
+                                    "fidelity": False}}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(data))
     out = tmp_path / "runs"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     cmd = [sys.executable, "-m", "harness.cli", "run", "--profile", str(path), "--out", str(out),
            "--no-progress", "--no-report", "--executor", "pool", "--workers", "2"]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 180
+    deadline = time.time() + 240
     results = None
-    while time.time() < deadline and results is None:
+    while time.time() < deadline and results is None and proc.poll() is None:
         found = list(out.glob("*/results.jsonl"))
         if found and found[0].read_text().count("\n") >= 1:
             results = found[0]
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the driver alone
     _, err = proc.communicate(timeout=60)
     assert results is not None, err
-    assert proc.returncode != 0
+    assert proc.returncode == 130, err
+    assert b"harness run --resume" in err
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, alive  # no orphaned pool worker
     run_dir = results.parent
     assert read_run(run_dir)["status"] == "interrupted"
     done = {r.cell for r in read_records(run_dir)}
-    assert 0 < len(done) < 3
+    assert len(done) == 1
+    if how == "sigterm":
+        return
+    hold.unlink()
     resumed = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--resume",
-                              str(run_dir), "--no-progress", "--no-report"], env=env,
+                              str(run_dir), "--no-progress", "--no-report", "--plugin",
+                              "misbehaving_attentions"], env=env,
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     records = read_records(run_dir)
     cells = {r.cell for r in records if not r.cell.startswith("summary")}
-    assert len(cells) == 3 and done <= cells
+    assert len(cells) == 2 and done <= cells
     per_cell = [json.loads(line)["cell"] for line in (run_dir / "results.jsonl").open()]
     assert len(per_cell) == len(records)  # nothing duplicated

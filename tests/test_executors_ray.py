@@ -4,8 +4,10 @@ metric values as the serial executor, and a worker killed mid-cell is retried or
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -18,17 +20,53 @@ from harness.run.runner import start_run
 from harness.run.store import read_records, read_run
 from tests.test_executors import PARITY, TRAIN, parity_profile, values
 
+REPO = Path(__file__).resolve().parents[1]
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # workers inherit this environment: they import the tests' plugin attentions too
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(REPO / "tests"),
+                                                           saved) if p)
     try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         yield
     finally:
         ray.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def test_ray_records_a_hanging_cell_as_timeout_and_goes_on(cluster, tmp_path):
+    import sys
+
+    from harness.attention import base, load_plugins, plugins
+
+    entries, loaded = dict(base._REGISTRY._entries), dict(plugins._LOADED)
+    load_plugins(["misbehaving_attentions"])
+    profile = profile_from_dict({
+        "name": "hang", "seeds": [0], "device": "cpu", "threads": 1,
+        "attentions": [{"name": "standard"}, {"name": "sleepy"}],
+        "suites": {"throughput": {"seq_lens": [16, 32], "heads": 1, "head_dim": 8,
+                                  "min_run_time": 0.01, "warmup": 0, "passes": ["forward"],
+                                  "model": None, "timeout_s": 2.0}}})
+    started = time.monotonic()
+    outcome = start_run(profile, out_dir=tmp_path, argv=["t"], executor=RayExecutor())
+    assert time.monotonic() - started < 120
+    status = {r.label: r.status for r in outcome.records if r.cell and r.metric == "cell_status"}
+    assert status == {"sleepy": "timeout"}, outcome.records
+    assert "ok" in {r.status for r in outcome.records if r.label == "standard"}
+    assert not {r.status for r in outcome.records if r.label == "standard"} & {"error", "timeout"}
+    base._REGISTRY._entries.clear()  # the plugin was for this test only
+    base._REGISTRY._entries.update(entries)
+    plugins._LOADED.clear()
+    plugins._LOADED.update(loaded)
+    sys.modules.pop("misbehaving_attentions", None)
 
 
 def test_ray_gives_the_serial_executors_values(cluster, tmp_path):

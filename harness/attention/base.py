@@ -81,7 +81,14 @@ class Attention(nn.Module):
         ``key_padding_mask`` is True for real tokens. A query that sees no real key returns zeros.
         """
         validate_inputs(q, k, v, key_padding_mask, causal, self.capabilities, self.name)
-        return self.attend(q, k, v, key_padding_mask, causal)
+        out = self.attend(q, k, v, key_padding_mask, causal)
+        if not isinstance(out, Tensor) or out.shape != (*q.shape[:3], v.shape[3]):
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"attention {self.name!r} returned {got}; its attend() must return (batch,"
+                f" heads, q seq_len, v head_dim) = {(*q.shape[:3], v.shape[3])} for"
+                f" {_shapes(q, k, v)}")
+        return out
 
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
@@ -143,11 +150,17 @@ def validate_inputs(
     if key_padding_mask is not None:
         if not capabilities.key_padding_mask:
             raise ValueError(f"{name}: key_padding_mask is not supported by this attention")
-        if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
-            got = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
+        if not isinstance(key_padding_mask, Tensor):
+            kind = type(key_padding_mask)
+            got = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
+            fix = ("torch.from_numpy(mask)" if kind.__module__ == "numpy"
+                   else "torch.as_tensor(mask, dtype=torch.bool)")
+            raise ValueError(f"{name}: key_padding_mask must be a bool torch.Tensor (True ="
+                             f" real token), got {got}; convert with {fix}")
+        if key_padding_mask.dtype != torch.bool:
             raise ValueError(
-                f"{name}: key_padding_mask must be a bool tensor (True = real token), got {got};"
-                " convert with mask.bool()"
+                f"{name}: key_padding_mask must be a bool tensor (True = real token), got"
+                f" {key_padding_mask.dtype}; convert with mask.bool()"
             )
         expected = (ks[0], ks[2])
         if tuple(key_padding_mask.shape) != expected:

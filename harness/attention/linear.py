@@ -18,7 +18,9 @@ Two feature maps are available:
 Non-causal attention uses ``phi(Q) (phi(K)^T V)``. Causal attention processes the sequence in
 chunks: inside a chunk the masked quadratic form ``tril(phi(Q_c) phi(K_c)^T) V_c`` is used, and a
 running ``phi(K)^T V`` state (size ``m x d``) carries the earlier chunks, so memory stays O(N d)
-rather than holding one ``m x d`` state per position.
+rather than holding one ``m x d`` state per position. Causal ``"favor"`` stabilizes each key by
+its own maximum and carries the keys' scales with a running maximum of the keys seen so far, so
+no later key changes an earlier output (a maximum over all keys would, through ``FAVOR_EPS``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "LinearAttention",
     "elu_feature_map",
     "favor_feature_map",
+    "favor_key_rows",
     "favor_projection",
     "linear_attention",
 ]
@@ -119,6 +122,32 @@ def favor_feature_map(
     return feats.add_(FAVOR_EPS)
 
 
+def favor_key_rows(x: Tensor, projection: Tensor,
+                   key_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Causal FAVOR key features: each key row stabilized by its own maximum.
+
+    Returns ``(features, log_weight)`` with ``phi(k_j) = features_j * exp(log_weight_j)`` up to
+    the factor shared by every key (see :func:`favor_feature_map`); padded keys get weight
+    ``-inf``. Nothing in row ``j`` depends on another key, so causal attention can carry the
+    weights with a running maximum of earlier keys only (:func:`_causal_chunked`), where the
+    shared stabilizer of :func:`favor_feature_map` (a maximum over every key, later ones too)
+    would let later keys move earlier outputs through ``FAVOR_EPS``.
+    """
+    d = x.shape[-1]
+    proj = projection.to(dtype=x.dtype, device=x.device) * (d**-0.25)
+    half_sq = (x * x).sum(dim=-1, keepdim=True) * (-0.5 * d**-0.5)
+    ones = proj.new_ones(proj.shape[0], 1)
+    logits = torch.cat([x, half_sq], dim=-1) @ torch.cat([proj, ones], dim=-1).T
+    top = logits.detach().amax(dim=-1, keepdim=True)  # (B, H, N, 1)
+    feats = logits.sub_(top).exp_()  # in place where autograd allows, as favor_feature_map
+    feats = (feats + FAVOR_EPS if torch.is_grad_enabled() and feats.requires_grad
+             else feats.add_(FAVOR_EPS))
+    log_weight = top.squeeze(-1)
+    if key_padding_mask is not None:
+        log_weight = log_weight.masked_fill(~key_padding_mask[:, None, :], float("-inf"))
+    return feats, log_weight
+
+
 def _safe_divide(out1: Tensor) -> Tensor:
     """Split ``[numerator, normalizer]`` and divide; a zero normalizer (no visible key) gives 0."""
     num, den = out1[..., :-1], out1[..., -1:]
@@ -133,13 +162,16 @@ def linear_attention(
     key_padding_mask: Tensor | None = None,
     causal: bool = False,
     chunk_size: int = 128,
+    key_log_weight: Tensor | None = None,
 ) -> Tensor:
     """Attention from features: ``sum_j (phi_q_i . phi_k_j) v_j / sum_j (phi_q_i . phi_k_j)``.
 
     phi_q: (B, H, Nq, M); phi_k: (B, H, Nk, M) non-negative; v: (B, H, Nk, Dv);
     key_padding_mask: (B, Nk) bool, True = real key. Causal: query i sees keys j <= i, computed
-    chunk by chunk (``chunk_size`` positions at a time) with a carried ``M x (Dv + 1)`` state.
-    Queries that see no real key return zeros. Output in ``v``'s dtype, shape (B, H, Nq, Dv).
+    chunk by chunk (``chunk_size`` positions at a time) with a carried ``M x (Dv + 1)`` state;
+    ``key_log_weight`` (B, H, Nk), causal only: key j's features count ``exp(weight_j)`` times
+    (:func:`favor_key_rows`). Queries that see no real key return zeros. Output in ``v``'s
+    dtype, shape (B, H, Nq, Dv).
     """
     if chunk_size < 1:
         raise ValueError(f"linear_attention: chunk_size must be >= 1, got {chunk_size}")
@@ -150,8 +182,46 @@ def linear_attention(
     if not causal:
         out1 = phi_q @ (phi_k.transpose(-1, -2) @ v1)
     else:
-        out1 = _causal_chunked(phi_q, phi_k, v1, chunk_size)
+        out1 = (_causal_chunked(phi_q, phi_k, v1, chunk_size) if key_log_weight is None
+                else _causal_weighted(phi_q, phi_k, v1, chunk_size, key_log_weight.detach()))
     return _safe_divide(out1).to(v.dtype)
+
+
+def _causal_weighted(phi_q: Tensor, phi_k: Tensor, v1: Tensor, chunk: int,
+                     log_w: Tensor) -> Tensor:
+    """:func:`_causal_chunked` with per-key weights ``exp(log_w)``, stabilized by the running
+    maximum of the weights of the keys a query sees (never a later key's): for query i every
+    visible key's weight is ``exp(log_w_j - max_{l <= i} log_w_l) <= 1``."""
+    n_q, n_k = phi_q.shape[2], phi_k.shape[2]
+    state = phi_k.new_zeros((*phi_k.shape[:2], phi_k.shape[-1], v1.shape[-1]))
+    ref = log_w.new_full((*log_w.shape[:2], 1), float("-inf"))  # max weight in the state
+    tri = torch.ones(chunk, chunk, dtype=torch.bool, device=phi_q.device).tril()
+    outs = []
+    for start in range(0, n_q, chunk):
+        stop = min(start + chunk, n_q)
+        q_c = phi_q[:, :, start:stop]
+        if start >= n_k:  # no new keys: the state as it is
+            outs.append(q_c @ state)
+            continue
+        k_stop = min(start + chunk, n_k)
+        n_qc, n_kc = stop - start, k_stop - start
+        t = log_w[:, :, start:k_stop]
+        run = torch.maximum(torch.cummax(t, dim=-1).values, ref)  # (B, H, Lk), causal
+        run = torch.where(torch.isfinite(run), run, torch.zeros_like(run))  # all padded so far
+        run_q = run[..., :n_qc] if n_qc <= n_kc else torch.cat(
+            [run, run[..., -1:].expand(*run.shape[:2], n_qc - n_kc)], dim=-1)
+        out = (q_c @ state) * torch.exp(ref - run_q).unsqueeze(-1)
+        gap = (t[:, :, None, :] - run_q[:, :, :, None]).masked_fill(
+            ~tri[:n_qc, :n_kc], float("-inf"))
+        local = (q_c @ phi_k[:, :, start:k_stop].transpose(-1, -2)) * gap.exp()
+        out = out + local @ v1[:, :, start:k_stop]
+        new_ref = run[..., -1:]
+        scaled_k = phi_k[:, :, start:k_stop] * torch.exp(t - new_ref).unsqueeze(-1)
+        state = (state * torch.exp(ref - new_ref).unsqueeze(-1)
+                 + scaled_k.transpose(-1, -2) @ v1[:, :, start:k_stop])
+        ref = new_ref
+        outs.append(out)
+    return torch.cat(outs, dim=2)
 
 
 def _causal_chunked(phi_q: Tensor, phi_k: Tensor, v1: Tensor, chunk: int) -> Tensor:
@@ -249,6 +319,14 @@ class LinearAttention(Attention):
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:
+        if causal and self.feature_map == "favor":  # keys stabilized causally, row by row
+            cdtype = _compute_dtype(q.dtype)
+            proj = self._projection(q.shape[-1], q.device)
+            phi_q = favor_feature_map(q.to(cdtype), proj, is_query=True)
+            phi_k, log_w = favor_key_rows(k.to(cdtype), proj, key_padding_mask)
+            out = linear_attention(phi_q, phi_k, v.to(cdtype), key_padding_mask, causal,
+                                   self.chunk_size, key_log_weight=log_w)
+            return out.to(v.dtype)
         phi_q, phi_k = self.features(q, k, key_padding_mask)
         out = linear_attention(
             phi_q, phi_k, v.to(phi_q.dtype), key_padding_mask, causal, self.chunk_size

@@ -207,7 +207,8 @@ def measure_cpu_peak(
             returns the zero-argument callable ``work`` to measure.
         kwargs: JSON-serialisable keyword arguments for ``function``.
         budget_bytes: kill the child (status ``"oom"``) once its RSS exceeds baseline + budget;
-            None means no per-cell budget (the system floor still applies).
+            None means no per-cell budget (the system floor still applies). The baseline is
+            taken after ``function`` returns, so the inputs it allocates are not counted.
         timeout_s: kill the child (status ``"timeout"``) after this many seconds, setup included.
         env: extra environment variables for the child (e.g. ``{"OMP_NUM_THREADS": "1"}``).
         min_available_bytes: kill the child (status ``"oom"``) when the machine's available memory

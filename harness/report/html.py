@@ -12,6 +12,7 @@ autoescape; the SVG helpers escape their text).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,15 @@ from harness.report.nodes import grouped_section
 from harness.report.sections import interval_cell, renderer
 from harness.report.sections.accuracy import is_baseline
 from harness.report.view import HIDDEN_PARAMS, HeadlineRow, RunView, Section, seed_key
-from harness.run.store import Record, canonical_json, read_records, read_run, resolve_run_dir
+from harness.run.store import (
+    Record,
+    canonical_json,
+    check_run_dir,
+    read_records,
+    read_run,
+    resolve_run_dir,
+    write_in_run_dir,
+)
 
 __all__ = [
     "SUMMARY_FIELDS",
@@ -121,12 +130,13 @@ def summary_table(records: Sequence[Record],
 
 
 def _write_summary(rows: list[dict], run_dir: Path) -> None:
-    with open(run_dir / "summary.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row[k] is None else row[k] for k in SUMMARY_FIELDS})
-    (run_dir / "summary.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in SUMMARY_FIELDS})
+    write_in_run_dir(run_dir / "summary.csv", fh.getvalue())  # never through a link
+    write_in_run_dir(run_dir / "summary.json", json.dumps(rows, indent=1) + "\n")
 
 
 def _summary_view(view: RunView, rows: list[HeadlineRow]) -> dict[str, Any]:
@@ -335,10 +345,8 @@ def write_report(run_dir: str | Path) -> Path:
     Reads only ``run.json`` and ``results.jsonl``; raises ``StoreError`` when they are missing,
     corrupt or of an unreadable schema version. Returns the path of ``index.html``.
     """
-    run_dir = resolve_run_dir(run_dir)
+    run_dir = check_run_dir(resolve_run_dir(run_dir))
     meta = read_run(run_dir)
     records = read_records(run_dir)
     _write_summary(build_summary(records, meta), run_dir)
-    page = run_dir / "index.html"
-    page.write_text(render_report(meta, records), encoding="utf-8")
-    return page
+    return write_in_run_dir(run_dir / "index.html", render_report(meta, records))

@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.measure.limits import TimeLimitExceeded, grace_s, time_limit
 from harness.plugins import load_plugins, loaded_plugin_specs
 from harness.records import Cell, Record
 from harness.registry import Registry, RegistryError
@@ -84,6 +86,8 @@ class CellTask:
     ctx: RunContext
     files: dict[str, bytes] | None = None  # artifacts shipped in (no shared filesystem)
     plugins: tuple[str, ...] = ()
+    #: the cell's time limit in seconds (its suite's ``timeout_s``); None: no limit
+    timeout_s: float | None = None
 
 
 @dataclass
@@ -117,10 +121,16 @@ def plugin_specs() -> tuple[str, ...]:
     return tuple(loaded_plugin_specs())
 
 
+def _timeout_message(seconds: float | None) -> str:
+    return (f"timeout: the cell ran past its time limit (timeout_s={seconds:g} s in the"
+            " suite's profile section) and was stopped; raise timeout_s if the cell is sane")
+
+
 def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_progress
                  ) -> CellResult:
     """Run one cell wherever this is called and return its records; a failing cell becomes an
-    ``error`` (or ``oom``) record, never an exception (except KeyboardInterrupt)."""
+    ``error`` (or ``oom``) record, never an exception (except KeyboardInterrupt). A cell past
+    ``task.timeout_s`` is stopped and recorded ``timeout``."""
     import torch
 
     from harness.suites import get_suite
@@ -139,11 +149,14 @@ def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_pro
         torch.set_num_threads(ctx.threads)
     try:
         try:
-            records = get_suite(task.suite).run_cell(task.cell, task.params, ctx)
+            with time_limit(task.timeout_s):
+                records = get_suite(task.suite).run_cell(task.cell, task.params, ctx)
             if not records:
                 records = _error_records(task.cell, "error", "the cell produced no record")
         except KeyboardInterrupt:
             raise
+        except TimeLimitExceeded:
+            records = _error_records(task.cell, "timeout", _timeout_message(task.timeout_s))
         except Exception as err:  # a failing cell is recorded; the run goes on
             status = "oom" if _is_oom(err) else "error"
             detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -344,6 +357,9 @@ class PoolExecutor(Executor):
         self._attempts: dict[str, int] = {}
         self._pool: Any = None
         self._events_q: Any = None
+        self._started: dict[str, tuple[float, int]] = {}  # cell id -> (monotonic start, pid)
+        self._procs: dict[int, Any] = {}  # pid -> worker process (to tell who died)
+        self._killed: dict[str, str] = {}  # cell id -> why the driver killed its worker
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
@@ -412,7 +428,27 @@ class PoolExecutor(Executor):
                 event = self._events_q.get_nowait()
             except (queue_mod.Empty, OSError, ValueError):
                 return
+            kind, cell_id, _, text = event
+            if kind == "started" and text.isdigit() and self._is_running(cell_id):
+                self._started[cell_id] = (time.monotonic(), int(text))
             self.events(event)
+
+    def _is_running(self, cell_id: str) -> bool:
+        return any(t.cell.id == cell_id for t in self._running.values())
+
+    def _kill_overdue(self) -> None:
+        """Kill the worker of a cell past its time limit (plus a grace in which the cell can
+        stop itself): the pool breaks, the cell is recorded ``timeout``, the others rerun."""
+        now = time.monotonic()
+        for task in list(self._running.values()):
+            limit = task.timeout_s
+            started = self._started.get(task.cell.id)
+            if limit is None or started is None or task.cell.id in self._killed:
+                continue
+            if now - started[0] > limit + grace_s(limit):
+                self._killed[task.cell.id] = _timeout_message(limit)
+                with contextlib.suppress(OSError):
+                    os.kill(started[1], signal.SIGKILL)
 
     def next_result(self) -> CellResult:
         while True:
@@ -437,30 +473,61 @@ class PoolExecutor(Executor):
 
         if not self._running:
             return
+        self._procs.update(getattr(self._pool, "_processes", None) or {})
         finished, _ = wait(list(self._running), timeout=timeout,
                            return_when=FIRST_COMPLETED)
         self._drain_events()
+        self._kill_overdue()
         broken = False
         for fut in finished:
-            task = self._running.pop(fut)
             try:
-                self._done.append(fut.result())
-            except BrokenProcessPool as err:
+                result = fut.result()
+            except BrokenProcessPool:
                 broken = True
-                self._retry(task, err)
+                continue
+            self._running.pop(fut)
+            self._started.pop(result.cell.id, None)
+            self._done.append(result)
         if broken:
-            for fut, task in list(self._running.items()):
-                self._running.pop(fut)
-                self._retry(task, BrokenProcessPool("a pool worker died"))
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._pool_broke()
 
-    def _retry(self, task: CellTask, err: BaseException) -> None:
+    def _pool_broke(self) -> None:
+        """A worker died: every cell in flight stopped with the pool. The cell whose worker
+        died (or was killed past its time limit) is retried or recorded; the cells that only
+        shared the pool go back to the queue without using up an attempt."""
+        deadline = time.monotonic() + 5.0  # the pool stops its other workers (SIGTERM) now;
+        for proc in self._procs.values():  # a dead worker's exit code can lag its closed pipe
+            with contextlib.suppress(Exception):
+                proc.join(max(0.0, deadline - time.monotonic()))
+        died = {pid for pid, proc in self._procs.items()
+                if proc.exitcode is not None and proc.exitcode != -signal.SIGTERM}
+        pids = {t.cell.id: self._started.pop(t.cell.id, (0.0, -1))[1]
+                for t in self._running.values()}
+        known = any(pid in died for pid in pids.values()) or bool(self._killed)
+        for fut, task in list(self._running.items()):
+            self._running.pop(fut)
+            cell_id = task.cell.id
+            pid = pids[cell_id]
+            if cell_id in self._killed:
+                message = self._killed.pop(cell_id)
+                self._done.append(CellResult(task.cell, _error_records(task.cell, "timeout",
+                                                                       message)))
+            elif pid in died or not known:
+                code = self._procs[pid].exitcode if pid in self._procs else None
+                self._retry(task, f"the worker process running this cell died (pid {pid},"
+                            f" exit code {code})" if pid in died else
+                            "the pool broke: a worker process died while this cell ran")
+            else:
+                heapq.heappush(self._queue, (task.index, task))  # an innocent bystander
+        self._procs.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    def _retry(self, task: CellTask, why: str) -> None:
         n = self._attempts.get(task.cell.id, 0) + 1
         self._attempts[task.cell.id] = n
         if n > self.max_retries:
-            message = (f"the worker process running this cell died ({n} attempt(s), "
-                       f"--max-retries {self.max_retries}): {type(err).__name__}: {err}")
+            message = f"{why} ({n} attempt(s), --max-retries {self.max_retries})"
             self._done.append(CellResult(task.cell, _error_records(task.cell, "error", message)))
         else:
             heapq.heappush(self._queue, (task.index, task))
@@ -541,14 +608,67 @@ class RayExecutor(Executor):
                max_retries: int = 2, **options: Any) -> Executor:
         return cls(ray_address, max_retries=max_retries)
 
+    #: seconds to wait for a cluster to answer before giving up (exit 2)
+    connect_timeout_s: ClassVar[float] = 30.0
+
+    def _check_reachable(self) -> None:
+        """A ``host:port`` or ``ray://host:port`` address must accept a connection within
+        ``connect_timeout_s`` (Ray itself retries an unreachable address for many minutes)."""
+        address = self.address or ""
+        rest = address.removeprefix("ray://")
+        host, sep, port = rest.rpartition(":")
+        if not sep or not port.isdigit():
+            return  # "auto" and the like: Ray finds (or fails to find) the cluster at once
+        host = host.strip("[]") or "127.0.0.1"
+        try:
+            with socket.create_connection((host, int(port)), timeout=self.connect_timeout_s):
+                pass
+        except OSError as err:
+            raise ExecutorUnavailableError(
+                f"--ray-address {address}: no Ray cluster answers there"
+                f" ({err.strerror or err}); check the address,"
+                " that the cluster is up (`ray status` on its head node) and that the port is"
+                " open, or run without --ray-address for a local instance") from None
+
+    def _join(self) -> None:
+        """``ray.init(address)`` within ``connect_timeout_s``: Ray itself retries an address
+        that accepts connections but is no cluster for many minutes. The attempt runs in a
+        daemon thread; past the limit it is abandoned (the process is about to exit 2)."""
+        outcome: list[BaseException | None] = []
+
+        def connect() -> None:
+            try:
+                self.ray.init(address=self.address, log_to_driver=False)
+                outcome.append(None)
+            except BaseException as err:  # handed to the caller below
+                outcome.append(err)
+
+        thread = threading.Thread(target=connect, name="ray-connect", daemon=True)
+        thread.start()
+        thread.join(self.connect_timeout_s)
+        fix = (" Start one (`ray start --head`), check the address, or run without"
+               " --ray-address for a local instance")
+        if not outcome:
+            raise ExecutorUnavailableError(
+                f"--ray-address {self.address}: no Ray cluster answered within"
+                f" {self.connect_timeout_s:g} s.{fix}")
+        if outcome[0] is not None:
+            err = outcome[0]
+            raise ExecutorUnavailableError(
+                f"--ray-address {self.address}: cannot join a Ray cluster:"
+                f" {type(err).__name__}: {' '.join(str(err).split())[:300]}.{fix}")
+
     def start(self, events: Callable[[Event], None]) -> None:
         super().start(events)
         ray = self.ray
         if not ray.is_initialized():
             if self.address:
-                ray.init(address=self.address, log_to_driver=False)
+                self._check_reachable()
+                self._join()
             else:
-                ray.init(num_cpus=os.cpu_count() or 1, resources={TIMING_RESOURCE: 1},
+                # "local": a fresh instance, never a cluster another process left recorded
+                ray.init(address="local", num_cpus=os.cpu_count() or 1,
+                         resources={TIMING_RESOURCE: 1},
                          include_dashboard=False, log_to_driver=False)
                 self._started_here = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]

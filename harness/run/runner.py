@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import os
 import secrets
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,17 @@ from typing import Any
 import torch
 
 from harness.measure.env import capture_environment, resolve_device
+from harness.measure.limits import grace_s
 from harness.measure.timing import default_threads
 from harness.plugins import loaded_plugin_specs, loaded_plugins
 from harness.records import Cell, Record
-from harness.run.executors import CellTask, Executor, SerialExecutor, plugin_specs
+from harness.run.executors import (
+    CellTask,
+    Executor,
+    ExecutorUnavailableError,
+    SerialExecutor,
+    plugin_specs,
+)
 from harness.run.profiles import Profile, profile_from_dict
 from harness.run.store import (
     SCHEMA_VERSION,
@@ -27,15 +37,83 @@ from harness.run.store import (
     RunLock,
     StoreError,
     check_out_dir,
+    inside_run_dir,
     point_latest,
     read_run,
     resolve_run_dir,
+    write_in_run_dir,
 )
 from harness.suites import RunContext, get_suite
 from harness.suites.base import RESOURCE_CLASSES, compare_rules, planning_model, suites_meta
 
-__all__ = ["PlannedCell", "Progress", "RunInterrupted", "RunOutcome", "plan_run", "preflight",
-           "resume_run", "start_run"]
+__all__ = ["PlannedCell", "Progress", "RunInterrupted", "RunOutcome", "RunStoppedError",
+           "cell_limit", "plan_run", "preflight", "resume_run", "start_run"]
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The command that continues ``run_dir``, with the ``--plugin`` code this process loaded
+    (a resume never imports code because a run file names it)."""
+    again = "".join(f" --plugin {shlex.quote(s)}" for s in loaded_plugin_specs())
+    return f"harness run --resume {shlex.quote(str(run_dir))}{again}"
+
+
+class RunStoppedError(Exception):
+    """The run could not go on (e.g. the disk is full): marked ``interrupted``, resumable."""
+
+    def __init__(self, run_dir: Path, cause: BaseException) -> None:
+        super().__init__(f"{run_dir}: {type(cause).__name__}: {cause}")
+        self.run_dir = Path(run_dir)
+        self.cause = cause
+
+    @property
+    def resume_command(self) -> str:
+        return resume_command(self.run_dir)
+
+
+class _Signals:
+    """SIGINT and SIGTERM both stop a run as Ctrl-C does (``KeyboardInterrupt`` in the main
+    thread), but never in the middle of a store write: a signal that arrives inside
+    :meth:`deferred` takes effect when the write is done."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._depth:
+            self._pending = signum
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        try:
+            yield
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            self._previous.clear()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending is not None:
+                signum, self._pending = self._pending, None
+                if self._previous:  # only while installed
+                    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+_SIGNALS = _Signals()
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -47,7 +125,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     @property
     def resume_command(self) -> str:
-        return f"harness run --resume {self.run_dir}"
+        return resume_command(self.run_dir)
 
 
 @dataclass(frozen=True)
@@ -191,17 +269,25 @@ def _shipped_files(run_dir: Path, after: tuple[str, ...]) -> dict[str, bytes]:
     return files
 
 
+def cell_limit(planned: PlannedCell, params: Any) -> float | None:
+    """The time limit of a cell: its suite's ``timeout_s``. A memory cell limits its own
+    measuring child to ``timeout_s``, so the cell itself gets a grace on top."""
+    limit = getattr(params, "timeout_s", None)
+    if limit is None:
+        return None
+    limit = float(limit)
+    return limit + grace_s(limit) if planned.resource == "memory" else limit
+
+
 def _store_files(run_dir: Path, files: dict[str, bytes]) -> None:
     if not files:
         return
-    folder = run_dir / "artifacts"
+    folder = inside_run_dir(run_dir / "artifacts", "folder")
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        if Path(name).name != name:
+        if Path(name).name != name or name.startswith("."):
             raise ValueError(f"artifact name {name!r} from a worker is not a plain file name")
-        tmp = folder / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / name)
+        write_in_run_dir(folder / name, data)
 
 
 def _execute(
@@ -233,13 +319,14 @@ def _execute(
     in_flight = 0
 
     def finish(p: PlannedCell, records: list[Record], files: dict[str, bytes]) -> None:
-        _store_files(store.run_dir, files)  # artifacts first: records refer to them
-        _stamp(records, get_suite(p.suite).version, (ctx.model or {}).get("id"))
-        store.write_cell(p.cell, records)
-        by_cell[p.cell.id] = records
+        with _SIGNALS.deferred():  # a cell's files and records are stored whole, or not at all
+            _store_files(store.run_dir, files)  # artifacts first: records refer to them
+            _stamp(records, get_suite(p.suite).version, (ctx.model or {}).get("id"))
+            store.write_cell(p.cell, records)
+            by_cell[p.cell.id] = records
         progress.cell_finished(p, records)
 
-    executor.start(_Events(progress, planned))
+    # the executor was started by the caller, before the run dir was made
     store.update_meta(executor=executor.describe())
     try:
         while pending or in_flight:
@@ -262,8 +349,9 @@ def _execute(
                                        threads=executor.thread_count(p.resource, ctx.threads))
                     files = (None if executor.shared_filesystem
                              else _shipped_files(store.run_dir, p.after))
-                    executor.submit(CellTask(i, p.suite, p.cell, p.resource,
-                                             profile.suites[p.suite], cell_ctx, files, plugins))
+                    params = profile.suites[p.suite]
+                    executor.submit(CellTask(i, p.suite, p.cell, p.resource, params, cell_ctx,
+                                             files, plugins, cell_limit(p, params)))
                     in_flight += 1
                 pending = waiting
             if not in_flight:
@@ -375,11 +463,30 @@ def start_run(
         "executor": {"name": executor.name},
         "inputs": inputs,
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
-        store = ResultsStore.create(run_dir, meta)
-        point_latest(out_dir, run_dir)
-        return _finish(store, profile, planned, device, progress, suites, executor)
+    _start_executor(executor, progress, planned)  # an unusable executor leaves no run dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir):
+            store = ResultsStore.create(run_dir, meta)
+            point_latest(out_dir, run_dir)
+            return _finish(store, profile, planned, device, progress, suites, executor)
+    except BaseException:
+        executor.close()
+        raise
+
+
+def _start_executor(executor: Executor, progress: Progress, planned: list[PlannedCell]) -> None:
+    """Start ``executor`` (connect to a cluster, start a pool) before anything is written;
+    ``ExecutorUnavailableError`` (the CLI's exit 2) when it cannot start."""
+    try:
+        executor.start(_Events(progress, planned))
+    except ExecutorUnavailableError:
+        raise
+    except Exception as err:  # an environment the executor cannot use: exit 2, nothing made
+        with contextlib.suppress(Exception):
+            executor.close()
+        raise ExecutorUnavailableError(
+            f"executor {executor.name}: cannot start: {type(err).__name__}: {err}") from None
 
 
 def _finish(
@@ -393,20 +500,30 @@ def _finish(
 ) -> RunOutcome:
     ctx = _context(profile, store.run_dir, device)
     started = time.perf_counter()
+
+    def interrupted() -> None:
+        with contextlib.suppress(Exception):  # e.g. the disk is full: run.json stays as it was
+            store.update_meta(status="interrupted", end_time=_now())
+
     try:
-        outcome = _execute(store, profile, planned, ctx, progress, suites, executor)
+        with _SIGNALS.installed():
+            outcome = _execute(store, profile, planned, ctx, progress, suites, executor)
+            with _SIGNALS.deferred():  # a run that finished is recorded as finished
+                store.update_meta(
+                    status="failed" if outcome.exit_code else "finished",
+                    end_time=_now(),
+                    counts=outcome.counts,
+                    duration_s=round(time.perf_counter() - started, 3),
+                )
     except KeyboardInterrupt as err:
-        store.update_meta(status="interrupted", end_time=_now())
+        interrupted()
         raise RunInterrupted(store.run_dir) from err
+    except OSError as err:  # disk full, permissions changed under the run: resumable
+        interrupted()
+        raise RunStoppedError(store.run_dir, err) from err
     except BaseException:
-        store.update_meta(status="interrupted", end_time=_now())
+        interrupted()
         raise
-    store.update_meta(
-        status="failed" if outcome.exit_code else "finished",
-        end_time=_now(),
-        counts=outcome.counts,
-        duration_s=round(time.perf_counter() - started, 3),
-    )
     return outcome
 
 
@@ -425,7 +542,7 @@ def _check_resume_plugins(meta: dict[str, Any], run_dir: Path, source: str) -> N
         raise StoreError(
             f"{source}: the run loaded plugin code ({', '.join(missing)}), and a resume does not"
             " import code because a run file names it; if you trust that code, pass it again:"
-            f" harness run --resume {shlex.quote(str(run_dir))} {again}")
+            f" {resume_command(run_dir)} {again}")
 
 
 def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
@@ -449,13 +566,18 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
         preflight(profile, suites)
     except ValueError as err:
         raise StoreError(f"{source}: cannot resume: {err}") from None
+    progress = progress or Progress()
+    planned = plan_run(profile, suites)
     with RunLock(run_dir):
         store = ResultsStore.open(run_dir)
-        resumed = meta.get("resumed") if isinstance(meta.get("resumed"), list) else []
-        store.update_meta(status="running", resumed=[*resumed, _now()],
-                          executor={"name": executor.name})
-        device = resolve_device(meta.get("device", profile.device))
-        planned = plan_run(profile, suites)
-        point_latest(run_dir.parent, run_dir)
-        return _finish(store, profile, planned, device, progress or Progress(), suites,
-                       executor)
+        _start_executor(executor, progress, planned)
+        try:
+            resumed = meta.get("resumed") if isinstance(meta.get("resumed"), list) else []
+            store.update_meta(status="running", resumed=[*resumed, _now()],
+                              executor={"name": executor.name})
+            device = resolve_device(meta.get("device", profile.device))
+            point_latest(run_dir.parent, run_dir)
+        except BaseException:
+            executor.close()
+            raise
+        return _finish(store, profile, planned, device, progress, suites, executor)

@@ -34,8 +34,11 @@ __all__ = [
     "StoreError",
     "canonical_json",
     "check_out_dir",
+    "check_run_dir",
+    "inside_run_dir",
     "read_records",
     "read_run",
+    "write_in_run_dir",
 ]
 
 SCHEMA_VERSION = 2
@@ -46,37 +49,96 @@ RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".lock"
 _NUMBERS = ("value", "stderr", "ci_low", "ci_high")
+_MAX_RUN_FILE = 256 * 2**20
+_MAX_LINE = 64 * 2**20
 
 
 class StoreError(ValueError):
     """A results directory is missing, corrupt, or of another schema version."""
 
 
+def inside_run_dir(path: str | Path, what: str = "file") -> Path:
+    """``path`` (a file or folder of a run directory) when it is no symlink and resolves inside
+    its run directory; ``StoreError`` otherwise. The run directory is a boundary: the harness
+    never reads, writes or follows a link out of it."""
+    path = Path(path)
+    if path.is_symlink():
+        raise StoreError(f"{path}: is a symbolic link (to {os.readlink(path)}); a run directory"
+                         f" holds its own {what}s, so the harness refuses to follow it; remove"
+                         " the link")
+    if path.exists() and path.resolve().parent != path.parent.resolve():
+        raise StoreError(f"{path}: resolves to {path.resolve()}, outside its run directory;"
+                         " the harness refuses to follow it")
+    return path
+
+
 def _fsync_write(path: Path, text: str, mode: str = "a") -> None:
-    with open(path, mode, encoding="utf-8") as fh:
+    """Append (``a``) or write a new file (``w``), never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    flags |= os.O_APPEND if mode == "a" else os.O_TRUNC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        if Path(path).is_symlink():
+            inside_run_dir(path)  # the clear refusal
+        raise err from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 
 
+def write_in_run_dir(path: str | Path, data: str | bytes) -> Path:
+    """Write ``path`` whole: a fresh temporary file beside it (same folder: inside the run
+    directory), then ``os.replace``, which replaces a link at ``path`` instead of writing
+    through it. Nothing outside the folder is ever opened for writing."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    _fsync_write(tmp, json.dumps(data, indent=2, default=str) + "\n", mode="w")
-    os.replace(tmp, path)
+    write_in_run_dir(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8") as fh:
-        yield from enumerate(fh, 1)
+    """The lines of a store file, one at a time (a huge file is never held whole); a line that
+    is not UTF-8 is a ``StoreError`` naming the file and line."""
+    with open(path, "rb") as fh:
+        lineno = 0
+        while raw := fh.readline(_MAX_LINE + 1):
+            lineno += 1
+            if len(raw) > _MAX_LINE:
+                raise StoreError(f"{path}:{lineno}: a line of more than {_MAX_LINE} bytes; no"
+                                 " record is that long, the file is not a results store")
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise StoreError(f"{path}:{lineno}: not UTF-8 text (byte {raw[err.start]:#04x}"
+                                 f" at column {err.start + 1}); the store was edited or"
+                                 " damaged") from None
 
 
 def read_run(run_dir: str | Path, *, versions: tuple[int, ...] = READABLE_VERSIONS
              ) -> dict[str, Any]:
     """Load ``run.json``; ``StoreError`` when missing, corrupt, not an object, or of a schema
     version outside ``versions`` (readers take every readable one; a resume only the current)."""
-    path = Path(run_dir) / RUN_FILE
+    path = inside_run_dir(Path(run_dir) / RUN_FILE)
     if not path.is_file():
         raise StoreError(f"{path}: not found; is {run_dir} a run directory of `harness run`?")
+    if path.stat().st_size > _MAX_RUN_FILE:
+        raise StoreError(f"{path}: {path.stat().st_size} bytes, far more than a run file holds"
+                         f" (at most {_MAX_RUN_FILE}); the file is not a run file")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -107,6 +169,14 @@ def _invalid_numbers(data: dict[str, Any]) -> str | None:
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
             for x in samples)):
         return "samples must be a list of finite numbers"
+    value = data.get("value")
+    if samples and value is not None and data.get("status", "ok") == "ok":
+        ordered = sorted(samples)
+        lo, hi = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+        slack = 1e-4 * max(abs(lo), abs(hi)) + 1e-12  # samples keep 6 significant digits
+        if not lo - slack <= value <= hi + slack:
+            return (f"value {value!r} is not the median of its {len(ordered)} samples"
+                    f" ({lo:.6g}..{hi:.6g})")
     return None
 
 
@@ -115,12 +185,11 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
 
     With ``complete_only``, records of cells that did not write all their records are dropped.
     """
-    path = Path(run_dir) / RESULTS_FILE
+    path = inside_run_dir(Path(run_dir) / RESULTS_FILE)
     if not path.is_file():
         raise StoreError(f"{path}: not found; is {run_dir} a run directory of `harness run`?")
-    lines = list(_iter_lines(path))
     records: list[Record] = []
-    for i, (lineno, line) in enumerate(lines):
+    for lineno, line in _iter_lines(path):
         if not line.strip():
             continue
         try:
@@ -128,8 +197,8 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
             if not isinstance(data, dict):
                 raise ValueError(f"a JSON object is expected, found {type(data).__name__}")
         except (json.JSONDecodeError, ValueError) as err:
-            if i == len(lines) - 1 and not line.endswith("\n"):
-                break  # torn final write
+            if not line.endswith("\n"):
+                break  # torn final write (only the last line lacks its newline)
             raise StoreError(f"{path}:{lineno}: corrupt record ({err})") from None
         bad = _invalid_numbers(data)
         if bad:
@@ -141,11 +210,17 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
             records.append(Record.from_dict(data))
         except (TypeError, ValueError) as err:
             raise StoreError(f"{path}:{lineno}: corrupt record ({err})") from None
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.cell:
+            counts[r.cell] = counts.get(r.cell, 0) + 1
+    for r in records:  # more records than the cell wrote: not torn, duplicated (an edit)
+        if r.cell and r.cell_size is not None and counts[r.cell] > r.cell_size:
+            raise StoreError(
+                f"{path}: cell {r.cell} ({r.suite}/{r.label or r.attention}) has"
+                f" {counts[r.cell]} records but wrote {r.cell_size}: a record is duplicated;"
+                " the store was edited or concatenated, re-run the cell or restore the file")
     if complete_only:
-        counts: dict[str, int] = {}
-        for r in records:
-            if r.cell:
-                counts[r.cell] = counts.get(r.cell, 0) + 1
         records = [
             r for r in records if not r.cell or r.cell_size is None or counts[r.cell] == r.cell_size
         ]
@@ -176,23 +251,23 @@ class ResultsStore:
         if (run_dir / RESULTS_FILE).exists():
             raise StoreError(f"{run_dir} already holds results; use --resume {run_dir} to continue")
         run_dir.mkdir(parents=True, exist_ok=True)
+        check_run_dir(run_dir)
         store = cls(run_dir)
         store.write_meta({**meta, "schema_version": SCHEMA_VERSION})
-        store.results_path.touch()
+        write_in_run_dir(store.results_path, "")
         return store
 
     @classmethod
     def open(cls, run_dir: str | Path) -> ResultsStore:
         """Reopen for resume: drop torn lines and incomplete cells, remember finished cells."""
         read_run(run_dir, versions=(SCHEMA_VERSION,))
+        check_run_dir(run_dir)
         store = cls(Path(run_dir))
         kept = read_records(run_dir, complete_only=True)
-        original = store.results_path.read_text(encoding="utf-8")
+        original = store.results_path.read_bytes()
         rewritten = "".join(r.to_json() + "\n" for r in kept)
-        if rewritten != original:
-            tmp = store.results_path.with_suffix(".jsonl.tmp")
-            _fsync_write(tmp, rewritten, mode="w")
-            os.replace(tmp, store.results_path)
+        if rewritten.encode("utf-8") != original:
+            write_in_run_dir(store.results_path, rewritten)
         store._done = {r.cell for r in kept if r.cell}
         return store
 
@@ -203,7 +278,7 @@ class ResultsStore:
         _atomic_write_json(self.run_path, meta)
 
     def update_meta(self, **changes: Any) -> dict[str, Any]:
-        meta = json.loads(self.run_path.read_text(encoding="utf-8"))
+        meta = json.loads(inside_run_dir(self.run_path).read_text(encoding="utf-8"))
         meta.update(changes)
         self.write_meta(meta)
         return meta
@@ -231,13 +306,31 @@ class ResultsStore:
             r.cell = cell_id
             r.cell_size = len(records)
         text = "".join(r.to_json() + "\n" for r in [*kept, *records])
-        tmp = self.results_path.with_suffix(".jsonl.tmp")
-        _fsync_write(tmp, text, mode="w")
-        os.replace(tmp, self.results_path)
+        write_in_run_dir(self.results_path, text)
         return records
 
     def records(self) -> list[Record]:
         return read_records(self.run_dir)
+
+
+#: what a run directory holds: files (a link at any of them is refused) and folders of files
+RUN_DIR_FILES = (RUN_FILE, RESULTS_FILE, LOCK_FILE, "index.html", "summary.csv", "summary.json")
+RUN_DIR_FOLDERS = ("artifacts", "predictions")
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``StoreError`` when a file or folder of ``run_dir`` (or a file in its folders) is a
+    symbolic link or resolves outside it: such a run dir could make the harness read or write
+    files elsewhere (it was made by hand, or by someone else)."""
+    run_dir = Path(run_dir)
+    for name in (*RUN_DIR_FILES, *RUN_DIR_FOLDERS):
+        inside_run_dir(run_dir / name, "folder" if name in RUN_DIR_FOLDERS else "file")
+    for name in RUN_DIR_FOLDERS:
+        folder = run_dir / name
+        if folder.is_dir():
+            for path in folder.iterdir():
+                inside_run_dir(path)
+    return run_dir
 
 
 def point_latest(out_dir: str | Path, run_dir: str | Path) -> Path:
@@ -305,7 +398,8 @@ class RunLock:
 
         if self._fd is not None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        inside_run_dir(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -361,6 +455,10 @@ def check_out_dir(out_dir: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise StoreError(f"--out {out_dir}: is a file, not a folder; choose a folder for the"
                          " run directories (it is created when missing)")
+    latest = path / "latest"
+    if latest.is_dir() and not latest.is_symlink():
+        raise StoreError(f"--out {out_dir}: {latest} is a real directory; remove or rename it"
+                         " so `latest` can point at runs")
     existing = path
     while not existing.exists():
         existing = existing.parent

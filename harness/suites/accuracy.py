@@ -220,6 +220,8 @@ class AccuracyParams(SuiteParams):
     #: torch threads while training and scoring (None: the run's). Small encoders gain little
     #: from intra-op threads, and on a busy machine a single thread is far steadier.
     threads: PositiveInt | None = None
+    #: Time limit of one cell (seconds): past it the cell is stopped and recorded ``timeout``.
+    timeout_s: float = Field(default=14400.0, gt=0.0)
 
     @field_validator("attention_options")
     @classmethod
@@ -822,7 +824,7 @@ class AccuracySuite(Suite):
         spec = AttentionSpec(ref.attention, dict(ref.options), ref.label or "")
         train = params.train_for(entry)
         model = build_for_task(spec, task, train, seed=int(ref.params["seed"]))
-        model.load_state_dict(torch.load(ckpt, map_location="cpu"))
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
         model.to(ctx.device).eval()
         test = task.test
         if len(test) > params.fidelity_max_examples:

@@ -209,6 +209,8 @@ class BiasParams(SuiteParams):
     attention_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     text: TextProbeParams | None = Field(default_factory=TextProbeParams)
     probe_set: ProbeSetParams | None = None
+    #: Time limit of one cell (seconds): past it the cell is stopped and recorded ``timeout``.
+    timeout_s: float = Field(default=14400.0, gt=0.0)
 
     @field_validator("attention_options")
     @classmethod

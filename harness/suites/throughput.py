@@ -105,6 +105,8 @@ class ThroughputParams(SuiteParams):
     processes: PositiveInt = 1
     #: Fewest interleaved rounds per timed pass (per process).
     min_rounds: int = Field(default=MIN_ROUNDS, ge=2)
+    #: Time limit of one cell (seconds): past it the cell is stopped and recorded ``timeout``.
+    timeout_s: PositiveFloat = 7200.0
 
 
 def growing_tail(lengths: list[int], times: list[float], floor: float) -> int:

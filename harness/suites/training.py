@@ -96,6 +96,34 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def non_finite_attention(model: torch.nn.Module, ids: Any, mask: Any) -> str | None:
+    """Which attention, if any, returns non-finite outputs from finite inputs on this batch
+    (run once a loss turns NaN: the attention is broken, not the learning rate)."""
+    from harness.attention import Attention
+
+    found: list[str] = []
+
+    def hook(module: torch.nn.Module, args: tuple, out: Any) -> None:
+        tensors = [a for a in args[:3] if isinstance(a, torch.Tensor)]
+        if (not found and isinstance(out, torch.Tensor) and not bool(out.isfinite().all())
+                and all(bool(t.isfinite().all()) for t in tensors)):
+            found.append(f"attention {getattr(module, 'name', type(module).__name__)!r}"
+                         " returned non-finite outputs (NaN/inf) from finite inputs; the"
+                         " attention is broken (not the learning rate): fix its attend()")
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, Attention)]
+    try:
+        with torch.no_grad():
+            model(ids, attention_mask=mask)
+    except Exception:  # a diagnosis only: the divergence is reported either way
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
 class TrainingDiverged(RuntimeError):  # noqa: N818 - the shared API's name
     """The loss or gradient norm became NaN/inf; the message names the step."""
 
@@ -330,6 +358,9 @@ def train_classifier(
         ids, mask, labels = make_batch(task.train, next(stream), device, params.trim_padding)
         loss = model(ids, attention_mask=mask, labels=labels).loss
         if not torch.isfinite(loss):
+            broken = non_finite_attention(model, ids, mask)
+            if broken:
+                raise TrainingDiverged(f"{label}: at step {step}/{params.steps} {broken}")
             raise TrainingDiverged(
                 f"{label}: training diverged at step {step}/{params.steps} (loss {loss.item()}); "
                 f"lower train.lr (now {params.lr}) or train.clip_norm"
