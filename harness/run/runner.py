@@ -542,7 +542,7 @@ def _check_resume_plugins(meta: dict[str, Any], run_dir: Path, source: str) -> N
         raise StoreError(
             f"{source}: the run loaded plugin code ({', '.join(missing)}), and a resume does not"
             " import code because a run file names it; if you trust that code, pass it again:"
-            f" {resume_command(run_dir)} {again}")
+            f" harness run --resume {shlex.quote(str(run_dir))} {again}")
 
 
 def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
