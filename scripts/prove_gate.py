@@ -104,7 +104,7 @@ def compare(base: Path, new: Path) -> tuple[int, dict]:
     done = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(base), str(new)],
                           cwd=REPO, capture_output=True, text=True, check=False,
                           env={**os.environ, "COLUMNS": "200"})
-    from harness.report.compare import compare_runs
+    from harness.gate import compare_runs
 
     cmp = compare_runs(base, new)
     def rows(status: str) -> list[dict]:
@@ -147,7 +147,7 @@ def identical_pairs(out: Path) -> dict:
     import itertools
     from collections import Counter
 
-    from harness.report.compare import compare_runs
+    from harness.gate import compare_runs
 
     found = [*out.glob("quiet/*/*/latest"), *out.glob("*/*/base/latest")]
     runs = sorted({p.resolve() for p in found})

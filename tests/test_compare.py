@@ -12,14 +12,14 @@ from report_fixtures import build_run
 from rich.console import Console
 from rich.table import Table
 
-from harness.records import Cell
-from harness.report import (
+from harness.gate import (
     CompareRow,
     compare_records,
     compare_runs,
     render_compare_table,
     write_compare_html,
 )
+from harness.records import Cell
 from harness.run.store import Record, StoreError
 
 XSS = "<script>alert(1)</script>"
@@ -318,7 +318,8 @@ def test_samples_decide_with_mann_whitney() -> None:
     slow = [_timed("forward_ms", _spread(15.0, seed=3))]
     row = _status(base, slow)
     assert row.status == "regression" and row.p_value is not None and row.p_value < 1e-6
-    assert row.noise.startswith("Mann-Whitney p=")
+    assert row.evidence.test == "mann_whitney_rounds" and row.evidence.one_process
+    assert row.noise.startswith("Mann-Whitney")
     # beyond the threshold (best decile 6.9 -> 7.9) but the samples overlap: within noise
     base_wide = [_timed("forward_ms", [float(x) for x in range(5, 25)])]
     wide = [_timed("forward_ms", [float(x) for x in range(6, 26)])]
@@ -374,14 +375,32 @@ def test_ratios_against_different_references_do_not_decide() -> None:
     assert row.note == "side-by-side reference changed (standard -> linear): not comparable"
 
 
-def test_noisy_evidence_is_inconclusive_never_a_regression() -> None:
+def test_under_load_the_side_by_side_ratio_decides() -> None:
     busy = "other processes used 1.00 of 2 cores"
     base = _cell(10.0, 2.0, 50.0)
+    # slower on a busy machine, and the ratio to the reference timed beside it moved as much:
+    # decisive (a regression), not "too noisy"
     row = _status(base, _cell(15.0, 1.33, 50.0, seed=7, noisy=busy))
-    assert row.status == "inconclusive" and busy in row.note
-    # worse beyond the threshold but not significant on a busy machine: inconclusive too
+    assert row.status == "regression" and "busy machine" in row.note
+    assert row.evidence is not None and row.evidence.metric == "forward_speed_vs_reference"
+    # slower on a busy machine, but the ratio held: the load's, not the code's -> unchanged
+    row = _status(base, _cell(15.0, 2.0, 50.0, seed=7, noisy=busy))
+    assert row.status == "unchanged" and "speed vs reference" in row.note
+    # the ratio worse beyond the threshold but within its own noise: inconclusive, saying why
+    wide = [_timed("forward_ms", [10.0] * 20),
+            _timed("forward_speed_vs_reference", [float(x) for x in range(5, 25)], hib=True,
+                   unit="x")]
+    wider = [_timed("forward_ms", [15.0] * 20, noisy=busy),
+             _timed("forward_speed_vs_reference", [0.85 * x for x in range(5, 25)], hib=True,
+                    unit="x", noisy=busy)]
+    row = _status(wide, wider)
+    assert row.status == "inconclusive" and "one process per run" in row.note
+    # worse beyond the threshold on a busy machine and no ratio to decide: inconclusive
     row = _status([_timed("forward_ms", [float(x) for x in range(5, 25)])],
                   [_timed("forward_ms", [float(x) for x in range(6, 26)], noisy=busy)])
+    assert row.status == "inconclusive" and "no ratio" in row.note
+    row = _status([_timed("forward_ms", _spread(10.0))],
+                  [_timed("forward_ms", _spread(15.0, seed=3), noisy=busy)])
     assert row.status == "inconclusive"
     # noisy but unchanged: passes
     assert _status(base, _cell(10.0, 2.0, 50.0, seed=9, noisy=busy)).status == "unchanged"
