@@ -182,7 +182,8 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
     elif (noisy or drifted) and (status == "regression" or _too_weak(ev, threshold)):
         status = "inconclusive"
         why = f"machine speed {drift:+.0%} (calibration)" if drifted else f"noisy ({noisy})"
-        out["note"] = f"{why} and no ratio to the side-by-side reference to decide; rerun on a quiet machine"
+        out["note"] = (f"{why} and no ratio to the side-by-side reference to decide; rerun on"
+                       " a quiet machine")
     out["evidence"] = deciding
     out["status"] = status
     if status == "unchanged" and "note" not in out:
