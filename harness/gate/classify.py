@@ -26,9 +26,11 @@ For a pair (``base`` = the reference run, ``new`` = the candidate):
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
-from harness.gate.evidence import Change, Evidence, change_of, estimate, judge
+from harness.gate.evidence import Change, Evidence, RowSpread, change_of, estimate, judge
 from harness.records import Record
 
 __all__ = ["FAILED", "calibration_drift", "classify", "references_differ"]
@@ -124,12 +126,15 @@ def what_would_decide(ev: Evidence) -> str:
 
 def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha: float,
              ratio: tuple[Record, Record] | None = None, drift: float | None = None,
-             seeds: tuple[Change, Evidence] | None = None) -> dict[str, Any]:
+             seeds: tuple[Change, Evidence] | None = None,
+             spread: RowSpread | None = None) -> dict[str, Any]:
     """The row fields (status, diff, rel_change, note, evidence, ...) of one matched pair.
 
     ``ratio``: the pair's side-by-side ratio records (both runs); ``drift``: the machine's speed
     change between the runs (calibration matmul); ``seeds``: the change and evidence of the
-    pair's group over seeds, which then decides.
+    pair's group over seeds, which then decides; ``spread``: the spread of the log changes
+    over the suite's timed rows in these two runs (an empirical null: a regression must also
+    stand out of it, ``RowSpread``).
     """
     fixed = _status_change(base, new, atol)
     if fixed is not None:
@@ -184,6 +189,17 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
         why = f"machine speed {drift:+.0%} (calibration)" if drifted else f"noisy ({noisy})"
         out["note"] = (f"{why} and no ratio to the side-by-side reference to decide; rerun on"
                        " a quiet machine")
+    if spread is not None and deciding.effect is not None and deciding.test in (
+            "welch_t_processes", "mann_whitney_rounds", "below_threshold"):
+        floor = spread.critical
+        deciding = replace(deciding, detectable=max(deciding.detectable or 0.0, floor),
+                           detail=spread.text())
+        moved = abs(math.log1p(max(deciding.effect, -0.999999)))
+        if status in ("regression", "improvement", "inconclusive") and \
+                moved <= math.log1p(floor):
+            out["note"] = (f"{deciding.effect:+.1%} is within the spread of the {spread.rows}"
+                           f" timed rows of these runs ({spread.text()})")
+            status = "unchanged"
     out["evidence"] = deciding
     out["status"] = status
     if status == "unchanged" and "note" not in out:

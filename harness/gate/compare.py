@@ -35,7 +35,9 @@ from harness.gate.evidence import (
     Change,
     Evidence,
     change_of,
+    estimate,
     has_samples,
+    row_spread,
     seed_evidence,
 )
 from harness.gate.matching import (
@@ -94,6 +96,9 @@ class CompareRow:
     absolute_rule: bool = False
     note: str = ""
     evidence: Evidence | None = None
+    #: False for a row that only supports another (a ratio to the reference, a summary
+    #: figure derived from other rows): never part of the verdict or the power.
+    decides: bool = True
 
     @property
     def noise(self) -> str:
@@ -206,7 +211,8 @@ class Comparison:
         suites = sorted({r.suite for r in self.rows}, key=_suite_rank)
         for suite in suites:
             judged = [r for r in self.rows if r.suite == suite and r.status in _JUDGED
-                      and r.evidence is not None and r.evidence.test != "threshold"]
+                      and r.decides and r.evidence is not None
+                      and r.evidence.test != "threshold"]
             if not judged:
                 continue
             unknown = [r for r in judged if r.evidence.detectable is None]  # type: ignore[union-attr]
@@ -279,6 +285,34 @@ def _seed_groups(keys: list[tuple], b_index: dict[tuple, Record], n_index: dict[
     return {g: ks for g, ks in groups.items() if len(ks) >= 2}
 
 
+def _spreads(keys: list[tuple], b_index: dict[tuple, Record], n_index: dict[tuple, Record],
+             ratio_of: dict[str, dict[str, str]], supporting: dict[str, set[str]],
+             timing: set[str], alpha: float) -> dict[str, Any]:
+    """Per timing suite, the empirical null of its rows' log changes (``row_spread``): each
+    measured metric once, as its ratio to the side-by-side reference where both runs have it."""
+    changes: dict[str, dict[tuple, float]] = {}
+    for key in keys:
+        b, n = b_index.get(key), n_index.get(key)
+        if not _comparable(b, n) or b.suite not in timing or \
+                b.metric in supporting.get(b.suite, ()) or not has_samples(b):  # type: ignore[union-attr]
+            continue
+        ratio_metric = ratio_of.get(b.suite, {}).get(b.metric)  # type: ignore[union-attr]
+        measured = key
+        if ratio_metric:
+            rb, rn = partner(b_index, key, ratio_metric), partner(n_index, key, ratio_metric)
+            if _comparable(rb, rn) and has_samples(rb) and has_samples(rn):  # type: ignore[arg-type]
+                b, n, measured = rb, rn, (*key[:5], ratio_metric)
+        eb, en = estimate(b), estimate(n)  # type: ignore[arg-type]
+        if eb and en and eb > 0 and en > 0:
+            changes.setdefault(b.suite, {})[measured[:6]] = math.log(en / eb)  # type: ignore[union-attr]
+    out = {}
+    for suite, values in changes.items():
+        spread = row_spread(list(values.values()), alpha)
+        if spread is not None:
+            out[suite] = spread
+    return out
+
+
 def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: float = 0.1,
                     *, atol: float = 0.1, alpha: float = ALPHA,
                     base_meta: dict[str, Any] | None = None,
@@ -320,6 +354,7 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
         group_changes[g] = change
         candidates += change.beyond(threshold)
     row_alpha = alpha / max(candidates, 1)
+    spreads = _spreads(keys, b_index, n_index, ratio_of, supporting, timing, alpha)
     group_evidence = {}
     for g, ks in groups.items():
         b0 = b_index[ks[0]]
@@ -361,7 +396,8 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
                                       partner(n_index, key, CALIBRATION))
             for name, value in classify(b, n, threshold, atol, alpha=row_alpha, ratio=ratio,
                                         drift=drift,
-                                        seeds=group_evidence.get(in_group.get(key))).items():
+                                        seeds=group_evidence.get(in_group.get(key)),
+                                        spread=spreads.get(ref.suite)).items():
                 setattr(row, name, value)
             _demote_supporting(row, ref, supporting, derived, timing)
         if ref.metric == CELL_STATUS and row.status in ("new", "vanished"):
@@ -387,20 +423,22 @@ def _demote_supporting(row: CompareRow, ref: Record, supporting: dict[str, set[s
                        derived: dict[str, set[str]], timing: set[str]) -> None:
     """Ratio rows support their absolute metric; derived summaries without uncertainty (or
     from timings) are judged on the measurements they come from: both informational."""
-    if row.status not in ("regression", "improvement", "inconclusive"):
-        return
     if ref.metric in supporting.get(ref.suite, ()):
-        row.note = f"{row.status} of the ratio; judged with its absolute metric"
-        row.status = "informational"
+        row.decides = False
+        if row.status in ("regression", "improvement", "inconclusive"):
+            row.note = f"{row.status} of the ratio; judged with its absolute metric"
+            row.status = "informational"
     elif ref.metric in derived.get(ref.suite, ()) and (
             row.noise == NO_UNCERTAINTY or ref.suite in timing):
         # a figure derived from other records (a crossover length, a longest length under
         # budget) carries no uncertainty of its own and jumps a whole grid step on a small
         # timing change; a fitted time exponent's interval covers one process's timings only.
-        what = "without uncertainty" if row.noise == NO_UNCERTAINTY else "from timings"
-        row.note = (f"{row.status} of a derived summary figure {what};"
-                    " judged on the measurements it is derived from")
-        row.status = "informational"
+        row.decides = False
+        if row.status in ("regression", "improvement", "inconclusive"):
+            what = "without uncertainty" if row.noise == NO_UNCERTAINTY else "from timings"
+            row.note = (f"{row.status} of a derived summary figure {what};"
+                        " judged on the measurements it is derived from")
+            row.status = "informational"
 
 
 def _upgrade(meta: dict[str, Any], records: list[Record]) -> list[Record]:

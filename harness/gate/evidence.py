@@ -35,11 +35,13 @@ __all__ = [
     "NO_UNCERTAINTY",
     "Change",
     "Evidence",
+    "RowSpread",
     "change_of",
     "estimate",
     "has_samples",
     "judge",
     "per_process",
+    "row_spread",
     "seed_evidence",
 ]
 
@@ -163,6 +165,45 @@ def change_of(base: Record, new: Record, atol: float) -> Change | None:
     rel = diff / max(abs(b), atol)
     return Change(diff, rel, rel if base.higher_is_better else -rel, abs(b) < atol,
                   has_samples(base) and has_samples(new))
+
+
+@dataclass(frozen=True)
+class RowSpread:
+    """The spread of one suite's timed rows between two runs: ``scale``, a robust standard
+    deviation (1.4826 x the median absolute deviation) of the rows' log changes; ``rows``,
+    how many; ``critical``: the smallest relative change that stands out of that spread at
+    ``alpha`` / rows (Bonferroni over the rows), two-sided."""
+
+    scale: float
+    rows: int
+    alpha: float
+
+    @property
+    def critical(self) -> float:
+        from scipy.stats import norm
+
+        return math.expm1(float(norm.isf(self.alpha / (2 * self.rows))) * self.scale)
+
+    def text(self) -> str:
+        return (f"rows' spread {self.scale:.1%} over {self.rows} rows: needs"
+                f" > {self.critical:.0%}")
+
+
+#: Fewest timed rows for an empirical null (fewer: no spread check).
+MIN_SPREAD_ROWS = 8
+
+
+def row_spread(log_changes: Sequence[float], alpha: float) -> RowSpread | None:
+    """The empirical null of a suite's log changes (None with fewer than ``MIN_SPREAD_ROWS``):
+    most rows of two runs of one suite did not change, so their spread is the noise between
+    the runs, measured in these runs; a minority of changed rows barely moves the MAD."""
+    import numpy as np
+
+    if len(log_changes) < MIN_SPREAD_ROWS:
+        return None
+    x = np.asarray(log_changes, dtype=float)
+    scale = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    return RowSpread(scale, len(x), alpha)
 
 
 def _worse_fraction(log_shift: float | None, higher_is_better: bool) -> float | None:
