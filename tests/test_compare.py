@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -678,3 +679,98 @@ def test_prove_gate_pairs_refuses_a_folder_without_runs(tmp_path: Path, capsys) 
     assert main(["--pairs", str(tmp_path)]) == 2
     assert "fewer than two quiet runs" in capsys.readouterr().err
     assert main(["--pairs", str(tmp_path / "absent")]) == 2
+
+
+def _suite_of_rows(n_rows: int, seed: int, spread: float, slow: dict[int, float] | None = None
+                   ) -> list[Record]:
+    """``n_rows`` one-process timed rows (attentions at lengths), each run's process off by a
+    log-normal ``spread`` (what the between-process noise does), 12 tight rounds each;
+    ``slow`` multiplies some rows."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n_rows):
+        level = 4.0 * (1 + i) * math.exp(rng.gauss(0, spread)) * (slow or {}).get(i, 1.0)
+        samples = [level * (1 + rng.gauss(0, 0.005)) for _ in range(12)]
+        out.append(replace(_timed("forward_ms", samples, label="sparse"),
+                           params={"kind": "attention", "seq_len": 64 * (i + 1)}))
+    return out
+
+
+def test_one_process_rows_must_stand_out_of_the_runs_spread() -> None:
+    """With one process per run, Mann-Whitney over rounds calls any process-level shift
+    significant; the empirical null over the suite's rows (their spread between these two
+    runs) keeps identical code silent and still names a planted 1.5x slowdown."""
+    meta = {"compare_rules": {"throughput": {"run_keys": [], "reference_metrics": {},
+                                             "timing": True}}}
+    base = _suite_of_rows(30, seed=0, spread=0.06)
+    same = _suite_of_rows(30, seed=1, spread=0.06)
+    rows, _ = compare_records(base, same, base_meta=meta, new_meta=meta)
+    beyond = [r for r in rows if abs(r.rel_change) > 0.1]
+    assert beyond, "the test needs rows beyond the threshold by noise alone"
+    assert not [r for r in rows if r.status == "regression"]
+    assert all("spread" in r.note for r in beyond if r.worse)
+    # without the suite's spread (a suite not marked as timing), the same rows would fail
+    untimed = {"compare_rules": {"throughput": {"run_keys": [], "reference_metrics": {}}}}
+    plain, _ = compare_records(base, same, base_meta=untimed, new_meta=untimed)
+    assert [r for r in plain if r.status == "regression"]
+    planted = _suite_of_rows(30, seed=1, spread=0.06, slow={4: 1.5, 17: 1.5})
+    rows, _ = compare_records(base, planted, base_meta=meta, new_meta=meta)
+    assert {r.params["seq_len"] for r in rows if r.status == "regression"} == {64 * 5, 64 * 18}
+
+
+def test_power_is_stated_per_suite_and_exit_3_says_what_would_decide(tmp_path: Path) -> None:
+    from harness.gate import power_lines
+
+    base = build_run(tmp_path / "a", suites=["throughput", "accuracy"])
+    new = build_run(tmp_path / "b", suites=["throughput", "accuracy"], seed=4)
+    cmp = compare_runs(base, new)
+    power = {p.suite: p for p in cmp.power}
+    assert set(power) == {"throughput", "accuracy"}
+    for p in power.values():
+        assert p.detectable is None or p.detectable >= cmp.threshold
+        assert "no regression larger than" in p.text() or "power unknown" in p.text()
+    assert [line.plain for line in power_lines(cmp)][:2] == [f"power {p.text()}"
+                                                            for p in cmp.power][:2]
+    busy = "other processes used 1.00 of 2 cores"
+    wide = [_timed("forward_ms", [10.0] * 20),
+            _timed("forward_speed_vs_reference", [float(x) for x in range(5, 25)], hib=True,
+                   unit="x")]
+    wider = [_timed("forward_ms", [15.0] * 20, noisy=busy),
+             _timed("forward_speed_vs_reference", [0.85 * x for x in range(5, 25)], hib=True,
+                    unit="x", noisy=busy)]
+    rows, warnings = compare_records(wide, wider)
+    from harness.gate import Comparison
+
+    cmp = Comparison(tmp_path, tmp_path, {}, {}, 0.1, 0.1, rows, warnings)
+    assert cmp.exit_code == 3
+    assert cmp.advice == ["throughput: one process per run: time in several processes"
+                          " (throughput `processes: 3`)"]
+    assert any("to decide:" in line.plain for line in power_lines(cmp))
+
+
+def test_per_seed_scores_are_judged_over_seeds_paired() -> None:
+    """macro-F1 per seed: identical code and seeds pass; a drop on every seed fails, judged by
+    a paired t over the seeds both runs hold; a drop on one seed of three is not significant."""
+    def f1(seed: int, value: float, label: str = "linear") -> Record:
+        return Record("accuracy", label, {}, {"task": "recall", "seed": seed}, "macro_f1",
+                      value=value, ci_low=value - 0.03, ci_high=value + 0.03,
+                      interval="ci95", unit="f1", higher_is_better=True, label=label)
+
+    base = [f1(s, v) for s, v in enumerate([0.80, 0.74, 0.85])]
+    rows, _ = compare_records(base, list(base))
+    assert {r.status for r in rows} == {"unchanged"}
+    dropped = [f1(s, v - 0.12 + d) for s, (v, d) in enumerate(zip([0.80, 0.74, 0.85],
+                                                                   [0.01, -0.01, 0.0],
+                                                                   strict=True))]
+    rows, _ = compare_records(base, dropped)
+    assert {r.status for r in rows} == {"regression"}
+    assert all(r.evidence.test == "paired_t_seeds" and r.evidence.n_base == 3 for r in rows)
+    assert "over 3 seeds" in rows[0].note
+    one_seed = [f1(0, 0.60), f1(1, 0.74), f1(2, 0.85)]
+    rows, _ = compare_records(base, one_seed)
+    assert {r.status for r in rows} == {"unchanged"}  # per seed, intervals would fail seed 0
+    # one seed a side: the test-set intervals decide, as before
+    rows, _ = compare_records([f1(0, 0.80)], [f1(0, 0.60)])
+    assert rows[0].status == "regression" and rows[0].evidence.test == "intervals"
