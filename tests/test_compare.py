@@ -384,6 +384,12 @@ def test_under_load_the_side_by_side_ratio_decides() -> None:
     row = _status(base, _cell(15.0, 1.33, 50.0, seed=7, noisy=busy))
     assert row.status == "regression" and "busy machine" in row.note
     assert row.evidence is not None and row.evidence.metric == "forward_speed_vs_reference"
+    # the reference attention's own ratio is to the calibration matmul (other work, slowed
+    # differently by a busy machine): not a duet, so it cannot decide alone
+    own = [replace(r, reference="linear") if r.metric.endswith("_reference") else r
+           for r in _cell(15.0, 1.33, 50.0, seed=7, noisy=busy)]
+    row = _status(_against(base, "linear"), own)
+    assert row.status == "inconclusive" and "calibration matmul" in row.note
     # slower on a busy machine, but the ratio held: the load's, not the code's -> unchanged
     row = _status(base, _cell(15.0, 2.0, 50.0, seed=7, noisy=busy))
     assert row.status == "unchanged" and "speed vs reference" in row.note

@@ -175,6 +175,13 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
                 if _too_weak(r_ev, threshold):
                     status = "inconclusive"
                     out["note"] += f"; {what_would_decide(r_ev)}"
+                elif status == "regression" and new.label and \
+                        ratio[1].reference == new.label:
+                    # the reference itself is timed beside the calibration matmul, a different
+                    # kind of work that a busy machine slows differently: no duet to decide
+                    status = "inconclusive"
+                    out["note"] = (f"{why}: the reference attention's own ratio is to the"
+                                   f" calibration matmul ({r_text}); rerun on a quiet machine")
         elif r_ev is not None:
             if status == "regression" and _status_of(r_ev, threshold) != "regression":
                 status = "unchanged"
