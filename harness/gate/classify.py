@@ -118,7 +118,8 @@ def what_would_decide(ev: Evidence) -> str:
         return (f"{ev.n_base} vs {ev.n_new} processes too few for the spread between them"
                 f"{power}: more processes (throughput `processes`), or a quieter machine")
     if ev.one_process:
-        return "one process per run: time in several processes (throughput `processes: 3`)"
+        return ("one process per run: time in several processes (throughput `processes: 3`),"
+                " or on a quieter machine")
     if ev.test in ("intervals", "stderr"):
         return "intervals too wide: more seeds or more test examples"
     return "rerun both sides on a quiet machine"
