@@ -333,3 +333,13 @@ def test_shift_tests_match_scipy_one_sided() -> None:
     assert paired_shift([1, 2], [1, 2], "greater").p == 1.0
     with pytest.raises(ValueError, match="alternative"):
         welch_shift([1, 2], [3, 4], "two-sided")  # type: ignore[arg-type]
+
+
+def test_robust_sd_is_the_sd_of_normal_data_and_ignores_a_few_outliers() -> None:
+    from harness.measure.stats import robust_sd
+
+    x = np.random.default_rng(1).normal(0, 0.05, 4000)
+    assert robust_sd(x) == pytest.approx(0.05, rel=0.05)
+    assert robust_sd(np.concatenate([x, [5.0] * 400])) == pytest.approx(0.05, rel=0.15)
+    with pytest.raises(ValueError):
+        robust_sd([])

@@ -27,6 +27,7 @@ from harness.measure.stats import (
     detectable_shift,
     paired_shift,
     rank_shift,
+    robust_sd,
     welch_shift,
 )
 from harness.records import Record
@@ -197,13 +198,9 @@ def row_spread(log_changes: Sequence[float], alpha: float) -> RowSpread | None:
     """The empirical null of a suite's log changes (None with fewer than ``MIN_SPREAD_ROWS``):
     most rows of two runs of one suite did not change, so their spread is the noise between
     the runs, measured in these runs; a minority of changed rows barely moves the MAD."""
-    import numpy as np
-
     if len(log_changes) < MIN_SPREAD_ROWS:
         return None
-    x = np.asarray(log_changes, dtype=float)
-    scale = 1.4826 * float(np.median(np.abs(x - np.median(x))))
-    return RowSpread(scale, len(x), alpha)
+    return RowSpread(robust_sd(log_changes), len(log_changes), alpha)
 
 
 def _worse_fraction(log_shift: float | None, higher_is_better: bool) -> float | None:

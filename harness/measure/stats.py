@@ -56,6 +56,7 @@ __all__ = [
     "percentile_estimate",
     "rank_shift",
     "resample_indices",
+    "robust_sd",
     "summarize",
     "t_interval",
     "welch_shift",
@@ -551,6 +552,13 @@ def rank_shift(base: Any, new: Any, alternative: Alternative) -> ShiftTest:
     res = _sps.mannwhitneyu(n, b, alternative=alternative)
     return ShiftTest("mann_whitney", float(res.statistic), float(res.pvalue),
                      float(np.median(n) - np.median(b)), None, None, len(b), len(n))
+
+
+def robust_sd(values: Any) -> float:
+    """1.4826 x the median absolute deviation from the median: the standard deviation of
+    normal data, barely moved by a minority of outliers (>= 1 value)."""
+    x = _as_1d(values, "values", min_len=1)
+    return 1.4826 * float(np.median(np.abs(x - np.median(x))))
 
 
 def detectable_shift(test: ShiftTest, alpha: float) -> float | None:
