@@ -780,3 +780,16 @@ def test_per_seed_scores_are_judged_over_seeds_paired() -> None:
     # one seed a side: the test-set intervals decide, as before
     rows, _ = compare_records([f1(0, 0.80)], [f1(0, 0.60)])
     assert rows[0].status == "regression" and rows[0].evidence.test == "intervals"
+
+
+def test_wall_times_outside_timing_suites_never_decide() -> None:
+    """A training time is measured beside other work, with no side-by-side reference: twice as
+    slow on a busy machine is shown, never a regression, and takes no part in the power."""
+    def t(seed: int, value: float) -> Record:
+        return Record("accuracy", "linear", {}, {"task": "recall", "seed": seed}, "train_time_s",
+                      value=value, unit="s", higher_is_better=False, label="linear")
+
+    rows, _ = compare_records([t(s, 10.0 + s) for s in range(3)],
+                              [t(s, 20.0 + s) for s in range(3)])
+    assert {r.status for r in rows} == {"informational"}
+    assert all("wall time" in r.note and not r.decides for r in rows)
