@@ -15,12 +15,13 @@ Timing: every run is `harness run throughput` with the shipped quick profile, as
 - ``hog_plant``: ``--hog-runs`` planted runs under the hog -> exit 1 naming it, never 3.
 
 Accuracy and bias (``--skip-scores`` leaves them out): two runs of `harness run accuracy bias`
-(the quick profile's digits task and bias corpus, seeds 0-2, standard / linear / sparse), then
-``--score-trials`` copies of the second run in which ``--slow``'s per-seed scores got seed-level
-noise (the seed-to-seed spread measured in the run: what a harmless change to that attention's
-code does), and as many with a planted drop on top: its macro-F1 minus ``--drop`` on digits and
-its gender demographic-parity difference plus ``--drop``. Identical code and seeds -> exit 0;
-noise only -> exit 1 in at most 5%; planted -> exit 1 naming the metric and group.
+(the quick profile's digits task and bias corpus, ``--seeds`` seeds, standard / linear /
+sparse), then ``--score-trials`` copies of the second run in which ``--slow``'s per-seed scores
+got seed-level noise (the seed-to-seed spread measured in the run: what a harmless change to
+that attention's code does), and as many with a planted drop on top: its macro-F1 minus
+``--drop`` on digits and its gender demographic-parity difference plus ``--drop``. Identical
+code and seeds -> exit 0; noise only -> exit 1 in at most 5%; planted -> exit 1 naming the
+metric and group.
 
 It prints each comparison, the rates against their targets and the total runtime, and writes
 everything to ``OUT/prove_gate.json``. Exit 0 when every target was met.
@@ -163,12 +164,13 @@ def timing_protocol(out: Path, args: argparse.Namespace, counts: dict[str, int])
     return results
 
 
-def scores_profile(path: Path) -> Path:
-    """The quick profile's digits task and bias corpus, seeds 0-2, no baseline or fidelity."""
+def scores_profile(path: Path, seeds: int) -> Path:
+    """The quick profile's digits task and bias corpus, ``seeds`` seeds, no baseline or
+    fidelity."""
     profile = yaml.safe_load((REPO / "suites" / "quick.yaml").read_text(encoding="utf-8"))
     profile = copy.deepcopy(profile)
-    profile["seeds"] = [0, 1, 2]
-    profile["description"] = "scripts/prove_gate.py: accuracy and bias over three seeds"
+    profile["seeds"] = list(range(seeds))
+    profile["description"] = f"scripts/prove_gate.py: accuracy and bias over {seeds} seeds"
     acc = profile["suites"]["accuracy"]
     acc["tasks"] = [t for t in acc["tasks"] if t["name"] == "digits"]
     acc.update(baseline=False, fidelity=False)
@@ -221,7 +223,7 @@ def _planted_copy(run: Path, dest: Path, rng: random.Random, slow: str, drop: fl
 
 
 def scores_protocol(out: Path, args: argparse.Namespace, trials: int) -> dict:
-    profile = scores_profile(out / "scores.yaml")
+    profile = scores_profile(out / "scores.yaml", args.seeds)
     cmd = ["accuracy", "bias", "--profile", str(profile), "--attention",
            "standard,linear,sparse"]
     a = harness(cmd, out / "scores" / "a")
@@ -299,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs under the hog, identical and planted each (default 5)")
     parser.add_argument("--score-trials", type=int, default=20,
                         help="noise-only and planted copies of the scores run (default 20)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="seeds of the score runs (default 5; paired t has seeds - 1 df)")
     parser.add_argument("--trials", type=int, default=None,
                         help="cap every count above at this (quiet runs at least 2)")
     parser.add_argument("--slow", default="sparse", help="the attention to plant (default"
@@ -325,9 +329,10 @@ def main(argv: list[str] | None = None) -> int:
               "scores": args.score_trials}
     if args.trials is not None:
         counts = {k: min(v, args.trials) for k, v in counts.items()}
-    if counts["quiet"] < 2 or min(counts.values()) < 0 or args.factor <= 1.0 or args.drop <= 0:
+    if counts["quiet"] < 2 or min(counts.values()) < 0 or args.factor <= 1.0 or \
+            args.drop <= 0 or args.seeds < 2:
         parser.error("--quiet-runs (and --trials) >= 2, other counts >= 0, --factor > 1,"
-                     " --drop > 0")
+                     " --drop > 0, --seeds >= 2")
     out = args.out or Path(tempfile.mkdtemp(prefix="prove-gate-"))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
