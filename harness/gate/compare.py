@@ -277,7 +277,7 @@ def _seed_groups(keys: list[tuple], b_index: dict[tuple, Record], n_index: dict[
     for key in keys:
         b, n = b_index.get(key), n_index.get(key)
         if not _comparable(b, n) or b.suite in timing or b.value is None or \
-                n.value is None or b.unit in TIME_UNITS:  # type: ignore[union-attr]
+                n.value is None or b.metric in WALL_TIMES:  # type: ignore[union-attr]
             continue
         group = seed_group(key, b)  # type: ignore[arg-type]
         if group is not None:
@@ -419,17 +419,18 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
     return rows, warnings
 
 
-#: Units of wall times: outside a timing suite they are measured beside other work, with no
-#: side-by-side reference and no calibration, so they are shown, never gated.
-TIME_UNITS = ("s", "ms")
+#: Wall times of training (accuracy, bias): measured while the pool trains other cells, with no
+#: side-by-side reference and no calibration, so they are shown, never gated (the throughput
+#: suite gates speed). A ``MetricSpec`` flag would be the better seam for this.
+WALL_TIMES = ("train_time_s", "train_time_s_mean")
 
 
 def _demote_supporting(row: CompareRow, ref: Record, supporting: dict[str, set[str]],
                        derived: dict[str, set[str]], timing: set[str]) -> None:
     """Ratio rows support their absolute metric; derived summaries without uncertainty (or
     from timings) are judged on the measurements they come from: both informational. So is a
-    wall time of a suite that is not a timing suite (a training time)."""
-    if ref.suite not in timing and ref.unit in TIME_UNITS:
+    training's wall time (``WALL_TIMES``)."""
+    if ref.suite not in timing and ref.metric in WALL_TIMES:
         row.decides = False
         if row.status in ("regression", "improvement", "inconclusive"):
             row.note = (f"{row.status} of a wall time measured beside other work (no"
