@@ -125,6 +125,23 @@ def what_would_decide(ev: Evidence) -> str:
     return "rerun both sides on a quiet machine"
 
 
+def _against_spread(status: str, ev: Evidence, spread: RowSpread, out: dict[str, Any]
+                    ) -> tuple[str, Evidence]:
+    """A timed row's change must also stand out of the spread of all the suite's rows between
+    the two runs (the empirical null); the spread's floor joins the row's power."""
+    if ev.effect is None or ev.test not in ("welch_t_processes", "mann_whitney_rounds",
+                                            "below_threshold"):
+        return status, ev
+    floor = spread.critical
+    ev = replace(ev, detectable=max(ev.detectable or 0.0, floor), detail=spread.text())
+    moved = abs(math.log1p(max(ev.effect, -0.999999)))
+    if status in ("regression", "improvement", "inconclusive") and moved <= math.log1p(floor):
+        out["note"] = (f"{ev.effect:+.1%} is within the spread of the {spread.rows} timed rows"
+                       f" of these runs ({spread.text()})")
+        status = "unchanged"
+    return status, ev
+
+
 def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha: float,
              ratio: tuple[Record, Record] | None = None, drift: float | None = None,
              seeds: tuple[Change, Evidence] | None = None,
@@ -197,17 +214,8 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
         why = f"machine speed {drift:+.0%} (calibration)" if drifted else f"noisy ({noisy})"
         out["note"] = (f"{why} and no ratio to the side-by-side reference to decide; rerun on"
                        " a quiet machine")
-    if spread is not None and deciding.effect is not None and deciding.test in (
-            "welch_t_processes", "mann_whitney_rounds", "below_threshold"):
-        floor = spread.critical
-        deciding = replace(deciding, detectable=max(deciding.detectable or 0.0, floor),
-                           detail=spread.text())
-        moved = abs(math.log1p(max(deciding.effect, -0.999999)))
-        if status in ("regression", "improvement", "inconclusive") and \
-                moved <= math.log1p(floor):
-            out["note"] = (f"{deciding.effect:+.1%} is within the spread of the {spread.rows}"
-                           f" timed rows of these runs ({spread.text()})")
-            status = "unchanged"
+    if spread is not None:
+        status, deciding = _against_spread(status, deciding, spread, out)
     out["evidence"] = deciding
     out["status"] = status
     if status == "unchanged" and "note" not in out:

@@ -74,6 +74,10 @@ EXIT_CODES = {"pass": 0, "fail": 1, "unusable": 2, "inconclusive": 3}
 ALPHA = 0.05
 SUITE_ORDER = ("throughput", "memory", "accuracy", "bias")
 _JUDGED = ("regression", "improvement", "inconclusive", "unchanged")
+#: Wall times of training (accuracy, bias): measured while the pool trains other cells, with no
+#: side-by-side reference and no calibration, so they are shown, never gated (the throughput
+#: suite gates speed). A ``MetricSpec`` flag would be the better seam for this.
+WALL_TIMES = ("train_time_s", "train_time_s_mean")
 
 
 @dataclass
@@ -313,6 +317,112 @@ def _spreads(keys: list[tuple], b_index: dict[tuple, Record], n_index: dict[tupl
     return out
 
 
+@dataclass
+class _Pairs:
+    """Everything one comparison's rows are judged with."""
+
+    base: Sequence[Record]
+    new: Sequence[Record]
+    b_index: dict[tuple, Record]
+    n_index: dict[tuple, Record]
+    ratio_of: dict[str, dict[str, str]]
+    supporting: dict[str, set[str]]
+    derived: dict[str, set[str]]
+    timing: set[str]
+    threshold: float
+    atol: float
+    alpha: float = ALPHA
+    row_alpha: float = ALPHA
+    in_group: dict[tuple, tuple] = field(default_factory=dict)
+    group_evidence: dict[tuple, tuple[Change, Evidence]] = field(default_factory=dict)
+    spreads: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[tuple]:
+        return [*self.b_index, *(k for k in self.n_index if k not in self.b_index)]
+
+
+def _decide_levels(pairs: _Pairs) -> None:
+    """Seed groups, the Bonferroni level (the rows and seed groups whose change exceeds the
+    threshold share alpha), the groups' evidence and the timing suites' spreads."""
+    keys = pairs.keys
+    groups = _seed_groups(keys, pairs.b_index, pairs.n_index, pairs.timing)
+    pairs.in_group = {k: g for g, ks in groups.items() for k in ks}
+
+    def group_pairs(ks: list[tuple]) -> list[tuple[float, float]]:
+        return [(pairs.b_index[k].value, pairs.n_index[k].value) for k in ks]  # type: ignore[misc]
+
+    candidates = 0
+    for key in keys:
+        b, n = pairs.b_index.get(key), pairs.n_index.get(key)
+        if key not in pairs.in_group and _comparable(b, n) and has_samples(b) and \
+                has_samples(n):  # type: ignore[arg-type]
+            change = change_of(b, n, pairs.atol)  # type: ignore[arg-type]
+            candidates += bool(change and change.beyond(pairs.threshold))
+    for ks in groups.values():
+        b0 = pairs.b_index[ks[0]]
+        change, _ = seed_evidence(group_pairs(ks), bool(b0.higher_is_better), pairs.threshold,
+                                  pairs.alpha, pairs.atol, b0.metric)
+        candidates += change.beyond(pairs.threshold)
+    pairs.row_alpha = pairs.alpha / max(candidates, 1)
+    for g, ks in groups.items():
+        b0 = pairs.b_index[ks[0]]
+        pairs.group_evidence[g] = seed_evidence(group_pairs(ks), bool(b0.higher_is_better),
+                                                pairs.threshold, pairs.row_alpha, pairs.atol,
+                                                b0.metric)
+    pairs.spreads = _spreads(keys, pairs.b_index, pairs.n_index, pairs.ratio_of,
+                             pairs.supporting, pairs.timing, pairs.alpha)
+
+
+def _row(pairs: _Pairs, key: tuple, b_failed: dict[str, Record],
+         n_failed: dict[str, Record]) -> CompareRow:
+    """The classified row of one match key."""
+    b, n = pairs.b_index.get(key), pairs.n_index.get(key)
+    ref = n or b
+    assert ref is not None
+    row = CompareRow(
+        suite=ref.suite, attention=ref.attention, label=label_of(ref),
+        options=dict(ref.options), params=dict(ref.params), metric=ref.metric,
+        unit=ref.unit, higher_is_better=ref.higher_is_better, base=b, new=n,
+        status="new" if b is None else "vanished",
+    )
+    # a cell that failed as a whole left one ``cell_status`` record instead of its metrics:
+    # judge each metric of the other run against that failure
+    if n is None and b is not None and b.cell in n_failed and b.metric != CELL_STATUS:
+        n = row.new = as_metric(n_failed[b.cell], b)
+    elif b is None and n is not None and n.cell in b_failed and n.metric != CELL_STATUS:
+        b = row.base = as_metric(b_failed[n.cell], n)
+    if b is None:
+        row.note = f"only in the new run ({n.status})"  # type: ignore[union-attr]
+    elif n is None:
+        row.note = f"only in the base run ({b.status})"
+    elif CELL_STATUS in (b.metric, n.metric) and ref.metric == CELL_STATUS:
+        row.status, row.note = "informational", f"cell status {b.status} -> {n.status}"
+    else:
+        ratio_metric = pairs.ratio_of.get(ref.suite, {}).get(ref.metric)
+        ratio = None
+        if ratio_metric:
+            rb = partner(pairs.b_index, key, ratio_metric)
+            rn = partner(pairs.n_index, key, ratio_metric)
+            if rb is not None and rn is not None and rb.status == rn.status == "ok" and \
+                    not references_differ(rb, rn):
+                ratio = (rb, rn)
+        drift = calibration_drift(partner(pairs.b_index, key, CALIBRATION),
+                                  partner(pairs.n_index, key, CALIBRATION))
+        seeds = pairs.group_evidence.get(pairs.in_group.get(key))  # type: ignore[arg-type]
+        for name, value in classify(b, n, pairs.threshold, pairs.atol, alpha=pairs.row_alpha,
+                                    ratio=ratio, drift=drift, seeds=seeds,
+                                    spread=pairs.spreads.get(ref.suite)).items():
+            setattr(row, name, value)
+        _demote_supporting(row, ref, pairs.supporting, pairs.derived, pairs.timing)
+    if ref.metric == CELL_STATUS and row.status in ("new", "vanished"):
+        other = pairs.base if row.status == "new" else pairs.new
+        if any(r.cell == ref.cell and r.metric != CELL_STATUS for r in other):
+            row.status = "informational"
+            row.note = f"cell {ref.status}: {ref.error or ''} (judged on its metrics)".strip()
+    return row
+
+
 def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: float = 0.1,
                     *, atol: float = 0.1, alpha: float = ALPHA,
                     base_meta: dict[str, Any] | None = None,
@@ -329,84 +439,15 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
     b_meta, n_meta = base_meta or {}, new_meta or {}
     rules = rules_of(b_meta, n_meta)
     ratio_of = {suite: dict(r.get("reference_metrics") or {}) for suite, r in rules.items()}
-    supporting = {suite: set(m.values()) for suite, m in ratio_of.items()}
-    derived = summary_metrics(b_meta, n_meta)
-    timing = {suite for suite, r in rules.items() if r.get("timing")}
-    b_index = index_records(base, b_meta, rules, "base", warnings)
-    n_index = index_records(new, n_meta, rules, "new", warnings)
+    pairs = _Pairs(base, new, index_records(base, b_meta, rules, "base", warnings),
+                   index_records(new, n_meta, rules, "new", warnings), ratio_of,
+                   {suite: set(m.values()) for suite, m in ratio_of.items()},
+                   summary_metrics(b_meta, n_meta),
+                   {suite for suite, r in rules.items() if r.get("timing")},
+                   threshold, atol, alpha)
+    _decide_levels(pairs)
     b_failed, n_failed = failed_cells(base), failed_cells(new)
-    keys = [*b_index, *(k for k in n_index if k not in b_index)]
-    groups = _seed_groups(keys, b_index, n_index, timing)
-    in_group = {k: g for g, ks in groups.items() for k in ks}
-    # Bonferroni: the rows (and seed groups) whose change exceeds the threshold share alpha
-    candidates = 0
-    for key in keys:
-        b, n = b_index.get(key), n_index.get(key)
-        if key not in in_group and _comparable(b, n) and has_samples(b) and has_samples(n):  # type: ignore[arg-type]
-            change = change_of(b, n, atol)  # type: ignore[arg-type]
-            candidates += bool(change and change.beyond(threshold))
-    group_changes: dict[tuple, Change] = {}
-    for g, ks in groups.items():
-        b0 = b_index[ks[0]]
-        pairs = [(b_index[k].value, n_index[k].value) for k in ks]
-        change, _ = seed_evidence(pairs, bool(b0.higher_is_better), threshold, alpha, atol,
-                                  b0.metric)  # type: ignore[arg-type]
-        group_changes[g] = change
-        candidates += change.beyond(threshold)
-    row_alpha = alpha / max(candidates, 1)
-    spreads = _spreads(keys, b_index, n_index, ratio_of, supporting, timing, alpha)
-    group_evidence = {}
-    for g, ks in groups.items():
-        b0 = b_index[ks[0]]
-        pairs = [(b_index[k].value, n_index[k].value) for k in ks]
-        group_evidence[g] = seed_evidence(pairs, bool(b0.higher_is_better), threshold,  # type: ignore[arg-type]
-                                          row_alpha, atol, b0.metric)
-    rows = []
-    for key in keys:
-        b, n = b_index.get(key), n_index.get(key)
-        ref = n or b
-        assert ref is not None
-        row = CompareRow(
-            suite=ref.suite, attention=ref.attention, label=label_of(ref),
-            options=dict(ref.options), params=dict(ref.params), metric=ref.metric,
-            unit=ref.unit, higher_is_better=ref.higher_is_better, base=b, new=n,
-            status="new" if b is None else "vanished",
-        )
-        # a cell that failed as a whole left one ``cell_status`` record instead of its metrics:
-        # judge each metric of the other run against that failure
-        if n is None and b is not None and b.cell in n_failed and b.metric != CELL_STATUS:
-            n = row.new = as_metric(n_failed[b.cell], b)
-        elif b is None and n is not None and n.cell in b_failed and n.metric != CELL_STATUS:
-            b = row.base = as_metric(b_failed[n.cell], n)
-        if b is None:
-            row.note = f"only in the new run ({n.status})"  # type: ignore[union-attr]
-        elif n is None:
-            row.note = f"only in the base run ({b.status})"
-        elif CELL_STATUS in (b.metric, n.metric) and ref.metric == CELL_STATUS:
-            row.status, row.note = "informational", f"cell status {b.status} -> {n.status}"
-        else:
-            ratio_metric = ratio_of.get(ref.suite, {}).get(ref.metric)
-            ratio = None
-            if ratio_metric:
-                rb, rn = partner(b_index, key, ratio_metric), partner(n_index, key, ratio_metric)
-                if rb is not None and rn is not None and rb.status == rn.status == "ok" and \
-                        not references_differ(rb, rn):
-                    ratio = (rb, rn)
-            drift = calibration_drift(partner(b_index, key, CALIBRATION),
-                                      partner(n_index, key, CALIBRATION))
-            for name, value in classify(b, n, threshold, atol, alpha=row_alpha, ratio=ratio,
-                                        drift=drift,
-                                        seeds=group_evidence.get(in_group.get(key)),
-                                        spread=spreads.get(ref.suite)).items():
-                setattr(row, name, value)
-            _demote_supporting(row, ref, supporting, derived, timing)
-        if ref.metric == CELL_STATUS and row.status in ("new", "vanished"):
-            other = base if row.status == "new" else new
-            if any(r.cell == ref.cell and r.metric != CELL_STATUS for r in other):
-                row.status = "informational"
-                row.note = f"cell {ref.status}: {ref.error or ''} (judged on its metrics)".strip()
-        rows.append(row)
-    rows.sort(key=_sort_key)
+    rows = sorted((_row(pairs, key, b_failed, n_failed) for key in pairs.keys), key=_sort_key)
     single = [r for r in rows if r.status == "regression" and r.evidence is not None
               and r.evidence.one_process]
     if single:
@@ -417,12 +458,6 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
             " 2-core machine, 6 of 380 with 3 processes per run); confirm with runs timed in"
             " several processes (throughput `processes: 3`, as in the release profile)")
     return rows, warnings
-
-
-#: Wall times of training (accuracy, bias): measured while the pool trains other cells, with no
-#: side-by-side reference and no calibration, so they are shown, never gated (the throughput
-#: suite gates speed). A ``MetricSpec`` flag would be the better seam for this.
-WALL_TIMES = ("train_time_s", "train_time_s_mean")
 
 
 def _demote_supporting(row: CompareRow, ref: Record, supporting: dict[str, set[str]],
