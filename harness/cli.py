@@ -505,9 +505,11 @@ def compare_cmd(
     html: Annotated[Path | None, typer.Option(help="Write an HTML diff here.")] = None,
 ) -> None:
     """Compare two runs. Exit 0 pass, 1 regression (or vanished cells), 2 unusable input,
-    3 inconclusive (too noisy to decide)."""
-    from harness.report.compare import (
+    3 inconclusive (a would-be regression the side-by-side evidence cannot decide; the output
+    says what would). Prints per suite the smallest regression it could have detected."""
+    from harness.gate import (
         compare_runs,
+        power_lines,
         render_compare_table,
         unmatched_summary,
         verdict_line,
@@ -543,6 +545,8 @@ def compare_cmd(
     table = render_compare_table(result)
     console.print(table if table.row_count else table.caption)
     for line in unmatched_summary(result):
+        console.print(line)
+    for line in power_lines(result):
         console.print(line)
     for line in _not_judged(result):
         err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)

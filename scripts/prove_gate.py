@@ -1,28 +1,45 @@
-"""Prove the release gate (`harness compare`): silent on identical code, fires on a slowdown.
+"""Prove the release gate (`harness compare`) on the shipped quick profile: its false-fail and
+detection rates for timing, accuracy and bias.
 
-Three scenarios, each repeated ``--trials`` times; every trial makes a fresh base run and a fresh
-new run of the throughput suite (separate processes, the CLI as a user runs it) and compares them:
+Timing: every run is `harness run throughput` with the shipped quick profile, as a user runs it
+(its own process, the CLI, every attention of the profile). The protocol:
 
-- ``hog``: identical code, the new run with a CPU hog busy on one core -> exit 0 or 3, never 1;
-- ``plant``: one attention made ``--factor`` times slower (its ``forward`` busy-waits for the
-  extra time; a ``sitecustomize`` of the new run, so every process that times a cell has it),
-  quiet machine -> exit 1 naming it, and no other attention;
-- ``quiet``: identical code, quiet machine -> exit 0 (inconclusive is no escape when nothing
-  disturbed the runs).
+- ``quiet``: ``--quiet-runs`` runs of identical code; ``harness compare`` on every ordered pair
+  -> exit 1 in at most 5% of them;
+- ``plant``: ``--plant-runs`` runs with one attention (``--slow``) made ``--factor`` times
+  slower (its ``forward`` busy-waits for the extra time; a ``sitecustomize`` on the run's
+  ``PYTHONPATH``, so every process that times a cell has it), each compared with a quiet run
+  -> exit 1 naming only that attention in at least 19 of 20;
+- ``hog``: ``--hog-runs`` runs of identical code with a CPU hog busy on one core, each compared
+  with a quiet run -> exit 0 or 3, never 1;
+- ``hog_plant``: ``--hog-runs`` planted runs under the hog -> exit 1 naming it, never 3.
 
-It prints how often each exit code happened per scenario and writes every trial (exit code,
-regressions, inconclusive rows, the compare output) to ``OUT/prove_gate.json``. Exit 0 when every
-trial met its expectation. Run it on a quiet machine (only the hog scenario adds load):
+Accuracy and bias (``--skip-scores`` leaves them out): two runs of `harness run accuracy bias`
+(the quick profile's digits task and bias corpus, ``--seeds`` seeds, standard / linear /
+sparse), then ``--score-trials`` copies of the second run in which ``--slow``'s per-seed scores
+got seed-level noise (the seed-to-seed spread measured in the run: what a harmless change to
+that attention's code does), and as many with a planted drop on top: its macro-F1 minus
+``--drop`` on digits and its gender demographic-parity difference plus ``--drop``. Identical
+code and seeds -> exit 0; noise only -> exit 1 in at most 5%; planted -> exit 1 naming the
+metric and group.
 
-    python scripts/prove_gate.py                       # the proof: 3 scenarios x 5 trials
-    python scripts/prove_gate.py --small --trials 1    # a dry run of the machinery (seconds)
+It prints each comparison, the rates against their targets and the total runtime, and writes
+everything to ``OUT/prove_gate.json``. Exit 0 when every target was met.
+
+    python scripts/prove_gate.py --out /tmp/proof          # the full protocol (see PERFORMANCE.md)
+    python scripts/prove_gate.py --trials 2 --out /tmp/p   # at most 2 runs per scenario
+    python scripts/prove_gate.py --pairs /tmp/proof        # only re-compare the quiet runs' pairs
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,21 +49,11 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIOS = ("hog", "plant", "quiet")
-EXPECTED = {"hog": {0, 3}, "plant": {1}, "quiet": {0}}
+TARGETS = {"quiet": "exit 1 in <= 5% of ordered pairs", "plant": "exit 1 naming only it in >= 95%",
+           "hog": "never exit 1", "hog_plant": "exit 1 naming it, never 3",
+           "scores_identical": "exit 0", "scores_noise": "exit 1 in <= 5%",
+           "scores_plant": "exit 1 naming the metric and group in >= 95%"}
 
-# The proof's sweep: the attention layer alone (no model cells), lengths where every family
-# takes milliseconds, threads left at the default (all cores but one), each cell timed in
-# three fresh processes (throughput ``processes``) as a release gate should be.
-FULL = {"attentions": ["standard", "linear", "sparse"], "seq_lens": [512, 1024, 2048],
-        "passes": ["forward", "fwd_bwd"], "min_run_time": 0.3, "processes": 3}
-SMALL = {"attentions": ["standard", "linear"], "seq_lens": [64, 128], "passes": ["forward"],
-         "min_run_time": 0.02, "processes": 2}
-
-# A ``sitecustomize`` module, first on the new run's PYTHONPATH, that slows one attention's
-# forward down by FACTOR (busy-waiting, so the extra time is spent like real work) in every
-# Python process of that run: the CLI and each worker process that times a cell (Python imports
-# sitecustomize at start-up; the workers inherit the environment with name and factor).
 _PLANT_MODULE = """
 import os, time
 from harness.attention import attention_class
@@ -65,167 +72,291 @@ cls.forward = forward
 _HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
 
 
-def write_profile(path: Path, sweep: dict) -> Path:
-    profile = {
-        "name": "prove-gate",
-        "description": "scripts/prove_gate.py: throughput of a few attentions",
-        "seeds": [0],
-        "device": "cpu",
-        "attentions": [{"name": n} for n in sweep["attentions"]],
-        "suites": {"throughput": {"seq_lens": sweep["seq_lens"], "batch_sizes": [1],
-                                  "heads": 4, "head_dim": 64, "passes": sweep["passes"],
-                                  "min_run_time": sweep["min_run_time"], "warmup": 1,
-                                  "processes": sweep["processes"], "model": None}},
-    }
-    path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def harness_run(profile: Path, out: Path, *, plant: tuple[str, float] | None = None) -> Path:
-    """One `harness run throughput` in its own process; returns the run directory."""
-    cmd = [sys.executable, "-m", "harness.cli", "run", "throughput", "--profile", str(profile),
-           "--out", str(out), "--no-progress", "--no-report"]
+def harness(args: list[str], out: Path, *, plant: tuple[str, float] | None = None,
+            hog: bool = False) -> Path:
+    """One `harness run ARGS --out OUT` in its own process; returns the run directory."""
+    cmd = [sys.executable, "-m", "harness.cli", "run", *args, "--out", str(out),
+           "--no-progress", "--no-report"]
     env = dict(os.environ)
     if plant is not None:
-        folder = out.parent / "plant"
+        folder = out / "plant"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "sitecustomize.py").write_text(_PLANT_MODULE, encoding="utf-8")
         env.update(PROVE_GATE_PLANT=plant[0], PROVE_GATE_FACTOR=repr(plant[1]),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(folder),
                                                             env.get("PYTHONPATH")])))
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, env=env)
+    spinner = None
+    if hog:
+        core = max(os.sched_getaffinity(0))
+        spinner = subprocess.Popen([sys.executable, "-c", _HOG, str(core)])
+        time.sleep(1.0)
+    try:
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False,
+                              env=env)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
     if done.returncode != 0:
         raise SystemExit(f"harness run failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return (out / "latest").resolve()
 
 
-def compare(base: Path, new: Path) -> tuple[int, dict]:
-    """`harness compare BASE NEW` (CLI exit code) and the comparison's rows of interest."""
+def compare(base: Path, new: Path) -> dict:
+    """`harness compare BASE NEW` through the CLI (its exit code and output), and the rows that
+    decided (from the same comparison in this process)."""
     done = subprocess.run([sys.executable, "-m", "harness.cli", "compare", str(base), str(new)],
                           cwd=REPO, capture_output=True, text=True, check=False,
                           env={**os.environ, "COLUMNS": "200"})
-    from harness.report.compare import compare_runs
+    from harness.gate import compare_runs
 
     cmp = compare_runs(base, new)
+
     def rows(status: str) -> list[dict]:
         return [{"label": r.label, "metric": r.metric, "params": r.params,
                  "rel_change": r.rel_change, "note": r.note or r.noise}
                 for r in cmp.by_status(status)]
 
-    return done.returncode, {"regressions": rows("regression"),
-                             "inconclusive": rows("inconclusive"),
-                             "output": done.stdout[-4000:] + done.stderr[-2000:]}
+    if done.returncode != cmp.exit_code:
+        raise SystemExit(f"CLI exit {done.returncode} != compare_runs {cmp.exit_code}")
+    return {"base": str(base), "new": str(new), "exit_code": done.returncode,
+            "regressions": rows("regression"), "inconclusive": rows("inconclusive"),
+            "power": [p.text() for p in cmp.power], "advice": cmp.advice,
+            "output": done.stdout[-3000:] + done.stderr[-1000:]}
 
 
-def trial(scenario: str, profile: Path, work: Path, args: argparse.Namespace) -> dict:
-    base = harness_run(profile, work / "base")
-    hog = None
-    try:
-        if scenario == "hog":
-            core = max(os.sched_getaffinity(0))
-            hog = subprocess.Popen([sys.executable, "-c", _HOG, str(core)])
-            time.sleep(1.0)  # let it spin up
-        new = harness_run(profile, work / "new",
-                          plant=(args.slow, args.factor) if scenario == "plant" else None)
-    finally:
-        if hog is not None:
-            hog.kill()
-            hog.wait()
-    code, detail = compare(base, new)
-    ok = code in EXPECTED[scenario]
-    if scenario == "plant" and ok:  # it must name the planted attention, and only it
-        labels = {r["label"] for r in detail["regressions"]}
-        ok = labels == {args.slow}
-    return {"scenario": scenario, "exit_code": code, "ok": ok, "base": str(base),
-            "new": str(new), **detail}
+def _ok(scenario: str, result: dict, slow: str) -> bool:
+    code, labels = result["exit_code"], {r["label"] for r in result["regressions"]}
+    if scenario == "quiet":
+        return code != 1
+    if scenario == "hog":
+        return code in (0, 3)
+    if scenario in ("plant", "hog_plant"):
+        return code == 1 and labels == {slow}
+    return True
 
 
-def identical_pairs(out: Path) -> dict:
-    """``harness compare`` on every ordered pair of the proof's runs of identical code on a quiet
-    machine (every quiet run and every base run) in ``out``: the false-failure rate measured on
-    more pairs than the trials (the pairs share runs: not independent trials)."""
-    import itertools
+def _show(scenario: str, i: int, result: dict, slow: str) -> None:
+    names = sorted({r["label"] for r in result["regressions"]})
+    power = "; ".join(result["power"])
+    print(f"{scenario} #{i + 1}: exit {result['exit_code']}"
+          f" ({'ok' if _ok(scenario, result, slow) else 'MISSED TARGET'}); regressions in"
+          f" {names or 'none'}; {len(result['inconclusive'])} inconclusive row(s); {power}",
+          flush=True)
+
+
+def timing_protocol(out: Path, args: argparse.Namespace, counts: dict[str, int]) -> dict:
+    """The four timing scenarios; returns ``{scenario: [result, ...]}``."""
+    results: dict[str, list[dict]] = {s: [] for s in ("quiet", "plant", "hog", "hog_plant")}
+    plant = (args.slow, args.factor)
+    quiet_runs = [harness(["throughput"], out / "quiet" / str(i))
+                  for i in range(counts["quiet"])]
+    for i, (a, b) in enumerate(itertools.permutations(quiet_runs, 2)):
+        results["quiet"].append(compare(a, b))
+        _show("quiet", i, results["quiet"][-1], args.slow)
+    for scenario, n, kw in (("plant", counts["plant"], {"plant": plant}),
+                            ("hog", counts["hog"], {"hog": True}),
+                            ("hog_plant", counts["hog"], {"plant": plant, "hog": True})):
+        for i in range(n):
+            new = harness(["throughput"], out / scenario / str(i), **kw)  # type: ignore[arg-type]
+            results[scenario].append(compare(quiet_runs[i % len(quiet_runs)], new))
+            _show(scenario, i, results[scenario][-1], args.slow)
+    return results
+
+
+def scores_profile(path: Path, seeds: int) -> Path:
+    """The quick profile's digits task and bias corpus, ``seeds`` seeds, no baseline or
+    fidelity."""
+    profile = yaml.safe_load((REPO / "suites" / "quick.yaml").read_text(encoding="utf-8"))
+    profile = copy.deepcopy(profile)
+    profile["seeds"] = list(range(seeds))
+    profile["description"] = f"scripts/prove_gate.py: accuracy and bias over {seeds} seeds"
+    acc = profile["suites"]["accuracy"]
+    acc["tasks"] = [t for t in acc["tasks"] if t["name"] == "digits"]
+    acc.update(baseline=False, fidelity=False)
+    profile["suites"] = {"accuracy": acc, "bias": profile["suites"]["bias"]}
+    path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _planted_copy(run: Path, dest: Path, rng: random.Random, slow: str, drop: float,
+                  noise: bool) -> Path:
+    """A copy of ``run`` in which ``slow``'s per-seed scores got seed-level noise (each metric's
+    seed-to-seed sd in the run: a change to that attention's code reshuffles its training like
+    another seed would) and, with ``drop`` > 0, a planted drop: macro-F1 minus ``drop``, the
+    gender demographic-parity difference plus ``drop``."""
+    shutil.copytree(run, dest)
+    lines = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines() if x]
+    groups: dict[tuple, list[float]] = {}
+    for r in lines:
+        if isinstance((r.get("params") or {}).get("seed"), int) and r.get("value") is not None:
+            key = (r["suite"], r.get("label"), r["metric"],
+                   json.dumps({k: v for k, v in r["params"].items() if k != "seed"},
+                              sort_keys=True))
+            groups.setdefault(key, []).append(r["value"])
+    out = []
+    for r in lines:
+        params = r.get("params") or {}
+        if isinstance(params.get("seed"), int) and r.get("value") is not None and \
+                r.get("status") == "ok":
+            key = (r["suite"], r.get("label"), r["metric"],
+                   json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True))
+            values = groups[key]
+            mean = sum(values) / len(values)
+            sd = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+            # a change to one attention perturbs only its own training trajectories: the other
+            # attentions' per-seed results stay identical (training is deterministic per seed)
+            shift = rng.gauss(0.0, sd) if noise and r.get("label") == slow else 0.0
+            if drop and r.get("label") == slow:
+                if r["metric"] == "macro_f1":
+                    shift -= drop
+                elif r["metric"] == "demographic_parity_difference" and \
+                        params.get("axis") == "gender":
+                    shift += drop
+            if shift:
+                for field in ("value", "ci_low", "ci_high"):
+                    if r.get(field) is not None:
+                        r[field] = r[field] + shift
+        out.append(json.dumps(r))
+    (dest / "results.jsonl").write_text("\n".join(out) + "\n", encoding="utf-8")
+    return dest
+
+
+def scores_protocol(out: Path, args: argparse.Namespace, trials: int) -> dict:
+    profile = scores_profile(out / "scores.yaml", args.seeds)
+    cmd = ["accuracy", "bias", "--profile", str(profile), "--attention",
+           "standard,linear,sparse"]
+    a = harness(cmd, out / "scores" / "a")
+    b = harness(cmd, out / "scores" / "b")
+    results: dict[str, list[dict]] = {"scores_identical": [compare(a, b)],
+                                      "scores_noise": [], "scores_plant": []}
+    _show("scores_identical", 0, results["scores_identical"][0], args.slow)
+    rng = random.Random(0)
+    for i in range(trials):
+        for scenario, drop in (("scores_noise", 0.0), ("scores_plant", args.drop)):
+            dest = out / "scores" / f"{scenario}-{i}"
+            if dest.exists():
+                shutil.rmtree(dest)
+            results[scenario].append(compare(a, _planted_copy(b, dest, rng, args.slow, drop,
+                                                               True)))
+            _show(scenario, i, results[scenario][-1], args.slow)
+    return results
+
+
+def _scores_named(result: dict, slow: str) -> bool:
+    metrics = {(r["label"], r["metric"], (r["params"] or {}).get("axis"))
+               for r in result["regressions"]}
+    return result["exit_code"] == 1 and {m[0] for m in metrics} == {slow} and \
+        any(m[1].startswith("macro_f1") for m in metrics) and \
+        any(m[1] == "demographic_parity_difference" and m[2] == "gender" for m in metrics)
+
+
+def quiet_pairs(out: Path) -> dict | None:
+    """Every ordered pair of a finished proof's quiet runs (``out/quiet/<i>/latest``) compared
+    again (after a change of the gate, without new runs): the summary and the rows that failed,
+    or None with fewer than two runs."""
     from collections import Counter
 
-    from harness.report.compare import compare_runs
-
-    found = [*out.glob("quiet/*/*/latest"), *out.glob("*/*/base/latest")]
-    runs = sorted({p.resolve() for p in found})
-    codes: Counter = Counter()
-    rows: Counter = Counter()
-    for a, b in itertools.permutations(runs, 2):
-        cmp = compare_runs(a, b)
-        codes[cmp.exit_code] += 1
-        rows.update(f"{r.label} {r.metric} N={r.params.get('seq_len')}" for r in cmp.regressions)
-    return {"runs": len(runs), "pairs": sum(codes.values()),
-            "exit_codes": {str(c): n for c, n in sorted(codes.items())},
+    runs = sorted({p.resolve() for p in out.glob("quiet/*/latest")})
+    if len(runs) < 2:
+        return None
+    results = [compare(a, b) for a, b in itertools.permutations(runs, 2)]
+    rows = Counter(f"{r['label']} {r['metric']} N={r['params'].get('seq_len')}"
+                   for res in results for r in res["regressions"])
+    return {"runs": len(runs), **summarize({"quiet": results}, "")["quiet"],
             "regression_rows": dict(rows.most_common())}
+
+
+def summarize(results: dict, slow: str) -> dict:
+    """Per scenario: comparisons, exit codes and the rate its target is about."""
+    out = {}
+    for scenario, rows in results.items():
+        if not rows:
+            continue
+        codes = [r["exit_code"] for r in rows]
+        seen = {str(c): codes.count(c) for c in sorted(set(codes))}
+        if scenario in ("plant", "hog_plant"):
+            hits = sum(_ok(scenario, r, slow) for r in rows)
+            rate, met = hits / len(rows), (hits / len(rows) >= 0.95 if scenario == "plant"
+                                           else 3 not in codes and hits == len(rows))
+        elif scenario == "scores_plant":
+            hits = sum(_scores_named(r, slow) for r in rows)
+            rate, met = hits / len(rows), hits / len(rows) >= 0.95
+        elif scenario == "scores_identical":
+            rate, met = codes.count(0) / len(rows), all(c == 0 for c in codes)
+        else:
+            rate = codes.count(1) / len(rows)
+            met = rate == 0 if scenario == "hog" else rate <= 0.05
+        out[scenario] = {"comparisons": len(rows), "exit_codes": seen,
+                         "rate": round(rate, 3), "target": TARGETS[scenario], "met": met}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--trials", type=int, default=5, help="trials per scenario (default 5)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated, from {', '.join(SCENARIOS)}")
-    parser.add_argument("--slow", default="linear", help="the attention label to slow down")
+    parser.add_argument("--quiet-runs", type=int, default=5,
+                        help="identical-code runs, compared pairwise (default 5: 20 pairs)")
+    parser.add_argument("--plant-runs", type=int, default=20, help="planted runs (default 20)")
+    parser.add_argument("--hog-runs", type=int, default=5,
+                        help="runs under the hog, identical and planted each (default 5)")
+    parser.add_argument("--score-trials", type=int, default=20,
+                        help="noise-only and planted copies of the scores run (default 20)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="seeds of the score runs (default 5; paired t has seeds - 1 df)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="cap every count above at this (quiet runs at least 2)")
+    parser.add_argument("--slow", default="sparse", help="the attention to plant (default"
+                        " sparse: one label in the quick profile)")
     parser.add_argument("--factor", type=float, default=1.5, help="planted slowdown factor")
-    parser.add_argument("--small", action="store_true",
-                        help="tiny sweep: checks the machinery, proves nothing")
+    parser.add_argument("--drop", type=float, default=0.1,
+                        help="planted macro-F1 drop and gap increase (default 0.1)")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--skip-scores", action="store_true")
     parser.add_argument("--out", type=Path, default=None,
                         help="keep the runs and prove_gate.json here (default: a temp folder)")
     parser.add_argument("--pairs", type=Path, default=None, metavar="OUT",
-                        help="only compare every ordered pair of identical-code runs of a "
-                             "finished proof in OUT (no new runs)")
+                        help="only compare every ordered pair of a finished proof's quiet runs")
     args = parser.parse_args(argv)
     if args.pairs is not None:
-        if not args.pairs.is_dir():
-            parser.error(f"--pairs {args.pairs}: no such folder (give a finished proof's --out)")
-        found = identical_pairs(args.pairs)
-        if not found["pairs"]:
-            print(f"prove_gate: no two quiet or base runs under {args.pairs} (expected "
-                  "quiet/<trial>/<side>/latest and <scenario>/<trial>/base/latest)",
-                  file=sys.stderr)
+        found = quiet_pairs(args.pairs)
+        if found is None:
+            print(f"prove_gate: fewer than two quiet runs under {args.pairs} (expected"
+                  " quiet/<i>/latest)", file=sys.stderr)
             return 2
         print(json.dumps(found, indent=1))
         return 0
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    bad = [s for s in scenarios if s not in SCENARIOS]
-    if bad or args.trials < 1 or args.factor <= 1.0:
-        parser.error(f"scenarios from {SCENARIOS} (got {bad}), --trials >= 1, --factor > 1")
-    sweep = SMALL if args.small else FULL
-    if args.slow not in sweep["attentions"]:
-        parser.error(f"--slow must be one of the sweep's attentions: {sweep['attentions']}")
+    counts = {"quiet": args.quiet_runs, "plant": args.plant_runs, "hog": args.hog_runs,
+              "scores": args.score_trials}
+    if args.trials is not None:
+        counts = {k: min(v, args.trials) for k, v in counts.items()}
+    if counts["quiet"] < 2 or min(counts.values()) < 0 or args.factor <= 1.0 or \
+            args.drop <= 0 or args.seeds < 2:
+        parser.error("--quiet-runs (and --trials) >= 2, other counts >= 0, --factor > 1,"
+                     " --drop > 0, --seeds >= 2")
     out = args.out or Path(tempfile.mkdtemp(prefix="prove-gate-"))
     out.mkdir(parents=True, exist_ok=True)
-    profile = write_profile(out / "profile.yaml", sweep)
-    results = []
     started = time.perf_counter()
-    for scenario in scenarios:
-        for i in range(args.trials):
-            t0 = time.perf_counter()
-            result = trial(scenario, profile, out / scenario / str(i), args)
-            result["seconds"] = round(time.perf_counter() - t0, 1)
-            results.append(result)
-            names = sorted({r["label"] for r in result["regressions"]})
-            print(f"{scenario} #{i + 1}: exit {result['exit_code']}"
-                  f" ({'as expected' if result['ok'] else 'UNEXPECTED'}); regressions in"
-                  f" {names or 'none'}; {len(result['inconclusive'])} inconclusive row(s);"
-                  f" {result['seconds']} s", flush=True)
-    summary = {}
-    for scenario in scenarios:
-        codes = [r["exit_code"] for r in results if r["scenario"] == scenario]
-        summary[scenario] = {str(c): codes.count(c) for c in sorted(set(codes))}
+    results: dict[str, list[dict]] = {}
+    if not args.skip_timing:
+        results.update(timing_protocol(out, args, counts))
+    if not args.skip_scores:
+        results.update(scores_protocol(out, args, counts["scores"]))
+    seconds = round(time.perf_counter() - started, 1)
+    summary = summarize(results, args.slow)
+    load = os.getloadavg()
     (out / "prove_gate.json").write_text(json.dumps(
-        {"sweep": sweep, "small": args.small, "slow": args.slow, "factor": args.factor,
-         "summary": summary, "trials": results,
-         "seconds": round(time.perf_counter() - started, 1)}, indent=1), encoding="utf-8")
-    print("\n| scenario | expected exit | exit codes seen (count) |\n| --- | --- | --- |")
-    for scenario, seen in summary.items():
-        expected = " or ".join(map(str, sorted(EXPECTED[scenario])))
-        shown = ", ".join(f"{c}: {n}" for c, n in seen.items())
-        print(f"| {scenario} | {expected} | {shown} |")
-    print(f"\ndetails: {out / 'prove_gate.json'}")
-    return 0 if all(r["ok"] for r in results) else 1
+        {"counts": counts, "slow": args.slow, "factor": args.factor, "drop": args.drop,
+         "summary": summary, "seconds": seconds, "load_at_end": load, "results": results},
+        indent=1), encoding="utf-8")
+    print("\n| scenario | comparisons | exit codes (count) | rate | target | met |\n"
+          "| --- | --- | --- | --- | --- | --- |")
+    for scenario, s in summary.items():
+        shown = ", ".join(f"{c}: {n}" for c, n in s["exit_codes"].items())
+        print(f"| {scenario} | {s['comparisons']} | {shown} | {s['rate']:.0%} | {s['target']}"
+              f" | {'yes' if s['met'] else 'NO'} |")
+    print(f"\ntotal {seconds:.0f} s (load average at the end {load[0]:.1f});"
+          f" details: {out / 'prove_gate.json'}")
+    return 0 if all(s["met"] for s in summary.values()) else 1
 
 
 if __name__ == "__main__":

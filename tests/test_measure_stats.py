@@ -305,3 +305,41 @@ def test_exact_power_law_fit_collapses_its_interval():
     verdict, reason = exponent_verdict(broken, 1.0, 0.3)
     assert verdict == "inconclusive" and "no finite interval" in reason
     assert "nan" not in reason.lower()
+
+
+def test_shift_tests_match_scipy_one_sided() -> None:
+    from harness.measure.stats import detectable_shift, paired_shift, rank_shift, welch_shift
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 6), rng.normal(0.8, 2, 5)
+    w = welch_shift(a, b, "greater")
+    ref = sps.ttest_ind(b, a, equal_var=False, alternative="greater")
+    assert w.p == pytest.approx(ref.pvalue) and w.statistic == pytest.approx(ref.statistic)
+    assert welch_shift(a, b, "less").p == pytest.approx(1 - ref.pvalue)
+    # the detectable shift is where the test's p reaches alpha
+    d = detectable_shift(w, 0.05)
+    assert d is not None and sps.t.sf(d / w.se, w.df) == pytest.approx(0.05)
+    shifted = a + 0.5 + rng.normal(0, 0.1, 6)
+    p = paired_shift(a, shifted, "greater")
+    assert p.p == pytest.approx(sps.ttest_rel(shifted, a, alternative="greater").pvalue)
+    assert p.test == "paired_t" and p.df == 5 and p.p < 1e-4
+    r = rank_shift([1, 2, 3], [4, 5, 6], "greater")
+    assert r.p == pytest.approx(sps.mannwhitneyu([4, 5, 6], [1, 2, 3],
+                                                 alternative="greater").pvalue)
+    assert detectable_shift(r, 0.05) is None
+    # no spread: the sign decides
+    assert welch_shift([1, 1], [2, 2], "greater").p == 0.0
+    assert welch_shift([1, 1], [2, 2], "less").p == 1.0
+    assert paired_shift([1, 2], [1, 2], "greater").p == 1.0
+    with pytest.raises(ValueError, match="alternative"):
+        welch_shift([1, 2], [3, 4], "two-sided")  # type: ignore[arg-type]
+
+
+def test_robust_sd_is_the_sd_of_normal_data_and_ignores_a_few_outliers() -> None:
+    from harness.measure.stats import robust_sd
+
+    x = np.random.default_rng(1).normal(0, 0.05, 4000)
+    assert robust_sd(x) == pytest.approx(0.05, rel=0.05)
+    assert robust_sd(np.concatenate([x, [5.0] * 400])) == pytest.approx(0.05, rel=0.15)
+    with pytest.raises(ValueError):
+        robust_sd([])

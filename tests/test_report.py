@@ -14,12 +14,11 @@ import pandas as pd
 import pytest
 from report_fixtures import build_run
 
+from harness.gate import compare_runs, write_compare_html
 from harness.report import (
     build_summary,
-    compare_runs,
     plots,
     render_report,
-    write_compare_html,
     write_report,
 )
 from harness.report._common import attention_colors, format_uncertainty, format_value

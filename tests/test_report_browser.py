@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from report_fixtures import build_run
 
-from harness.report import compare_runs, write_compare_html, write_report
+from harness.gate import compare_runs, write_compare_html
+from harness.report import write_report
 from harness.run.store import Record
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome", "chrome")

@@ -19,7 +19,8 @@ from pathlib import Path
 import example_suite
 import pytest
 
-from harness.report import compare_runs, write_compare_html, write_report
+from harness.gate import compare_runs, write_compare_html
+from harness.report import write_report
 from harness.run.profiles import ProfileError, profile_from_dict
 from harness.run.runner import start_run
 from harness.run.store import read_records, read_run

@@ -12,6 +12,10 @@ sample count, so a record can say how its interval was made:
   indices (optionally within strata): the interval of the difference and its p-values
   (``method="paired_bootstrap"``). The only paired bootstrap in the package.
 * :func:`paired_ttest` - paired t-test.
+* :func:`welch_shift`, :func:`paired_shift`, :func:`rank_shift` - one-sided tests that one
+  sample is shifted against another (Welch's t, paired t, Mann-Whitney U) as a
+  :class:`ShiftTest` (statistic, p, degrees of freedom, standard error), and
+  :func:`detectable_shift`, the smallest shift such a test rejects at a level (its power).
 * :func:`adjust_pvalues` - Holm (family-wise error) or Benjamini-Hochberg (false discovery rate).
 * :func:`fit_power_law` - ``scipy.stats.linregress`` in log-log space with a t-quantile interval
   of the exponent (``method="ols_t"``), and :func:`exponent_verdict` for complexity claims.
@@ -35,9 +39,11 @@ __all__ = [
     "Estimate",
     "PairedResult",
     "PowerFit",
+    "ShiftTest",
     "adjust_pvalues",
     "bootstrap_ci",
     "check_n_boot",
+    "detectable_shift",
     "exponent_verdict",
     "fit_power_law",
     "index_chunks",
@@ -45,11 +51,15 @@ __all__ = [
     "normal_interval",
     "one_sided_p",
     "paired_bootstrap",
+    "paired_shift",
     "paired_ttest",
     "percentile_estimate",
+    "rank_shift",
     "resample_indices",
+    "robust_sd",
     "summarize",
     "t_interval",
+    "welch_shift",
     "wilson_interval",
 ]
 
@@ -453,6 +463,114 @@ def paired_ttest(a: Any, b: Any) -> tuple[float, float, float]:
         return mean_diff, math.copysign(math.inf, mean_diff), 0.0
     res = _sps.ttest_rel(x, y)
     return mean_diff, float(res.statistic), float(res.pvalue)
+
+
+# ---------------------------------------------------------------------------------------------
+# one-sided shift tests (the release gate's evidence)
+
+Alternative = Literal["greater", "less"]
+
+
+@dataclass(frozen=True)
+class ShiftTest:
+    """A one-sided test that ``new`` is shifted above (``greater``) or below ``base``.
+
+    ``effect``: mean(new) - mean(base) (Mann-Whitney: the median difference); ``se``: its
+    standard error and ``df`` its degrees of freedom (None for the rank test, which has none).
+    """
+
+    test: Literal["welch_t", "paired_t", "mann_whitney"]
+    statistic: float
+    p: float
+    effect: float
+    se: float | None
+    df: float | None
+    n_base: int
+    n_new: int
+
+
+def _check_alternative(alternative: str, where: str) -> None:
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"{where}: alternative must be 'greater' or 'less', got {alternative!r}")
+
+
+def _sign_p(effect: float, alternative: str) -> float:
+    """p of a test without spread: the sign of the effect decides."""
+    if effect == 0:
+        return 1.0
+    return 0.0 if (effect > 0) == (alternative == "greater") else 1.0
+
+
+def welch_shift(base: Any, new: Any, alternative: Alternative) -> ShiftTest:
+    """Welch's unequal-variance t-test of mean(new) against mean(base), one-sided.
+
+    Needs >= 2 values a side; with no spread on either side the sign of the difference decides
+    (p 0 or 1, ``se`` 0). ``df`` is the Welch-Satterthwaite value.
+    """
+    _check_alternative(alternative, "welch_shift")
+    b = _as_1d(base, "base", min_len=2)
+    n = _as_1d(new, "new", min_len=2)
+    effect = float(n.mean() - b.mean())
+    vb, vn = float(b.var(ddof=1)) / len(b), float(n.var(ddof=1)) / len(n)
+    se = math.sqrt(vb + vn)
+    if se <= 1e-12 * max(1.0, float(np.max(np.abs(np.concatenate([b, n]))))):
+        return ShiftTest("welch_t", math.copysign(math.inf, effect) if effect else 0.0,
+                         _sign_p(effect, alternative), effect, 0.0, None, len(b), len(n))
+    df = (vb + vn) ** 2 / (vb ** 2 / (len(b) - 1) + vn ** 2 / (len(n) - 1))
+    t = effect / se
+    p = _sps.t.sf(t, df) if alternative == "greater" else _sps.t.cdf(t, df)
+    return ShiftTest("welch_t", t, float(p), effect, se, df, len(b), len(n))
+
+
+def paired_shift(base: Any, new: Any, alternative: Alternative) -> ShiftTest:
+    """Paired t-test of mean(new - base) against 0, one-sided (pairs in the given order).
+
+    Needs >= 2 pairs; equal differences (no spread) let their sign decide (p 0 or 1).
+    """
+    _check_alternative(alternative, "paired_shift")
+    b = _as_1d(base, "base", min_len=2)
+    n = _as_1d(new, "new", min_len=2)
+    _check_same_length([b, n], ["base", "new"])
+    d = n - b
+    effect = float(d.mean())
+    se = float(d.std(ddof=1)) / math.sqrt(len(d))
+    if se <= 1e-12 * max(1.0, float(np.max(np.abs(np.concatenate([b, n]))))):
+        return ShiftTest("paired_t", math.copysign(math.inf, effect) if effect else 0.0,
+                         _sign_p(effect, alternative), effect, 0.0, len(d) - 1.0, len(b), len(n))
+    t = effect / se
+    df = len(d) - 1.0
+    p = _sps.t.sf(t, df) if alternative == "greater" else _sps.t.cdf(t, df)
+    return ShiftTest("paired_t", t, float(p), effect, se, df, len(b), len(n))
+
+
+def rank_shift(base: Any, new: Any, alternative: Alternative) -> ShiftTest:
+    """Mann-Whitney U test that ``new`` tends to be larger (``greater``) or smaller than
+    ``base``, one-sided; ``effect`` is the difference of the medians."""
+    _check_alternative(alternative, "rank_shift")
+    b = _as_1d(base, "base", min_len=1)
+    n = _as_1d(new, "new", min_len=1)
+    res = _sps.mannwhitneyu(n, b, alternative=alternative)
+    return ShiftTest("mann_whitney", float(res.statistic), float(res.pvalue),
+                     float(np.median(n) - np.median(b)), None, None, len(b), len(n))
+
+
+def robust_sd(values: Any) -> float:
+    """1.4826 x the median absolute deviation from the median: the standard deviation of
+    normal data, barely moved by a minority of outliers (>= 1 value)."""
+    x = _as_1d(values, "values", min_len=1)
+    return 1.4826 * float(np.median(np.abs(x - np.median(x))))
+
+
+def detectable_shift(test: ShiftTest, alpha: float) -> float | None:
+    """The smallest shift of the mean the one-sided ``test`` rejects at level ``alpha`` with the
+    spread it measured (``t_{1-alpha, df} * se``; 0 without spread), or None for a test without
+    a standard error (the rank test)."""
+    _check_alpha(alpha)
+    if test.se is None:
+        return None
+    if test.se == 0:
+        return 0.0
+    return float(_sps.t.ppf(1 - alpha, test.df)) * test.se if test.df else None
 
 
 # ---------------------------------------------------------------------------------------------
