@@ -84,8 +84,8 @@ def list_cmd(plugin: PluginOption = None) -> None:
 
     _load_plugins(plugin)
     table = Table(title="attentions", title_justify="left")
-    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths",
-                "origin", "version"):
+    for col in ("name", "options (defaults)", "time", "memory", "FLOPs", "causal", "padding",
+                "q/k lengths", "origin", "version"):
         table.add_column(col)
     for name in list_attentions():
         cls = attention_class(name)
@@ -93,7 +93,8 @@ def list_cmd(plugin: PluginOption = None) -> None:
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
         origin, version = attention_origin(name)
         table.add_row(escape(name), escape(opts), caps.time_complexity, memory_claim(name),
-                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
+                      escape(cls.flops_formula or "not declared"), _yes(caps.causal),
+                      _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
                       escape(origin), escape(version or (__version__ if origin == "built-in"
                                                          else "-")))
     console.print(table)

@@ -53,13 +53,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.attention.base import Attention, Capabilities, register_attention
+from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 
 __all__ = ["KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "hash_dtype"]
 
@@ -400,6 +401,26 @@ class LSHAttention(Attention):
         shared_qk=True,
         time_exponent=1.0,
     )
+
+    flops_formula = ("per round: chunks 4·B·H·N·W·d (W = 2·chunk_size, or N in one chunk) +"
+                     " hashing 2·B·H·N·d·n_buckets/2 + sorting B·H·N·log2 N; backward 2.5x the"
+                     " chunks (hashing and sorting carry no gradient)")
+
+    @classmethod
+    def flops(cls, batch: int, heads: int, n: int, head_dim: int,
+              options: dict[str, Any] | None = None, pass_: str = "forward", *,
+              causal: bool = False) -> float:
+        attn = cls(**(options or {}))
+        c = min(attn.chunk_size, n)
+        window = 2 * c if -(-n // c) > 1 else c
+        chunks = 4.0 * n * window * head_dim
+        n_buckets = attn.resolved_n_buckets(n)
+        hashing = 2.0 * n * head_dim * (n_buckets // 2) if n_buckets > 1 else 0.0
+        sorting = n * math.log2(n) if n_buckets > 1 else 0.0
+        per_round = chunks * pass_factor(pass_)
+        if pass_ != "backward":
+            per_round += hashing + sorting
+        return batch * heads * attn.n_hashes * per_round
 
     @classmethod
     def exact_options(cls, seq_len: int) -> dict[str, object] | None:
