@@ -295,6 +295,15 @@ class BlockSparseAttention(Attention):
 
     # ---------------------------------------------------------------- flex
     @property
+    def claimed_memory(self) -> tuple[str, float]:
+        if self.backend == "flex":
+            from harness.attention._flex import flex_mode
+
+            if not flex_mode().startswith("compiled"):
+                return "O(N^2) with eager FlexAttention (it materializes the scores)", 2.0
+        return super().claimed_memory
+
+    @property
     def kernel(self) -> str:
         """The kernel that runs (the record of a timing says it)."""
         if self.backend == "flex":
@@ -364,11 +373,13 @@ class BlockSparseAttention(Attention):
         problem = flex_available()
         if problem:
             raise ValueError(f"sparse: backend='flex' cannot run: {problem}")
-        if q.device.type == "cpu" and torch.is_grad_enabled() and (
-                q.requires_grad or k.requires_grad or v.requires_grad):
-            raise ValueError("sparse: backend='flex' has no backward pass on CPU (torch's"
-                             " FlexAttention does not support it); use backend='gather' to"
-                             " train on CPU, or run under torch.no_grad()")
+        if q.device.type == "cpu" and (q.requires_grad or k.requires_grad or v.requires_grad):
+            if not torch.is_grad_enabled():  # torch refuses inputs that require grad on CPU
+                q, k, v = q.detach(), k.detach(), v.detach()
+            else:
+                raise ValueError("sparse: backend='flex' has no backward pass on CPU (torch's"
+                                 " FlexAttention does not support it); use backend='gather'"
+                                 " to train on CPU, or run under torch.no_grad()")
         block_mask = self.flex_block_mask(q.shape[2], causal, key_padding_mask, q.device)
         out = flex_call(q, k, v, block_mask)
         if key_padding_mask is not None:  # a query that sees no real key returns zeros
