@@ -52,6 +52,10 @@ def test_lsh_counts_chunks_hashing_and_sorting():
     assert cls.flops(1, 1, n, d) == pytest.approx(chunks + hashing + sorting)
     assert cls.flops(1, 1, n, d, {}, "backward") == pytest.approx(2.5 * chunks)
     assert cls.flops(1, 1, n, d, {"n_hashes": 2}) == pytest.approx(2 * cls.flops(1, 1, n, d))
+    # 16384 tokens: 512 buckets, hashed factorized (16 x 32): 8 + 16 projection columns
+    big = 16384
+    expected = 4 * big * 128 * d + 2 * big * d * (8 + 16) + big * math.log2(big)
+    assert cls.flops(1, 1, big, d) == pytest.approx(expected)
 
 
 def test_linear_grows_linearly_and_favor_counts_its_features():

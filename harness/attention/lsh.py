@@ -37,8 +37,11 @@ result equals full softmax attention (with the shared-QK key normalization and s
 
 Cost: no N x N matrix is built; memory is O(N * chunk_size * n_hashes) (the hash projection is
 computed a block of tokens at a time). Sorting is O(N log N); attention is O(N * chunk_size). The
-hash projection costs O(N * n_buckets * head_dim), which with the automatic ``n_buckets ~ 2N /
-chunk_size`` grows as N^2 / chunk_size with a small constant (Reformer's trade-off too).
+hash projection costs O(N * n_buckets * head_dim) up to :data:`FACTORIZE_ABOVE` buckets; above it
+the count is factorized as Reformer does at scale (two angular hashes of about sqrt(n_buckets)
+buckets each, ``bucket = b1 + f1 * b2``, :func:`bucket_factors`), so the projection costs
+O(N * sqrt(n_buckets) * head_dim): with the automatic ``n_buckets ~ 2N / chunk_size`` that is
+N^1.5 / sqrt(chunk_size) with a small constant instead of N^2 / chunk_size.
 
 Implementation: one round runs torch's fused ``scaled_dot_product_attention`` over the chunks, with
 the overlapping (previous, own) key windows read in place when no gradient is needed; several
@@ -62,7 +65,8 @@ from torch import Tensor
 
 from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 
-__all__ = ["KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "hash_dtype"]
+__all__ = ["FACTORIZE_ABOVE", "KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "bucket_factors",
+           "hash_dtype"]
 
 #: Epsilon of the shared-QK key normalization ``k * rsqrt(mean(k^2) + eps)``.
 KEY_NORM_EPS = 1e-6
@@ -76,6 +80,26 @@ _HASH_BLOCK_ELEMENTS = 2**20
 #: Entries of a module's cache of shape-only tensors (visibility masks, rotations, unsort row
 #: tables), cleared when full.
 _STATIC_CACHE_SIZE = 16
+
+
+#: Bucket counts above this are hashed with factorized rotations (Reformer's rule at scale):
+#: ``n_buckets = f1 * f2`` and two angular hashes of f1 and f2 buckets, ``bucket = b1 + f1 *
+#: b2``; the hash projection has ``(f1 + f2) / 2`` columns instead of ``n_buckets / 2``.
+FACTORIZE_ABOVE = 128
+
+
+def bucket_factors(n_buckets: int) -> tuple[int, ...]:
+    """The bucket counts of the angular hashes that make up ``n_buckets``: ``(n_buckets,)`` up to
+    :data:`FACTORIZE_ABOVE`, else two even factors ``(f1, f2)``, ``f1 <= f2``, ``f1 * f2 =
+    n_buckets``, as close to ``sqrt(n_buckets)`` as the even divisors allow (a count with no such
+    pair, e.g. twice a prime, stays whole). Powers of two split as Reformer's do."""
+    if n_buckets <= FACTORIZE_ABOVE or n_buckets % 4:
+        return (n_buckets,)
+    best = None
+    for f1 in range(2, math.isqrt(n_buckets) + 1, 2):
+        if n_buckets % f1 == 0 and (n_buckets // f1) % 2 == 0:
+            best = f1
+    return (n_buckets,) if best is None else (best, n_buckets // best)
 
 
 def auto_n_buckets(seq_len: int, chunk_size: int) -> int:
@@ -403,8 +427,8 @@ class LSHAttention(Attention):
     )
 
     flops_formula = ("per round: chunks 4·B·H·N·W·d (W = 2·chunk_size, or N in one chunk) +"
-                     " hashing 2·B·H·N·d·n_buckets/2 + sorting B·H·N·log2 N; backward 2.5x the"
-                     " chunks (hashing and sorting carry no gradient)")
+                     " hashing 2·B·H·N·d·Σf/2 (f: the bucket factors) + sorting B·H·N·log2 N;"
+                     " backward 2.5x the chunks (hashing and sorting carry no gradient)")
 
     @classmethod
     def flops(cls, batch: int, heads: int, n: int, head_dim: int,
@@ -415,7 +439,8 @@ class LSHAttention(Attention):
         window = 2 * c if -(-n // c) > 1 else c
         chunks = 4.0 * n * window * head_dim
         n_buckets = attn.resolved_n_buckets(n)
-        hashing = 2.0 * n * head_dim * (n_buckets // 2) if n_buckets > 1 else 0.0
+        columns = sum(f // 2 for f in bucket_factors(n_buckets))
+        hashing = 2.0 * n * head_dim * columns if n_buckets > 1 else 0.0
         sorting = n * math.log2(n) if n_buckets > 1 else 0.0
         per_round = chunks * pass_factor(pass_)
         if pass_ != "backward":
@@ -502,7 +527,9 @@ class LSHAttention(Attention):
     def rotations(
         self, heads: int, head_dim: int, n_buckets: int, device: torch.device, dtype: torch.dtype
     ) -> Tensor:
-        """The random rotations, shape (heads, n_hashes, head_dim, n_buckets // 2).
+        """The random rotations, shape (heads, n_hashes, head_dim, columns): ``columns`` is
+        ``n_buckets // 2``, or ``f1 // 2 + f2 // 2`` for a factorized count
+        (:func:`bucket_factors`: the first factor's columns first).
 
         Drawn in float32 from a CPU ``torch.Generator`` seeded with ``seed``, then moved to
         ``device`` and cast to ``dtype``, so every device and dtype hashes with the same matrix
@@ -511,7 +538,7 @@ class LSHAttention(Attention):
         """
         gen = torch.Generator(device="cpu")
         gen.manual_seed(self.seed)
-        shape = (heads, self.n_hashes, head_dim, n_buckets // 2)
+        shape = (heads, self.n_hashes, head_dim, sum(f // 2 for f in bucket_factors(n_buckets)))
         drawn = torch.randn(shape, generator=gen, dtype=torch.float32)
         return drawn.to(device=device, dtype=dtype)
 
@@ -551,7 +578,8 @@ class LSHAttention(Attention):
             if rot is None:
                 buckets = torch.zeros(B, H, R, N, dtype=torch.long, device=x.device)
             else:
-                half = n_buckets // 2
+                half = rot.shape[-1]
+                factors = bucket_factors(n_buckets)
                 xs = x.detach().unsqueeze(2).to(rot.dtype)  # (B, H, 1, N, d)
                 # Hash a block of tokens at a time: the projection stays small (and in cache)
                 # instead of an (N, n_buckets / 2) matrix per head, which grows as N^2 / chunk.
@@ -562,7 +590,13 @@ class LSHAttention(Attention):
                     x_block = xs[:, :, :, i : i + block]
                     out = work[: B * H * R * x_block.shape[-2] * half]
                     out = out.view(B, H, R, x_block.shape[-2], half)
-                    parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
+                    proj = torch.matmul(x_block, rot, out=out)
+                    if len(factors) == 1:
+                        parts.append(_angular_buckets_(proj))
+                    else:  # bucket = b1 + f1 * b2 (Reformer's factorized hashing)
+                        f1 = factors[0]
+                        parts.append(_angular_buckets_(proj[..., : f1 // 2])
+                                     + f1 * _angular_buckets_(proj[..., f1 // 2 :]))
                 buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
                 _clamp_buckets_(buckets, n_buckets)
             if key_padding_mask is not None:
