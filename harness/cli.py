@@ -84,20 +84,25 @@ def list_cmd(plugin: PluginOption = None) -> None:
 
     _load_plugins(plugin)
     table = Table(title="attentions", title_justify="left")
-    for col in ("name", "options (defaults)", "time", "memory", "FLOPs", "causal", "padding",
-                "q/k lengths", "origin", "version"):
+    for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths",
+                "origin", "version"):
         table.add_column(col)
+    flops = Table(title="FLOP counts (throughput's <pass>_flops_per_s and % of peak)",
+                  title_justify="left")
+    flops.add_column("name")
+    flops.add_column("FLOPs of one call (Attention.flops)")
     for name in list_attentions():
         cls = attention_class(name)
         caps = cls.capabilities
         opts = ", ".join(f"{k}={v!r}" for k, v in attention_options(cls).items())
         origin, version = attention_origin(name)
         table.add_row(escape(name), escape(opts), caps.time_complexity, memory_claim(name),
-                      escape(cls.flops_formula or "not declared"), _yes(caps.causal),
-                      _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
+                      _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
                       escape(origin), escape(version or (__version__ if origin == "built-in"
                                                          else "-")))
+        flops.add_row(escape(name), escape(cls.flops_formula or "not declared (no FLOP rate)"))
     console.print(table)
+    console.print(flops)
     suites = Table(title="suites", title_justify="left")
     suites.add_column("name")
     suites.add_column("what it measures")

@@ -207,3 +207,16 @@ def test_cuda_linear_fla_equals_torch_when_installed():
     out = get_attention("linear", backend="fla")(q, k, v, key_padding_mask=mask, causal=True)
     ref = get_attention("linear")(q, k, v, key_padding_mask=mask, causal=True)
     assert float((out - ref).abs().max()) < 1e-3
+
+
+def test_a_default_kernel_choice_stays_out_of_the_record_identity():
+    """Runs from before a backend option existed keep matching (compare keys on options)."""
+    from harness.suites.base import AttentionSpec
+
+    assert "backend" not in AttentionSpec("sparse", {}, "sparse").resolved_options
+    assert "backend" not in AttentionSpec("sparse", {"backend": "gather"}, "s").resolved_options
+    assert AttentionSpec("sparse", {"backend": "flex"}, "s").resolved_options["backend"] == "flex"
+    standard = AttentionSpec("standard", {}, "standard").resolved_options
+    assert standard == {"backend": "sdpa"}  # as before sdpa_kernel existed
+    linear = AttentionSpec("linear", {}, "linear").resolved_options
+    assert "backend" not in linear and linear["feature_map"] == "elu"

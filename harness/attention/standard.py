@@ -49,7 +49,7 @@ class StandardAttention(Attention):
         memory_exponent=2.0,
     )
 
-    backend_options: ClassVar[tuple[str, ...]] = ("backend", "sdpa_kernel")
+    backend_options: ClassVar[tuple[str, ...]] = ("sdpa_kernel",)
     flops_formula = "4·B·H·N²·d forward (halved when causal); backward 2.5x forward"
 
     def __init__(self, *, backend: str = "sdpa", sdpa_kernel: str = "auto") -> None:
