@@ -71,7 +71,7 @@ TEST_FILES = ("tests/test_attention_contract.py", "tests/test_attention_sparse.p
 FULL_LENGTHS = [1024, 2048, 4096, 8192, 16384]
 TINY_LENGTHS = [128, 256]
 #: Seconds each step may take on the device; the check as a whole stays under 8 minutes.
-FULL_LIMITS = {"tests": 150, "suites": 150, "bench": 240, "training": 150}
+FULL_LIMITS = {"tests": 150, "suites": 150, "bench": 300, "training": 150}
 
 
 class CheckError(Exception):
