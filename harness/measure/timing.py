@@ -457,7 +457,8 @@ def peak_flops(device: str = "cpu", dtype: str = "float32", threads: int | None 
     timings of a matmul (CPU: the calibration matmul, in ``dtype``, with ``threads`` torch
     threads, default the current setting; CUDA: an 8192 x 8192 matmul in ``dtype``). Measured
     once per process, device, dtype and thread count. The best, not the median: interference
-    on a shared machine only ever adds time."""
+    on a shared machine only ever adds time (and a multi-threaded CPU peak is never taken below
+    the one-threaded one)."""
     import torch
 
     if dtype not in _TORCH_DTYPES:
@@ -484,6 +485,10 @@ def peak_flops(device: str = "cpu", dtype: str = "float32", threads: int | None 
     finally:
         torch.set_num_threads(previous)
     _PEAKS[key] = 2.0 * n**3 / best
+    if not cuda and used > 1:
+        # More threads never have a lower peak than one: on a shared machine whose cores are
+        # busy, a multi-threaded matmul can stall far below the one-threaded rate.
+        _PEAKS[key] = max(_PEAKS[key], peak_flops(dev, dtype, threads=1, repeats=repeats))
     return _PEAKS[key]
 
 
