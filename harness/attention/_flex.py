@@ -21,6 +21,8 @@ from torch import Tensor
 __all__ = ["flex_available", "flex_call", "flex_mode"]
 
 _STATE: dict[str, Any] = {}
+#: Compiled signatures FlexAttention may keep per process (lengths x dtypes x masks of a run).
+_RECOMPILE_LIMIT = 64
 
 
 def flex_available() -> str | None:
@@ -50,6 +52,12 @@ def _kernel() -> Callable[..., Tensor]:
     if not _want_compile() or _STATE.get("mode", "compiled") != "compiled":
         return flex_attention
     if "compiled" not in _STATE:
+        # One compile per (shape, dtype, mask) signature; past Dynamo's recompile limit (8 by
+        # default) it would run flex_attention unfused without an error: raise the limit.
+        config = torch._dynamo.config
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(config, name):
+                setattr(config, name, max(getattr(config, name), _RECOMPILE_LIMIT))
         _STATE["compiled"] = torch.compile(flex_attention, dynamic=False)
     return _STATE["compiled"]
 
