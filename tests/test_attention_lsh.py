@@ -290,6 +290,9 @@ def test_angular_bucket_assignment_is_exact_argmax_with_ties_and_signed_zeros(dt
         proj[5, :, 0] = -(proj[5].abs().amax(dim=-1) + 1)  # winner is -p in the first slot
         expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
         assert torch.equal(_angular_buckets_(proj.clone()), expected), trial
+        # across rows (the factorized layout): the same winners from (columns, tokens)
+        across = proj.transpose(-1, -2).contiguous()
+        assert torch.equal(_angular_buckets_(across, dim=-2), expected), trial
 
 
 @pytest.mark.parametrize("n_buckets", [6, 2**31])  # int32 keys, and int64 keys
