@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from harness.attention import get_attention  # noqa: E402
+from harness.attention._flex import flex_tile_candidates  # noqa: E402  (sparse's own tiles)
 from harness.measure.memory import cuda_peak_memory, is_oom_error, measure_cpu_peak  # noqa: E402
 from harness.measure.timing import TimingResult, time_callable  # noqa: E402
 from harness.records import Cell, Record  # noqa: E402
@@ -487,37 +488,6 @@ def flex_block_mask(sparse, seq_len: int, device: str):
                                  BLOCK_SIZE=sparse.block_size)
     except Exception:  # a tile size FlexAttention refuses: its default tiles, same pattern
         return create_block_mask(mask_mod, None, None, seq_len, seq_len, device=device)
-
-
-def flex_tile_candidates(block_size: int, device: str) -> list[dict[str, int] | None]:
-    """Triton tile sizes to try, in order, for FlexAttention on CUDA over sparse's blocks.
-
-    FlexAttention's CUDA forward tiles queries and keys by 128 by default on Hopper and refuses
-    a block mask whose blocks are not a multiple of the tile ("Q and KV block size must be
-    divisible by BLOCK_M and BLOCK_N"); sparse's blocks are 64. Forward tiles that divide the
-    block run on the same block mask, so both sides skip exactly the same blocks. Which backward
-    tiles compile depends on the dtype (on the H100, bfloat16 found no kernel for 32/64/64/32
-    where float32 did), so several are tried; the last leaves the backward to FlexAttention's
-    own autotuned choices. ``[None]``: the defaults do."""
-    if not device.startswith("cuda") or block_size % 128 == 0:
-        return [None]
-    tile = 1
-    while tile < 128 and block_size % (tile * 2) == 0:
-        tile *= 2
-    if tile < 32:
-        raise ValueError(f"sparse block size {block_size} has no FlexAttention tile (needs a "
-                         "multiple of 32)")
-    fwd = {"fwd_BLOCK_M": tile, "fwd_BLOCK_N": tile}
-    # backward: dk/dv tiles BLOCK_N1 keys over BLOCK_M1 queries, dq BLOCK_M2 queries over
-    # BLOCK_N2 keys; the kernel needs BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0
-    half = tile // 2
-    return [{**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
-             "bwd_BLOCK_N2": half},
-            {**fwd, "bwd_BLOCK_M1": tile, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
-             "bwd_BLOCK_N2": tile},
-            {**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": half, "bwd_BLOCK_M2": half,
-             "bwd_BLOCK_N2": half},
-            fwd]
 
 
 def flex_fn(compiled: bool) -> Callable[..., torch.Tensor]:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["flex_available", "flex_call", "flex_mode"]
+__all__ = ["flex_available", "flex_call", "flex_mode", "flex_tile_candidates"]
 
 _STATE: dict[str, Any] = {}
 #: Compiled signatures FlexAttention may keep per process (lengths x dtypes x masks of a run).
@@ -62,20 +62,55 @@ def _kernel() -> Callable[..., Tensor]:
     return _STATE["compiled"]
 
 
+def flex_tile_candidates(block_size: int, device: str) -> list[dict[str, int] | None]:
+    """Triton tile sizes to try, in order, for FlexAttention on CUDA over blocks of
+    ``block_size`` tokens.
+
+    FlexAttention's CUDA forward tiles queries and keys by 128 by default on Hopper and refuses
+    a block mask whose blocks are not a multiple of the tile ("Q and KV block size must be
+    divisible by BLOCK_M and BLOCK_N"). Forward tiles that divide the block run on the same
+    block mask. Which backward tiles compile depends on the dtype, so several are tried; the
+    last leaves the backward to FlexAttention's own choices. ``[None]``: the defaults do (CPU,
+    or blocks that are multiples of 128)."""
+    if not str(device).startswith("cuda") or block_size % 128 == 0:
+        return [None]
+    tile = 1
+    while tile < 128 and block_size % (tile * 2) == 0:
+        tile *= 2
+    if tile < 32:
+        raise ValueError(f"FlexAttention on CUDA needs blocks of a multiple of 32 tokens; got"
+                         f" {block_size} (use another block_size, or the default backend)")
+    fwd = {"fwd_BLOCK_M": tile, "fwd_BLOCK_N": tile}
+    # backward: dk/dv tiles BLOCK_N1 keys over BLOCK_M1 queries, dq BLOCK_M2 queries over
+    # BLOCK_N2 keys; the kernel needs BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0
+    half = tile // 2
+    return [{**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
+             "bwd_BLOCK_N2": half},
+            {**fwd, "bwd_BLOCK_M1": tile, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
+             "bwd_BLOCK_N2": tile},
+            {**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": half, "bwd_BLOCK_M2": half,
+             "bwd_BLOCK_N2": half},
+            fwd]
+
+
 def flex_call(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float | None = None,
-              return_lse: bool = False) -> Any:
-    """``flex_attention(q, k, v, block_mask=...)``, compiled when possible; a failure of the
-    compiler switches this process to the eager path (and says so in :func:`flex_mode`)."""
+              return_lse: bool = False, kernel_options: dict[str, int] | None = None,
+              fallback: bool = True) -> Any:
+    """``flex_attention(q, k, v, block_mask=...)``, compiled when possible. With ``fallback``,
+    a failure of the compiled call switches this process to the eager path (and says so in
+    :func:`flex_mode`); without, the error propagates (the caller tries other tiles)."""
     kwargs: dict[str, Any] = {"block_mask": block_mask, "scale": scale}
     if return_lse:
         kwargs["return_lse"] = True
+    if kernel_options:
+        kwargs["kernel_options"] = kernel_options
     fn = _kernel()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*flex_attention called without torch")
             return fn(q, k, v, **kwargs)
     except Exception as err:
-        if fn is _STATE.get("compiled"):
+        if fallback and fn is _STATE.get("compiled"):
             from torch.nn.attention.flex_attention import flex_attention
 
             _STATE["mode"] = f"eager (torch.compile failed: {type(err).__name__})"

@@ -132,7 +132,8 @@ class BlockSparseAttention(Attention):
         self._plans: dict[tuple[object, ...], tuple[Tensor, Tensor | None]] = {}
         self._additive_masks: dict[tuple[int, torch.dtype, bool], tuple[Tensor, Tensor]] = {}
         self._workspace: dict[str, Tensor] = {}
-        self._flex_layouts: dict[tuple[object, ...], tuple[Tensor, Tensor]] = {}
+        self._flex_layouts: dict[tuple[object, ...], tuple[Tensor, Tensor, Tensor]] = {}
+        self._flex_tiles: dict[tuple[object, ...], dict[str, int] | None] = {}
 
     # ------------------------------------------------------------------ pattern
     def _pattern_key(self) -> tuple[int | bool, ...]:
@@ -368,7 +369,7 @@ class BlockSparseAttention(Attention):
 
     def _flex_attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None,
                      causal: bool) -> Tensor:
-        from harness.attention._flex import flex_available, flex_call
+        from harness.attention._flex import flex_available
 
         problem = flex_available()
         if problem:
@@ -381,10 +382,32 @@ class BlockSparseAttention(Attention):
                                  " FlexAttention does not support it); use backend='gather'"
                                  " to train on CPU, or run under torch.no_grad()")
         block_mask = self.flex_block_mask(q.shape[2], causal, key_padding_mask, q.device)
-        out = flex_call(q, k, v, block_mask)
+        out = self._flex_tiled(q, k, v, block_mask)
         if key_padding_mask is not None:  # a query that sees no real key returns zeros
             empty = ~self._sees_a_key(key_padding_mask, causal)
             out = out.masked_fill(empty[:, None, :, None], 0.0)
+        return out
+
+    def _flex_tiled(self, q: Tensor, k: Tensor, v: Tensor, block_mask: Any) -> Tensor:
+        """FlexAttention with tiles that divide ``block_size`` (CUDA), the first set that
+        compiles for this dtype and autograd state, remembered; the defaults elsewhere."""
+        from harness.attention._flex import flex_call, flex_tile_candidates
+
+        key = (str(q.device), q.dtype, torch.is_grad_enabled() and q.requires_grad)
+        known = self._flex_tiles.get(key, False)
+        if known is not False:
+            return flex_call(q, k, v, block_mask, kernel_options=known)
+        candidates = flex_tile_candidates(self.block_size, str(q.device))
+        for tiles in candidates[:-1]:
+            try:
+                out = flex_call(q, k, v, block_mask, kernel_options=tiles, fallback=False)
+            except Exception:  # this tile set has no kernel here: the next one
+                torch._dynamo.reset()
+                continue
+            self._flex_tiles[key] = tiles
+            return out
+        out = flex_call(q, k, v, block_mask, kernel_options=candidates[-1])
+        self._flex_tiles[key] = candidates[-1]
         return out
 
     def _sees_a_key(self, key_padding_mask: Tensor, causal: bool) -> Tensor:
