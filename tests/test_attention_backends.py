@@ -220,3 +220,25 @@ def test_a_default_kernel_choice_stays_out_of_the_record_identity():
     assert standard == {"backend": "sdpa"}  # as before sdpa_kernel existed
     linear = AttentionSpec("linear", {}, "linear").resolved_options
     assert "backend" not in linear and linear["feature_map"] == "elu"
+
+
+def test_float64_on_cpu_runs_flex_eagerly_without_switching_the_process(monkeypatch):
+    """Compiled FlexAttention on CPU refuses float64: such calls go eager, and later float32
+    calls still compile (the audit's float64 checks must not demote the timed kernel)."""
+    from harness.attention import _flex
+
+    monkeypatch.setenv("HARNESS_FLEX_COMPILE", "auto")
+    calls = []
+
+    def compiled(q, k, v, **kw):
+        calls.append(q.dtype)
+        return torch.zeros_like(q)
+
+    monkeypatch.setattr(_flex, "_STATE", {"compiled": compiled})
+    attn = get_attention("sparse", block_size=16, backend="flex")
+    q, k, v = _qkv(n=48)
+    ref = get_attention("sparse", block_size=16)(q, k, v)
+    assert float((attn(q, k, v) - ref).abs().max()) < 1e-10  # float64: the eager path
+    assert calls == [] and _flex.flex_mode() == "compiled"
+    attn(q.float(), k.float(), v.float())
+    assert calls == [torch.float32]  # float32: the compiled kernel

@@ -40,7 +40,8 @@ def _want_compile() -> bool:
 
 
 def flex_mode() -> str:
-    """``compiled`` or ``eager (...reason)``: how FlexAttention runs in this process."""
+    """``compiled`` or ``eager (...reason)``: how FlexAttention runs in this process (float64
+    on CPU is always eager: torch compiles FlexAttention there for 32- and 16-bit floats)."""
     if not _want_compile():
         return "eager (HARNESS_FLEX_COMPILE=0)"
     return _STATE.get("mode", "compiled")
@@ -105,6 +106,10 @@ def flex_call(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float | N
     if kernel_options:
         kwargs["kernel_options"] = kernel_options
     fn = _kernel()
+    if q.device.type == "cpu" and q.dtype == torch.float64:
+        # Compiled FlexAttention on CPU takes float32, float16 and bfloat16 only: float64 calls
+        # (the audits' reference precision) run the eager path, without switching the process.
+        from torch.nn.attention.flex_attention import flex_attention as fn
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*flex_attention called without torch")
