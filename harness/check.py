@@ -12,6 +12,9 @@ against behaviour and returns one :class:`Verdict` per check:
 * ``determinism``: two instances with the same options (seed) give identical outputs;
 * ``dtypes``: every claimed dtype runs, returns that dtype, finite and close to float64;
 * ``bad_inputs``: inputs that break the contract raise ``ValueError``;
+* ``backend``: a non-default kernel (an option in ``Attention.backend_options``, e.g. sparse
+  ``backend=flex``) gives the default kernel's outputs and gradients within float tolerance,
+  causal and padded, at lengths with several blocks (skipped for the default kernel);
 * ``time_complexity`` / ``memory_complexity``: the exponent fitted over a length sweep (the
   memory suite's work function and fit) vs the claim, as an upper bound: violated only when the
   whole t-interval of the fitted exponent lies above ``claim + tolerance``.
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 CHECKS = ("exactness", "causality", "padding", "independence", "determinism", "dtypes",
-          "bad_inputs", "time_complexity", "memory_complexity")
+          "bad_inputs", "backend", "time_complexity", "memory_complexity")
 
 Status = Literal["pass", "fail", "skip", "info"]
 
@@ -57,6 +60,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch
 _DTYPE_TOL = {"float64": 1e-10, "float32": 1e-4, "bfloat16": 6e-2, "float16": 1e-2}
 #: Exactness, causality, padding and independence compare float64 outputs within this.
 _ATOL = 1e-9
+#: The backend check: largest difference from the default kernel allowed per dtype.
+_BACKEND_TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,17 @@ def _guard(check: str, claim: str, device: str, fn: Callable[[], Verdict],
         return Verdict(check, claim, "fail", f"raised {type(err).__name__}: {err}", device=device)
 
 
+def _no_backward(cls: type[Attention], options: dict[str, Any], dev: str) -> str | None:
+    """Why this configuration refuses a backward pass on ``dev`` (its ``ValueError``, e.g.
+    FlexAttention on CPU), or None when gradients flow."""
+    q, k, v = (t.requires_grad_(True) for t in _inputs(1, 1, 8, 4, seed=9, device=dev))
+    try:
+        _call(cls(**options), q, k, v, cls.capabilities.shared_qk).sum().backward()
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 # ----------------------------------------------------------------------------- checks
 def _exactness(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdict:
     n = 48
@@ -206,6 +222,7 @@ def _causality(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdi
                        device=dev)
     n, cut = 48, 29
     problems = []
+    no_grad = _no_backward(cls, options, dev)
     for shared in _variants(cls):
         attn = cls(**options)
         q, k, v = _inputs(2, 2, n, 16, seed=2, device=dev)
@@ -220,6 +237,8 @@ def _causality(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdi
         if change > _ATOL:
             problems.append(f"earlier outputs changed by {change:.3g} when q, k, v after position"
                             f" {cut} changed{tag}")
+        if no_grad:
+            continue
         qg, kg, vg = (t.clone().requires_grad_(True) for t in (q, k, v))
         out = _call(attn, qg, kg, vg, shared, causal=True)
         out[:, :, :cut].pow(2).sum().backward()
@@ -228,8 +247,10 @@ def _causality(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdi
             if grad != 0.0:
                 problems.append(f"gradient of earlier outputs reaches later {label}"
                                 f" (max {grad:.3g}){tag}")
+    what = f"values unchanged (no backward here: {no_grad})" if no_grad else \
+        "values and gradients unchanged"
     return _result("causality", claim, problems,
-                   f"values and gradients unchanged (N={n}, later {n - cut} tokens changed)", dev)
+                   f"{what} (N={n}, later {n - cut} tokens changed)", dev)
 
 
 def _padding(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdict:
@@ -259,11 +280,13 @@ def _padding(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdict
                                 f" changed (causal={causal}){tag}")
         empty = mask.clone()
         empty[0] = False
-        q, k, v = (t.requires_grad_(True) for t in _inputs(2, 2, n, 16, seed=4, device=dev))
+        no_grad = _no_backward(cls, options, dev)
+        q, k, v = (t.requires_grad_(not no_grad)
+                   for t in _inputs(2, 2, n, 16, seed=4, device=dev))
         out = _call(cls(**options), q, k, v, shared, key_padding_mask=empty)
         if not bool(torch.isfinite(out).all()):
             problems.append(f"an all-padded row gives non-finite outputs{tag}")
-        else:
+        elif out.requires_grad:
             out.sum().backward()
             grads = [t.grad for t in (q, k, v) if t.grad is not None]
             if not all(bool(torch.isfinite(g).all()) for g in grads):
@@ -391,6 +414,57 @@ def _bad_inputs(cls: type[Attention], options: dict[str, Any], dev: str) -> Verd
     return _result("bad_inputs", claim, problems, f"{len(cases)} bad inputs refused", dev)
 
 
+def _backend(cls: type[Attention], options: dict[str, Any], dev: str) -> Verdict:
+    """A non-default kernel against the family's default kernel, same inputs and options."""
+    from harness.attention import attention_options
+
+    defaults = attention_options(cls)
+    chosen = {key: options[key] for key in cls.backend_options
+              if key in options and options[key] != defaults.get(key)}
+    if not chosen:
+        return Verdict("backend", "the default kernel", "skip",
+                       "no non-default backend option: nothing to compare", device=dev)
+    shown = ", ".join(f"{k}={v!r}" for k, v in chosen.items())
+    base_options = {**options, **{key: defaults[key] for key in chosen}}
+    claim = f"{shown} computes what the default kernel does"
+    caps = cls.capabilities
+    no_grad = _no_backward(cls, options, dev)
+    problems, worst = [], 0.0
+    for n in (48, 160):
+        mask = _padding_mask(2, n, dev)
+        for dtype in (torch.float64, torch.float32):
+            for shared in _variants(cls):
+                for causal in (False, True) if caps.causal else (False,):
+                    for m in (None, mask) if caps.key_padding_mask else (None,):
+                        grad = dtype == torch.float64 and not no_grad
+                        outs = []
+                        for opts in (options, base_options):
+                            q, k, v = (t.requires_grad_(grad) for t in _inputs(
+                                2, 2, n, 16, seed=10, dtype=dtype, device=dev))
+                            out = _call(cls(**opts), q, k, v, shared, key_padding_mask=m,
+                                        causal=causal)
+                            grads: list[Tensor] = []
+                            if grad:
+                                out.pow(2).sum().backward()
+                                grads = [t.grad for t in (q, k, v) if t.grad is not None]
+                            outs.append((out.detach(), grads))
+                        (mine, g_mine), (ref, g_ref) = outs
+                        err = _maxdiff(mine, ref)
+                        for a, b in zip(g_mine, g_ref, strict=False):
+                            err = max(err, _maxdiff(a, b) / max(1.0, float(b.abs().max())))
+                        worst = max(worst, err)
+                        if err > _BACKEND_TOL[dtype] or math.isnan(err):
+                            problems.append(
+                                f"differs by {err:.3g} (N={n}, {str(dtype)[6:]}, causal={causal},"
+                                f" padded={m is not None}{', q as k' if shared else ''})")
+    grads_note = f"outputs only, no backward here: {no_grad}" if no_grad else \
+        "outputs and float64 gradients"
+    against = ", ".join(f"{k}={defaults[k]!r}" for k in chosen)
+    return _result("backend", claim, problems[:4],
+                   f"max difference {worst:.3g} from {against}"
+                   f" ({grads_note}; float64 and float32, causal and padded, N=48 and 160)", dev)
+
+
 def _exponent_verdict(check: str, claim_text: str, claimed: float, lengths: list[int],
                       values: list[float], unit: str, cfg: CheckConfig, dev: str) -> Verdict:
     claim = f"{claim_text} (exponent <= {claimed:g} + {cfg.exponent_tolerance:g})"
@@ -501,10 +575,14 @@ def audit(
     except Exception as err:  # e.g. a backend this machine lacks
         raise ValueError(f"attention {label!r} cannot be built with options {options}:"
                          f" {type(err).__name__}: {err}") from None
+    for dev in cfg.devices:
+        problem = cls.device_support(dev, options)
+        if problem:
+            raise ValueError(f"{problem} (harness check --device names the device)")
     behaviour: dict[str, Callable[..., Verdict]] = {
         "exactness": _exactness, "causality": _causality, "padding": _padding,
         "independence": _independence, "determinism": _determinism, "dtypes": _dtypes,
-        "bad_inputs": _bad_inputs,
+        "bad_inputs": _bad_inputs, "backend": _backend,
     }
     verdicts: list[Verdict] = []
     for dev in cfg.devices:

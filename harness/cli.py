@@ -125,6 +125,10 @@ def list_cmd(plugin: PluginOption = None) -> None:
     for col in ("name", "options (defaults)", "time", "memory", "causal", "padding", "q/k lengths",
                 "origin", "version"):
         table.add_column(col)
+    flops = Table(title="FLOP counts (throughput's <pass>_flops_per_s and % of peak)",
+                  title_justify="left")
+    flops.add_column("name")
+    flops.add_column("FLOPs of one call (Attention.flops)")
     for name in list_attentions():
         cls = attention_class(name)
         caps = cls.capabilities
@@ -134,7 +138,9 @@ def list_cmd(plugin: PluginOption = None) -> None:
                       _yes(caps.causal), _yes(caps.key_padding_mask), _yes(caps.cross_lengths),
                       escape(origin), escape(version or (__version__ if origin == "built-in"
                                                          else "-")))
+        flops.add_row(escape(name), escape(cls.flops_formula or "not declared (no FLOP rate)"))
     console.print(table)
+    console.print(flops)
     suites = Table(title="suites", title_justify="left")
     suites.add_column("name")
     suites.add_column("what it measures")

@@ -9,7 +9,16 @@ throughput and memory suites' own summaries (crossover length, memory exponent) 
 * ``pairs``: standard (sdpa) vs bare ``scaled_dot_product_attention`` and vs standard (eager),
   timed side by side, interleaved round by round.
 * ``flex``: sparse vs ``torch.compile(flex_attention)`` with the block mask built from the sparse
-  attention's own ``dense_mask``; the outputs are compared before timing.
+  attention's own ``dense_mask``; the outputs are compared before timing; and sparse's own
+  ``backend=flex`` vs that bare compiled call (target >= 0.95x: the wrapper's overhead).
+* ``peak``: the measured matmul peak per dtype (``harness.measure.timing.peak_flops``).
+* ``exact``: every non-default backend of every family (``backend_specs``) against its family's
+  default kernel on the device, per dtype: outputs (forward) and gradients (fwd+bwd).
+
+The sweep also times those backends (``--no-backends`` leaves them out) and writes each cell's
+``<pass>_flops_per_s`` and ``<pass>_peak_fraction`` (the family's ``Attention.flops`` over the
+measured peak in the cell's dtype), so crossovers, memory exponents and % of peak come per
+backend and dtype.
 
     PYTHONPATH=. python scripts/gpu_bench.py --device cuda --out bench.jsonl
 """
@@ -32,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from harness.attention import get_attention  # noqa: E402
+from harness.attention._flex import flex_tile_candidates  # noqa: E402  (sparse's own tiles)
 from harness.measure.memory import cuda_peak_memory, is_oom_error, measure_cpu_peak  # noqa: E402
 from harness.measure.timing import TimingResult, time_callable  # noqa: E402
 from harness.records import Cell, Record  # noqa: E402
@@ -40,10 +50,22 @@ from harness.suites.memory import MemoryParams, MemorySuite  # noqa: E402
 from harness.suites.throughput import ThroughputParams, ThroughputSuite, attention_inputs  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-SECTIONS = ("sweep", "pairs", "flex")
+#: In this order: the targets first, the sweep takes what the time budget leaves.
+SECTIONS = ("peak", "exact", "pairs", "flex", "sweep")
 PASSES = ("forward", "fwd_bwd")
 #: Largest relative difference allowed between sparse and FlexAttention outputs, per dtype.
 FLEX_TOLERANCE = {"float32": 1e-3, "bfloat16": 3e-2, "float16": 5e-3}
+#: Largest relative difference of a backend from its family's default kernel, per dtype.
+BACKEND_TOLERANCE = {"float32": 1e-3, "bfloat16": 3e-2, "float16": 5e-3}
+#: The non-default kernels of each family, as (name, options): ``harness check`` audits each.
+BACKENDS = (
+    ("standard", {"sdpa_kernel": "flash"}),
+    ("standard", {"sdpa_kernel": "efficient"}),
+    ("standard", {"sdpa_kernel": "cudnn"}),
+    ("standard", {"sdpa_kernel": "math"}),
+    ("sparse", {"backend": "flex"}),
+    ("linear", {"backend": "fla"}),
+)
 _MEMORY_TARGET = "scripts.gpu_bench:memory_work"
 
 
@@ -67,6 +89,148 @@ def attention_specs(profile: str = "quick") -> list[AttentionSpec]:
     from harness.run.profiles import load_profile
 
     return load_profile(profile).attention_specs()
+
+
+def backend_specs() -> list[AttentionSpec]:
+    """One spec per non-default backend, labelled ``name[key=value]``."""
+    out = []
+    for name, opts in BACKENDS:
+        shown = ",".join(f"{k}={v}" for k, v in opts.items())
+        out.append(AttentionSpec(name, dict(opts), f"{name}[{shown}]"))
+    return out
+
+
+def unsupported(spec: AttentionSpec, device: str, mode: str = "forward") -> str | None:
+    """Why ``spec`` cannot run ``mode`` on ``device`` (its family's own refusal; FlexAttention
+    has no backward on CPU), or None."""
+    from harness.attention import attention_class
+
+    if mode == "fwd_bwd" and not device.startswith("cuda") and \
+            spec.name == "sparse" and spec.options.get("backend") == "flex":
+        return "sparse[backend=flex]: torch's FlexAttention has no backward pass on CPU"
+    return attention_class(spec.name).device_support(device, dict(spec.options))
+
+
+def flop_records(cell: Cell, spec: AttentionSpec, mode: str, t: TimingResult,
+                 args: argparse.Namespace, dtype: str) -> list[Record]:
+    """``<mode>_flops_per_s`` and ``<mode>_peak_fraction`` of one timed cell (none when the
+    family declares no FLOP count)."""
+    from harness.attention import attention_class, attention_options
+    from harness.measure.timing import peak_flops
+
+    cls = attention_class(spec.name)
+    opts = {**attention_options(cls), **spec.options}
+    work = cls.flops(args.batch, args.heads, cell.params["seq_len"], args.head_dim, opts, mode)
+    if not work:
+        return []
+    peak = peak_flops(args.device, dtype)
+    rate = work / t.median_s
+    return [Record.for_cell(cell, f"{mode}_flops_per_s", value=rate, ci_low=work / t.q3_s,
+                            ci_high=work / t.q1_s, interval="iqr", n=t.n, unit="FLOP/s",
+                            higher_is_better=True),
+            Record.for_cell(cell, f"{mode}_peak_fraction", value=rate / peak,
+                            ci_low=work / t.q3_s / peak, ci_high=work / t.q1_s / peak,
+                            interval="iqr", n=t.n, unit="fraction", higher_is_better=True,
+                            load={"peak_flops_per_s": peak, "peak_dtype": dtype})]
+
+
+def peak(args: argparse.Namespace, budget: Budget) -> list[Record]:
+    """The matmul peak per dtype: the denominator of every ``<pass>_peak_fraction``."""
+    from harness.measure.timing import peak_flops
+
+    out = []
+    for dtype in args.dtypes:
+        cell = Cell("gpu_peak", "matmul", {}, {"dtype": dtype}, "matmul")
+        try:
+            value = peak_flops(args.device, dtype)
+            out.append(Record.for_cell(cell, "peak_flops_per_s", value=value, n=1,
+                                       unit="FLOP/s", higher_is_better=True))
+            print(f"  {dtype}: {value / 1e9:.1f} GFLOP/s", flush=True)
+        except Exception as err:
+            out.append(_failed(cell, "peak_flops_per_s", err))
+    return out
+
+
+def exact(args: argparse.Namespace, budget: Budget) -> list[Record]:
+    """Each backend against its family's default kernel on the device, per dtype, causal and
+    not: relative error of the outputs (forward) and of the gradients (fwd+bwd) at the shortest
+    length, then both timed side by side at the longest (``speed_ratio``: default / backend,
+    > 1 the backend is faster; the fastest exact kernel is the device's default to name)."""
+    out: list[Record] = []
+    n_small, n_large = min(args.lengths), max(args.lengths)
+    for spec in backend_specs():
+        base = AttentionSpec(spec.name, {}, spec.name)
+        for dtype in args.dtypes:
+            for causal in (False, True):
+                for mode in PASSES:
+                    params = {"seq_len": n_small, "batch": args.batch, "dtype": dtype,
+                              "pass": mode, "causal": causal}
+                    cell = Cell("gpu_exact", spec.name, dict(spec.options), params, spec.label)
+                    metric = "relative_error" if mode == "forward" else "grad_relative_error"
+                    reason = unsupported(spec, args.device, mode) or (
+                        budget.message if budget.spent() else None)
+                    if reason:
+                        out.append(_failed(cell, metric, reason))
+                        continue
+                    try:
+                        out.append(_backend_error(spec, base, cell, metric, args, dtype))
+                        if out[-1].status == "ok":
+                            out.append(_backend_speed(spec, base, cell, args, dtype, n_large))
+                    except Exception as err:
+                        out.append(_failed(cell, metric, err))
+                    _release(args.device)
+    return out
+
+
+def _attend(spec: AttentionSpec, device: str, causal: bool):
+    attn = spec.build().to(device)
+
+    def call(q, k, v):
+        return attn(q, k, v, causal=causal)
+
+    call.capabilities = attn.capabilities  # type: ignore[attr-defined]
+    return call
+
+
+def _backend_error(spec: AttentionSpec, base: AttentionSpec, cell: Cell, metric: str,
+                   args: argparse.Namespace, dtype: str) -> Record:
+    p = cell.params
+    results = []
+    for s in (spec, base):
+        attn = _attend(s, args.device, p["causal"])
+        q, k, v = _inputs(attn, p["seq_len"], args.batch, args.heads, args.head_dim,
+                          DTYPES[dtype], args.device, p["pass"] == "fwd_bwd")
+        got = make_pass(attn, q, k, v, p["pass"])()
+        got = got if isinstance(got, torch.Tensor) else torch.cat([g.flatten() for g in got])
+        results.append(got.double())
+    mine, ref = results
+    err = float((mine - ref).norm() / ref.norm())
+    tol = BACKEND_TOLERANCE[dtype] * (1 if p["pass"] == "forward" else 3)
+    ok = err <= tol
+    print(f"  {spec.label} {dtype} causal={p['causal']} {p['pass']}: {err:.2e}", flush=True)
+    return Record.for_cell(cell, metric, value=err, n=1, unit="ratio", higher_is_better=False,
+                           status="ok" if ok else "error",
+                           error=None if ok else f"{spec.label} differs from {spec.name}'s"
+                           f" default kernel by {err:.2e} (> {tol:g})")
+
+
+def _backend_speed(spec: AttentionSpec, base: AttentionSpec, cell: Cell,
+                   args: argparse.Namespace, dtype: str, n: int) -> Record:
+    p = cell.params
+    fns = {}
+    for key, s in (("backend", spec), ("default", base)):
+        attn = _attend(s, args.device, p["causal"])
+        q, k, v = _inputs(attn, n, args.batch, args.heads, args.head_dim, DTYPES[dtype],
+                          args.device, p["pass"] == "fwd_bwd")
+        fns[key] = make_pass(attn, q, k, v, p["pass"])
+    t = interleaved(fns, device=args.device, rounds=args.rounds, min_run_time=args.min_run_time,
+                    warmup=max(2, args.warmup))
+    record = _ratio_record(spec.label, {**p, "seq_len": n}, t["backend"], t["default"], None,
+                           f"{spec.name} (default kernel)")
+    record.suite = "gpu_exact"
+    print(f"  {spec.label} {dtype} causal={p['causal']} {p['pass']} N={n}: default/backend"
+          f" {record.value:.2f}x", flush=True)
+    return record
 
 
 def _inputs(spec_attn, n: int, batch: int, heads: int, head_dim: int, dtype: torch.dtype,
@@ -160,8 +324,10 @@ def sweep(args: argparse.Namespace, specs: list[AttentionSpec], budget: Budget) 
                 t_cell = spec.cell("throughput", params)
                 for mode in PASSES:
                     metric = f"{mode}_ms"
-                    if budget.spent():
-                        rows.append(_failed(t_cell, metric, budget.message))
+                    reason = unsupported(spec, args.device, mode) or (
+                        budget.message if budget.spent() else None)
+                    if reason:
+                        rows.append(_failed(t_cell, metric, reason))
                         continue
                     try:
                         attn = spec.build().to(args.device)
@@ -172,14 +338,15 @@ def sweep(args: argparse.Namespace, specs: list[AttentionSpec], budget: Budget) 
                                           min_run_time=args.min_run_time,
                                           label=f"{spec.label} {mode} N={n} {dtype}")
                         rows.append(_timing_record(t_cell, metric, t))
+                        rows += flop_records(t_cell, spec, mode, t, args, dtype)
                     except Exception as err:
                         rows.append(_failed(t_cell, metric, err))
                     work = attn = None  # type: ignore[assignment]
                     _release(args.device)
                     m_cell = spec.cell("memory", {"mode": mode, "seq_len": n, "batch": args.batch,
                                                   "dtype": dtype})
-                    if budget.spent():
-                        rows.append(_failed(m_cell, "peak_bytes", budget.message))
+                    if reason or budget.spent():
+                        rows.append(_failed(m_cell, "peak_bytes", reason or budget.message))
                         continue
                     kwargs = {"name": spec.name, "options": dict(spec.options), "seq_len": n,
                               "batch": args.batch, "heads": args.heads,
@@ -193,7 +360,8 @@ def sweep(args: argparse.Namespace, specs: list[AttentionSpec], budget: Budget) 
                         rows.append(_failed(m_cell, "peak_bytes", err))
                     _release(args.device)
                 print(f"  {dtype} {spec.label} N={n}: "
-                      + ", ".join(f"{r.metric}={_fmt(r)}" for r in rows[-4:]), flush=True)
+                      + ", ".join(f"{r.metric}={_fmt(r)}" for r in rows[-8:]
+                                  if not r.metric.endswith("flops_per_s")), flush=True)
         records += rows + summarize_sweep(rows, args, dtype)
     return records
 
@@ -201,6 +369,8 @@ def sweep(args: argparse.Namespace, specs: list[AttentionSpec], budget: Budget) 
 def _fmt(r: Record) -> str:
     if r.status != "ok" or r.value is None:
         return r.status
+    if r.unit == "fraction":
+        return f"{r.value * 100:.1f}%"
     return f"{r.value / 2**20:.1f}MiB" if r.unit == "bytes" else f"{r.value:.3g}{r.unit or ''}"
 
 
@@ -263,7 +433,7 @@ def _ratio_record(label: str, params: dict[str, Any], ours: list[float], peer: l
 
 
 def pairs(args: argparse.Namespace, budget: Budget) -> list[Record]:
-    """standard (sdpa) vs bare SDPA (target >= 0.9x) and vs standard (eager), side by side."""
+    """standard (sdpa) vs bare SDPA (target >= 0.95x) and vs standard (eager), side by side."""
     import torch.nn.functional as F
 
     sdpa = get_attention("standard", backend="sdpa").to(args.device)
@@ -288,7 +458,7 @@ def pairs(args: argparse.Namespace, budget: Budget) -> list[Record]:
                     t = interleaved(fns, device=args.device, rounds=args.rounds,
                                     min_run_time=args.min_run_time, warmup=args.warmup)
                     out.append(_ratio_record("standard", params, t["standard"], t["bare_sdpa"],
-                                             0.9, "bare_sdpa"))
+                                             0.95, "bare_sdpa"))
                     out.append(_ratio_record("standard", params, t["standard"], t["eager"],
                                              None, "standard[eager]"))
                     print(f"  {dtype} N={n} {mode}: " + ", ".join(
@@ -318,37 +488,6 @@ def flex_block_mask(sparse, seq_len: int, device: str):
                                  BLOCK_SIZE=sparse.block_size)
     except Exception:  # a tile size FlexAttention refuses: its default tiles, same pattern
         return create_block_mask(mask_mod, None, None, seq_len, seq_len, device=device)
-
-
-def flex_tile_candidates(block_size: int, device: str) -> list[dict[str, int] | None]:
-    """Triton tile sizes to try, in order, for FlexAttention on CUDA over sparse's blocks.
-
-    FlexAttention's CUDA forward tiles queries and keys by 128 by default on Hopper and refuses
-    a block mask whose blocks are not a multiple of the tile ("Q and KV block size must be
-    divisible by BLOCK_M and BLOCK_N"); sparse's blocks are 64. Forward tiles that divide the
-    block run on the same block mask, so both sides skip exactly the same blocks. Which backward
-    tiles compile depends on the dtype (on the H100, bfloat16 found no kernel for 32/64/64/32
-    where float32 did), so several are tried; the last leaves the backward to FlexAttention's
-    own autotuned choices. ``[None]``: the defaults do."""
-    if not device.startswith("cuda") or block_size % 128 == 0:
-        return [None]
-    tile = 1
-    while tile < 128 and block_size % (tile * 2) == 0:
-        tile *= 2
-    if tile < 32:
-        raise ValueError(f"sparse block size {block_size} has no FlexAttention tile (needs a "
-                         "multiple of 32)")
-    fwd = {"fwd_BLOCK_M": tile, "fwd_BLOCK_N": tile}
-    # backward: dk/dv tiles BLOCK_N1 keys over BLOCK_M1 queries, dq BLOCK_M2 queries over
-    # BLOCK_N2 keys; the kernel needs BLOCK_N1 % BLOCK_M1 == 0 and BLOCK_M2 % BLOCK_N2 == 0
-    half = tile // 2
-    return [{**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
-             "bwd_BLOCK_N2": half},
-            {**fwd, "bwd_BLOCK_M1": tile, "bwd_BLOCK_N1": tile, "bwd_BLOCK_M2": tile,
-             "bwd_BLOCK_N2": tile},
-            {**fwd, "bwd_BLOCK_M1": half, "bwd_BLOCK_N1": half, "bwd_BLOCK_M2": half,
-             "bwd_BLOCK_N2": half},
-            fwd]
 
 
 def flex_fn(compiled: bool) -> Callable[..., torch.Tensor]:
@@ -431,10 +570,16 @@ def _flex_pair(sparse, run_flex, mask, params: dict[str, Any], dtype: str,
                       args.device, mode == "fwd_bwd")
     out, flex_call = _flex_agreement(sparse, run_flex, mask, params, dtype, q, k, v, mode, args)
     fns = {"sparse": make_pass(sparse, q, k, v, mode), "flex": make_pass(flex_call, q, k, v, mode)}
+    own = get_attention("sparse", backend="flex").to(args.device)
+    if not args.flex_eager and args.device.startswith("cuda"):
+        fns["sparse_flex"] = make_pass(own, q, k, v, mode)
     t = interleaved(fns, device=args.device, rounds=args.rounds, min_run_time=args.min_run_time,
                     warmup=max(2, args.warmup))
     out.append(_ratio_record("sparse", {**params, "flex_tiles": out[0].params["flex_tiles"]},
                              t["sparse"], t["flex"], None, "flex_attention"))
+    if "sparse_flex" in t:  # the backend's own overhead over the bare compiled call
+        out.append(_ratio_record("sparse[backend=flex]", {**params, "kernel": own.kernel},
+                                 t["sparse_flex"], t["flex"], 0.95, "flex_attention"))
     print(f"  {dtype} N={n} {mode}: sparse vs flex {out[-1].value:.2f}x "
           f"(tiles {out[0].params['flex_tiles']})", flush=True)
     return out
@@ -504,6 +649,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-budget", type=parse_bytes, default="48GiB")
     p.add_argument("--time-budget", type=float, default=600.0, help="seconds for all sections")
     p.add_argument("--profile", default="quick", help="profile whose attentions are swept")
+    p.add_argument("--no-backends", dest="backends", action="store_false",
+                   help="sweep only the profile's attentions, not every family's backends")
     args = p.parse_args(argv)
     bad = [n for n in [*args.lengths, *args.flex_lengths] if n < 1]
     if bad or args.rounds < 1 or args.batch < 1:
@@ -518,13 +665,17 @@ def main(argv: list[str] | None = None) -> int:
               f"(torch {torch.__version__}, CUDA build {torch.version.cuda})", file=sys.stderr)
         return 2
     budget = Budget(args.time_budget)
-    specs = attention_specs(args.profile)
+    specs = attention_specs(args.profile) + (backend_specs() if args.backends else [])
     errors = 0
     for section in args.sections:
         started = time.monotonic()
         print(f"[{section}]", flush=True)
         if section == "sweep":
             records = sweep(args, specs, budget)
+        elif section == "peak":
+            records = peak(args, budget)
+        elif section == "exact":
+            records = exact(args, budget)
         elif section == "pairs":
             records = pairs(args, budget)
         else:
@@ -534,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         # skipped with a reason (a fit needing longer inputs) and oom cells are results.
         bad = [r for r in records
                if r.status == "error" or (r.status == "skipped" and r.error == budget.message)]
+        # A backend this device or install cannot run is skipped with its family's reason.
         errors += len(bad)
         for r in bad:
             print(f"  {r.status}: {r.suite}/{r.label} {r.metric} {r.params}: {r.error}",

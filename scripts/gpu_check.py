@@ -11,9 +11,11 @@ poison the others:
 3. ``suites``: ``harness run throughput memory`` on the device, lengths up to 16K, every
    registered attention and the quick profile's variants (``runs/<run-id>/results.jsonl``,
    ``index.html``).
-4. ``bench``: ``scripts/gpu_bench.py``: float32 / bfloat16 / float16 sweep (forward, fwd+bwd,
-   peak memory, crossover, memory exponents), standard (sdpa) vs bare SDPA and vs eager, sparse
-   vs ``torch.compile(flex_attention)`` (``bench.jsonl``).
+4. ``bench``: ``scripts/gpu_bench.py``: the matmul peak per dtype; every backend of every
+   family against its family's default kernel (outputs, gradients, then timed); the float32 /
+   bfloat16 / float16 sweep of every attention and backend (forward, fwd+bwd, % of peak, peak
+   memory, crossover, memory exponents), standard (sdpa) vs bare SDPA and vs eager, sparse and
+   sparse[backend=flex] vs ``torch.compile(flex_attention)`` (``bench.jsonl``).
 5. ``training`` (only when named in ``--steps``): ``harness run accuracy bias`` cut to 40 steps
    per model, a smoke of the training, evaluation and audit paths on the device.
 6. ``summary.txt``: every table and every failure, also printed at the end.
@@ -63,12 +65,13 @@ VERSIONS = ("torch", "triton", "transformers", "pydantic", "pydantic-core", "ann
             "pyarrow", "pandas", "numpy", "scipy", "scikit-learn", "pytest")
 TEST_FILES = ("tests/test_attention_contract.py", "tests/test_attention_sparse.py",
               "tests/test_attention_lsh.py", "tests/test_attention_linear.py",
+              "tests/test_attention_backends.py", "tests/test_attention_flops.py",
               "tests/test_gpu_check.py")
 #: Lengths of the device run (the issue: up to 16K) and of the CPU dry run.
 FULL_LENGTHS = [1024, 2048, 4096, 8192, 16384]
 TINY_LENGTHS = [128, 256]
 #: Seconds each step may take on the device; the check as a whole stays under 8 minutes.
-FULL_LIMITS = {"tests": 150, "suites": 150, "bench": 240, "training": 150}
+FULL_LIMITS = {"tests": 150, "suites": 150, "bench": 300, "training": 150}
 
 
 class CheckError(Exception):
@@ -315,6 +318,10 @@ def run_bench(out: Path, device: str, tiny: bool, deadline: float, env: dict[str
     cmd = [sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--device", device,
            "--out", str(out / "bench.jsonl"), "--memory-budget", memory_budget,
            "--time-budget", str(max(1.0, limit - 30))]
+    if not device.startswith("cuda"):
+        # FlexAttention's first compile on CPU takes tens of seconds per shape: the dry run
+        # checks the path eagerly (same block mask and mask_mod).
+        env = {**env, "HARNESS_FLEX_COMPILE": "0"}
     if tiny:
         cmd += ["--dtypes", "float32", "bfloat16", "--lengths", *map(str, TINY_LENGTHS),
                 "--flex-dtypes", "float32", "--flex-lengths", "256", "--min-run-time", "0.01",

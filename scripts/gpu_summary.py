@@ -145,6 +145,34 @@ def pair_rows(records: list[Record]) -> str:
                  out)
 
 
+def peak_rows(records: list[Record]) -> str:
+    rows = [r for r in records if r.metric == "peak_flops_per_s"]
+    if not rows:
+        return "(no peak records)"
+    return table(["dtype", "matmul peak TFLOP/s"],
+                 [[r.params.get("dtype"), r.value / 1e12 if r.value else r.status]
+                  for r in rows])
+
+
+def backend_rows(records: list[Record]) -> str:
+    """Each backend vs its family's default kernel: error, then default / backend time."""
+    errors = [r for r in records if r.suite == "gpu_exact" and r.metric.endswith("error")]
+    if not errors:
+        return "(no backend records)"
+    speed = {(_label(r), r.params.get("dtype"), r.params.get("causal"), r.params.get("pass")): r
+             for r in records if r.suite == "gpu_exact" and r.metric == "speed_ratio"}
+    out = []
+    for r in errors:
+        p = r.params
+        s = speed.get((_label(r), p.get("dtype"), p.get("causal"), p.get("pass")))
+        out.append([_label(r), p.get("dtype"), p.get("causal"), p.get("pass"),
+                    r.value if r.status == "ok" else f"{r.status}: {(r.error or '')[:60]}",
+                    s.value if s is not None else None,
+                    s.params.get("seq_len") if s is not None else None])
+    return table(["backend", "dtype", "causal", "pass", "rel. error vs default",
+                  "default/backend time", "timed at N"], out)
+
+
 def failures(records: list[Record]) -> list[str]:
     """One line per record that is not ``ok`` (errors, oom, skipped cells and fits)."""
     return [f"{r.status}: {r.suite}/{_label(r)} {r.metric} {r.params}: {r.error}"
@@ -169,10 +197,15 @@ def _bench_section(records: list[Record]) -> list[str]:
     out = []
     dtypes = list(dict.fromkeys(r.params["dtype"] for r in records
                                 if r.suite in ("throughput", "memory") and "dtype" in r.params))
+    out += ["== matmul peak (the denominator of % of peak) ==", peak_rows(records),
+            "== backends vs their family's default kernel ==", backend_rows(records)]
     for dtype in dtypes:
         out.append(f"== gpu_bench sweep, {dtype} ==")
         for metric in ("forward_ms", "fwd_bwd_ms"):
             out += [f"-- {metric}", grid(records, metric, dtype=dtype, kind="attention")]
+        for metric in ("forward_peak_fraction", "fwd_bwd_peak_fraction"):
+            out += [f"-- {metric} (% of the {dtype} matmul peak)",
+                    grid(records, metric, 0.01, dtype=dtype, kind="attention")]
         out += ["-- crossover", crossover_rows(records, dtype=dtype), "-- time exponents",
                 time_exponent_rows(records, dtype=dtype)]
         for mode in ("forward", "fwd_bwd"):

@@ -6,6 +6,8 @@
 # tqdm, httpx, tokenizers, pytest; it lacks pydantic and the datasets / evaluate / fairlearn stack.
 # Versions: the ones this project's tests pass with. typing-extensions comes too: pydantic needs a
 # recent one and the image's version is not known. asv (benchmark history only) stays behind.
+# flash-linear-attention (+ fla-core, einops; pure Python over the image's triton) is the optional
+# [gpu] extra: linear's backend=fla.
 #   scripts/gpu_wheels.sh                 # cp312 manylinux x86_64 wheels into .whl/
 #   PYVER=3.11 WHL_DIR=/tmp/whl311 scripts/gpu_wheels.sh   # the same set for a local rehearsal
 set -euo pipefail
@@ -19,6 +21,7 @@ wheels=(
     datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
     evaluate==0.4.6
     fairlearn==0.15.0
+    flash-linear-attention==0.6.0 fla-core==0.6.0 einops==0.8.2
 )
 platforms=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \

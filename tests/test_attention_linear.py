@@ -195,7 +195,7 @@ def test_capabilities_and_options() -> None:
     assert caps.causal and caps.key_padding_mask and caps.cross_lengths
     assert caps.approximates_softmax
     attn = get_attention("linear")
-    assert attn.options == {"feature_map": "elu", "n_features": 256, "seed": 0}
+    assert attn.options == {"feature_map": "elu", "n_features": 256, "seed": 0, "backend": "torch"}
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,30 @@ def test_buckets_shape_range_and_padding_bucket():
     assert torch.equal(attn.buckets(q), expected)
 
 
+@pytest.mark.parametrize("n_buckets,factors", [(512, (16, 32)), (256, (16, 16)), (132, (6, 22)),
+                                               (128, (128,)), (786, (786,))])
+def test_large_bucket_counts_hash_with_factorized_rotations(n_buckets, factors):
+    """Above FACTORIZE_ABOVE buckets, two angular hashes of f1 and f2 buckets: b1 + f1 * b2
+    (Reformer's factorization), from a projection of f1/2 + f2/2 columns."""
+    from harness.attention.lsh import bucket_factors
+
+    assert bucket_factors(n_buckets) == factors
+    attn = get_attention("lsh", n_buckets=n_buckets, chunk_size=8)
+    q = torch.randn(2, 3, 300, 8, generator=torch.Generator().manual_seed(4))
+    rot = attn.rotations(3, 8, n_buckets, q.device, q.dtype)
+    assert rot.shape[-1] == sum(f // 2 for f in factors)
+    proj = torch.matmul(q.unsqueeze(2), rot)
+    expected = torch.zeros(proj.shape[:-1], dtype=torch.long)
+    start, scale = 0, 1
+    for f in factors:
+        part = proj[..., start : start + f // 2]
+        expected += scale * torch.cat([part, -part], dim=-1).argmax(dim=-1)
+        start, scale = start + f // 2, scale * f
+    buckets = attn.buckets(q)
+    assert torch.equal(buckets, expected)
+    assert int(buckets.max()) < n_buckets and len(torch.unique(buckets)) > 100
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_angular_bucket_assignment_is_exact_argmax_with_ties_and_signed_zeros(dtype):
     gen = torch.Generator().manual_seed(3)
@@ -266,6 +290,9 @@ def test_angular_bucket_assignment_is_exact_argmax_with_ties_and_signed_zeros(dt
         proj[5, :, 0] = -(proj[5].abs().amax(dim=-1) + 1)  # winner is -p in the first slot
         expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
         assert torch.equal(_angular_buckets_(proj.clone()), expected), trial
+        # across rows (the factorized layout): the same winners from (columns, tokens)
+        across = proj.transpose(-1, -2).contiguous()
+        assert torch.equal(_angular_buckets_(across, dim=-2), expected), trial
 
 
 @pytest.mark.parametrize("n_buckets", [6, 2**31])  # int32 keys, and int64 keys

@@ -195,9 +195,10 @@ def test_options_and_capabilities():
                          random_blocks=0, seed=4)
     assert isinstance(attn, BlockSparseAttention)
     assert attn.options == {"block_size": 32, "window_blocks": 5, "global_blocks": 2,
-                            "random_blocks": 0, "seed": 4}
+                            "random_blocks": 0, "seed": 4, "backend": "gather"}
     assert get_attention("sparse").options == {"block_size": 64, "window_blocks": 3,
-                                               "global_blocks": 1, "random_blocks": 2, "seed": 0}
+                                               "global_blocks": 1, "random_blocks": 2, "seed": 0,
+                                               "backend": "gather"}
     caps = attn.capabilities
     assert caps.memory_exponent == 1.0 and not caps.cross_lengths
     assert caps.causal and caps.key_padding_mask

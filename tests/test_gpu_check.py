@@ -129,6 +129,55 @@ def test_summary_reports_targets_and_failures(tmp_path):
     assert (tmp_path / "summary.txt").read_text() == text
 
 
+def _small_args(**kw) -> argparse.Namespace:
+    base = {"device": "cpu", "batch": 1, "heads": 2, "head_dim": 16, "rounds": 2,
+            "min_run_time": 0.005, "warmup": 1, "lengths": [64, 128], "dtypes": ["float32"]}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_backend_specs_cover_every_non_default_kernel_and_cpu_refusals():
+    labels = [s.label for s in gpu_bench.backend_specs()]
+    assert labels == ["standard[sdpa_kernel=flash]", "standard[sdpa_kernel=efficient]",
+                      "standard[sdpa_kernel=cudnn]", "standard[sdpa_kernel=math]",
+                      "sparse[backend=flex]", "linear[backend=fla]"]
+    refused = {s.label: gpu_bench.unsupported(s, "cpu") for s in gpu_bench.backend_specs()}
+    assert refused["standard[sdpa_kernel=flash]"] is None
+    assert "CUDA-only" in refused["standard[sdpa_kernel=cudnn]"]
+    assert "CUDA only" in refused["linear[backend=fla]"]
+    flex = gpu_bench.backend_specs()[4]
+    assert gpu_bench.unsupported(flex, "cpu") is None
+    assert "no backward" in gpu_bench.unsupported(flex, "cpu", "fwd_bwd")
+
+
+def test_exact_section_compares_a_backend_with_its_default_then_times_both(monkeypatch):
+    monkeypatch.setenv("HARNESS_FLEX_COMPILE", "0")
+    monkeypatch.setattr(gpu_bench, "BACKENDS", (("sparse", {"backend": "flex"}),
+                                                ("linear", {"backend": "fla"})))
+    records = gpu_bench.exact(_small_args(), gpu_bench.Budget(600))
+    errors = [r for r in records if r.metric == "relative_error" and r.label.startswith("sparse")]
+    assert len(errors) == 2 and all(r.status == "ok" and r.value < 1e-5 for r in errors)
+    speed = [r for r in records if r.metric == "speed_ratio"]
+    assert len(speed) == 2 and all(r.value > 0 and r.params["seq_len"] == 128 for r in speed)
+    skipped = [r for r in records if r.status == "skipped"]
+    assert {r.label for r in skipped} == {"sparse[backend=flex]", "linear[backend=fla]"}
+    assert len(skipped) == 2 + 4  # flex fwd_bwd (causal or not); fla: every cell
+
+
+def test_sweep_writes_flop_rate_and_fraction_of_peak(monkeypatch):
+    args = _small_args(memory_budget=2**31, lengths=[64])
+    monkeypatch.setattr(gpu_bench, "peak_bytes", lambda *a, **k: ("ok", 1, None))
+    spec = AttentionSpec("standard", {}, "standard")
+    records = gpu_bench.sweep(args, [spec], gpu_bench.Budget(600))
+    by = {r.metric: r for r in records if r.params.get("seq_len") == 64}
+    work = 4 * 2 * 64 * 64 * 16
+    assert by["forward_flops_per_s"].value == pytest.approx(work / (by["forward_ms"].value
+                                                                    / 1e3), rel=1e-6)
+    fraction = by["forward_peak_fraction"]
+    assert 0 < fraction.value < 1 and fraction.load["peak_flops_per_s"] > 0
+    text = "\n".join(gpu_summary._bench_section(records))
+    assert "forward_peak_fraction" in text and "backends vs their family" in text
+
+
 def _flex_ok() -> bool:
     try:
         from torch.nn.attention.flex_attention import flex_attention  # noqa: F401

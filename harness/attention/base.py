@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from harness.registry import Registry
 
 __all__ = [
+    "BACKWARD_FLOP_FACTOR",
+    "PASSES",
     "Attention",
     "Capabilities",
     "attention_class",
@@ -24,9 +26,24 @@ __all__ = [
     "attention_origin",
     "get_attention",
     "list_attentions",
+    "pass_factor",
     "register_attention",
     "validate_inputs",
 ]
+
+
+#: Timed passes a FLOP count is given for.
+PASSES = ("forward", "backward", "fwd_bwd")
+#: FlashAttention's convention: the backward pass does 2.5x the matmul work of the forward.
+BACKWARD_FLOP_FACTOR = 2.5
+
+
+def pass_factor(pass_: str) -> float:
+    """Multiple of the forward FLOPs a pass does (backward 2.5x, forward + backward 3.5x)."""
+    if pass_ not in PASSES:
+        raise ValueError(f"pass must be one of {PASSES}, got {pass_!r}")
+    return {"forward": 1.0, "backward": BACKWARD_FLOP_FACTOR,
+            "fwd_bwd": 1.0 + BACKWARD_FLOP_FACTOR}[pass_]
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,37 @@ class Attention(nn.Module):
         ``seq_len`` tokens (``harness check`` compares them with a float64 reference), or None
         when no configuration is exact. Default: ``{}`` unless it approximates softmax."""
         return None if cls.capabilities.approximates_softmax else {}
+
+    #: The FLOP count :meth:`flops` implements, in words (``harness list`` shows it).
+    flops_formula: ClassVar[str] = ""
+    #: Options that choose a kernel, not a result: every value computes what the defaults do
+    #: (``harness check`` compares a non-default backend's outputs with the default's).
+    backend_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def device_support(cls, device: str, options: dict[str, Any]) -> str | None:
+        """Why these options cannot run on ``device`` (e.g. a CUDA-only kernel on CPU), or None.
+
+        ``harness check`` and callers refuse such a configuration before anything runs."""
+        return None
+
+    @classmethod
+    def flops(
+        cls,
+        batch: int,
+        heads: int,
+        n: int,
+        head_dim: int,
+        options: dict[str, Any] | None = None,
+        pass_: str = "forward",
+        *,
+        causal: bool = False,
+    ) -> float | None:
+        """Floating-point operations of one call of ``pass_`` (forward, backward, fwd_bwd) at
+        this shape and these options, counted as FlashAttention does (a multiply-add is 2;
+        backward is 2.5x the forward's matmul work); None when the family declares no count
+        (the throughput suite then writes no FLOP rate)."""
+        return None
 
     @property
     def claimed_memory(self) -> tuple[str, float]:

@@ -25,13 +25,15 @@ no later key changes an earlier output (a maximum over all keys would, through `
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.attention.base import Attention, Capabilities, register_attention
+from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 
 __all__ = [
     "FEATURE_MAPS",
@@ -44,6 +46,9 @@ __all__ = [
 ]
 
 FEATURE_MAPS = ("elu", "favor")
+#: Kernels of the ``backend`` option: torch matmuls, or flash-linear-attention's chunked
+#: Triton kernels (CUDA only, the optional ``[gpu]`` extra) for the causal prefix sums.
+BACKENDS = ("torch", "fla")
 
 #: Added to every FAVOR feature after stabilization (where the largest feature is 1), so that a
 #: normalizer never underflows to zero for a query that does see keys.
@@ -270,9 +275,16 @@ class LinearAttention(Attention):
     )
 
     chunk_size: int = 128
+    backend_options: ClassVar[tuple[str, ...]] = ("backend",)
+    flops_formula = ("feature maps (favor: 2·N·d·m each for q and k; elu: m = d) + 4·B·H·N·m·(d+1)"
+                     " (causal: + 2·B·H·N·c·(m+d+1) within chunks of c); backward 2.5x")
 
-    def __init__(self, *, feature_map: str = "elu", n_features: int = 256, seed: int = 0) -> None:
+    def __init__(self, *, feature_map: str = "elu", n_features: int = 256, seed: int = 0,
+                 backend: str = "torch") -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"linear: backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
         if feature_map not in FEATURE_MAPS:
             raise ValueError(
                 f"linear: feature_map must be one of {FEATURE_MAPS}, got {feature_map!r}"
@@ -287,6 +299,41 @@ class LinearAttention(Attention):
         self.n_features = n_features
         self.seed = seed
         self.register_buffer("projection", None, persistent=False)
+
+    @classmethod
+    def flops(cls, batch: int, heads: int, n: int, head_dim: int,
+              options: dict[str, Any] | None = None, pass_: str = "forward", *,
+              causal: bool = False) -> float:
+        opts = options or {}
+        favor = opts.get("feature_map", "elu") == "favor"
+        m = int(opts.get("n_features", 256)) if favor else head_dim
+        features = 2 * (2.0 * n * head_dim * m) if favor else 2 * 3.0 * n * head_dim
+        mix = 4.0 * n * m * (head_dim + 1)
+        if causal:
+            c = min(cls.chunk_size, n)
+            mix += 2.0 * n * c * (m + head_dim + 1)
+        return batch * heads * (features + mix) * pass_factor(pass_)
+
+    @classmethod
+    def device_support(cls, device: str, options: dict[str, Any]) -> str | None:
+        if options.get("backend", "torch") != "fla":
+            return None
+        if not str(device).startswith("cuda"):
+            return (f"linear: backend='fla' runs flash-linear-attention's Triton kernels, CUDA"
+                    f" only; on {device} use backend='torch'")
+        try:
+            import fla.ops.linear_attn  # noqa: F401
+        except Exception as err:
+            return (f"linear: backend='fla' needs flash-linear-attention ({type(err).__name__}:"
+                    f" {err}); install the optional extra: pip install 'attention-harness[gpu]'")
+        return None
+
+    @property
+    def kernel(self) -> str:
+        """The kernel that runs (the record of a timing says it)."""
+        if self.backend == "fla":
+            return "flash-linear-attention chunk_linear_attn (causal); torch matmuls otherwise"
+        return "torch matmuls"
 
     def _projection(self, head_dim: int, device: torch.device) -> Tensor:
         proj = self.projection
@@ -319,7 +366,12 @@ class LinearAttention(Attention):
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:
-        if causal and self.feature_map == "favor":  # keys stabilized causally, row by row
+        if self.backend == "fla":
+            problem = self.device_support(str(q.device), self.options)
+            if problem:
+                raise ValueError(problem)
+        if causal and self.feature_map == "favor" and self.backend != "fla":
+            # keys stabilized causally, row by row
             cdtype = _compute_dtype(q.dtype)
             proj = self._projection(q.shape[-1], q.device)
             phi_q = favor_feature_map(q.to(cdtype), proj, is_query=True)
@@ -328,7 +380,29 @@ class LinearAttention(Attention):
                                    self.chunk_size, key_log_weight=log_w)
             return out.to(v.dtype)
         phi_q, phi_k = self.features(q, k, key_padding_mask)
+        if self.backend == "fla" and causal:
+            return _fla_causal(phi_q, phi_k, v, key_padding_mask).to(v.dtype)
         out = linear_attention(
             phi_q, phi_k, v.to(phi_q.dtype), key_padding_mask, causal, self.chunk_size
         )
         return out.to(v.dtype)
+
+
+def _fla_causal(phi_q: Tensor, phi_k: Tensor, v: Tensor, key_padding_mask: Tensor | None
+                ) -> Tensor:
+    """Causal linear attention by flash-linear-attention's ``chunk_linear_attn``: the
+    normalizer rides along as a value column of ones (padded keys: zero rows), unscaled and
+    unnormalized inside the kernel, divided here as :func:`linear_attention` does."""
+    from fla.ops.linear_attn import chunk_linear_attn
+
+    v1 = torch.cat([v.to(phi_k.dtype), v.new_ones((*v.shape[:-1], 1), dtype=phi_k.dtype)], dim=-1)
+    if key_padding_mask is not None:
+        v1 = v1 * key_padding_mask[:, None, :, None].to(v1.dtype)
+    kwargs: dict[str, Any] = {"scale": 1.0, "normalize": False}
+    params = inspect.signature(chunk_linear_attn).parameters
+    if "head_first" in params:
+        kwargs["head_first"] = False
+    # (B, H, N, X) -> (B, N, H, X): the layout current releases take.
+    q_t, k_t, v_t = (t.transpose(1, 2).contiguous() for t in (phi_q, phi_k, v1))
+    out1 = chunk_linear_attn(q_t, k_t, v_t, **kwargs)[0].transpose(1, 2)
+    return _safe_divide(out1.to(phi_q.dtype))

@@ -37,8 +37,11 @@ result equals full softmax attention (with the shared-QK key normalization and s
 
 Cost: no N x N matrix is built; memory is O(N * chunk_size * n_hashes) (the hash projection is
 computed a block of tokens at a time). Sorting is O(N log N); attention is O(N * chunk_size). The
-hash projection costs O(N * n_buckets * head_dim), which with the automatic ``n_buckets ~ 2N /
-chunk_size`` grows as N^2 / chunk_size with a small constant (Reformer's trade-off too).
+hash projection costs O(N * n_buckets * head_dim) up to :data:`FACTORIZE_ABOVE` buckets; above it
+the count is factorized as Reformer does at scale (two angular hashes of about sqrt(n_buckets)
+buckets each, ``bucket = b1 + f1 * b2``, :func:`bucket_factors`), so the projection costs
+O(N * sqrt(n_buckets) * head_dim): with the automatic ``n_buckets ~ 2N / chunk_size`` that is
+N^1.5 / sqrt(chunk_size) with a small constant instead of N^2 / chunk_size.
 
 Implementation: one round runs torch's fused ``scaled_dot_product_attention`` over the chunks, with
 the overlapping (previous, own) key windows read in place when no gradient is needed; several
@@ -53,15 +56,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.attention.base import Attention, Capabilities, register_attention
+from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 
-__all__ = ["KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "hash_dtype"]
+__all__ = ["FACTORIZE_ABOVE", "KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "bucket_factors",
+           "hash_dtype"]
 
 #: Epsilon of the shared-QK key normalization ``k * rsqrt(mean(k^2) + eps)``.
 KEY_NORM_EPS = 1e-6
@@ -75,6 +80,26 @@ _HASH_BLOCK_ELEMENTS = 2**20
 #: Entries of a module's cache of shape-only tensors (visibility masks, rotations, unsort row
 #: tables), cleared when full.
 _STATIC_CACHE_SIZE = 16
+
+
+#: Bucket counts above this are hashed with factorized rotations (Reformer's rule at scale):
+#: ``n_buckets = f1 * f2`` and two angular hashes of f1 and f2 buckets, ``bucket = b1 + f1 *
+#: b2``; the hash projection has ``(f1 + f2) / 2`` columns instead of ``n_buckets / 2``.
+FACTORIZE_ABOVE = 128
+
+
+def bucket_factors(n_buckets: int) -> tuple[int, ...]:
+    """The bucket counts of the angular hashes that make up ``n_buckets``: ``(n_buckets,)`` up to
+    :data:`FACTORIZE_ABOVE`, else two even factors ``(f1, f2)``, ``f1 <= f2``, ``f1 * f2 =
+    n_buckets``, as close to ``sqrt(n_buckets)`` as the even divisors allow (a count with no such
+    pair, e.g. twice a prime, stays whole). Powers of two split as Reformer's do."""
+    if n_buckets <= FACTORIZE_ABOVE or n_buckets % 4:
+        return (n_buckets,)
+    best = None
+    for f1 in range(2, math.isqrt(n_buckets) + 1, 2):
+        if n_buckets % f1 == 0 and (n_buckets // f1) % 2 == 0:
+            best = f1
+    return (n_buckets,) if best is None else (best, n_buckets // best)
 
 
 def auto_n_buckets(seq_len: int, chunk_size: int) -> int:
@@ -156,9 +181,11 @@ def _as_groups(t: Tensor, B: int, H: int, R: int) -> Tensor:
 _SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
-def _angular_buckets_(proj: Tensor) -> Tensor:
-    """``argmax([p, -p])`` over the last dimension (first occurrence on ties), without building
-    the concatenation; overwrites ``proj`` (float32 or float64) as work space.
+def _angular_buckets_(proj: Tensor, dim: int = -1) -> Tensor:
+    """``argmax([p, -p])`` over dimension ``dim`` (first occurrence on ties), without building
+    the concatenation; overwrites ``proj`` (float32 or float64) as work space. ``dim=-2`` reduces
+    across rows, which torch vectorizes along the contiguous last dimension: much faster for the
+    narrow (8-16 wide) projections of factorized hashing.
 
     A row's winner is its largest entry ``top`` when ``top >= -low`` (``low`` its smallest; the
     first half wins ties), else ``low`` in the second half. With ``s = +-1`` and ``m = max(top,
@@ -168,16 +195,18 @@ def _angular_buckets_(proj: Tensor) -> Tensor:
     ``half - (first winner)``. Float reductions and integer ors only: torch's ``argmax`` and
     bool comparisons over the last dimension are several times slower on CPU.
     """
-    half = proj.shape[-1]
-    top = proj.amax(dim=-1, keepdim=True)
-    low = proj.amin(dim=-1, keepdim=True)
+    half = proj.shape[dim]
+    top = proj.amax(dim=dim, keepdim=True)
+    low = proj.amin(dim=dim, keepdim=True)
     positive = top >= -low
     sign = torch.where(positive, 1.0, -1.0).to(proj.dtype)
     neg_max = torch.where(positive, -top, low).add_(0.0)  # -0 -> +0
     bits = proj.mul_(sign).add_(neg_max).view(_SAME_WIDTH_INT[proj.dtype])
-    rank = torch.arange(half, 0, -1, dtype=bits.dtype, device=proj.device)
-    first = half - bits.bitwise_or_(rank).amax(dim=-1).long()
-    return first + half * (~positive.squeeze(-1)).long()
+    shape = [1] * proj.dim()
+    shape[dim] = half
+    rank = torch.arange(half, 0, -1, dtype=bits.dtype, device=proj.device).view(shape)
+    first = half - bits.bitwise_or_(rank).amax(dim=dim).long()
+    return first + half * (~positive.squeeze(dim)).long()
 
 
 def _clamp_buckets_(buckets: Tensor, n_buckets: int) -> Tensor:
@@ -401,6 +430,27 @@ class LSHAttention(Attention):
         time_exponent=1.0,
     )
 
+    flops_formula = ("per round: chunks 4·B·H·N·W·d (W = 2·chunk_size, or N in one chunk) +"
+                     " hashing 2·B·H·N·d·Σf/2 (f: the bucket factors) + sorting B·H·N·log2 N;"
+                     " backward 2.5x the chunks (hashing and sorting carry no gradient)")
+
+    @classmethod
+    def flops(cls, batch: int, heads: int, n: int, head_dim: int,
+              options: dict[str, Any] | None = None, pass_: str = "forward", *,
+              causal: bool = False) -> float:
+        attn = cls(**(options or {}))
+        c = min(attn.chunk_size, n)
+        window = 2 * c if -(-n // c) > 1 else c
+        chunks = 4.0 * n * window * head_dim
+        n_buckets = attn.resolved_n_buckets(n)
+        columns = sum(f // 2 for f in bucket_factors(n_buckets))
+        hashing = 2.0 * n * head_dim * columns if n_buckets > 1 else 0.0
+        sorting = n * math.log2(n) if n_buckets > 1 else 0.0
+        per_round = chunks * pass_factor(pass_)
+        if pass_ != "backward":
+            per_round += hashing + sorting
+        return batch * heads * attn.n_hashes * per_round
+
     @classmethod
     def exact_options(cls, seq_len: int) -> dict[str, object] | None:
         """One bucket and one chunk (causal: a window of every predecessor): full softmax
@@ -481,7 +531,9 @@ class LSHAttention(Attention):
     def rotations(
         self, heads: int, head_dim: int, n_buckets: int, device: torch.device, dtype: torch.dtype
     ) -> Tensor:
-        """The random rotations, shape (heads, n_hashes, head_dim, n_buckets // 2).
+        """The random rotations, shape (heads, n_hashes, head_dim, columns): ``columns`` is
+        ``n_buckets // 2``, or ``f1 // 2 + f2 // 2`` for a factorized count
+        (:func:`bucket_factors`: the first factor's columns first).
 
         Drawn in float32 from a CPU ``torch.Generator`` seeded with ``seed``, then moved to
         ``device`` and cast to ``dtype``, so every device and dtype hashes with the same matrix
@@ -490,7 +542,7 @@ class LSHAttention(Attention):
         """
         gen = torch.Generator(device="cpu")
         gen.manual_seed(self.seed)
-        shape = (heads, self.n_hashes, head_dim, n_buckets // 2)
+        shape = (heads, self.n_hashes, head_dim, sum(f // 2 for f in bucket_factors(n_buckets)))
         drawn = torch.randn(shape, generator=gen, dtype=torch.float32)
         return drawn.to(device=device, dtype=dtype)
 
@@ -530,7 +582,8 @@ class LSHAttention(Attention):
             if rot is None:
                 buckets = torch.zeros(B, H, R, N, dtype=torch.long, device=x.device)
             else:
-                half = n_buckets // 2
+                half = rot.shape[-1]
+                factors = bucket_factors(n_buckets)
                 xs = x.detach().unsqueeze(2).to(rot.dtype)  # (B, H, 1, N, d)
                 # Hash a block of tokens at a time: the projection stays small (and in cache)
                 # instead of an (N, n_buckets / 2) matrix per head, which grows as N^2 / chunk.
@@ -540,8 +593,18 @@ class LSHAttention(Attention):
                 for i in range(0, N, block):
                     x_block = xs[:, :, :, i : i + block]
                     out = work[: B * H * R * x_block.shape[-2] * half]
-                    out = out.view(B, H, R, x_block.shape[-2], half)
-                    parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
+                    if len(factors) == 1:
+                        out = out.view(B, H, R, x_block.shape[-2], half)
+                        parts.append(_angular_buckets_(torch.matmul(x_block, rot, out=out)))
+                        continue
+                    # Factorized (Reformer at scale): bucket = b1 + f1 * b2. Projections are
+                    # laid out (columns, tokens) so each narrow argmax runs across rows.
+                    out = out.view(B, H, R, half, x_block.shape[-2])
+                    proj = torch.matmul(rot.transpose(-1, -2), x_block.transpose(-1, -2),
+                                        out=out)
+                    f1 = factors[0]
+                    parts.append(_angular_buckets_(proj[..., : f1 // 2, :], dim=-2)
+                                 + f1 * _angular_buckets_(proj[..., f1 // 2 :, :], dim=-2))
                 buckets = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
                 _clamp_buckets_(buckets, n_buckets)
             if key_padding_mask is not None:

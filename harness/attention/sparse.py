@@ -18,18 +18,20 @@ dense softmax masked by :meth:`BlockSparseAttention.dense_mask`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.attention.base import Attention, Capabilities, register_attention
+from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 from harness.attention.reference import allowed_keys
 
 __all__ = ["BlockSparseAttention"]
 
 _CACHE_SIZE = 8  # layouts / masks kept per module (one per sequence length, device, causal)
+#: Kernels of the ``backend`` option: block gathers + SDPA, or FlexAttention with a block mask.
+BACKENDS = ("gather", "flex")
 
 
 def _check_int(option: str, value: object, minimum: int, hint: str) -> int:
@@ -65,10 +67,43 @@ class BlockSparseAttention(Attention):
         time_exponent=1.0,
     )
 
+    backend_options: ClassVar[tuple[str, ...]] = ("backend",)
+    flops_formula = ("4·B·H·d per visible (query, key) pair of the kept blocks (global rows:"
+                     " all keys; causal: pairs with key <= query); backward 2.5x forward")
+
     @classmethod
     def exact_options(cls, seq_len: int) -> dict[str, Any] | None:
         """One block holding every token: full softmax attention."""
         return {"block_size": seq_len}
+
+    @classmethod
+    def flops(cls, batch: int, heads: int, n: int, head_dim: int,
+              options: dict[str, Any] | None = None, pass_: str = "forward", *,
+              causal: bool = False) -> float:
+        pairs = cls(**(options or {})).visible_pairs(n, causal)
+        return 4.0 * batch * heads * head_dim * pairs * pass_factor(pass_)
+
+    def visible_pairs(self, seq_len: int, causal: bool = False) -> int:
+        """(query, key) pairs the pattern keeps at ``seq_len`` (without building N x N)."""
+        _check_int("seq_len", seq_len, 1, "sequence length")
+        b = self.block_size
+        n_blocks = -(-seq_len // b)
+        g = min(self.global_blocks, n_blocks)
+        n_global = min(g * b, seq_len)
+        pairs = n_global * (n_global + 1) // 2 if causal else n_global * seq_len
+        if n_blocks == g:
+            return pairs
+        index, valid = self.block_layout(n_blocks)
+        qb = torch.arange(g, n_blocks).unsqueeze(1).expand_as(index)[valid]
+        kb = index[valid]
+        rows = (torch.clamp(seq_len - qb * b, max=b)).long()
+        cols = (torch.clamp(seq_len - kb * b, max=b)).long()
+        if not causal:
+            return pairs + int((rows * cols).sum())
+        below = kb < qb
+        diag = kb == qb  # same block: row r sees keys 0..r (the tail block has rows == cols)
+        return pairs + int((rows * cols)[below].sum()) + int(
+            (rows * (rows + 1) // 2)[diag].sum())
 
     def __init__(
         self,
@@ -78,8 +113,12 @@ class BlockSparseAttention(Attention):
         global_blocks: int = 1,
         random_blocks: int = 2,
         seed: int = 0,
+        backend: str = "gather",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"sparse: backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
         self.block_size = _check_int("block_size", block_size, 1, "tokens per block")
         self.window_blocks = _check_int(
             "window_blocks", window_blocks, 1, "the window must at least cover the query's block"
@@ -93,6 +132,8 @@ class BlockSparseAttention(Attention):
         self._plans: dict[tuple[object, ...], tuple[Tensor, Tensor | None]] = {}
         self._additive_masks: dict[tuple[int, torch.dtype, bool], tuple[Tensor, Tensor]] = {}
         self._workspace: dict[str, Tensor] = {}
+        self._flex_layouts: dict[tuple[object, ...], tuple[Tensor, Tensor, Tensor]] = {}
+        self._flex_tiles: dict[tuple[object, ...], dict[str, int] | None] = {}
 
     # ------------------------------------------------------------------ pattern
     def _pattern_key(self) -> tuple[int | bool, ...]:
@@ -253,10 +294,149 @@ class BlockSparseAttention(Attention):
             self._workspace[name] = buffer
         return torch.index_select(blocks, 1, index, out=buffer)
 
+    # ---------------------------------------------------------------- flex
+    @property
+    def claimed_memory(self) -> tuple[str, float]:
+        if self.backend == "flex":
+            from harness.attention._flex import flex_mode
+
+            if not flex_mode().startswith("compiled"):
+                return "O(N^2) with eager FlexAttention (it materializes the scores)", 2.0
+        return super().claimed_memory
+
+    @property
+    def kernel(self) -> str:
+        """The kernel that runs (the record of a timing says it)."""
+        if self.backend == "flex":
+            from harness.attention._flex import flex_mode
+
+            return f"flex_attention, {flex_mode()}"
+        return "gathered blocks + scaled_dot_product_attention"
+
+    def flex_kv_blocks(self, seq_len: int, causal: bool, device: torch.device
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+        """FlexAttention's ``(kv_num_blocks, kv_indices)`` of the layout, shapes
+        ``(1, 1, n_blocks)`` and ``(1, 1, n_blocks, n_blocks)`` (each query block lists its kept
+        key blocks first: global query blocks all, causal none after its own), and the
+        ``(n_blocks, n_blocks)`` bool table of kept blocks."""
+        key = (seq_len, causal, str(device), *self._pattern_key())
+        cached = self._flex_layouts.get(key)
+        if cached is not None:
+            return cached
+        b = self.block_size
+        n_blocks = -(-seq_len // b)
+        g = min(self.global_blocks, n_blocks)
+        blocks = torch.zeros(n_blocks, n_blocks, dtype=torch.bool)
+        blocks[:g] = True
+        if n_blocks > g:
+            index, valid = self.block_layout(n_blocks)
+            rows = torch.arange(g, n_blocks).unsqueeze(1).expand_as(index)
+            blocks[rows[valid], index[valid]] = True
+        if causal:
+            blocks = blocks.tril()
+        counts = blocks.sum(dim=1, dtype=torch.int32)
+        # Kept blocks first, in ascending order (a stable sort of "not kept").
+        order = torch.argsort((~blocks).to(torch.int8), dim=1, stable=True).to(torch.int32)
+        plan = (counts.view(1, 1, n_blocks).to(device),
+                order.view(1, 1, n_blocks, n_blocks).contiguous().to(device), blocks.to(device))
+        if len(self._flex_layouts) >= _CACHE_SIZE:
+            self._flex_layouts.pop(next(iter(self._flex_layouts)))
+        self._flex_layouts[key] = plan
+        return plan
+
+    def flex_block_mask(self, seq_len: int, causal: bool = False,
+                        key_padding_mask: Tensor | None = None,
+                        device: torch.device | str = "cpu") -> Any:
+        """The FlexAttention ``BlockMask`` of exactly the pattern :meth:`dense_mask` describes
+        (and ``key_padding_mask``, True = real key), in tiles of ``block_size``. Its
+        ``mask_mod`` repeats the block table, so the eager (unfused) path, which applies only
+        ``mask_mod``, computes the same pattern."""
+        from torch.nn.attention.flex_attention import BlockMask
+
+        device = torch.device(device)
+        counts, order, table = self.flex_kv_blocks(seq_len, causal, device)
+        n, size = seq_len, self.block_size
+        real = key_padding_mask
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            visible = table[q_idx // size, kv_idx // size]
+            if real is not None:
+                visible = visible & real[b, kv_idx]
+            return visible & (kv_idx <= q_idx) if causal else visible
+
+        return BlockMask.from_kv_blocks(counts, order, BLOCK_SIZE=size, mask_mod=mask_mod,
+                                        seq_lengths=(n, n))
+
+    def _flex_attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None,
+                     causal: bool) -> Tensor:
+        from harness.attention._flex import flex_available
+
+        problem = flex_available()
+        if problem:
+            raise ValueError(f"sparse: backend='flex' cannot run: {problem}")
+        if q.device.type == "cpu" and (q.requires_grad or k.requires_grad or v.requires_grad):
+            if not torch.is_grad_enabled():  # torch refuses inputs that require grad on CPU
+                q, k, v = q.detach(), k.detach(), v.detach()
+            else:
+                raise ValueError("sparse: backend='flex' has no backward pass on CPU (torch's"
+                                 " FlexAttention does not support it); use backend='gather'"
+                                 " to train on CPU, or run under torch.no_grad()")
+        block_mask = self.flex_block_mask(q.shape[2], causal, key_padding_mask, q.device)
+        out = self._flex_tiled(q, k, v, block_mask)
+        if key_padding_mask is not None:  # a query that sees no real key returns zeros
+            empty = ~self._sees_a_key(key_padding_mask, causal)
+            out = out.masked_fill(empty[:, None, :, None], 0.0)
+        return out
+
+    def _flex_tiled(self, q: Tensor, k: Tensor, v: Tensor, block_mask: Any) -> Tensor:
+        """FlexAttention with tiles that divide ``block_size`` (CUDA), the first set that
+        compiles for this dtype and autograd state, remembered; the defaults elsewhere."""
+        from harness.attention._flex import flex_call, flex_tile_candidates
+
+        key = (str(q.device), q.dtype, torch.is_grad_enabled() and q.requires_grad)
+        known = self._flex_tiles.get(key, False)
+        if known is not False:
+            return flex_call(q, k, v, block_mask, kernel_options=known)
+        candidates = flex_tile_candidates(self.block_size, str(q.device))
+        for tiles in candidates[:-1]:
+            try:
+                out = flex_call(q, k, v, block_mask, kernel_options=tiles, fallback=False)
+            except Exception:  # this tile set has no kernel here: the next one
+                torch._dynamo.reset()
+                continue
+            self._flex_tiles[key] = tiles
+            return out
+        out = flex_call(q, k, v, block_mask, kernel_options=candidates[-1])
+        self._flex_tiles[key] = candidates[-1]
+        return out
+
+    def _sees_a_key(self, key_padding_mask: Tensor, causal: bool) -> Tensor:
+        """(batch, N) bool: the query sees at least one real key under the pattern."""
+        n = key_padding_mask.shape[1]
+        b = self.block_size
+        n_blocks = -(-n // b)
+        kept = self.flex_kv_blocks(n, causal, key_padding_mask.device)[2]
+        pad = n_blocks * b - n
+        real = F.pad(key_padding_mask, (0, pad), value=False).view(-1, n_blocks, b)
+        if not causal:  # any real key in a kept block
+            block_has = real.any(dim=-1)  # (batch, n_blocks)
+            seen = (block_has.float() @ kept.float().T) > 0  # (batch, query blocks)
+            return seen.repeat_interleave(b, dim=1)[:, :n]
+        # causal: a real key in an earlier kept block, or at or before the query in its own
+        block_has = real.any(dim=-1).float()
+        strict = kept.float().tril(-1)
+        earlier = (block_has @ strict.T) > 0
+        own = real.cumsum(dim=-1) > 0  # (batch, n_blocks, b): a real key at or before
+        diag = kept.diagonal()
+        seen = earlier.unsqueeze(-1) | (own & diag.view(1, n_blocks, 1))
+        return seen.view(-1, n_blocks * b)[:, :n]
+
     # ---------------------------------------------------------------- compute
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:
+        if self.backend == "flex":
+            return self._flex_attend(q, k, v, key_padding_mask, causal)
         batch, heads, n, d = q.shape
         dv = v.shape[-1]
         b = self.block_size

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.attention.base import Attention, Capabilities, register_attention
+from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 from harness.attention.reference import allowed_keys
 
 __all__ = ["StandardAttention"]
 
 _BACKENDS = ("sdpa", "eager")
+#: torch SDPA kernels ``sdpa_kernel`` can pin; ``auto`` lets torch choose per call.
+SDPA_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")
+#: Kernels torch has only for CUDA (flash and math also run on CPU).
+CUDA_ONLY_KERNELS = ("efficient", "cudnn")
+
+
+def _sdpa_backend(kernel: str):
+    from torch.nn.attention import SDPBackend
+
+    return {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[kernel]
 
 
 @register_attention
@@ -22,6 +34,9 @@ class StandardAttention(Attention):
 
     ``backend="sdpa"`` calls ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels
     where the device has them); ``backend="eager"`` materializes the N x N weights explicitly.
+    ``sdpa_kernel`` pins torch's SDPA kernel (``auto``: torch chooses; ``flash``, ``math`` on
+    CPU and CUDA; ``efficient``, ``cudnn`` on CUDA only, refused with ``ValueError`` elsewhere).
+    A pinned kernel that cannot take a call (dtype, mask) raises ``ValueError`` naming it.
     """
 
     name = "standard"
@@ -34,11 +49,36 @@ class StandardAttention(Attention):
         memory_exponent=2.0,
     )
 
-    def __init__(self, *, backend: str = "sdpa") -> None:
+    backend_options: ClassVar[tuple[str, ...]] = ("sdpa_kernel",)
+    flops_formula = "4·B·H·N²·d forward (halved when causal); backward 2.5x forward"
+
+    def __init__(self, *, backend: str = "sdpa", sdpa_kernel: str = "auto") -> None:
         super().__init__()
         if backend not in _BACKENDS:
             raise ValueError(f"standard: backend must be one of {_BACKENDS}, got {backend!r}")
+        if sdpa_kernel not in SDPA_KERNELS:
+            raise ValueError(f"standard: sdpa_kernel must be one of {SDPA_KERNELS}, got"
+                             f" {sdpa_kernel!r}")
+        if sdpa_kernel != "auto" and backend != "sdpa":
+            raise ValueError(f"standard: sdpa_kernel={sdpa_kernel!r} pins a kernel of the sdpa"
+                             f" backend; drop it or use backend='sdpa' (got {backend!r})")
         self.backend = backend
+        self.sdpa_kernel = sdpa_kernel
+
+    @classmethod
+    def device_support(cls, device: str, options: dict[str, Any]) -> str | None:
+        kernel = options.get("sdpa_kernel", "auto")
+        if kernel in CUDA_ONLY_KERNELS and not str(device).startswith("cuda"):
+            return (f"standard: sdpa_kernel={kernel!r} is a CUDA-only kernel of torch's SDPA;"
+                    f" on {device} use sdpa_kernel='auto', 'flash' or 'math'")
+        return None
+
+    @classmethod
+    def flops(cls, batch: int, heads: int, n: int, head_dim: int,
+              options: dict[str, Any] | None = None, pass_: str = "forward", *,
+              causal: bool = False) -> float:
+        forward = 4.0 * batch * heads * n * n * head_dim * (0.5 if causal else 1.0)
+        return forward * pass_factor(pass_)
 
     @property
     def claimed_memory(self) -> tuple[str, float]:
@@ -60,7 +100,9 @@ class StandardAttention(Attention):
             # Rows that see nothing attend to everything, then are zeroed: no NaN, no NaN grads.
             mask = mask | empty
         if self.backend == "sdpa":
-            if mask is None:
+            if self.sdpa_kernel != "auto":
+                out = self._pinned(q, k, v, mask, causal)
+            elif mask is None:
                 out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and n_q > 0)
             else:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -75,3 +117,24 @@ class StandardAttention(Attention):
         if empty is not None:
             out = out.masked_fill(empty, 0.0)
         return out
+
+    def _pinned(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
+                causal: bool) -> Tensor:
+        """SDPA with the kernel ``sdpa_kernel`` names, and no other."""
+        from torch.nn.attention import sdpa_kernel
+
+        problem = self.device_support(str(q.device), {"sdpa_kernel": self.sdpa_kernel})
+        if problem:
+            raise ValueError(problem)
+        try:
+            with sdpa_kernel([_sdpa_backend(self.sdpa_kernel)]):
+                if mask is None:
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        except RuntimeError as err:
+            if "No available kernel" not in str(err) and "No viable backend" not in str(err):
+                raise
+            raise ValueError(
+                f"standard: sdpa_kernel={self.sdpa_kernel!r} cannot run this call (dtype"
+                f" {q.dtype}, head_dim {q.shape[-1]}, {'a mask' if mask is not None else 'no mask'}"
+                f", {q.device}); use sdpa_kernel='auto' to let torch choose") from None

@@ -15,7 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "available_devices", "capture_environment", "git_info", "resolve_device"]
+__all__ = ["PACKAGES", "available_devices", "capture_environment", "git_info",
+           "peak_flops_by_dtype", "resolve_device"]
 
 #: Distributions whose versions are recorded with every run.
 PACKAGES = (
@@ -119,7 +120,8 @@ def capture_environment(device: str = "cpu") -> dict[str, Any]:
 
     Keys: harness_version, git_sha, git_dirty, python, packages (name -> version or None),
     platform, machine, hostname, cpu_model, cpu_count, torch_threads, memory_total_bytes,
-    device, device_name, cuda_version, cudnn_version, gpu_name, gpu_memory_bytes.
+    device, device_name, cuda_version, cudnn_version, gpu_name, gpu_memory_bytes,
+    peak_flops_per_s (dtype -> the measured matmul peak, :func:`peak_flops_by_dtype`).
     """
     import torch
 
@@ -161,4 +163,26 @@ def capture_environment(device: str = "cpu") -> dict[str, Any]:
         env["device_name"] = props.name
     else:
         env["device_name"] = env["cpu_model"]
+    env["peak_flops_per_s"] = peak_flops_by_dtype(dev)
     return env
+
+
+def peak_flops_by_dtype(device: str = "cpu") -> dict[str, Any]:
+    """The measured matmul peak FLOP/s per dtype on ``device`` (CPU: float32 with the current
+    torch threads, ``threads`` says how many; CUDA: float32, bfloat16, float16), the
+    denominator of the throughput suite's ``<pass>_peak_fraction``. Never raises: a dtype that
+    cannot be measured is None."""
+    import torch
+
+    from harness.measure.timing import peak_flops
+
+    cuda = device.startswith("cuda")
+    out: dict[str, Any] = {"threads": None if cuda else torch.get_num_threads(),
+                           "method": "8192^2 matmul, best of 15" if cuda
+                           else "calibration matmul (256^2), best of 15 blocks of 4"}
+    for dtype in ("float32", "bfloat16", "float16") if cuda else ("float32",):
+        try:
+            out[dtype] = peak_flops(device, dtype)
+        except Exception:  # optional detail; never fail a run over it
+            out[dtype] = None
+    return out

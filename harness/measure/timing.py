@@ -32,6 +32,7 @@ __all__ = [
     "calibration_kernel",
     "default_threads",
     "fix_allocator",
+    "peak_flops",
     "time_callable",
     "time_interleaved",
     "timing_threads",
@@ -441,6 +442,53 @@ def calibration_kernel(device: str = "cpu") -> tuple[Callable[[], Any], float]:
         return torch.matmul(a, b, out=out)
 
     return kernel, float(2 * n**3)
+
+
+#: Size of the CUDA peak matmul: large enough to keep every SM busy (2 * n^3 operations).
+PEAK_SIZE_CUDA = 8192
+_PEAKS: dict[tuple[str, str, int], float] = {}
+_TORCH_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+def peak_flops(device: str = "cpu", dtype: str = "float32", threads: int | None = None,
+               repeats: int = 15) -> float:
+    """The machine's measured peak FLOP/s on ``device`` in ``dtype``: the best of ``repeats``
+    timings of a matmul (CPU: the calibration matmul, in ``dtype``, with ``threads`` torch
+    threads, default the current setting; CUDA: an 8192 x 8192 matmul in ``dtype``). Measured
+    once per process, device, dtype and thread count. The best, not the median: interference
+    on a shared machine only ever adds time (and a multi-threaded CPU peak is never taken below
+    the one-threaded one)."""
+    import torch
+
+    if dtype not in _TORCH_DTYPES:
+        raise ValueError(f"peak_flops: dtype must be one of {_TORCH_DTYPES}, got {dtype!r}")
+    dev = _normalize_device(device)
+    cuda = dev.startswith("cuda")
+    used = torch.get_num_threads() if threads is None else threads
+    key = (dev, dtype, 0 if cuda else used)
+    if key in _PEAKS:
+        return _PEAKS[key]
+    n = PEAK_SIZE_CUDA if cuda else CALIBRATION_SIZE
+    torch_dtype = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(1234)
+    a = torch.randn(n, n, generator=gen).to(dev, torch_dtype)
+    b = torch.randn(n, n, generator=gen).to(dev, torch_dtype)
+    out = torch.empty(n, n, device=dev, dtype=torch_dtype)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(used)
+    try:
+        number = 1 if cuda else 4
+        _block_time(lambda: torch.matmul(a, b, out=out), number, dev)  # warm-up
+        best = min(_block_time(lambda: torch.matmul(a, b, out=out), number, dev)
+                   for _ in range(repeats))
+    finally:
+        torch.set_num_threads(previous)
+    _PEAKS[key] = 2.0 * n**3 / best
+    if not cuda and used > 1:
+        # More threads never have a lower peak than one: on a shared machine whose cores are
+        # busy, a multi-threaded matmul can stall far below the one-threaded rate.
+        _PEAKS[key] = max(_PEAKS[key], peak_flops(dev, dtype, threads=1, repeats=repeats))
+    return _PEAKS[key]
 
 
 @dataclass(frozen=True)

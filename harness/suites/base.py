@@ -66,9 +66,14 @@ class AttentionSpec:
 
     @property
     def resolved_options(self) -> dict[str, Any]:
-        """Options with the class defaults filled in (what actually runs)."""
-        defaults = attention_options(attention_class(self.name))
-        return {**defaults, **self.options}
+        """Options with the class defaults filled in (what actually runs). A kernel choice
+        (``backend_options``) left at its default stays out, so records keep the identity
+        they had before the option existed (compare matches runs across versions)."""
+        cls = attention_class(self.name)
+        defaults = attention_options(cls)
+        resolved = {**defaults, **self.options}
+        kernel_defaults = {k for k in cls.backend_options if resolved.get(k) == defaults.get(k)}
+        return {k: v for k, v in resolved.items() if k not in kernel_defaults}
 
     @property
     def capabilities(self):

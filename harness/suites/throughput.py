@@ -9,6 +9,9 @@ calibration matmul), and the calibration matmul; each ratio record names its ref
 raw per-round samples, ``<pass>_speed_vs_reference`` (per-round reference time / measured time:
 a ratio in which the machine's drift cancels), ``calibration_gflops`` (how fast the machine
 was), and the machine's load while it measured (``load``; ``noisy`` names a busy machine).
+Where the family declares its FLOP count (``Attention.flops``), each pass also records
+``<pass>_flops_per_s`` and ``<pass>_peak_fraction`` (of the machine's measured matmul peak in
+the cell's dtype, ``harness.measure.timing.peak_flops``; the peak used is in ``load``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from harness.measure.timing import (
     MIN_ROUNDS,
     InterleavedTiming,
     calibration_kernel,
+    peak_flops,
     time_interleaved,
 )
 from harness.records import Cell, Record
@@ -281,6 +285,23 @@ def merge_processes(runs: list[list[Record]]) -> list[Record]:
     return merged
 
 
+def _flop_records(cell: Cell, name: str, timing: InterleavedTiming, flops: float,
+                  calibration_flops: float, device: str) -> list[Record]:
+    """``<pass>_flops_per_s`` and ``<pass>_peak_fraction``. The peak is the measured matmul peak
+    in the cell's dtype (CPU: never below the calibration matmul's best round in this very
+    timing, so a peak taken at a busy moment cannot inflate the fraction)."""
+    dtype = str(cell.params.get("dtype", "float32"))
+    peak = peak_flops(device, dtype, threads=timing.threads)
+    if not device.startswith("cuda") and dtype == "float32":
+        best = min(timing.results["calibration"].times)
+        peak = max(peak, calibration_flops / best)
+    rate = _rate(cell, f"{name}_flops_per_s", timing, flops, "FLOP/s")
+    fraction = _rate(cell, f"{name}_peak_fraction", timing, flops / peak, "fraction")
+    fraction.load = {**(fraction.load or {}), "peak_flops_per_s": float(f"{peak:.6g}"),
+                     "peak_dtype": dtype}
+    return [rate, fraction]
+
+
 def _calibration(cell: Cell, timings: list[InterleavedTiming], flops: float) -> Record:
     """GFLOP/s of the calibration matmul over every round of the cell: the machine's speed."""
     rates = [flops / t / 1e9 for timing in timings
@@ -332,6 +353,17 @@ class ThroughputSuite(Suite):
                    True),
         MetricSpec("train_step_speed_vs_reference", "train step speed vs reference", "x", True),
         MetricSpec("inference_speed_vs_reference", "inference speed vs reference", "x", True),
+        MetricSpec("forward_flops_per_s", "forward FLOP rate", "FLOP/s", True,
+                   description="the family's declared FLOPs (Attention.flops) / median time"),
+        MetricSpec("backward_flops_per_s", "backward FLOP rate", "FLOP/s", True),
+        MetricSpec("fwd_bwd_flops_per_s", "forward + backward FLOP rate", "FLOP/s", True),
+        MetricSpec("forward_peak_fraction", "forward % of peak", "fraction", True,
+                   format="percent", description="FLOP rate / the machine's measured matmul"
+                   " peak in the cell's dtype (load.peak_flops_per_s)"),
+        MetricSpec("backward_peak_fraction", "backward % of peak", "fraction", True,
+                   format="percent"),
+        MetricSpec("fwd_bwd_peak_fraction", "forward + backward % of peak", "fraction", True,
+                   format="percent"),
         MetricSpec("calibration_gflops", "calibration matmul speed", "GFLOP/s",
                    description="how fast the machine was: a fixed matmul timed beside each pass"),
         MetricSpec("time_exponent", "time exponent", "exponent", False, summary=True,
@@ -467,6 +499,8 @@ class ThroughputSuite(Suite):
 
         spec = AttentionSpec(cell.attention, cell.options, cell.label)
         mine = passes(spec)
+        built = spec.build()
+        resolved = built.options
         side, ref = _beside(cell, ctx, passes, "forward")
         records: list[Record] = []
         timings: list[InterleavedTiming] = []
@@ -482,9 +516,17 @@ class ThroughputSuite(Suite):
             if name != "backward":
                 records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens, "tokens/s"))
             records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t, side))
+            work = type(built).flops(batch, params.heads, n, params.head_dim, resolved, name,
+                                     causal=causal)
+            if work:
+                records += _flop_records(cell, name, t, float(work), flops, ctx.device)
             del fn, ref_fn
         if timings:
             records.append(_calibration(cell, timings, flops))
+        kernel = getattr(built, "kernel", None)  # read after the timing: a compile may fail
+        if kernel:  # which kernel ran (e.g. FlexAttention compiled or eager)
+            for r in records:
+                r.load = {**(r.load or {}), "kernel": kernel}
         return records
 
     def _run_model(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:

@@ -11,6 +11,8 @@ The peer is imported here only, never by the ``harness`` package.
 
     PYTHONPATH=. python -m scripts.bench_peers.lsh --lengths 1024 4096 16384 --threads 1
     PYTHONPATH=. python -m scripts.bench_peers.lsh --causal-cost --lengths 1024 4096 --threads 1
+    PYTHONPATH=. python -m scripts.bench_peers.lsh --factorize-gain --lengths 16384 --threads 2
+    PYTHONPATH=. python -m scripts.bench_peers.lsh --only "num_buckets=None" --threads 2
 
 Times are medians (and interquartile ranges) of per-call means over alternating blocks; the
 ratio is the median of per-round peer/ours ratios.
@@ -146,6 +148,41 @@ def pairs(
         ("shared projections vs LSHSelfAttention", projections, peer_projected),
         ("lsh+proj vs LSHSelfAttention (num_buckets=None)", ours_default, peer_default),
     ]
+
+
+def factorize_pairs(
+    seq_len: int, batch: int = 1, heads: int = 4, head_dim: int = 64
+) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    """``[(label, factorized, whole)]``: our default layer (projections included) with the
+    bucket count factorized above ``FACTORIZE_ABOVE`` (the current code) against the same layer
+    hashing with one rotation of ``n_buckets / 2`` columns (the code before factorization); the
+    ratio whole / factorized is the gain of factorized hashing. Same inputs, same process."""
+    from harness.attention import lsh as lsh_module
+
+    hidden = heads * head_dim
+    gen = torch.Generator().manual_seed(0)
+    states = torch.randn(batch, seq_len, hidden, generator=gen)
+    proj_qk = torch.nn.Linear(hidden, hidden, bias=False)
+    proj_v = torch.nn.Linear(hidden, hidden, bias=False)
+    factorized = get_attention("lsh", chunk_size=CHUNK_SIZE, n_hashes=N_HASHES).eval()
+    whole = get_attention("lsh", chunk_size=CHUNK_SIZE, n_hashes=N_HASHES).eval()
+
+    def layer(attn, threshold: int) -> Callable[[], object]:
+        def run() -> torch.Tensor:
+            saved = lsh_module.FACTORIZE_ABOVE
+            lsh_module.FACTORIZE_ABOVE = threshold
+            try:
+                with torch.no_grad():
+                    qk = proj_qk(states).view(batch, seq_len, heads, head_dim).transpose(1, 2)
+                    v = proj_v(states).view(batch, seq_len, heads, head_dim).transpose(1, 2)
+                    return attn(qk, qk, v)
+            finally:
+                lsh_module.FACTORIZE_ABOVE = saved
+        return run
+
+    n_buckets = auto_n_buckets(seq_len, CHUNK_SIZE)
+    label = f"lsh+proj factorized vs whole ({n_buckets} buckets)"
+    return [(label, layer(factorized, lsh_module.FACTORIZE_ABOVE), layer(whole, 2**62))]
 
 
 def causal_pairs(
@@ -286,6 +323,11 @@ def main() -> None:
     parser.add_argument("--causal-cost", action="store_true",
                         help="time causal vs non-causal lsh instead (ratio: causal / non-causal)")
     parser.add_argument("--n-hashes", type=int, default=N_HASHES, help="with --causal-cost")
+    parser.add_argument("--factorize-gain", action="store_true",
+                        help="time factorized vs whole-count hashing of our layer instead"
+                        " (ratio: whole / factorized)")
+    parser.add_argument("--only", default=None,
+                        help="run only the pairs whose label contains this text")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import transformers
@@ -298,10 +340,16 @@ def main() -> None:
     print(f"{'pair':<48} {'N':>6} {'ours ms [IQR]':>22} {'peer ms [IQR]':>22}"
           f" {'peer/ours [IQR]':>20}")
     for seq_len in args.lengths:
-        chosen = (causal_pairs(seq_len, n_hashes=args.n_hashes) if args.causal_cost
-                  else pairs(seq_len))
+        if args.factorize_gain:
+            chosen = factorize_pairs(seq_len)
+        elif args.causal_cost:
+            chosen = causal_pairs(seq_len, n_hashes=args.n_hashes)
+        else:
+            chosen = pairs(seq_len)
         for label, ours_fn, peer_fn in chosen:
             if "SDPA" in label and seq_len > args.skip_sdpa_above:
+                continue
+            if args.only is not None and args.only not in label:
                 continue
             result = compare(
                 ours_fn, peer_fn, args.threads, args.rounds, args.block_seconds, args.clock

@@ -25,7 +25,7 @@ from harness.report.view import (
 )
 from harness.run.store import Record
 
-__all__ = ["render"]
+__all__ = ["percent_cell", "render"]
 
 
 def _is_layer(r: Record) -> bool:
@@ -55,6 +55,16 @@ def exponent_cell(view: RunView, r: Record | None) -> dict[str, Any]:
             "constant-dominated; measure longer inputs")}
     cell = interval_cell(view, r)
     return {**cell, "note": r.error or ""}
+
+
+def percent_cell(view: RunView, r: Record | None) -> dict[str, Any]:
+    """A fraction of peak as a percentage, its IQR too, and the peak it is taken of."""
+    cell = view.cell(r)
+    if r is None or r.status != "ok" or r.ci_low is None or r.ci_high is None:
+        return cell
+    peak = (r.load or {}).get("peak_flops_per_s")
+    of = f" of {peak / 1e9:.4g} GFLOP/s" if isinstance(peak, (int, float)) else ""
+    return {**cell, "unc": f"IQR [{r.ci_low * 100:.1f}%, {r.ci_high * 100:.1f}%]{of}"}
 
 
 def _records(view: RunView) -> list[Record]:
@@ -173,6 +183,8 @@ def render(view: RunView) -> Section | None:
             "exponent": exp,
             "forward": view.cell(fwd),
             "tokens": view.cell(at("forward_tokens_per_s")),
+            "peak": percent_cell(view, at("forward_peak_fraction")),
+            "peak_bwd": percent_cell(view, at("fwd_bwd_peak_fraction")),
             "train": view.cell(at("train_steps_per_s")),
             "infer": view.cell(at("inference_tokens_per_s")),
             "crossover": ("reference" if label == view.reference else
