@@ -30,6 +30,7 @@ _SECTION = """{% from "macros.html" import value_cell, label_cell %}
 class ExampleParams(SuiteParams):
     sizes: tuple[int, ...] = (4, 8)
     offset: float = 0.0  # added to every value: a planted regression for compare
+    timeout_s: float = 600.0  # per cell
 
 
 @register_suite

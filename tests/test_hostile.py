@@ -483,3 +483,14 @@ def test_a_worker_death_charges_only_its_own_cell(tmp_path):
     assert list(errors) == ["victim"], errors
     assert "the worker process running this cell died" in errors["victim"]
     assert "ok" in _by_label(outcome.records)["bystander"]
+
+
+def test_a_suite_without_its_own_timeout_still_has_a_time_limit():
+    from types import SimpleNamespace
+
+    from harness.run.runner import cell_limit
+    from harness.suites.base import DEFAULT_TIMEOUT_S
+
+    planned = SimpleNamespace(resource="training")
+    assert cell_limit(planned, SimpleNamespace()) == DEFAULT_TIMEOUT_S
+    assert cell_limit(planned, SimpleNamespace(timeout_s=5.0)) == 5.0

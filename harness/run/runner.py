@@ -44,7 +44,13 @@ from harness.run.store import (
     write_in_run_dir,
 )
 from harness.suites import RunContext, get_suite
-from harness.suites.base import RESOURCE_CLASSES, compare_rules, planning_model, suites_meta
+from harness.suites.base import (
+    DEFAULT_TIMEOUT_S,
+    RESOURCE_CLASSES,
+    compare_rules,
+    planning_model,
+    suites_meta,
+)
 
 __all__ = ["PlannedCell", "Progress", "RunInterrupted", "RunOutcome", "RunStoppedError",
            "cell_limit", "plan_run", "preflight", "resume_run", "start_run"]
@@ -270,12 +276,11 @@ def _shipped_files(run_dir: Path, after: tuple[str, ...]) -> dict[str, bytes]:
 
 
 def cell_limit(planned: PlannedCell, params: Any) -> float | None:
-    """The time limit of a cell: its suite's ``timeout_s``. A memory cell limits its own
-    measuring child to ``timeout_s``, so the cell itself gets a grace on top."""
-    limit = getattr(params, "timeout_s", None)
-    if limit is None:
-        return None
-    limit = float(limit)
+    """The time limit of a cell: its suite's ``timeout_s`` (a suite that declares none, e.g. a
+    plugin's, gets :data:`~harness.suites.base.DEFAULT_TIMEOUT_S`: no cell runs unlimited). A
+    memory cell limits its own measuring child to ``timeout_s``, so the cell gets a grace on
+    top."""
+    limit = float(getattr(params, "timeout_s", None) or DEFAULT_TIMEOUT_S)
     return limit + grace_s(limit) if planned.resource == "memory" else limit
 
 

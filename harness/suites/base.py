@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.attention import attention_class, attention_options
 from harness.records import Cell, Record
@@ -42,13 +42,13 @@ FORMATS = ("auto", "signed", "percent")
 
 
 class SuiteParams(BaseModel):
-    """Base of every suite's parameter model: unknown keys are errors. Every suite, a plugin's
-    too, has a time limit per cell (``timeout_s``; a suite may set its own default): a cell past
-    it is stopped and recorded ``timeout``, and the run goes on."""
+    """Base of every suite's parameter model: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout_s: float = Field(default=14400.0, gt=0.0)
+
+#: A cell's time limit when its suite's parameters declare no ``timeout_s`` of their own.
+DEFAULT_TIMEOUT_S = 14400.0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ metrics alone (the report's generic section).
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from harness.attention import get_attention, reference_attention
 from harness.records import Cell, Record
@@ -34,6 +35,7 @@ class FidelityParams(SuiteParams):
     heads: int = 2
     head_dim: int = 16
     causal: bool = False
+    timeout_s: float = Field(default=600.0, gt=0.0)  # per cell: past it, recorded `timeout`
 
 
 @register_suite
