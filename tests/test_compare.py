@@ -553,6 +553,29 @@ def test_derived_summary_without_uncertainty_never_decides() -> None:
     assert rows[0].status == "regression"
 
 
+def test_a_metric_declared_ungated_is_shown_never_judged() -> None:
+    """A FLOP rate is the gated time seen another way, with no side-by-side ratio to confirm it:
+    declared ``gated=False`` it is informational and leaves the power alone; undeclared, the
+    same 30% drop with tight samples is a regression."""
+    def rate(value: float, seed: int) -> Record:
+        import random
+
+        rng = random.Random(seed)
+        samples = [value * (1 + rng.gauss(0, 0.01)) for _ in range(20)]
+        return Record("throughput", "standard", {}, {"kind": "attention", "seq_len": 256},
+                      "forward_flops_per_s", value=sorted(samples)[10], unit="FLOP/s",
+                      higher_is_better=True, n=20, samples=samples)
+
+    base, new = [rate(58e9, 0)], [rate(41e9, 1)]
+    meta = {"suites_meta": {"throughput": {"version": 2, "metrics": [
+        {"name": "forward_flops_per_s", "gated": False}]}}}
+    rows, _ = compare_records(base, new, base_meta=meta, new_meta=meta)
+    assert rows[0].status == "informational" and "does not gate" in rows[0].note
+    assert rows[0].decides is False
+    rows, _ = compare_records(base, new)
+    assert rows[0].status == "regression"
+
+
 def _in_processes(values_per_process: list[list[float]], *, grouped: bool = True) -> Record:
     samples = [x for group in values_per_process for x in group]
     return Record("throughput", "sparse", {}, {"kind": "attention", "seq_len": 512, "batch": 1},

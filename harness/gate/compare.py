@@ -50,6 +50,7 @@ from harness.gate.matching import (
     rules_of,
     seed_group,
     summary_metrics,
+    ungated_metrics,
 )
 from harness.records import Record
 from harness.report._common import format_params, label_of
@@ -336,6 +337,8 @@ class _Pairs:
     in_group: dict[tuple, tuple] = field(default_factory=dict)
     group_evidence: dict[tuple, tuple[Change, Evidence]] = field(default_factory=dict)
     spreads: dict[str, Any] = field(default_factory=dict)
+    #: per suite, metrics shown but never judged (``MetricSpec.gated`` False)
+    ungated: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[tuple]:
@@ -356,7 +359,8 @@ def _decide_levels(pairs: _Pairs) -> None:
     for key in keys:
         b, n = pairs.b_index.get(key), pairs.n_index.get(key)
         if key not in pairs.in_group and _comparable(b, n) and has_samples(b) and \
-                has_samples(n):  # type: ignore[arg-type]
+                has_samples(n) and \
+                b.metric not in pairs.ungated.get(b.suite, ()):  # type: ignore[union-attr]
             change = change_of(b, n, pairs.atol)  # type: ignore[arg-type]
             candidates += bool(change and change.beyond(pairs.threshold))
     for ks in groups.values():
@@ -370,8 +374,10 @@ def _decide_levels(pairs: _Pairs) -> None:
         pairs.group_evidence[g] = seed_evidence(group_pairs(ks), bool(b0.higher_is_better),
                                                 pairs.threshold, pairs.row_alpha, pairs.atol,
                                                 b0.metric)
+    left_out = {s: pairs.supporting.get(s, set()) | pairs.ungated.get(s, set())
+                for s in {*pairs.supporting, *pairs.ungated}}
     pairs.spreads = _spreads(keys, pairs.b_index, pairs.n_index, pairs.ratio_of,
-                             pairs.supporting, pairs.timing, pairs.alpha)
+                             left_out, pairs.timing, pairs.alpha)
 
 
 def _row(pairs: _Pairs, key: tuple, b_failed: dict[str, Record],
@@ -414,7 +420,8 @@ def _row(pairs: _Pairs, key: tuple, b_failed: dict[str, Record],
                                     ratio=ratio, drift=drift, seeds=seeds,
                                     spread=pairs.spreads.get(ref.suite)).items():
             setattr(row, name, value)
-        _demote_supporting(row, ref, pairs.supporting, pairs.derived, pairs.timing)
+        _demote_supporting(row, ref, pairs.supporting, pairs.derived, pairs.timing,
+                           pairs.ungated)
     if ref.metric == CELL_STATUS and row.status in ("new", "vanished"):
         other = pairs.base if row.status == "new" else pairs.new
         if any(r.cell == ref.cell and r.metric != CELL_STATUS for r in other):
@@ -445,6 +452,7 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
                    summary_metrics(b_meta, n_meta),
                    {suite for suite, r in rules.items() if r.get("timing")},
                    threshold, atol, alpha)
+    pairs.ungated = ungated_metrics(b_meta, n_meta)
     _decide_levels(pairs)
     b_failed, n_failed = failed_cells(base), failed_cells(new)
     rows = sorted((_row(pairs, key, b_failed, n_failed) for key in pairs.keys), key=_sort_key)
@@ -461,10 +469,18 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
 
 
 def _demote_supporting(row: CompareRow, ref: Record, supporting: dict[str, set[str]],
-                       derived: dict[str, set[str]], timing: set[str]) -> None:
+                       derived: dict[str, set[str]], timing: set[str],
+                       ungated: dict[str, set[str]]) -> None:
     """Ratio rows support their absolute metric; derived summaries without uncertainty (or
-    from timings) are judged on the measurements they come from: both informational. So is a
-    training's wall time (``WALL_TIMES``)."""
+    from timings) are judged on the measurements they come from: both informational. So are a
+    training's wall time (``WALL_TIMES``) and every metric its suite declares ungated."""
+    if ref.metric in ungated.get(ref.suite, ()):
+        row.decides = False
+        if row.status in ("regression", "improvement", "inconclusive"):
+            row.note = (f"{row.status} of a metric its suite shows but does not gate"
+                        " (MetricSpec gated=False); judged on the measurements it comes from")
+            row.status = "informational"
+        return
     if ref.suite not in timing and ref.metric in WALL_TIMES:
         row.decides = False
         if row.status in ("regression", "improvement", "inconclusive"):

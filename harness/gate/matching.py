@@ -26,6 +26,7 @@ __all__ = [
     "rules_of",
     "seed_group",
     "summary_metrics",
+    "ungated_metrics",
 ]
 
 Rules = dict[str, dict[str, Any]]  # suite -> {"run_keys": [...], "reference_metrics": {...}}
@@ -52,6 +53,18 @@ def summary_metrics(*metas: dict[str, Any]) -> dict[str, set[str]]:
         for suite, info in (meta.get("suites_meta") or {}).items():
             for m in (info or {}).get("metrics") or []:
                 if isinstance(m, dict) and m.get("summary") and m.get("name"):
+                    out.setdefault(suite, set()).add(str(m["name"]))
+    return out
+
+
+def ungated_metrics(*metas: dict[str, Any]) -> dict[str, set[str]]:
+    """Per suite, the metrics its declaration keeps out of the verdict (``MetricSpec.gated``
+    False), read from the runs' ``suites_meta`` (runs written before the flag: none)."""
+    out: dict[str, set[str]] = {}
+    for meta in metas:
+        for suite, info in (meta.get("suites_meta") or {}).items():
+            for m in (info or {}).get("metrics") or []:
+                if isinstance(m, dict) and m.get("gated") is False and m.get("name"):
                     out.setdefault(suite, set()).add(str(m["name"]))
     return out
 

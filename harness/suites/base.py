@@ -97,7 +97,9 @@ class MetricSpec:
 
     ``unit`` and ``higher_is_better`` are the record fields' values (None: informational);
     ``headline`` marks the suite's headline metric (one per suite); ``format`` is one of
-    :data:`FORMATS`; ``summary`` is True for metrics written by ``Suite.summarize``.
+    :data:`FORMATS`; ``summary`` is True for metrics written by ``Suite.summarize``;
+    ``gated=False`` keeps a metric out of `harness compare`'s verdict and power (shown only),
+    e.g. a figure computed from timings the suite already gates.
     """
 
     name: str
@@ -108,6 +110,7 @@ class MetricSpec:
     format: str = "auto"
     summary: bool = False
     description: str = ""
+    gated: bool = True
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -118,7 +121,7 @@ class MetricSpec:
         return {"name": self.name, "display": self.display, "unit": self.unit,
                 "higher_is_better": self.higher_is_better, "headline": self.headline,
                 "format": self.format, "summary": self.summary,
-                "description": self.description}
+                "description": self.description, "gated": self.gated}
 
 
 class DataOptions(SuiteParams):
