@@ -504,6 +504,11 @@ class PoolExecutor(Executor):
         pids = {t.cell.id: self._started.pop(t.cell.id, (0.0, -1))[1]
                 for t in self._running.values()}
         known = any(pid in died for pid in pids.values()) or bool(self._killed)
+        if not known and len(pids) == 1:
+            # one cell in flight: its worker is the one that died, even when the pool dropped
+            # that worker from its process table before its exit code was read here
+            died |= set(pids.values())
+            known = True
         for fut, task in list(self._running.items()):
             self._running.pop(fut)
             cell_id = task.cell.id
