@@ -474,36 +474,29 @@ def _demote_supporting(row: CompareRow, ref: Record, supporting: dict[str, set[s
     """Ratio rows support their absolute metric; derived summaries without uncertainty (or
     from timings) are judged on the measurements they come from: both informational. So are a
     training's wall time (``WALL_TIMES``) and every metric its suite declares ungated."""
+    why: str | None = None
     if ref.metric in ungated.get(ref.suite, ()):
-        row.decides = False
-        if row.status in ("regression", "improvement", "inconclusive"):
-            row.note = (f"{row.status} of a metric its suite shows but does not gate"
-                        " (MetricSpec gated=False); judged on the measurements it comes from")
-            row.status = "informational"
-        return
-    if ref.suite not in timing and ref.metric in WALL_TIMES:
-        row.decides = False
-        if row.status in ("regression", "improvement", "inconclusive"):
-            row.note = (f"{row.status} of a wall time measured beside other work (no"
-                        " side-by-side reference); the throughput suite gates speed")
-            row.status = "informational"
-        return
-    if ref.metric in supporting.get(ref.suite, ()):
-        row.decides = False
-        if row.status in ("regression", "improvement", "inconclusive"):
-            row.note = f"{row.status} of the ratio; judged with its absolute metric"
-            row.status = "informational"
+        why = ("of a metric its suite shows but does not gate (MetricSpec gated=False); judged"
+               " on the measurements it comes from")
+    elif ref.suite not in timing and ref.metric in WALL_TIMES:
+        why = ("of a wall time measured beside other work (no side-by-side reference); the"
+               " throughput suite gates speed")
+    elif ref.metric in supporting.get(ref.suite, ()):
+        why = "of the ratio; judged with its absolute metric"
     elif ref.metric in derived.get(ref.suite, ()) and (
             row.noise == NO_UNCERTAINTY or ref.suite in timing):
         # a figure derived from other records (a crossover length, a longest length under
         # budget) carries no uncertainty of its own and jumps a whole grid step on a small
         # timing change; a fitted time exponent's interval covers one process's timings only.
-        row.decides = False
-        if row.status in ("regression", "improvement", "inconclusive"):
-            what = "without uncertainty" if row.noise == NO_UNCERTAINTY else "from timings"
-            row.note = (f"{row.status} of a derived summary figure {what};"
-                        " judged on the measurements it is derived from")
-            row.status = "informational"
+        what = "without uncertainty" if row.noise == NO_UNCERTAINTY else "from timings"
+        why = (f"of a derived summary figure {what}; judged on the measurements it is derived"
+               " from")
+    if why is None:
+        return
+    row.decides = False
+    if row.status in ("regression", "improvement", "inconclusive"):
+        row.note = f"{row.status} {why}"
+        row.status = "informational"
 
 
 def _upgrade(meta: dict[str, Any], records: list[Record]) -> list[Record]:
