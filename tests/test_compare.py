@@ -376,6 +376,19 @@ def test_ratios_against_different_references_do_not_decide() -> None:
     assert row.note == "side-by-side reference changed (standard -> linear): not comparable"
 
 
+
+def _ratio_worse_within_its_noise(busy: str) -> tuple[list[Record], list[Record]]:
+    """Base and new runs where the new time is 50% worse on a busy machine and the ratio to the
+    reference is 15% worse but within its own wide rounds."""
+    wide = [_timed("forward_ms", [10.0] * 20),
+            _timed("forward_speed_vs_reference", [float(x) for x in range(5, 25)], hib=True,
+                   unit="x")]
+    wider = [_timed("forward_ms", [15.0] * 20, noisy=busy),
+             _timed("forward_speed_vs_reference", [0.85 * x for x in range(5, 25)], hib=True,
+                    unit="x", noisy=busy)]
+    return wide, wider
+
+
 def test_under_load_the_side_by_side_ratio_decides() -> None:
     busy = "other processes used 1.00 of 2 cores"
     base = _cell(10.0, 2.0, 50.0)
@@ -394,12 +407,7 @@ def test_under_load_the_side_by_side_ratio_decides() -> None:
     row = _status(base, _cell(15.0, 2.0, 50.0, seed=7, noisy=busy))
     assert row.status == "unchanged" and "speed vs reference" in row.note
     # the ratio worse beyond the threshold but within its own noise: inconclusive, saying why
-    wide = [_timed("forward_ms", [10.0] * 20),
-            _timed("forward_speed_vs_reference", [float(x) for x in range(5, 25)], hib=True,
-                   unit="x")]
-    wider = [_timed("forward_ms", [15.0] * 20, noisy=busy),
-             _timed("forward_speed_vs_reference", [0.85 * x for x in range(5, 25)], hib=True,
-                    unit="x", noisy=busy)]
+    wide, wider = _ratio_worse_within_its_noise(busy)
     row = _status(wide, wider)
     assert row.status == "inconclusive" and "one process per run" in row.note
     # worse beyond the threshold on a busy machine and no ratio to decide: inconclusive
@@ -763,12 +771,7 @@ def test_power_is_stated_per_suite_and_exit_3_says_what_would_decide(tmp_path: P
     assert [line.plain for line in power_lines(cmp)][:2] == [f"power {p.text()}"
                                                             for p in cmp.power][:2]
     busy = "other processes used 1.00 of 2 cores"
-    wide = [_timed("forward_ms", [10.0] * 20),
-            _timed("forward_speed_vs_reference", [float(x) for x in range(5, 25)], hib=True,
-                   unit="x")]
-    wider = [_timed("forward_ms", [15.0] * 20, noisy=busy),
-             _timed("forward_speed_vs_reference", [0.85 * x for x in range(5, 25)], hib=True,
-                    unit="x", noisy=busy)]
+    wide, wider = _ratio_worse_within_its_noise(busy)
     rows, warnings = compare_records(wide, wider)
     from harness.gate import Comparison
 

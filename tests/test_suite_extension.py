@@ -82,16 +82,22 @@ def test_new_suite_is_compared(runs, tmp_path: Path) -> None:
     assert page.count("<td>example</td>") == 8
 
 
-def test_generic_section_when_the_renderer_is_missing(runs, tmp_path: Path) -> None:
-    base, _ = runs
-    meta = read_run(base)
-    meta["suites_meta"]["example"]["section"] = "no_such_module:render"
-    (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+def _report_naming_section(run_dir: Path, section: str) -> str:
+    """The report of ``run_dir`` written while its run.json names ``section`` as the example
+    suite's renderer (restored afterwards)."""
+    meta = read_run(run_dir)
+    meta["suites_meta"]["example"]["section"] = section
+    (run_dir / "run.json").write_text(json.dumps(meta), encoding="utf-8")
     try:
-        html = write_report(base).read_text(encoding="utf-8")
+        return write_report(run_dir).read_text(encoding="utf-8")
     finally:
         meta["suites_meta"]["example"]["section"] = "example_suite:render_section"
-        (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+        (run_dir / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def test_generic_section_when_the_renderer_is_missing(runs, tmp_path: Path) -> None:
+    base, _ = runs
+    html = _report_naming_section(base, "no_such_module:render")
     section = html[html.index('id="example"'):html.index('id="problems"')]
     assert "no_such_module:render is not imported" in section
     assert section.count("<tr>") == 1 + 8  # header + every record, by declared metric
@@ -107,14 +113,7 @@ def test_report_imports_no_section_a_run_file_alone_names(runs, tmp_path: Path,
     (tmp_path / "planted_section_mod.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\ndef render(view):\n    return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    meta = read_run(base)
-    meta["suites_meta"]["example"]["section"] = "planted_section_mod:render"
-    (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
-    try:
-        html = write_report(base).read_text(encoding="utf-8")
-    finally:
-        meta["suites_meta"]["example"]["section"] = "example_suite:render_section"
-        (base / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    html = _report_naming_section(base, "planted_section_mod:render")
     assert not marker.exists()
     assert "planted_section_mod:render is not imported" in html
     assert "<h2>Example suite</h2>" in write_report(base).read_text(encoding="utf-8")
