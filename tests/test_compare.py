@@ -376,7 +376,6 @@ def test_ratios_against_different_references_do_not_decide() -> None:
     assert row.note == "side-by-side reference changed (standard -> linear): not comparable"
 
 
-
 def _ratio_worse_within_its_noise(busy: str) -> tuple[list[Record], list[Record]]:
     """Base and new runs where the new time is 50% worse on a busy machine and the ratio to the
     reference is 15% worse but within its own wide rounds."""
