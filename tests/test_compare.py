@@ -408,7 +408,7 @@ def test_under_load_the_side_by_side_ratio_decides() -> None:
     # the ratio worse beyond the threshold but within its own noise: inconclusive, saying why
     wide, wider = _ratio_worse_within_its_noise(busy)
     row = _status(wide, wider)
-    assert row.status == "inconclusive" and "one process per run" in row.note
+    assert row.status == "inconclusive" and "one timing window per run" in row.note
     # worse beyond the threshold on a busy machine and no ratio to decide: inconclusive
     row = _status([_timed("forward_ms", [float(x) for x in range(5, 25)])],
                   [_timed("forward_ms", [float(x) for x in range(6, 26)], noisy=busy)])
@@ -703,7 +703,7 @@ def test_single_process_regressions_come_with_a_warning() -> None:
     rows, warnings = compare_records([_in_processes(base, grouped=False)],
                                      [_in_processes(planted, grouped=False)], threshold=0.1)
     assert rows[0].status == "regression"
-    assert len(warnings) == 1 and "one process per run" in warnings[0]
+    assert len(warnings) == 1 and "one window of one process per run" in warnings[0]
     rows, warnings = compare_records([_in_processes(base)], [_in_processes(planted)],
                                      threshold=0.1)
     assert rows[0].status == "regression" and warnings == []
@@ -776,8 +776,8 @@ def test_power_is_stated_per_suite_and_exit_3_says_what_would_decide(tmp_path: P
 
     cmp = Comparison(tmp_path, tmp_path, {}, {}, 0.1, 0.1, rows, warnings)
     assert cmp.exit_code == 3
-    assert cmp.advice == ["throughput: one process per run: time in several processes"
-                          " (throughput `processes: 3`), or on a quieter machine"]
+    assert cmp.advice == ["throughput: one timing window per run: time in several (throughput"
+                          " `windows: 3` or `processes: 3`), or on a quieter machine"]
     assert any("to decide:" in line.plain for line in power_lines(cmp))
 
 
@@ -818,3 +818,40 @@ def test_wall_times_outside_timing_suites_never_decide() -> None:
                               [t(s, 20.0 + s) for s in range(3)])
     assert {r.status for r in rows} == {"informational"}
     assert all("wall time" in r.note and not r.decides for r in rows)
+
+
+def _windowed(n_lengths: int, slow: dict[int, float], seed: int = 0) -> list[Record]:
+    """One process per run, each pass timed in 3 windows (``sample_groups``): ``linear``
+    forward at ``n_lengths`` lengths, its time (and ratio to the reference) ``slow[n]`` times
+    worse at length n."""
+    out = []
+    for i, n in enumerate((256, 512, 1024)[:n_lengths]):
+        f = slow.get(n, 1.0)
+        for metric, center, hib, unit in (("forward_ms", 10.0 * f, False, "ms"),
+                                          ("forward_speed_vs_reference", 2.0 / f, True, "x")):
+            samples = _spread(center, n=18, seed=seed + 10 * i + hib)
+            r = _timed(metric, samples, hib=hib, unit=unit)
+            out.append(replace(r, params={"kind": "attention", "seq_len": n}, cell=f"c{n}",
+                               sample_groups=[6, 6, 6], load={"groups": "windows"}))
+    return out
+
+
+def test_one_process_regressions_need_a_second_cell() -> None:
+    """A slowdown at every length fails, judged over the windows; the same slowdown in one
+    cell only (while the attention's other cells held) is inconclusive: not replicated. An
+    attention timed in one cell keeps the cell's own verdict."""
+    base = _windowed(3, {})
+    rows, _ = compare_records(base, _windowed(3, {256: 1.5, 512: 1.5, 1024: 1.5}, seed=1))
+    failed = [r for r in rows if r.status == "regression" and r.metric == "forward_ms"]
+    assert {r.params["seq_len"] for r in failed} == {256, 512, 1024}
+    assert all(r.evidence.test == "welch_t_windows" for r in failed)
+    rows, _ = compare_records(base, _windowed(3, {512: 1.5}, seed=1))
+    row = next(r for r in rows if r.metric == "forward_ms" and r.params["seq_len"] == 512)
+    assert row.status == "inconclusive" and "not replicated" in row.note
+    assert not any(r.status == "regression" for r in rows)
+    # a second cell worse beyond the threshold and beyond noise confirms it
+    rows, _ = compare_records(base, _windowed(3, {512: 1.5, 1024: 1.3}, seed=1))
+    assert {r.params["seq_len"] for r in rows if r.status == "regression"} == {512, 1024}
+    # one cell in all: nothing to replicate, the row's own verdict stands
+    rows, _ = compare_records(_windowed(1, {}), _windowed(1, {256: 1.5}, seed=1))
+    assert [r.status for r in rows if r.metric == "forward_ms"] == ["regression"]

@@ -725,6 +725,55 @@ def test_throughput_cells_timed_in_several_fresh_processes(tmp_path):
                for r in outcome.records)
 
 
+def test_throughput_passes_timed_in_windows_taking_turns(tmp_path, monkeypatch):
+    """``windows: 3``: in one process each pass is timed in three windows, the passes taking
+    turns; the records carry one sample group per window, and a later window neither warms up
+    again nor re-probes its block size (the run's timing budget stays the same)."""
+    import harness.suites.throughput as tp
+
+    data = json.loads(json.dumps(TINY))
+    data["attentions"] = [{"name": "standard"}, {"name": "linear"}]
+    data["suites"] = {"throughput": {**TINY["suites"]["throughput"], "seq_lens": [32],
+                                     "passes": ["forward", "backward"], "model": None,
+                                     "windows": 3, "min_run_time": 0.02, "warmup": 1}}
+    labels: list[tuple[str, int, bool]] = []
+    real = tp.time_interleaved
+
+    def spy(fns, **kw):
+        labels.append((kw["label"], kw["warmup"], kw.get("numbers") is not None))
+        return real(fns, **kw)
+
+    monkeypatch.setattr(tp, "time_interleaved", spy)
+    outcome = start_run(profile_from_dict(data), suites=["throughput"], out_dir=tmp_path,
+                        argv=["t"])
+    recs = {(r.label, r.metric): r for r in outcome.records}
+    fwd = recs[("linear", "forward_ms")]
+    assert fwd.status == "ok" and len(fwd.sample_groups) == 3 and fwd.load["groups"] == "windows"
+    assert sum(fwd.sample_groups) == len(fwd.samples) and min(fwd.sample_groups) >= 4
+    assert recs[("linear", "forward_speed_vs_reference")].sample_groups == fwd.sample_groups
+    assert len(recs[("linear", "calibration_gflops")].sample_groups) == 3
+    mine = [x for x in labels if x[0].startswith("linear ")]
+    assert [x[0] for x in mine] == [f"linear {p} N=32 window {w}/3" for w in (1, 2, 3)
+                                    for p in ("forward", "backward")]
+    # later windows: known block sizes; only backward (a new graph each window) warms up again
+    assert [(w, n) for _, w, n in mine] == [(1, False), (1, False)] + [(0, True), (1, True)] * 2
+
+
+def test_throughput_plan_lets_the_attentions_take_turns():
+    """Cells run length by length with the attentions taking turns, so one attention's cells
+    lie apart in time (the gate asks a one-process regression to show in two of them)."""
+    from harness.suites.base import AttentionSpec
+    from harness.suites.throughput import ThroughputParams, ThroughputSuite
+
+    params = ThroughputParams(seq_lens=[64, 128], model={"seq_lens": [32]})
+    cells = ThroughputSuite().plan(params, [AttentionSpec("standard"), AttentionSpec("linear")],
+                                   [0])
+    assert [(c.label, c.params["kind"], c.params["seq_len"]) for c in cells] == [
+        ("standard", "attention", 64), ("linear", "attention", 64),
+        ("standard", "attention", 128), ("linear", "attention", 128),
+        ("standard", "model", 32), ("linear", "model", 32)]
+
+
 def test_merge_processes_pools_samples_and_keeps_failures():
     from harness.suites.throughput import merge_processes
 
@@ -741,3 +790,8 @@ def test_merge_processes_pools_samples_and_keeps_failures():
     failed = merge_processes([[rec([1.0, 2.0])], [rec([], status="error")]])
     assert failed[0].status == "error" and failed[0].sample_groups is None
     assert merge_processes([[rec([1.0])]])[0].sample_groups is None
+    # processes of windows: each process's own groups kept, named as such
+    windows = [merge_processes([[rec([1.0, 2.0])], [rec([3.0])]], "windows") for _ in range(2)]
+    nested = merge_processes(windows)
+    assert nested[0].sample_groups == [2, 1, 2, 1]
+    assert nested[0].load["groups"] == "processes of windows"

@@ -97,6 +97,10 @@ def _status_of(ev: Evidence, threshold: float) -> str:
     return "regression" if (ev.effect or 0.0) < 0 else "improvement"
 
 
+#: The tests over per-group estimates (``Evidence.test``).
+GROUP_TESTS = ("welch_t_processes", "welch_t_windows")
+
+
 def _too_weak(ev: Evidence, threshold: float) -> bool:
     """Worse beyond the threshold, but not beyond the test's noise."""
     return ev.effect is not None and ev.effect < -threshold and not ev.significant
@@ -113,13 +117,14 @@ def _weaker(a: Evidence, b: Evidence) -> Evidence:
 
 def what_would_decide(ev: Evidence) -> str:
     """What would make an undecided row conclusive, from its evidence."""
-    if ev.test == "welch_t_processes":
+    if ev.test in GROUP_TESTS:
         power = f" (it could detect {ev.detectable:.0%})" if ev.detectable is not None else ""
-        return (f"{ev.n_base} vs {ev.n_new} processes too few for the spread between them"
-                f"{power}: more processes (throughput `processes`), or a quieter machine")
+        return (f"{ev.n_base} vs {ev.n_new} {ev.units} too few for the spread between them"
+                f"{power}: more windows or processes (throughput `windows`, `processes`), or a"
+                " quieter machine")
     if ev.one_process:
-        return ("one process per run: time in several processes (throughput `processes: 3`),"
-                " or on a quieter machine")
+        return ("one timing window per run: time in several (throughput `windows: 3` or"
+                " `processes: 3`), or on a quieter machine")
     if ev.test in ("intervals", "stderr"):
         return "intervals too wide: more seeds or more test examples"
     return "rerun both sides on a quiet machine"
@@ -129,7 +134,7 @@ def _against_spread(status: str, ev: Evidence, spread: RowSpread, out: dict[str,
                     ) -> tuple[str, Evidence]:
     """A timed row's change must also stand out of the spread of all the suite's rows between
     the two runs (the empirical null); the spread's floor joins the row's power."""
-    if ev.effect is None or ev.test not in ("welch_t_processes", "mann_whitney_rounds",
+    if ev.effect is None or ev.test not in (*GROUP_TESTS, "mann_whitney_rounds",
                                             "below_threshold"):
         return status, ev
     floor = spread.critical

@@ -155,7 +155,7 @@ class SuitePower:
     def text(self) -> str:
         if self.detectable is None:
             return (f"{self.suite}: power unknown for {self.unknown} of {self.rows} row(s)"
-                    " (one process per run: the spread between processes was not measured)")
+                    " (one timing window per run: the spread between windows was not measured)")
         return (f"{self.suite}: no regression larger than {self.detectable:.0%} in any of"
                 f" {self.rows} row(s) (the least sensitive: {self.worst})")
 
@@ -430,6 +430,57 @@ def _row(pairs: _Pairs, key: tuple, b_failed: dict[str, Record],
     return row
 
 
+def _measurement(row: CompareRow, pairs: _Pairs) -> tuple[str, str]:
+    """The cell (its parameters) and the timed pass a row reads: a time, its rate and its
+    ratio to the reference are one measurement (``reference_metrics`` names the ratio)."""
+    passed = pairs.ratio_of.get(row.suite, {}).get(row.metric, row.metric)
+    return repr(sorted(row.params.items())), passed
+
+
+#: Tests over the rounds or windows of one process per run: the spread between processes (and
+#: over the seconds a cell lasts) is unseen, so their regressions need a second cell.
+ONE_PROCESS_TESTS = ("welch_t_windows", "mann_whitney_rounds")
+
+
+def _require_replication(rows: list[CompareRow], pairs: _Pairs) -> None:
+    """A timing regression of one process per run stands when another cell of the same
+    attention (another length, batch or kind) confirms it: worse beyond the threshold there
+    too, at ``alpha`` over the attention's measurements (Bonferroni within the attention). A
+    change of code slows an attention at every length it touches; a state of the machine that
+    moves one attention's kernels against the reference for a few seconds moves one cell
+    (measured on identical code, docs/PERFORMANCE.md section 7). Unconfirmed, the row is
+    inconclusive (exit 3) and says so; an attention timed in one cell only keeps the row's own
+    verdict, and so do timings in several processes (their spread is measured)."""
+    by_label: dict[tuple[str, str], list[CompareRow]] = {}
+    for row in rows:
+        if row.suite in pairs.timing and row.decides and row.evidence is not None:
+            by_label.setdefault((row.suite, row.label), []).append(row)
+    for (_, label), judged in by_label.items():
+        failing = [r for r in judged if r.status == "regression"
+                   and r.evidence.test in ONE_PROCESS_TESTS]  # type: ignore[union-attr]
+        cells = {_measurement(r, pairs)[0] for r in judged}
+        if not failing or len(cells) < 2:
+            continue
+        level = pairs.alpha / len({_measurement(r, pairs) for r in judged})
+        worse = {_measurement(r, pairs)[0] for r in judged
+                 if r.status == "regression" or _worse_at(r, pairs.threshold, level)}
+        if len(worse) >= 2:
+            continue
+        for row in failing:
+            row.status = "inconclusive"
+            row.note = (f"{row.note}; not replicated: no other of the {len(cells)} cells of"
+                        f" {label} is worse by > {pairs.threshold:.0%} at p < {level:.2g} (a"
+                        " change of code slows an attention at every length it touches);"
+                        " rerun to confirm").lstrip("; ")
+
+
+def _worse_at(row: CompareRow, threshold: float, level: float) -> bool:
+    """Whether a row's evidence shows it worse beyond ``threshold`` at ``level``."""
+    ev = row.evidence
+    return (ev is not None and ev.effect is not None and ev.effect < -threshold
+            and ev.p is not None and ev.p < level)
+
+
 def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: float = 0.1,
                     *, atol: float = 0.1, alpha: float = ALPHA,
                     base_meta: dict[str, Any] | None = None,
@@ -456,15 +507,17 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
     _decide_levels(pairs)
     b_failed, n_failed = failed_cells(base), failed_cells(new)
     rows = sorted((_row(pairs, key, b_failed, n_failed) for key in pairs.keys), key=_sort_key)
+    _require_replication(rows, pairs)
     single = [r for r in rows if r.status == "regression" and r.evidence is not None
               and r.evidence.one_process]
     if single:
         warnings.append(
-            f"{len(single)} regression row(s) rest on timings from one process per run: the"
-            " spread between processes was not measured, only that between these runs' rows"
-            " (without that spread rule, identical code failed 98 of 380 such comparisons on a"
-            " 2-core machine, 6 of 380 with 3 processes per run); confirm with runs timed in"
-            " several processes (throughput `processes: 3`, as in the release profile)")
+            f"{len(single)} regression row(s) rest on timings from one window of one process"
+            " per run: the spread between windows was not measured, only that between these"
+            " runs' rows (without that spread rule, identical code failed 98 of 380 such"
+            " comparisons on a 2-core machine, 6 of 380 with 3 processes per run); confirm with"
+            " runs timed in several windows or processes (throughput `windows: 3`, as in the"
+            " quick profile, or `processes: 3`, as in the release profile)")
     return rows, warnings
 
 

@@ -2,14 +2,15 @@
 
 Each side's estimate is robust to interference: the best decile of a time's samples (the 10th
 percentile of a time, the 90th of a rate: a busy machine only ever adds time), the median of
-per-round ratios. A record timed in several fresh processes (``sample_groups``) is estimated per
-process and the processes are the unit of the test (pyperf's model): the geometric mean of the
-per-process estimates, and a one-sided Welch t-test on their logs. A record timed in one process
-per run falls back to a Mann-Whitney U test on its rounds, which cannot see how much one process
-differs from the next (the gate warns: ``Evidence.one_process``). Records with an interval are
-judged by the overlap of the intervals, with a standard error by ``2 * se`` of the difference,
-without either by the threshold alone. Per-seed records are judged over seeds
-(``seed_evidence``: a paired t-test over the seeds both runs hold).
+per-round ratios. A record timed in several fresh processes or in several windows of one
+process (``sample_groups``) is estimated per group and the groups are the unit of the test
+(pyperf's model): the geometric mean of the per-group estimates, and a one-sided Welch t-test on
+their logs. A record timed in one window of one process per run falls back to a Mann-Whitney U
+test on its rounds, which cannot see how much one process differs from the next (the gate warns:
+``Evidence.one_process``). Records with an interval are judged by the overlap of the intervals,
+with a standard error by ``2 * se`` of the difference, without either by the threshold alone.
+Per-seed records are judged over seeds (``seed_evidence``: a paired t-test over the seeds both
+runs hold).
 
 Every decision is an :class:`Evidence`: the test, its statistic and p-value, the level it was
 held to, the effect, and its power (the smallest worsening it could have called a regression).
@@ -39,6 +40,7 @@ __all__ = [
     "RowSpread",
     "change_of",
     "estimate",
+    "group_kind",
     "has_samples",
     "judge",
     "per_process",
@@ -51,7 +53,8 @@ NO_UNCERTAINTY = "no uncertainty: threshold only"
 #: Human names of the tests (``Evidence.test``).
 TEST_NAMES = {
     "welch_t_processes": "Welch t over processes",
-    "mann_whitney_rounds": "Mann-Whitney over one process's rounds",
+    "welch_t_windows": "Welch t over timing windows",
+    "mann_whitney_rounds": "Mann-Whitney over one window's rounds",
     "paired_t_seeds": "paired t over seeds",
     "intervals": "interval overlap",
     "stderr": "2·se of the difference",
@@ -69,7 +72,7 @@ class Evidence:
     the metric's good direction (< 0 = worse); ``statistic``/``p``/``alpha``: the test and the
     (multiplicity-corrected) level it was held to; ``detectable``: the smallest relative
     worsening the test would have rejected at ``alpha`` with the spread it measured (None:
-    unknown, e.g. one process per run); ``units``: what ``n_base``/``n_new`` count.
+    unknown, e.g. one window per run); ``units``: what ``n_base``/``n_new`` count.
     """
 
     test: str
@@ -130,6 +133,13 @@ def per_process(r: Record) -> list[float] | None:
         out.append(_point(r, r.samples[start:start + size]))  # type: ignore[index]
         start += size
     return out
+
+
+def group_kind(r: Record) -> str:
+    """What a record's ``sample_groups`` are: ``processes`` (fresh processes, with or without
+    windows inside each) or ``windows`` (timing windows of one process)."""
+    groups = str((r.load or {}).get("groups") or "processes")
+    return "processes" if groups.startswith("processes") else "windows"
 
 
 def estimate(r: Record) -> float | None:
@@ -241,8 +251,9 @@ def judge(base: Record, new: Record, change: Change, threshold: float, alpha: fl
           atol: float) -> Evidence:
     """The evidence on one pair (``significant``: beyond the threshold and beyond noise).
 
-    The test is the strongest the records allow: Welch t on per-process log estimates, else
-    Mann-Whitney on one process's rounds, else intervals, standard errors or the threshold.
+    The test is the strongest the records allow: Welch t on per-process (or per-window) log
+    estimates, else Mann-Whitney on one window's rounds, else intervals, standard errors or the
+    threshold.
     The power (``detectable``) is computed whether or not the change is beyond the threshold.
     """
     metric = new.metric
@@ -254,9 +265,10 @@ def judge(base: Record, new: Record, change: Change, threshold: float, alpha: fl
         test = _log_test(base, new, larger)
         if test is not None:
             power = _worse_fraction(detectable_shift(test, alpha), hib)
-            return Evidence("welch_t_processes", metric, change.better,
+            units = group_kind(new)
+            return Evidence(f"welch_t_{units}", metric, change.better,
                             beyond and test.p < alpha, test.statistic, test.p, alpha, power,
-                            test.n_base, test.n_new, "processes")
+                            test.n_base, test.n_new, units)
         if beyond:
             test = rank_shift(base.samples, new.samples, "greater" if larger else "less")
             return Evidence("mann_whitney_rounds", metric, change.better, test.p < alpha,

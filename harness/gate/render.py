@@ -30,7 +30,8 @@ __all__ = [
 
 #: How a regression is decided, in the table's caption and the HTML page.
 RULE = ("Regression: worse by > {threshold}, and beyond noise: timings by a one-sided Welch t over"
-        " per-process estimates (Mann-Whitney over rounds with one process per run), confirmed"
+        " per-process or per-window estimates (Mann-Whitney over rounds with one window per"
+        " run), confirmed"
         " by the speed vs the side-by-side reference (on a busy machine that ratio alone"
         " decides); per-seed scores by a paired t over seeds; others by their intervals."
         " Bonferroni over the rows beyond the threshold (family-wise 5%).")

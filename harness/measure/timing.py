@@ -537,6 +537,7 @@ def time_interleaved(
     max_rounds: int = 200,
     label: str = "",
     adapt_threads: bool = True,
+    numbers: Mapping[str, int] | None = None,
 ) -> InterleavedTiming:
     """Time several zero-argument callables side by side, round by round.
 
@@ -550,6 +551,9 @@ def time_interleaved(
     Threads: ``threads`` (default: the current torch setting), reduced to the idle cores when
     ``adapt_threads`` (``timing_threads``); the load during the rounds is recorded and a busy
     machine is named in ``noisy`` (``busy_reason``).
+
+    ``numbers``: calls per block for each callable, e.g. an earlier window's
+    ``results[name].number_per_run``; given, the probe call that sizes a block is skipped.
     """
     import torch
 
@@ -574,12 +578,16 @@ def time_interleaved(
     previous = torch.get_num_threads()
     torch.set_num_threads(used)
     names = list(fns)
+    given = numbers
     try:
         numbers = {}
         target = max(_MIN_BLOCK_S, min_run_time / _TARGET_ROUNDS)
         for name in names:
             for _ in range(max(warmup, 0)):
                 fns[name]()
+            if given and name in given:
+                numbers[name] = max(1, int(given[name]))
+                continue
             per_call = _block_time(fns[name], 1, dev)
             numbers[name] = max(1, math.ceil(target / per_call)) if per_call > 0 else 1
         times: dict[str, list[float]] = {name: [] for name in names}

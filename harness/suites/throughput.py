@@ -52,6 +52,7 @@ __all__ = [
     "growing_tail",
     "is_reference",
     "merge_processes",
+    "shared_budget",
     "side_reference",
 ]
 
@@ -107,6 +108,13 @@ class ThroughputParams(SuiteParams):
     #: by more than they move within it; with >= 2 per side ``harness compare`` tests the
     #: per-process estimates instead of the pooled samples. Use >= 3 for a release gate.
     processes: PositiveInt = 1
+    #: Windows each pass is timed in within a process, the passes taking turns (``min_run_time``
+    #: and ``min_rounds`` shared between them). The machine's state moves a short pass by more
+    #: between windows a tenth of a second apart than between the rounds of one window (lsh
+    #: forward at N=256, one thread: 1.47-2.36 ms over ten consecutive 50 ms windows of one
+    #: process, docs/PERFORMANCE.md section 7); with >= 2 ``harness compare`` tests the
+    #: per-window estimates, whose spread it then sees, as it does processes.
+    windows: PositiveInt = 1
     #: Fewest interleaved rounds per timed pass (per process).
     min_rounds: int = Field(default=MIN_ROUNDS, ge=2)
     #: Time limit of one cell (seconds): past it the cell is stopped and recorded ``timeout``.
@@ -257,18 +265,19 @@ def _replica_cell(cell: Cell, params: ThroughputParams, ctx: RunContext,
     return ThroughputSuite().run_cell(cell, params, ctx)
 
 
-def merge_processes(runs: list[list[Record]]) -> list[Record]:
-    """One record per metric from the same cell timed in several processes: the samples
-    pooled in process order with ``sample_groups`` giving each process's count, median and IQR
-    over the pool, ``noisy`` if any process was, the first process's load (and every
-    process's ``rounds``)."""
+def merge_processes(runs: list[list[Record]], kind: str = "processes") -> list[Record]:
+    """One record per metric from the same cell timed in several processes (or windows,
+    ``kind``): the samples pooled in order with ``sample_groups`` giving each group's count
+    (a run's own groups kept: processes of windows), median and IQR over the pool, ``noisy`` if
+    any group was, the first group's load with every group's ``rounds`` and ``groups`` naming
+    what a group is."""
     if len(runs) == 1:
         return runs[0]
     merged = []
     for records in zip(*runs, strict=True):
         first = records[0]
         if any(r.metric != first.metric for r in records):
-            raise ValueError(f"processes disagree on the records of {first.display}")
+            raise ValueError(f"{kind} disagree on the records of {first.display}")
         if first.samples is None or any(r.status != "ok" or r.samples is None for r in records):
             failed = next((r for r in records if r.status != "ok"), first)
             merged.append(failed)
@@ -276,13 +285,24 @@ def merge_processes(runs: list[list[Record]]) -> list[Record]:
         pooled = [x for r in records for x in r.samples]  # type: ignore[union-attr]
         summary = median_iqr(pooled)
         noisy = "; ".join(sorted({r.noisy for r in records if r.noisy})) or None
-        load = {**(first.load or {}),
+        inner = (first.load or {}).get("groups")
+        load = {**(first.load or {}), "groups": f"{kind} of {inner}" if inner else kind,
                 "rounds": [(r.load or {}).get("rounds") for r in records]}
+        groups = [g for r in records for g in (r.sample_groups or [len(r.samples)])]  # type: ignore[arg-type]
         merged.append(replace(first, value=summary["median"], ci_low=summary["q1"],
                               ci_high=summary["q3"], n=len(pooled), samples=pooled,
-                              sample_groups=[len(r.samples) for r in records],  # type: ignore[arg-type]
-                              noisy=noisy, load=load))
+                              sample_groups=groups, noisy=noisy, load=load))
     return merged
+
+
+def _window(w: int, params: ThroughputParams) -> str:
+    return f" window {w + 1}/{params.windows}" if params.windows > 1 else ""
+
+
+def shared_budget(params: ThroughputParams, k: int) -> ThroughputParams:
+    """``params`` for one of ``k`` processes or windows sharing a pass's timing budget."""
+    return params.model_copy(update={"min_run_time": params.min_run_time / k,
+                                     "min_rounds": max(4, math.ceil(params.min_rounds / k))})
 
 
 def _flop_records(cell: Cell, name: str, timing: InterleavedTiming, flops: float,
@@ -392,14 +412,18 @@ class ThroughputSuite(Suite):
             return [spec.cell(self.name, {"kind": "model", "seq_len": n, "batch": batch,
                                           "dtype": "float32", **extra})
                     for spec in attentions for batch in params.batch_sizes for n in lengths]
-        for spec in attentions:
-            for batch in params.batch_sizes:
-                for n in params.seq_lens:
+        # the attentions take turns length by length, so an attention's cells lie seconds
+        # apart: a few seconds' state of the machine lands in one of its cells, not in all
+        # (harness compare asks a one-process regression to show in two cells)
+        for batch in params.batch_sizes:
+            for n in params.seq_lens:
+                for spec in attentions:
                     cells.append(spec.cell(self.name, {"kind": "attention", "seq_len": n,
                                                        "batch": batch, **shape}))
-            if params.model is not None:
-                mp = params.model
-                for n in mp.seq_lens:
+        if params.model is not None:
+            mp = params.model
+            for n in mp.seq_lens:
+                for spec in attentions:
                     cells.append(spec.cell(self.name, {
                         "kind": "model", "seq_len": n, "batch": mp.batch,
                         "hidden_size": mp.hidden_size, "num_layers": mp.num_layers,
@@ -434,8 +458,7 @@ class ThroughputSuite(Suite):
         from harness.plugins import loaded_plugin_specs
 
         k = params.processes
-        each = params.model_copy(update={"processes": 1, "min_run_time": params.min_run_time / k,
-                                         "min_rounds": max(4, math.ceil(params.min_rounds / k))})
+        each = shared_budget(params, k).model_copy(update={"processes": 1})
         quiet = replace(ctx, progress=no_progress, inputs={})
         runs = []
         for i in range(k):
@@ -446,18 +469,24 @@ class ThroughputSuite(Suite):
 
     def _timer(self, params: ThroughputParams, ctx: RunContext, calibration):
         """Time ``measured`` side by side with ``reference`` (or the calibration matmul when
-        None) and the calibration matmul."""
-        def run(measured, reference, label: str) -> InterleavedTiming:
+        None) and the calibration matmul. Given ``after`` (the same pass's earlier window),
+        the block sizes are known (no probe call) and, unless ``fresh`` (e.g. a new graph to
+        run backward through), the callables are warm (no warm-up)."""
+        def run(measured, reference, label: str, after: InterleavedTiming | None = None,
+                fresh: bool = False) -> InterleavedTiming:
             fns = {"measured": measured, "reference": reference or calibration,
                    "calibration": calibration}
+            numbers = ({k: r.number_per_run for k, r in after.results.items()}
+                       if after is not None else None)
             return time_interleaved(
                 fns,
                 device=ctx.device,
                 threads=ctx.threads,
-                warmup=params.warmup,
+                warmup=params.warmup if after is None or fresh else 0,
                 min_run_time=params.min_run_time,
                 min_rounds=params.min_rounds,
                 label=label,
+                numbers=numbers,
             )
 
         return run
@@ -472,7 +501,6 @@ class ThroughputSuite(Suite):
         grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(q)
         causal = params.causal
         calibration, flops = calibration_kernel(ctx.device)
-        timer = self._timer(params, ctx, calibration)
 
         def passes(spec: AttentionSpec) -> dict:
             """The three timed passes of one attention on the shared inputs."""
@@ -506,27 +534,35 @@ class ThroughputSuite(Suite):
         built = spec.build()
         resolved = built.options
         side, ref = _beside(cell, ctx, passes, "forward")
-        records: list[Record] = []
-        timings: list[InterleavedTiming] = []
-        for name in ("forward", "backward", "fwd_bwd"):
-            if name not in params.passes:
-                continue
-            fn, ref_fn = mine[name], ref[name] if ref else None
-            if name == "backward":  # each backward needs its own retained graph
-                fn, ref_fn = fn(), ref_fn() if ref_fn else None
-            t = timer(fn, ref_fn, f"{cell.label} {name} N={n}")
-            timings.append(t)
-            records.append(_metric(cell, f"{name}_ms", t, 1e3, "ms", False))
-            if name != "backward":
-                records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens, "tokens/s"))
-            records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t, side))
-            work = type(built).flops(batch, params.heads, n, params.head_dim, resolved, name,
-                                     causal=causal)
-            if work:
-                records += _flop_records(cell, name, t, float(work), flops, ctx.device)
-            del fn, ref_fn
-        if timings:
-            records.append(_calibration(cell, timings, flops))
+        timer = self._timer(shared_budget(params, params.windows), ctx, calibration)
+        windows = []
+        first: dict[str, InterleavedTiming] = {}
+        for w in range(params.windows):  # the passes take turns, window by window
+            records: list[Record] = []
+            timings: list[InterleavedTiming] = []
+            for name in ("forward", "backward", "fwd_bwd"):
+                if name not in params.passes:
+                    continue
+                fn, ref_fn = mine[name], ref[name] if ref else None
+                if name == "backward":  # each backward needs its own retained graph
+                    fn, ref_fn = fn(), ref_fn() if ref_fn else None
+                t = timer(fn, ref_fn, f"{cell.label} {name} N={n}{_window(w, params)}",
+                          first.get(name), fresh=name == "backward")
+                first.setdefault(name, t)
+                timings.append(t)
+                records.append(_metric(cell, f"{name}_ms", t, 1e3, "ms", False))
+                if name != "backward":
+                    records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens, "tokens/s"))
+                records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t, side))
+                work = type(built).flops(batch, params.heads, n, params.head_dim, resolved, name,
+                                         causal=causal)
+                if work:
+                    records += _flop_records(cell, name, t, float(work), flops, ctx.device)
+                del fn, ref_fn
+            if timings:
+                records.append(_calibration(cell, timings, flops))
+            windows.append(records)
+        records = merge_processes(windows, "windows")
         kernel = getattr(built, "kernel", None)  # read after the timing: a compile may fail
         if kernel:  # which kernel ran (e.g. FlexAttention compiled or eager)
             for r in records:
@@ -576,20 +612,25 @@ class ThroughputSuite(Suite):
             return train_step, infer
 
         calibration, flops = calibration_kernel(ctx.device)
-        timer = self._timer(params, ctx, calibration)
+        timer = self._timer(shared_budget(params, params.windows), ctx, calibration)
         train, infer = steps(AttentionSpec(cell.attention, cell.options, cell.label))
         side, ref = _beside(cell, ctx, lambda spec: dict(zip(("train", "infer"), steps(spec),
                                                             strict=True)), "infer")
         ref_train, ref_infer = (ref["train"], ref["infer"]) if ref else (None, None)
-        t_train = timer(train, ref_train, f"{cell.label} model train step N={n}")
-        t_inf = timer(infer, ref_infer, f"{cell.label} model inference N={n}")
-        return [
-            _rate(cell, "train_steps_per_s", t_train, 1.0, "steps/s"),
-            _speed_vs_reference(cell, "train_step_speed_vs_reference", t_train, side),
-            _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch), "tokens/s"),
-            _speed_vs_reference(cell, "inference_speed_vs_reference", t_inf, side),
-            _calibration(cell, [t_train, t_inf], flops),
-        ]
+        windows: list[list[Record]] = []
+        t_train = t_inf = None
+        for w in range(params.windows):  # training and inference take turns
+            at = f"N={n}{_window(w, params)}"
+            t_train = timer(train, ref_train, f"{cell.label} model train step {at}", t_train)
+            t_inf = timer(infer, ref_infer, f"{cell.label} model inference {at}", t_inf)
+            windows.append([
+                _rate(cell, "train_steps_per_s", t_train, 1.0, "steps/s"),
+                _speed_vs_reference(cell, "train_step_speed_vs_reference", t_train, side),
+                _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch), "tokens/s"),
+                _speed_vs_reference(cell, "inference_speed_vs_reference", t_inf, side),
+                _calibration(cell, [t_train, t_inf], flops),
+            ])
+        return merge_processes(windows, "windows")
 
     def summarize(
         self, records: list[Record], params: ThroughputParams, ctx: RunContext
