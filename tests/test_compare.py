@@ -847,8 +847,14 @@ def test_one_process_regressions_need_a_second_cell() -> None:
     assert all(r.evidence.test == "welch_t_windows" for r in failed)
     rows, _ = compare_records(base, _windowed(3, {512: 1.5}, seed=1))
     row = next(r for r in rows if r.metric == "forward_ms" and r.params["seq_len"] == 512)
-    assert row.status == "inconclusive" and "not replicated" in row.note
+    assert row.status == "inconclusive" and "not replicated" in row.note and row.unreplicated
     assert not any(r.status == "regression" for r in rows)
+    from harness.gate import Comparison
+
+    cmp = Comparison(Path("b"), Path("n"), {}, {}, 0.1, 0.1, rows, [])
+    assert cmp.exit_code == 3 and cmp.advice == [
+        "throughput: linear regressed in one cell only: rerun its cells, or time them in several"
+        " processes (throughput `processes: 3`)"]
     # a second cell worse beyond the threshold and beyond noise confirms it
     rows, _ = compare_records(base, _windowed(3, {512: 1.5, 1024: 1.3}, seed=1))
     assert {r.params["seq_len"] for r in rows if r.status == "regression"} == {512, 1024}

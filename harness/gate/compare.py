@@ -104,6 +104,9 @@ class CompareRow:
     #: False for a row that only supports another (a ratio to the reference, a summary
     #: figure derived from other rows): never part of the verdict or the power.
     decides: bool = True
+    #: True for a one-process regression that no other cell of its attention confirmed
+    #: (made inconclusive: ``_require_replication``).
+    unreplicated: bool = False
 
     @property
     def noise(self) -> str:
@@ -135,7 +138,7 @@ class CompareRow:
                 "unit": self.unit, "higher_is_better": self.higher_is_better,
                 "status": self.status, "diff": self.diff, "rel_change": self.rel_change,
                 "absolute_rule": self.absolute_rule, "noise": self.noise, "note": self.note,
-                "p_value": self.p_value,
+                "p_value": self.p_value, "unreplicated": self.unreplicated,
                 "evidence": self.evidence.to_dict() if self.evidence else None,
                 "base": side(self.base), "new": side(self.new)}
 
@@ -235,8 +238,13 @@ class Comparison:
         """For an inconclusive verdict: what would make each undecided row conclusive."""
         seen: dict[str, None] = {}
         for r in self.by_status("inconclusive"):
-            hint = what_would_decide(r.evidence) if r.evidence is not None else \
-                "rerun both sides on a quiet machine"
+            if r.unreplicated:
+                hint = (f"{r.label} regressed in one cell only: rerun its cells, or time them in"
+                        " several processes (throughput `processes: 3`)")
+            elif r.evidence is not None:
+                hint = what_would_decide(r.evidence)
+            else:
+                hint = "rerun both sides on a quiet machine"
             seen.setdefault(f"{r.suite}: {hint}")
         return list(seen)
 
@@ -467,7 +475,7 @@ def _require_replication(rows: list[CompareRow], pairs: _Pairs) -> None:
         if len(worse) >= 2:
             continue
         for row in failing:
-            row.status = "inconclusive"
+            row.status, row.unreplicated = "inconclusive", True
             row.note = (f"{row.note}; not replicated: no other of the {len(cells)} cells of"
                         f" {label} is worse by > {pairs.threshold:.0%} at p < {level:.2g} (a"
                         " change of code slows an attention at every length it touches);"
