@@ -408,6 +408,16 @@ def _take(raw: RawSplit, index: np.ndarray) -> RawSplit:
     return [raw[0][i] for i in index], [raw[1][i] for i in index]
 
 
+def _cap_splits(raw: dict[str, RawSplit], max_train: int | None, max_eval: int | None,
+                seed: int, task: str) -> None:
+    """Cut each split of ``raw`` in place to its cap (``max_train``; ``max_eval`` for validation
+    and test) by seeded subsampling; None keeps a split whole."""
+    caps = {"train": max_train, "validation": max_eval, "test": max_eval}
+    for split in SPLITS:
+        index = _sample(len(raw[split][0]), caps[split], derive_seed(seed, task, "cap", split))
+        raw[split] = _take(raw[split], index)
+
+
 def _fill_missing_splits(
     raw: dict[str, RawSplit], val_fraction: float, seed: int
 ) -> dict[str, str]:
@@ -524,12 +534,8 @@ def load_text(
     raw, dropped, columns = _raw_splits(loaded, text_column, label_column)
     sources = _fill_missing_splits(raw, val_fraction, seed)
 
-    # caps
-    caps = {"train": max_train, "validation": max_eval, "test": max_eval}
     full_sizes = {s: len(raw[s][0]) for s in SPLITS}
-    for split in SPLITS:
-        index = _sample(full_sizes[split], caps[split], derive_seed(seed, "text", "cap", split))
-        raw[split] = _take(raw[split], index)
+    _cap_splits(raw, max_train, max_eval, seed, task)
 
     mapping, label_names = _label_map(raw, class_names)
     if isinstance(tokenizer, str):
