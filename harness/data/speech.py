@@ -127,8 +127,6 @@ def _check_range(name: str, value: Any, low: float, high: float) -> tuple[float,
     return value[0], value[1]
 
 
-@register_task("speech")
-@declare_modality("audio")
 def _place_in_noise(wave: np.ndarray, window: int, rng: np.random.Generator,
                     snr_range: Sequence[float]) -> np.ndarray:
     """``wave`` (at most ``window`` samples) at a random offset of a ``window``-sample clip, at a
@@ -142,6 +140,8 @@ def _place_in_noise(wave: np.ndarray, window: int, rng: np.random.Generator,
     return out
 
 
+@register_task("speech")
+@declare_modality("audio")
 def load_speech(
     *,
     words: Sequence[str] = DIGITS,
