@@ -349,8 +349,8 @@ def _execute(
                         progress.cell_started(p)
                         finish(p, _error_records(p.cell, "skipped", reason), {})
                         continue
-                    _submit(executor, i, p, profile.suites[p.suite],
-                            replace(ctx, inputs=inputs), store.run_dir, plugins)
+                    _submit(executor, i, p, profile.suites[p.suite], ctx, inputs, store.run_dir,
+                            plugins)
                     in_flight += 1
                 pending = waiting
             if not in_flight:
@@ -394,10 +394,12 @@ def _outcome(store: ResultsStore) -> RunOutcome:
 
 
 def _submit(executor: Executor, index: int, p: PlannedCell, params: Any, ctx: RunContext,
-            run_dir: Path, plugins: tuple[str, ...]) -> None:
-    """Hand one ready cell to the executor, with its thread share, its limit, and (when the
-    executor's workers do not share this file system) the files of the cells it reads."""
-    cell_ctx = replace(ctx, threads=executor.thread_count(p.resource, ctx.threads))
+            inputs: dict[str, list[Record]], run_dir: Path, plugins: tuple[str, ...]) -> None:
+    """Hand one ready cell to the executor, with the records of the cells it reads
+    (``inputs``), its thread share, its limit, and (when the executor's workers do not share
+    this file system) the files of those cells."""
+    cell_ctx = replace(ctx, inputs=inputs,
+                       threads=executor.thread_count(p.resource, ctx.threads))
     files = None if executor.shared_filesystem else _shipped_files(run_dir, p.after)
     executor.submit(CellTask(index, p.suite, p.cell, p.resource, params, cell_ctx, files,
                              plugins, cell_limit(p, params)))
