@@ -576,6 +576,89 @@ def _not_judged(result: Any) -> list[str]:
             " suite version for a verdict on them" for (suite, why), n in sorted(by_suite.items())]
 
 
+def _attention_options(items: list[str] | None) -> dict[str, Any]:
+    """``--option KEY=VALUE`` items as a dict, each value read as YAML."""
+    import yaml
+
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"--option: write KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise _fail(f"--option {item}: the value is not plain YAML ({problem}); give a"
+                        " number, true/false, a word or a quoted string") from None
+    return options
+
+
+def _check_config_fields(timeout_s: float, only: str | None, seq_lens: str | None,
+                         memory_seq_lens: str | None) -> dict[str, Any]:
+    """The ``CheckConfig`` fields given by ``harness check``'s options, validated."""
+    fields: dict[str, Any] = {}
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise _fail(f"--timeout-s must be a number of seconds > 0, got {timeout_s}")
+    fields["timeout_s"] = timeout_s
+    try:
+        if only:
+            fields["checks"] = tuple(c.strip() for c in only.split(",") if c.strip())
+        for key, text in (("seq_lens", seq_lens), ("memory_seq_lens", memory_seq_lens)):
+            if text:
+                flag = f"--{key.replace('_', '-')}"
+                bad = [x for x in text.split(",") if not x.strip().isdigit()]
+                if bad:
+                    raise ValueError(f"{flag}: {bad[0].strip()!r} is not a whole number; give"
+                                     f" lengths separated by commas, e.g. 256,512,1024")
+                fields[key] = tuple(int(x) for x in text.split(","))
+                if len(set(fields[key])) < 3 or min(fields[key]) < 1:
+                    raise ValueError(f"{flag}: give >= 3 distinct positive"
+                                     f" lengths, got {text!r}")
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    return fields
+
+
+def _check_devices(device: str) -> tuple[str, ...]:
+    """The devices ``--device`` names: ``auto`` is the CPU, and CUDA when present."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise _fail(f"--device must be auto, cpu or cuda; got {device!r}")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise _fail("--device cuda: no CUDA device is available")
+    return {"cpu": ("cpu",), "cuda": ("cuda",)}.get(
+        device, ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+
+
+def _check_json_dir(json_dir: Path) -> None:
+    """Refuse a ``--json`` directory that is a file, already holds results, or cannot be
+    written."""
+    from harness.run.store import StoreError, check_out_dir
+
+    if json_dir.exists() and not json_dir.is_dir():
+        raise _fail(f"--json {json_dir}: is a file; name a new directory for the verdicts")
+    if (json_dir / "results.jsonl").exists() or (json_dir / "results.jsonl").is_symlink():
+        raise _fail(f"--json {json_dir}: already holds results; name a new directory")
+    try:
+        check_out_dir(json_dir)
+    except StoreError as err:
+        raise _fail(str(err).replace("--out", "--json", 1)) from None
+
+
+def _print_verdicts(name: str, verdicts: list[Any]) -> None:
+    """The table of an attention's claims and their verdicts."""
+    table = Table(title=f"claims of {name}", title_justify="left")
+    for col in ("check", "device", "claim", "verdict", "evidence"):
+        table.add_column(col)
+    colour = {"pass": "green", "fail": "bold red", "skip": "yellow", "info": "cyan"}
+    for v in verdicts:
+        table.add_row(v.check, v.device, escape(v.claim),
+                      f"[{colour[v.status]}]{v.status}[/]", escape(v.evidence))
+    console.print(table)
+
+
 @app.command("check")
 @_no_traceback
 def check_cmd(
@@ -600,73 +683,19 @@ def check_cmd(
     """Audit an attention's claims (exactness, causality, padding, independence, determinism,
     dtypes, bad inputs, complexity). Exit 0: every claim holds; 1: one is violated (a check past
     --timeout-s included); 2: bad input."""
-    import yaml
-
     from harness.check import CheckConfig, audit, exit_code, write_check_run
 
     _load_plugins(plugin)
-    options = {}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise _fail(f"--option: write KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise _fail(f"--option {item}: the value is not plain YAML ({problem}); give a"
-                        " number, true/false, a word or a quoted string") from None
-    fields: dict[str, Any] = {}
-    if not math.isfinite(timeout_s) or timeout_s <= 0:
-        raise _fail(f"--timeout-s must be a number of seconds > 0, got {timeout_s}")
-    fields["timeout_s"] = timeout_s
-    try:
-        if only:
-            fields["checks"] = tuple(c.strip() for c in only.split(",") if c.strip())
-        for key, text in (("seq_lens", seq_lens), ("memory_seq_lens", memory_seq_lens)):
-            if text:
-                flag = f"--{key.replace('_', '-')}"
-                bad = [x for x in text.split(",") if not x.strip().isdigit()]
-                if bad:
-                    raise ValueError(f"{flag}: {bad[0].strip()!r} is not a whole number; give"
-                                     f" lengths separated by commas, e.g. 256,512,1024")
-                fields[key] = tuple(int(x) for x in text.split(","))
-                if len(set(fields[key])) < 3 or min(fields[key]) < 1:
-                    raise ValueError(f"{flag}: give >= 3 distinct positive"
-                                     f" lengths, got {text!r}")
-    except ValueError as err:
-        raise _fail(str(err)) from None
-    if device not in ("auto", "cpu", "cuda"):
-        raise _fail(f"--device must be auto, cpu or cuda; got {device!r}")
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise _fail("--device cuda: no CUDA device is available")
-    devices = {"cpu": ("cpu",), "cuda": ("cuda",)}.get(
-        device, ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
+    options = _attention_options(option)
+    fields = _check_config_fields(timeout_s, only, seq_lens, memory_seq_lens)
+    devices = _check_devices(device)
     if json_dir is not None:
-        from harness.run.store import StoreError, check_out_dir
-
-        if json_dir.exists() and not json_dir.is_dir():
-            raise _fail(f"--json {json_dir}: is a file; name a new directory for the verdicts")
-        if (json_dir / "results.jsonl").exists() or (json_dir / "results.jsonl").is_symlink():
-            raise _fail(f"--json {json_dir}: already holds results; name a new directory")
-        try:
-            check_out_dir(json_dir)
-        except StoreError as err:
-            raise _fail(str(err).replace("--out", "--json", 1)) from None
+        _check_json_dir(json_dir)
     try:
         verdicts = audit(name, options, CheckConfig(devices=devices, **fields))
     except ValueError as err:
         raise _fail(str(err)) from None
-    table = Table(title=f"claims of {name}", title_justify="left")
-    for col in ("check", "device", "claim", "verdict", "evidence"):
-        table.add_column(col)
-    colour = {"pass": "green", "fail": "bold red", "skip": "yellow", "info": "cyan"}
-    for v in verdicts:
-        table.add_row(v.check, v.device, escape(v.claim),
-                      f"[{colour[v.status]}]{v.status}[/]", escape(v.evidence))
-    console.print(table)
+    _print_verdicts(name, verdicts)
     code = exit_code(verdicts)
     if json_dir is not None:
         path = write_check_run(json_dir, name, options, verdicts, argv=sys.argv)

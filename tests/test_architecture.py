@@ -62,3 +62,43 @@ def test_every_folder_of_the_package_is_listed_for_installation():
                if d.is_dir() and d.name != "__pycache__" and any(
                    f.is_file() and f.suffix != ".pyc" for f in d.iterdir())}
     assert folders - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+
+
+def _long_functions_script():
+    spec = importlib.util.spec_from_file_location("long_functions",
+                                                  REPO / "scripts" / "long_functions.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_at_most_five_functions_over_80_lines():
+    script = _long_functions_script()
+    found = script.long_functions()
+    assert len(found) <= 5, "split these into named helpers: " + ", ".join(
+        f"{name} ({length} lines)" for name, length in found)
+    assert script.main([]) == 0
+
+
+def test_long_functions_counts_spans_methods_and_nested_functions(tmp_path, capsys):
+    root = tmp_path / "harness"
+    (root / "sub").mkdir(parents=True)
+    body = "\n".join(f"    x{i} = {i}" for i in range(79))
+    (root / "a.py").write_text(f"def short():\n{body}\n\n\ndef long():\n{body}\n    return 1\n")
+    (root / "sub" / "b.py").write_text(
+        "class K:\n    @property\n    def method(self):\n"
+        + "\n".join(f"        y{i} = {i}" for i in range(90))
+        + "\n        def inner():\n" + "\n".join(f"            z{i} = {i}" for i in range(85))
+        + "\n")
+    script = _long_functions_script()
+    assert script.long_functions(root) == [("harness/sub/b.py:K.method", 177),
+                                           ("harness/sub/b.py:K.method.inner", 86),
+                                           ("harness/a.py:long", 81)]
+    assert script.long_functions(root, lines=85) == [("harness/sub/b.py:K.method", 177),
+                                                     ("harness/sub/b.py:K.method.inner", 86)]
+    assert script.main([str(root), "--max", "3"]) == 0
+    assert script.main([str(root), "--max", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "  177  harness/sub/b.py:K.method\n" in out
+    assert "3 functions over 80 lines (at most 2 allowed)" in out

@@ -170,6 +170,66 @@ def _association(
     return stats
 
 
+def _check_arguments(*, n_train: int, n_val: int, n_test: int, seed: int, strength: float,
+                     mechanism: str, axes: Sequence[str], bias_axis: str, bias_group: str,
+                     tokenizer: str, max_len: int | None) -> tuple[float, tuple[str, ...]]:
+    """Validate :func:`load_bias_sentiment`'s arguments (a clear ``ValueError`` naming the bad
+    one); the strength as a float and the axes as a tuple."""
+    task = "bias_sentiment"
+    for label, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        check_int(label, value, task)
+    check_int("seed", seed, task)
+    strength = check_fraction("strength", strength, task)
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"{task}: mechanism must be one of {MECHANISMS}, got {mechanism!r}")
+    axes = _check_bias_target(axes, bias_axis, bias_group)
+    if tokenizer not in TOKENIZER_KINDS:
+        raise ValueError(
+            f"{task}: unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZER_KINDS)}"
+        )
+    if max_len is not None:
+        check_int("max_len", max_len, task, minimum=2)
+    return strength, axes
+
+
+def _check_bias_target(axes: Sequence[str], bias_axis: str,
+                       bias_group: str) -> tuple[str, ...]:
+    """The phrase ``axes`` as a tuple, checked to be known and to carry some phrase of the
+    group the bias is planted on (``bias_axis`` = ``bias_group``)."""
+    task = "bias_sentiment"
+    if isinstance(axes, str):
+        axes = (axes,)
+    axes = tuple(axes)
+    bad = [a for a in axes if a not in AXES]
+    if bad or not axes:
+        raise ValueError(f"{task}: unknown axes {bad or axes}; choose from {', '.join(AXES)}")
+    if bias_axis not in ATTRIBUTES:
+        raise ValueError(
+            f"{task}: bias_axis must be one of {', '.join(ATTRIBUTES)}, got {bias_axis!r}"
+        )
+    valid_groups = axis_groups(bias_axis)
+    if bias_group not in valid_groups:
+        raise ValueError(
+            f"{task}: bias_group {bias_group!r} is not a {bias_axis} group;"
+            f" valid: {', '.join(valid_groups)}"
+        )
+    if not any(t.attributes()[bias_axis] == bias_group for a in axes for t in person_terms(a)):
+        raise ValueError(
+            f"{task}: no phrase of axes {axes} belongs to {bias_axis}={bias_group!r}; add the axis"
+            f" that carries it (race comes from 'name', gender from 'gender' and 'name')"
+        )
+    return axes
+
+
+def _packed_split(raw: tuple[list[str], list[int], dict[str, list[str]], int],
+                  encoded: Sequence[Any], width: int, tok: Any) -> Split:
+    """A generated split (texts, labels, group columns) with its token ids packed to
+    ``width``."""
+    texts, labels, groups, _ = raw
+    ids, mask = pack(encoded, width, tok.pad_id, tok.cls_id)
+    return Split(ids, mask, torch.tensor(labels, dtype=torch.long), texts=texts, groups=groups)
+
+
 @register_task("bias_sentiment")
 def load_bias_sentiment(
     *,
@@ -193,90 +253,32 @@ def load_bias_sentiment(
     swaps and probe sentences encode without unknown tokens; ``max_len=None`` fits the longest.
     """
     task = "bias_sentiment"
-    for label, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-        check_int(label, value, task)
-    check_int("seed", seed, task)
-    strength = check_fraction("strength", strength, task)
-    if mechanism not in MECHANISMS:
-        raise ValueError(f"{task}: mechanism must be one of {MECHANISMS}, got {mechanism!r}")
-    if isinstance(axes, str):
-        axes = (axes,)
-    axes = tuple(axes)
-    bad = [a for a in axes if a not in AXES]
-    if bad or not axes:
-        raise ValueError(f"{task}: unknown axes {bad or axes}; choose from {', '.join(AXES)}")
-    if bias_axis not in ATTRIBUTES:
-        raise ValueError(
-            f"{task}: bias_axis must be one of {', '.join(ATTRIBUTES)}, got {bias_axis!r}"
-        )
-    valid_groups = axis_groups(bias_axis)
-    if bias_group not in valid_groups:
-        raise ValueError(
-            f"{task}: bias_group {bias_group!r} is not a {bias_axis} group;"
-            f" valid: {', '.join(valid_groups)}"
-        )
-    if not any(t.attributes()[bias_axis] == bias_group for a in axes for t in person_terms(a)):
-        raise ValueError(
-            f"{task}: no phrase of axes {axes} belongs to {bias_axis}={bias_group!r}; add the axis"
-            f" that carries it (race comes from 'name', gender from 'gender' and 'name')"
-        )
-    if tokenizer not in TOKENIZER_KINDS:
-        raise ValueError(
-            f"{task}: unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZER_KINDS)}"
-        )
-    if max_len is not None:
-        check_int("max_len", max_len, task, minimum=2)
-
-    common = {
-        "bias_axis": bias_axis,
-        "bias_group": bias_group,
-        "strength": strength,
-        "mechanism": mechanism,
-        "axes": axes,
-    }
+    strength, axes = _check_arguments(
+        n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, strength=strength,
+        mechanism=mechanism, axes=axes, bias_axis=bias_axis, bias_group=bias_group,
+        tokenizer=tokenizer, max_len=max_len)
+    common = {"bias_axis": bias_axis, "bias_group": bias_group, "strength": strength,
+              "mechanism": mechanism, "axes": axes}
     plan = {
         "train": (n_train, {"biased": True}),
         "validation": (n_val, {"biased": bias_validation}),
         "test": (n_test, {"biased": False, "balanced": True}),
     }
-    raw: dict[str, tuple[list[str], list[int], dict[str, list[str]], int]] = {}
-    for split, (count, flags) in plan.items():
-        raw[split] = generate_bias_corpus(
-            count,
-            seed=derive_seed(seed, task, split),
-            **common,
-            **flags,  # type: ignore[arg-type]
-        )
-
-    tok = build_tokenizer(
-        tokenizer,
-        raw["train"][0],
-        vocab_size=vocab_size,
-        extra_tokens=lexicon_tokens() if tokenizer == "word" else (),
-        where=task,
-    )
+    raw = {split: generate_bias_corpus(count, seed=derive_seed(seed, task, split), **common,
+                                       **flags)  # type: ignore[arg-type]
+           for split, (count, flags) in plan.items()}
+    tok = build_tokenizer(tokenizer, raw["train"][0], vocab_size=vocab_size,
+                          extra_tokens=lexicon_tokens() if tokenizer == "word" else (),
+                          where=task)
     encoded = {s: tok.encode_many(raw[s][0]) for s in plan}
     longest = max((len(e) for seqs in encoded.values() for e in seqs), default=0) + 1
     width = max(longest, 2) if max_len is None else max_len
-    splits = {}
-    for split in plan:
-        texts, labels, groups, _ = raw[split]
-        ids, mask = pack(encoded[split], width, tok.pad_id, tok.cls_id)
-        splits[split] = Split(
-            ids, mask, torch.tensor(labels, dtype=torch.long), texts=texts, groups=groups
-        )
+    splits = {split: _packed_split(raw[split], encoded[split], width, tok) for split in plan}
     info = {
         "generator": "templated sentiment corpus with a planted group-label association",
-        "params": {
-            "n_train": n_train,
-            "n_val": n_val,
-            "n_test": n_test,
-            **common,
-            "axes": list(axes),
-            "bias_validation": bias_validation,
-            "tokenizer": tokenizer,
-            "seed": seed,
-        },
+        "params": {"n_train": n_train, "n_val": n_val, "n_test": n_test, **common,
+                   "axes": list(axes), "bias_validation": bias_validation,
+                   "tokenizer": tokenizer, "seed": seed},
         "formula": "P(label=positive | bias group) = 0.5 * (1 - strength) in train"
         + (" and validation" if bias_validation else "")
         + "; 0.5 otherwise; test balanced",

@@ -34,19 +34,18 @@ import numpy as np
 import torch
 
 from harness.data.audio import MelParams, read_audio, stack_features
-from harness.data.base import Split, TaskData, check_fraction, check_int, derive_seed
+from harness.data.base import Split, TaskData, check_fraction, check_int
 from harness.data.images import to_pixels
 from harness.data.modality import declare_modality
 from harness.data.registry import register_task
 from harness.data.text import (
     SPLITS,
+    _cap_splits,
     _fill_missing_splits,
     _label_map,
     _load_hub,
     _quiet_datasets,
     _restore,
-    _sample,
-    _take,
 )
 
 __all__ = ["DATA_FORMATS", "MAX_PIXELS", "check_media_folder", "load_media", "read_folder"]
@@ -345,6 +344,58 @@ def _decode_items(kind: str, split: str, items: list[Any], labels: list[Any], *,
     return out, kept
 
 
+def _read_media_source(data_dir: str | None, data_format: str | None,
+                       dataset: str | Sequence[str] | None,
+                       cache_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The splits of a local folder (``data_dir`` in ``data_format``) or of a hub ``dataset``,
+    and the description of that source for the task's info."""
+    if data_dir is not None:
+        if data_format is None:
+            raise ValueError("media: data_dir needs data_format: imagefolder or audiofolder")
+        loaded = read_folder(data_dir, data_format, cache_dir)
+        return loaded, {"data_dir": str(data_dir), "data_format": data_format}
+    hub, name = _load_hub(dataset, cache_dir)  # type: ignore[arg-type]
+    return hub, {"dataset": name, "hub_splits": list(hub)}
+
+
+def _canonical_splits(loaded: dict[str, Any]) -> dict[str, Any]:
+    """``loaded``'s splits under the names train/validation/test (the first of each's aliases
+    wins; others are ignored); an error when there is no train split."""
+    splits_in: dict[str, Any] = {}
+    for split, ds in loaded.items():
+        canonical = _SPLIT_NAMES.get(split.lower())
+        if canonical and canonical not in splits_in:
+            splits_in[canonical] = ds
+    if "train" not in splits_in:
+        raise ValueError(f"media: no train split (splits: {', '.join(loaded)}); put the data in "
+                         "class sub-folders, or in train/ and test/")
+    return splits_in
+
+
+def _undecoded(ds: Any, kind: str, column: str, *, from_hub: bool) -> Any:
+    """``ds`` with its media column left as file bytes or paths (decoded here, one file at a
+    time, so a bad file can be named or skipped): a hub's audio, and any Image column."""
+    import datasets
+
+    if kind == "audio" and from_hub:
+        return ds.cast_column(column, datasets.Audio(decode=False))
+    if kind == "image" and isinstance(ds.features.get(column), datasets.Image):
+        return ds.cast_column(column, datasets.Image(decode=False))
+    return ds
+
+
+def _media_split(kind: str, items: list[Any], labels: list[Any], mapping: dict[Any, int], *,
+                 channels: int, image_size: int, mel: MelParams, max_frames: int) -> Split:
+    """A split of decoded items: stacked pixels (image) or padded log-mel frames with their
+    mask (audio), labels mapped to class indices."""
+    y = torch.tensor([mapping[v] for v in labels], dtype=torch.long)
+    if kind == "image":
+        pixels = torch.stack(items) if items else torch.zeros(0, channels, image_size, image_size)
+        return Split(None, None, y, pixel_values=pixels)
+    feats, mask = stack_features(items, mel, max_frames)
+    return Split(None, mask, y, input_features=feats)
+
+
 @register_task("media")
 @declare_modality("image", "audio")
 def load_media(
@@ -387,23 +438,8 @@ def load_media(
             check_int(name, cap, task, 1)
     mel = MelParams(sample_rate=sample_rate, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms)
     mel.check(task)
-    if data_dir is not None:
-        if data_format is None:
-            raise ValueError("media: data_dir needs data_format: imagefolder or audiofolder")
-        loaded = read_folder(data_dir, data_format, cache_dir)
-        source: dict[str, Any] = {"data_dir": str(data_dir), "data_format": data_format}
-    else:
-        hub, name = _load_hub(dataset, cache_dir)  # type: ignore[arg-type]
-        loaded = hub
-        source = {"dataset": name, "hub_splits": list(hub)}
-    splits_in: dict[str, Any] = {}
-    for split, ds in loaded.items():
-        canonical = _SPLIT_NAMES.get(split.lower())
-        if canonical and canonical not in splits_in:
-            splits_in[canonical] = ds
-    if "train" not in splits_in:
-        raise ValueError(f"media: no train split (splits: {', '.join(loaded)}); put the data in "
-                         "class sub-folders, or in train/ and test/")
+    loaded, source = _read_media_source(data_dir, data_format, dataset, cache_dir)
+    splits_in = _canonical_splits(loaded)
     first = splits_in["train"]
     kind = _modality(first, data_format if data_dir is not None else None)
     column = _media_column(first, media_column, kind)
@@ -414,12 +450,7 @@ def load_media(
     raw: dict[str, tuple[list[Any], list[Any]]] = {}
     skipped: list[dict[str, str]] = []
     for split, ds in splits_in.items():
-        import datasets
-
-        if kind == "audio" and data_dir is None:
-            ds = ds.cast_column(column, datasets.Audio(decode=False))
-        elif kind == "image" and isinstance(ds.features.get(column), datasets.Image):
-            ds = ds.cast_column(column, datasets.Image(decode=False))  # decoded here, per file
+        ds = _undecoded(ds, kind, column, from_hub=data_dir is None)
         raw[split] = _decode_items(kind, split, list(ds[column]), list(ds[label_col]),
                                    image_size=image_size, channels=channels,
                                    sample_rate=sample_rate, skip=skip_bad_files,
@@ -427,23 +458,12 @@ def load_media(
     if len(raw["train"][0]) < 3:
         raise ValueError(f"media: the train split has {len(raw['train'][0])} items; need >= 3")
     sources = _fill_missing_splits(raw, val_fraction, seed)
-    caps = {"train": max_train, "validation": max_eval, "test": max_eval}
-    for split in SPLITS:
-        index = _sample(len(raw[split][0]), caps[split], derive_seed(seed, task, "cap", split))
-        raw[split] = _take(raw[split], index)
+    _cap_splits(raw, max_train, max_eval, seed, task)
     mapping, label_names = _label_map(raw, class_names)
 
-    splits: dict[str, Split] = {}
-    for split in SPLITS:
-        items, labels = raw[split]
-        y = torch.tensor([mapping[v] for v in labels], dtype=torch.long)
-        if kind == "image":
-            pixels = torch.stack(items) if items else torch.zeros(
-                0, channels, image_size, image_size)
-            splits[split] = Split(None, None, y, pixel_values=pixels)
-        else:
-            feats, mask = stack_features(items, mel, max_frames)
-            splits[split] = Split(None, mask, y, input_features=feats)
+    splits = {split: _media_split(kind, *raw[split], mapping, channels=channels,
+                                  image_size=image_size, mel=mel, max_frames=max_frames)
+              for split in SPLITS}
     width = image_size * image_size if kind == "image" else max_frames
     return TaskData(
         name=task, train=splits["train"], validation=splits["validation"], test=splits["test"],

@@ -211,6 +211,14 @@ def _materialize(
             child_paths[:, depth] = child_index
         tree_of, paths = tree_of[child_parent], child_paths
 
+    texts = _depth_first_texts(np.concatenate(entries_tree), np.concatenate(entries_path),
+                               np.concatenate(entries_token), n_trees, max_args + 2)
+    return texts, _evaluate(levels)
+
+
+def _evaluate(levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The value of each tree's root, reduced bottom-up from ``levels`` (per level: every node's
+    token, the indices of its operator nodes, and their arities, children in node order)."""
     below: np.ndarray | None = None  # values of the level below, in its node order
     for token, parents, arities in reversed(levels):
         value = token.copy()
@@ -231,11 +239,14 @@ def _materialize(
             value[parents] = results[token[parents] - 10, np.arange(parents.shape[0])]
         below = value
     assert below is not None
+    return below
 
-    all_tree = np.concatenate(entries_tree)
-    all_path = np.concatenate(entries_path)
-    all_token = np.concatenate(entries_token)
-    base = max_args + 2
+
+def _depth_first_texts(all_tree: np.ndarray, all_path: np.ndarray, all_token: np.ndarray,
+                       n_trees: int, base: int) -> list[str]:
+    """Each tree's tokens joined in depth-first order: sorted by tree, then by the token's path
+    from the root (one digit per level, each below ``base``)."""
+    width = all_path.shape[1]
     if n_trees * base**width < 2**62:  # one int64 key: tree, then path digits
         key = all_tree.astype(np.int64)
         for column in range(width):
@@ -245,8 +256,7 @@ def _materialize(
         order = np.lexsort((*(all_path[:, c] for c in reversed(range(width))), all_tree))
     words = _VOCAB[all_token[order]]
     bounds = np.concatenate(([0], np.cumsum(np.bincount(all_tree, minlength=n_trees))))
-    texts = [" ".join(words[bounds[i] : bounds[i + 1]].tolist()) for i in range(n_trees)]
-    return texts, below
+    return [" ".join(words[bounds[i] : bounds[i + 1]].tolist()) for i in range(n_trees)]
 
 
 def generate_listops(

@@ -192,25 +192,13 @@ def _read_tables(files: Sequence[str | Path] | None, dataset: str | None,
     return tables
 
 
-def load_probe_set(
-    *,
-    files: Sequence[str | Path] | None = None,
-    dataset: str | None = None,
-    text_column: str,
-    group_columns: Sequence[str],
-    pair_columns: Sequence[str] = (),
-    label_column: str | None = None,
-    template_column: str | None = None,
-    empty: str = "level",
-    empty_level: str = "(empty)",
-    pair_text_columns: Sequence[str] = (),
-    cache_dir: str | None = None,
-) -> ProbeSet:
-    """Read and validate a probe set (see the module doc); :class:`ProbeSetError` on bad input."""
+def _check_column_roles(empty: str, text_column: str, group_columns: list[str],
+                        pair_columns: list[str], wide: list[str], label_column: str | None,
+                        template_column: str | None) -> list[str]:
+    """Check the columns named for each role fit together (before any file is read); the text
+    columns (the two of a wide pair, else the one text column)."""
     if empty not in ("level", "drop"):
         raise ProbeSetError(f"probe set: empty must be 'level' or 'drop', got {empty!r}")
-    group_columns, pair_columns = list(group_columns), list(pair_columns)
-    wide = list(pair_text_columns)
     if wide and len(wide) != 2:
         raise ProbeSetError(f"probe set: pair text columns need exactly two names (A,B), got"
                             f" {wide}")
@@ -229,6 +217,102 @@ def load_probe_set(
     if template_column is not None and template_column not in pair_columns:
         raise ProbeSetError(f"probe set: template column {template_column!r} must be one of the"
                             f" pair columns {pair_columns}")
+    return text_columns
+
+
+def _check_columns_present(where: str, names: list[str], text_columns: list[str],
+                           group_columns: list[str], pair_columns: list[str],
+                           label_column: str | None, *, wide: bool) -> None:
+    """Every named column is in the table ``where`` (columns ``names``); the error names the
+    option that named a missing one."""
+    roles = [*((("text" if not wide else f"pair text {'AB'[j]}"), c)
+               for j, c in enumerate(text_columns)),
+             *(("group", c) for c in group_columns), *(("pair", c) for c in pair_columns),
+             *([("label", label_column)] if label_column else [])]
+    for role, col in roles:
+        if col not in names:
+            flag = {"text": "--probe-text-column", "group": "--group-columns",
+                    "pair": "--pair-columns", "label": "--probe-label-column"}.get(
+                role, "--pair-text-columns")
+            raise ProbeSetError(f"{where}: {role} column {col!r} not found ({flag});"
+                                f" columns: {', '.join(names)}")
+
+
+def _check_sentences_differ(texts: list[str], second: list[str], origin: list[str],
+                            text_column: str, wide: list[str]) -> None:
+    """Each probe sentence appears once; in a wide pair, the two sentences of a row differ."""
+    if wide:
+        same = next((i for i, (a, b) in enumerate(zip(texts, second, strict=True)) if a == b),
+                    None)
+        if same is not None:
+            raise ProbeSetError(f"{origin[same]}: columns {wide[0]!r} and {wide[1]!r} hold the"
+                                f" same sentence {texts[same]!r}; a pair needs two sentences")
+        return
+    seen: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        if text in seen:
+            raise ProbeSetError(
+                f"{origin[i]}, column {text_column!r}: duplicate sentence {text!r} (also"
+                f" {origin[seen[text]]}); each probe sentence must appear once")
+        seen[text] = i
+
+
+def _group_values(raw: list[Any], col: str, empty: str, empty_level: str, sources: str, *,
+                  min_levels: int) -> list[str | None]:
+    """A group column's values as text; an empty value becomes ``empty_level`` (``empty=
+    "level"``) or None (``"drop"``). Fewer than ``min_levels`` levels is an error."""
+    values = [None if _missing(v) else str(v).strip() for v in raw]
+    if empty == "level":
+        values = [empty_level if v is None else v for v in values]
+    levels = sorted({v for v in values if v is not None})
+    if len(levels) < min_levels:
+        raise ProbeSetError(
+            f"{sources}: group column {col!r} has {len(levels)} level(s) {levels}"
+            f" (empty={empty}); a group comparison needs at least two")
+    return values
+
+
+def _pair_keys(raw_pairs: dict[str, list[Any]], pair_columns: list[str], n_rows: int,
+               empty: str, empty_level: str, sources: str
+               ) -> tuple[list[str | None], list[bool]]:
+    """Each row's pair key (its pair columns' values joined) and whether any was empty; a row
+    with an empty value has no key under ``empty="drop"``. No key at all is an error."""
+    keys: list[str | None] = []
+    pair_empty: list[bool] = []
+    for i in range(n_rows):
+        parts = [None if _missing(raw_pairs[c][i]) else str(raw_pairs[c][i]).strip()
+                 for c in pair_columns]
+        pair_empty.append(any(p is None for p in parts))
+        if pair_empty[-1] and empty == "drop":
+            keys.append(None)
+            continue
+        keys.append("\x1f".join(empty_level if p is None else p for p in parts))
+    if all(k is None for k in keys):
+        raise ProbeSetError(f"{sources}: every row has an empty"
+                            f" pair value in {pair_columns} (empty=drop); fill them or use"
+                            " --probe-empty level")
+    return keys, pair_empty
+
+
+def load_probe_set(
+    *,
+    files: Sequence[str | Path] | None = None,
+    dataset: str | None = None,
+    text_column: str,
+    group_columns: Sequence[str],
+    pair_columns: Sequence[str] = (),
+    label_column: str | None = None,
+    template_column: str | None = None,
+    empty: str = "level",
+    empty_level: str = "(empty)",
+    pair_text_columns: Sequence[str] = (),
+    cache_dir: str | None = None,
+) -> ProbeSet:
+    """Read and validate a probe set (see the module doc); :class:`ProbeSetError` on bad input."""
+    group_columns, pair_columns = list(group_columns), list(pair_columns)
+    wide = list(pair_text_columns)
+    text_columns = _check_column_roles(empty, text_column, group_columns, pair_columns, wide,
+                                       label_column, template_column)
     tables = _read_tables(files, dataset, cache_dir)
     texts: list[str] = []
     second: list[str] = []
@@ -237,18 +321,8 @@ def load_probe_set(
     raw_pairs: dict[str, list[Any]] = {c: [] for c in pair_columns}
     labels: list[Any] = []
     for where, ds in tables:
-        names = list(ds.column_names)
-        roles = [*((("text" if not wide else f"pair text {'AB'[j]}"), c)
-                   for j, c in enumerate(text_columns)),
-                 *(("group", c) for c in group_columns), *(("pair", c) for c in pair_columns),
-                 *([("label", label_column)] if label_column else [])]
-        for role, col in roles:
-            if col not in names:
-                flag = {"text": "--probe-text-column", "group": "--group-columns",
-                        "pair": "--pair-columns", "label": "--probe-label-column"}.get(
-                    role, "--pair-text-columns")
-                raise ProbeSetError(f"{where}: {role} column {col!r} not found ({flag});"
-                                    f" columns: {', '.join(names)}")
+        _check_columns_present(where, list(ds.column_names), text_columns, group_columns,
+                               pair_columns, label_column, wide=bool(wide))
         for j, col in enumerate(text_columns):
             for row, text in enumerate(ds[col]):
                 if _missing(text):
@@ -269,48 +343,15 @@ def load_probe_set(
                 labels.append(value)
     if not texts:
         raise ProbeSetError(f"{tables[0][0] if tables else 'probe set'}: no rows")
-    if wide:
-        same = next((i for i, (a, b) in enumerate(zip(texts, second, strict=True)) if a == b),
-                    None)
-        if same is not None:
-            raise ProbeSetError(f"{origin[same]}: columns {wide[0]!r} and {wide[1]!r} hold the"
-                                f" same sentence {texts[same]!r}; a pair needs two sentences")
-    else:
-        seen: dict[str, int] = {}
-        for i, text in enumerate(texts):
-            if text in seen:
-                raise ProbeSetError(
-                    f"{origin[i]}, column {text_column!r}: duplicate sentence {text!r} (also"
-                    f" {origin[seen[text]]}); each probe sentence must appear once")
-            seen[text] = i
-    groups: dict[str, list[str | None]] = {}
-    for col in group_columns:
-        values = [None if _missing(v) else str(v).strip() for v in raw_groups[col]]
-        if empty == "level":
-            values = [empty_level if v is None else v for v in values]
-        levels = sorted({v for v in values if v is not None})
-        if len(levels) < (1 if wide else 2):
-            where = "; ".join(w for w, _ in tables)
-            raise ProbeSetError(
-                f"{where}: group column {col!r} has {len(levels)} level(s) {levels}"
-                f" (empty={empty}); a group comparison needs at least two")
-        groups[col] = values
+    _check_sentences_differ(texts, second, origin, text_column, wide)
+    sources = "; ".join(w for w, _ in tables)
+    groups = {col: _group_values(raw_groups[col], col, empty, empty_level, sources,
+                                 min_levels=1 if wide else 2) for col in group_columns}
     keys: list[str | None] | None = None
     pair_empty: list[bool] | None = None
     if pair_columns:
-        keys, pair_empty = [], []
-        for i in range(len(texts)):
-            parts = [None if _missing(raw_pairs[c][i]) else str(raw_pairs[c][i]).strip()
-                     for c in pair_columns]
-            pair_empty.append(any(p is None for p in parts))
-            if pair_empty[-1] and empty == "drop":
-                keys.append(None)
-                continue
-            keys.append("\x1f".join(empty_level if p is None else p for p in parts))
-        if all(k is None for k in keys):
-            raise ProbeSetError(f"{'; '.join(w for w, _ in tables)}: every row has an empty"
-                                f" pair value in {pair_columns} (empty=drop); fill them or use"
-                                " --probe-empty level")
+        keys, pair_empty = _pair_keys(raw_pairs, pair_columns, len(texts), empty, empty_level,
+                                      sources)
     template = template_column or (pair_columns[0] if pair_columns else None)
     names_of = dataset or ",".join(Path(f).name for f in files or [])
     probe = ProbeSet(

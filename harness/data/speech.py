@@ -127,6 +127,19 @@ def _check_range(name: str, value: Any, low: float, high: float) -> tuple[float,
     return value[0], value[1]
 
 
+def _place_in_noise(wave: np.ndarray, window: int, rng: np.random.Generator,
+                    snr_range: Sequence[float]) -> np.ndarray:
+    """``wave`` (at most ``window`` samples) at a random offset of a ``window``-sample clip, at a
+    random gain in [0.3, 1], with white noise at a random SNR (dB) drawn from ``snr_range``."""
+    out = np.zeros(window, dtype=np.float32)
+    offset = int(rng.integers(0, window - len(wave) + 1))
+    out[offset : offset + len(wave)] = wave * rng.uniform(0.3, 1.0)
+    power = float(np.mean(out[offset : offset + len(wave)] ** 2)) + 1e-12
+    snr = rng.uniform(*snr_range)
+    out += rng.normal(0.0, np.sqrt(power / 10 ** (snr / 10)), window).astype(np.float32)
+    return out
+
+
 @register_task("speech")
 @declare_modality("audio")
 def load_speech(
@@ -184,14 +197,7 @@ def load_speech(
                 if len(wave) > window:
                     truncated += 1
                     wave = wave[:window]
-                out = np.zeros(window, dtype=np.float32)
-                offset = int(rng.integers(0, window - len(wave) + 1))
-                out[offset : offset + len(wave)] = wave * rng.uniform(0.3, 1.0)
-                power = float(np.mean(out[offset : offset + len(wave)] ** 2)) + 1e-12
-                snr = rng.uniform(*snr_range)
-                out += rng.normal(0.0, np.sqrt(power / 10 ** (snr / 10)), window).astype(
-                    np.float32)
-                waves.append(out)
+                waves.append(_place_in_noise(wave, window, rng, snr_range))
                 labels.append(label)
         feats, mask = stack_features(waves, mel, frames)
         splits[split_name] = Split(None, mask, torch.tensor(labels, dtype=torch.long),

@@ -408,6 +408,16 @@ def _take(raw: RawSplit, index: np.ndarray) -> RawSplit:
     return [raw[0][i] for i in index], [raw[1][i] for i in index]
 
 
+def _cap_splits(raw: dict[str, RawSplit], max_train: int | None, max_eval: int | None,
+                seed: int, task: str) -> None:
+    """Cut each split of ``raw`` in place to its cap (``max_train``; ``max_eval`` for validation
+    and test) by seeded subsampling; None keeps a split whole."""
+    caps = {"train": max_train, "validation": max_eval, "test": max_eval}
+    for split in SPLITS:
+        index = _sample(len(raw[split][0]), caps[split], derive_seed(seed, task, "cap", split))
+        raw[split] = _take(raw[split], index)
+
+
 def _fill_missing_splits(
     raw: dict[str, RawSplit], val_fraction: float, seed: int
 ) -> dict[str, str]:
@@ -456,6 +466,89 @@ def _raw_splits(
     return raw, dropped, columns
 
 
+def _check_text_arguments(*, one_source: bool, seed: int, val_fraction: float,
+                          max_train: int | None, max_eval: int | None, truncation: str,
+                          max_len: int | None, tokenizer: str | Tokenizer) -> float:
+    """Validate :func:`load_text`'s arguments (a ``ValueError`` naming the bad one); the
+    validation fraction as a float. ``one_source``: exactly one of dataset/data_files given."""
+    task = "text"
+    if not one_source:
+        raise ValueError(
+            "text: pass exactly one of dataset= (a hub name, needs a network) or data_files="
+            " ('train=PATH,test=PATH' or a dict)"
+        )
+    check_int("seed", seed, task)
+    val_fraction = check_fraction("val_fraction", val_fraction, task, open_right=True)
+    if val_fraction <= 0:
+        raise ValueError("text: val_fraction must be > 0 to hold out missing splits from train")
+    for label, cap in (("max_train", max_train), ("max_eval", max_eval)):
+        if cap is not None:
+            check_int(label, cap, task, minimum=1)
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"text: truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+    if max_len is not None:
+        check_int("max_len", max_len, task, minimum=2)
+    if isinstance(tokenizer, str) and tokenizer not in TOKENIZER_KINDS:
+        raise ValueError(
+            f"text: unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZER_KINDS)}"
+            " or pass a tokenizer object"
+        )
+    return val_fraction
+
+
+def _read_text_source(dataset: str | Sequence[str] | None,
+                      data_files: str | Mapping[str, str | Path] | None, label_column: str,
+                      cache_dir: str | None
+                      ) -> tuple[dict[str, Any], dict[str, Any], list[str] | None]:
+    """The splits of local ``data_files`` or of a hub ``dataset`` (under canonical split names),
+    the description of that source, and the hub's class names of ``label_column`` (if any)."""
+    if data_files is not None:
+        files = parse_data_files(data_files)
+        loaded = read_split_files(files, cache_dir=cache_dir)
+        return loaded, {"data_files": {k: str(v) for k, v in files.items()}}, None
+    hub, name = _load_hub(dataset, cache_dir)  # type: ignore[arg-type]
+    loaded = {}
+    for split, ds in hub.items():
+        canonical = _SPLIT_ALIASES.get(split.lower())
+        if canonical and canonical not in loaded:
+            loaded[canonical] = ds
+    if "train" not in loaded:
+        raise ValueError(f"text: hub dataset {name!r} has no train split (splits: {list(hub)})")
+    feature = loaded["train"].features.get(label_column)
+    class_names = list(getattr(feature, "names", None) or []) or None
+    return loaded, {"dataset": name, "hub_splits": list(hub)}, class_names
+
+
+def _text_tokenizer(tokenizer: str | Tokenizer, train_texts: list[str], vocab_size: int,
+                    truncation: str) -> Tokenizer:
+    """A tokenizer of kind ``tokenizer`` trained on ``train_texts``, or the tokenizer object
+    given, checked to offer what packing needs."""
+    if isinstance(tokenizer, str):
+        tok = build_tokenizer(tokenizer, train_texts, vocab_size=vocab_size, where="text")
+        tok.truncation = truncation  # new texts (e.g. counterfactuals) are cut the same way
+    else:
+        tok = tokenizer
+    if not isinstance(tok, Tokenizer):
+        raise ValueError(
+            "text: tokenizer object must offer encode_batch(texts, max_len), vocab_size, pad_id and"
+            f" cls_id; got {type(tok).__name__}"
+        )
+    return tok
+
+
+def _text_split(split: str, raw: RawSplit, encoded: list[np.ndarray], mapping: dict,
+                width: int, tok: Tokenizer, truncation: str) -> Split:
+    """A split's token ids packed to ``width`` (CLS first, cut on the ``truncation`` side), its
+    labels mapped to class indices, its texts kept."""
+    texts, labels = raw
+    try:
+        ids, mask = pack(encoded, width, tok.pad_id, tok.cls_id, truncation)
+    except ValueError as err:
+        raise ValueError(f"text: {split} split: {err}") from None
+    y = torch.tensor([mapping[v] for v in labels], dtype=torch.long)
+    return Split(ids, mask, y, texts=texts)
+
+
 @register_task("text")
 def load_text(
     *,
@@ -480,83 +573,26 @@ def load_text(
     ``None`` fits the longest example. ``max_train``/``max_eval`` cap sizes by seeded subsampling.
     """
     task = "text"
-    if (dataset is None) == (data_files is None):
-        raise ValueError(
-            "text: pass exactly one of dataset= (a hub name, needs a network) or data_files="
-            " ('train=PATH,test=PATH' or a dict)"
-        )
-    check_int("seed", seed, task)
-    val_fraction = check_fraction("val_fraction", val_fraction, task, open_right=True)
-    if val_fraction <= 0:
-        raise ValueError("text: val_fraction must be > 0 to hold out missing splits from train")
-    for label, cap in (("max_train", max_train), ("max_eval", max_eval)):
-        if cap is not None:
-            check_int(label, cap, task, minimum=1)
-    if truncation not in TRUNCATIONS:
-        raise ValueError(f"text: truncation must be one of {TRUNCATIONS}, got {truncation!r}")
-    if max_len is not None:
-        check_int("max_len", max_len, task, minimum=2)
-    if isinstance(tokenizer, str) and tokenizer not in TOKENIZER_KINDS:
-        raise ValueError(
-            f"text: unknown tokenizer {tokenizer!r}; choose one of {', '.join(TOKENIZER_KINDS)}"
-            " or pass a tokenizer object"
-        )
-
-    class_names: list[str] | None = None
-    if data_files is not None:
-        files = parse_data_files(data_files)
-        loaded = read_split_files(files, cache_dir=cache_dir)
-        source: dict[str, Any] = {"data_files": {k: str(v) for k, v in files.items()}}
-    else:
-        hub, name = _load_hub(dataset, cache_dir)  # type: ignore[arg-type]
-        loaded = {}
-        for split, ds in hub.items():
-            canonical = _SPLIT_ALIASES.get(split.lower())
-            if canonical and canonical not in loaded:
-                loaded[canonical] = ds
-        if "train" not in loaded:
-            raise ValueError(f"text: hub dataset {name!r} has no train split (splits: {list(hub)})")
-        source = {"dataset": name, "hub_splits": list(hub)}
-        feature = loaded["train"].features.get(label_column)
-        class_names = list(getattr(feature, "names", None) or []) or None
-
+    val_fraction = _check_text_arguments(
+        one_source=(dataset is None) != (data_files is None), seed=seed, val_fraction=val_fraction,
+        max_train=max_train, max_eval=max_eval, truncation=truncation, max_len=max_len,
+        tokenizer=tokenizer)
+    loaded, source, class_names = _read_text_source(dataset, data_files, label_column, cache_dir)
     rows_read = {split: len(ds) for split, ds in loaded.items()}
     raw, dropped, columns = _raw_splits(loaded, text_column, label_column)
     sources = _fill_missing_splits(raw, val_fraction, seed)
 
-    # caps
-    caps = {"train": max_train, "validation": max_eval, "test": max_eval}
     full_sizes = {s: len(raw[s][0]) for s in SPLITS}
-    for split in SPLITS:
-        index = _sample(full_sizes[split], caps[split], derive_seed(seed, "text", "cap", split))
-        raw[split] = _take(raw[split], index)
+    _cap_splits(raw, max_train, max_eval, seed, task)
 
     mapping, label_names = _label_map(raw, class_names)
-    if isinstance(tokenizer, str):
-        tok = build_tokenizer(tokenizer, raw["train"][0], vocab_size=vocab_size, where="text")
-        tok.truncation = truncation  # new texts (e.g. counterfactuals) are cut the same way
-    else:
-        tok = tokenizer
-    if not isinstance(tok, Tokenizer):
-        raise ValueError(
-            "text: tokenizer object must offer encode_batch(texts, max_len), vocab_size, pad_id and"
-            f" cls_id; got {type(tok).__name__}"
-        )
+    tok = _text_tokenizer(tokenizer, raw["train"][0], vocab_size, truncation)
     encoded = {s: _encode(tok, raw[s][0]) for s in SPLITS}
     longest = max((len(e) for seqs in encoded.values() for e in seqs), default=0) + 1
     width = max(longest, 2) if max_len is None else max_len
-    splits: dict[str, Split] = {}
-    truncated: dict[str, int] = {}
-    for split in SPLITS:
-        texts, labels = raw[split]
-        seqs = encoded[split]
-        truncated[split] = int(sum(len(e) + 1 > width for e in seqs))
-        try:
-            ids, mask = pack(seqs, width, tok.pad_id, tok.cls_id, truncation)
-        except ValueError as err:
-            raise ValueError(f"text: {split} split: {err}") from None
-        y = torch.tensor([mapping[v] for v in labels], dtype=torch.long)
-        splits[split] = Split(ids, mask, y, texts=texts)
+    splits = {split: _text_split(split, raw[split], encoded[split], mapping, width, tok,
+                                 truncation) for split in SPLITS}
+    truncated = {s: int(sum(len(e) + 1 > width for e in encoded[s])) for s in SPLITS}
 
     info = {
         "source": source,
@@ -583,19 +619,10 @@ def load_text(
         "seed": seed,
         "val_fraction": val_fraction,
     }
-    return TaskData(
-        name="text",
-        train=splits["train"],
-        validation=splits["validation"],
-        test=splits["test"],
-        num_classes=len(label_names),
-        vocab_size=int(tok.vocab_size),
-        pad_id=int(tok.pad_id),
-        max_len=width,
-        label_names=label_names,
-        tokenizer=tok,
-        info=info,
-    )
+    return TaskData(name="text", train=splits["train"], validation=splits["validation"],
+                    test=splits["test"], num_classes=len(label_names),
+                    vocab_size=int(tok.vocab_size), pad_id=int(tok.pad_id), max_len=width,
+                    label_names=label_names, tokenizer=tok, info=info)
 
 
 def check_text_data(

@@ -236,17 +236,22 @@ def measure_cpu_peak(
         "sys_path": [os.getcwd() if p == "" else p for p in sys.path],
         "plugins": _plugin_specs(),
     }
+    if launcher == "forkserver":
+        return _measure_forked(spec, module, env or {}, budget_bytes, timeout_s,
+                               min_available_bytes)
+    return _measure_spawned(spec, env or {}, budget_bytes, timeout_s, min_available_bytes)
+
+
+def _measure_spawned(spec: dict[str, Any], env: Mapping[str, str], budget_bytes: int | None,
+                     timeout_s: float, min_available_bytes: int) -> MemoryResult:
+    """Run the measurement ``spec`` in a new interpreter (``python -m
+    harness.measure._memchild``, this checkout first on its path, ``env`` added) and watch it."""
     repo_root = str(Path(__file__).resolve().parents[2])
     child_env = dict(os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (repo_root, child_env.get("PYTHONPATH", "")) if p
     )
-    child_env.update(env or {})
-
-    if launcher == "forkserver":
-        return _measure_forked(spec, module, env or {}, budget_bytes, timeout_s,
-                               min_available_bytes)
-
+    child_env.update(env)
     read_fd, write_fd = os.pipe()
     log_fd, log_name = tempfile.mkstemp(prefix="harness-memchild-", suffix=".log")
     log_path = Path(log_name)
@@ -358,6 +363,51 @@ def _measure_forked(
         log_path.unlink(missing_ok=True)
 
 
+def _kill(proc: subprocess.Popen[bytes], status: Status, reason: str, baseline: int | None,
+          wall: float, budget_bytes: int | None) -> MemoryResult:
+    """Kill the child for breaking a limit; the result says which (``status``, ``reason``)."""
+    proc.kill()
+    return MemoryResult(status, None, baseline, reason, wall_s=wall, budget_bytes=budget_bytes)
+
+
+def _reap(proc: subprocess.Popen[bytes], watch: _Watch, open_pipe: bool) -> None:
+    """Read what an exited (or reporting) child still has in the pipe, then wait for it (killing
+    it if it lingers after its report)."""
+    if watch.result() is None:  # exited: lines may still sit in the pipe
+        deadline = time.monotonic() + 1.0
+        while open_pipe and time.monotonic() < deadline:
+            open_pipe = watch.drain(0.05)
+    try:
+        proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:  # reported, but lingers at shutdown
+        proc.kill()
+        proc.wait()
+
+
+def _silent_exit(code: int | None, log_path: Path, baseline: int | None,
+                 budget_bytes: int | None, wall: float) -> MemoryResult:
+    """The result of a child that exited without a report: ``"oom"`` when SIGKILL ended it (the
+    kernel's OOM killer, most likely), else ``"error"``; the tail of its output in the message."""
+    log = _tail(log_path)
+    if code == -9:
+        return MemoryResult(
+            "oom",
+            None,
+            baseline,
+            f"child killed by SIGKILL (likely the kernel OOM killer); output: {log}",
+            wall_s=wall,
+            budget_bytes=budget_bytes,
+        )
+    return MemoryResult(
+        "error",
+        None,
+        baseline,
+        f"child exited with code {code} without a result; output: {log}",
+        wall_s=wall,
+        budget_bytes=budget_bytes,
+    )
+
+
 def _watch_child(
     proc: subprocess.Popen[bytes],
     read_fd: int,
@@ -389,71 +439,24 @@ def _watch_child(
             and watch.baseline is not None
             and (rss - watch.baseline > budget_bytes)
         ):
-            proc.kill()
-            return MemoryResult(
-                "oom",
-                None,
-                watch.baseline,
-                f"RSS {rss} B exceeded baseline {watch.baseline} B + budget {budget_bytes} B; "
-                "killed by the parent",
-                wall_s=now - start,
-                budget_bytes=budget_bytes,
-            )
+            return _kill(proc, "oom", f"RSS {rss} B exceeded baseline {watch.baseline} B + budget "
+                         f"{budget_bytes} B; killed by the parent", watch.baseline,
+                         now - start, budget_bytes)
         if now - last_system_check >= _SYSTEM_POLL_S:
             last_system_check = now
             available = psutil.virtual_memory().available
             if available < min_available_bytes:
-                proc.kill()
-                return MemoryResult(
-                    "oom",
-                    None,
-                    watch.baseline,
-                    f"machine's available memory fell to {available} B (< floor "
-                    f"{min_available_bytes} B) at child RSS {rss} B; killed by the parent",
-                    wall_s=now - start,
-                    budget_bytes=budget_bytes,
-                )
+                return _kill(proc, "oom", f"machine's available memory fell to {available} B "
+                             f"(< floor {min_available_bytes} B) at child RSS {rss} B; killed by "
+                             "the parent", watch.baseline, now - start, budget_bytes)
         if now - start > timeout_s:
-            proc.kill()
-            return MemoryResult(
-                "timeout",
-                None,
-                watch.baseline,
-                f"no result within timeout_s={timeout_s} s; killed by the parent",
-                wall_s=now - start,
-                budget_bytes=budget_bytes,
-            )
-    if watch.result() is None:  # exited: lines may still sit in the pipe
-        deadline = time.monotonic() + 1.0
-        while open_pipe and time.monotonic() < deadline:
-            open_pipe = watch.drain(0.05)
-    try:
-        proc.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:  # reported, but lingers at shutdown
-        proc.kill()
-        proc.wait()
+            return _kill(proc, "timeout", f"no result within timeout_s={timeout_s} s; killed by "
+                         "the parent", watch.baseline, now - start, budget_bytes)
+    _reap(proc, watch, open_pipe)
     wall = time.monotonic() - start
     message = watch.result()
     if message is None:
-        code = proc.returncode
-        log = _tail(log_path)
-        if code == -9:
-            return MemoryResult(
-                "oom",
-                None,
-                watch.baseline,
-                f"child killed by SIGKILL (likely the kernel OOM killer); output: {log}",
-                wall_s=wall,
-                budget_bytes=budget_bytes,
-            )
-        return MemoryResult(
-            "error",
-            None,
-            watch.baseline,
-            f"child exited with code {code} without a result; output: {log}",
-            wall_s=wall,
-            budget_bytes=budget_bytes,
-        )
+        return _silent_exit(proc.returncode, log_path, watch.baseline, budget_bytes, wall)
     status = message["status"]
     peak = message.get("peak_bytes")
     baseline = message.get("baseline_bytes")

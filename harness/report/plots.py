@@ -319,6 +319,43 @@ def _legend_rows(labels: Sequence[str], width: float) -> int:
 # charts
 
 
+def _plottable(v: float | None, log: bool) -> bool:
+    """Whether ``v`` can be placed on an axis (finite; positive on a log axis)."""
+    return v is not None and math.isfinite(v) and (v > 0 or not log)
+
+
+def _draw_line_series(out: list[str], s: LineSeries, xs: _Scale, ys: _Scale, *, log_x: bool,
+                      log_y: bool, top: float, fail_slots: dict[float, int],
+                      x_format: Callable[[float], str]) -> None:
+    """One series of a line chart: its line, markers with error bars, and a cross on the top
+    edge for each failed x (stacked by ``fail_slots``, shared across series), joined to the last
+    measured point by a dashed segment."""
+    good = sorted((p for p in s.points if _plottable(p.x, log_x) and _plottable(p.y, log_y)),
+                  key=lambda p: p.x)
+    if len(good) > 1:
+        path = " ".join(f"{'M' if i == 0 else 'L'}{xs(p.x):.1f},{ys(p.y):.1f}"
+                        for i, p in enumerate(good))
+        out.append(f'<path d="{path}" fill="none" stroke="{s.color}" stroke-width="2.2" '
+                   'stroke-linejoin="round"/>')
+    for p in good:
+        if _plottable(p.low, log_y) and _plottable(p.high, log_y) and p.low != p.high:
+            out.append(_whisker(xs(p.x), ys(p.low), ys(p.high), s.color, 3))  # type: ignore[arg-type]
+        tip = f"<title>{_e(p.tip)}</title>" if p.tip else ""
+        out.append(f'<circle cx="{xs(p.x):.1f}" cy="{ys(p.y):.1f}" r="3.6" fill="{s.color}" '
+                   f'stroke="#fff" stroke-width="1">{tip}</circle>')
+    for fx in sorted(x for x in s.failed_x if _plottable(x, log_x)):
+        slot = fail_slots.get(fx, 0)
+        fail_slots[fx] = slot + 1
+        fy = top + 7 + 12 * slot
+        if good and good[-1].x < fx:
+            last = good[-1]
+            out.append(f'<line x1="{xs(last.x):.1f}" y1="{ys(last.y):.1f}" x2="{xs(fx):.1f}" '
+                       f'y2="{fy:.1f}" stroke="{s.color}" stroke-width="1.5" '
+                       'stroke-dasharray="4 4"/>')
+        out.append(_cross(xs(fx), fy, s.color, 5, f"{s.label}: {s.failed_tip} at "
+                                                    f"{x_format(fx)}"))
+
+
 def line_chart(
     series: Sequence[LineSeries],
     *,
@@ -341,10 +378,8 @@ def line_chart(
     its first failure, so it reads as "ran out of memory here". Non-positive values are dropped
     on log axes.
     """
-    def ok(v: float | None, log: bool) -> bool:
-        return v is not None and math.isfinite(v) and (v > 0 or not log)
-
-    pts = [p for s in series for p in s.points if ok(p.x, log_x) and ok(p.y, log_y)]
+    pts = [p for s in series for p in s.points
+           if _plottable(p.x, log_x) and _plottable(p.y, log_y)]
     any_failed = any(s.failed_x for s in series)
     legend_items = [(s.label, s.color, "line") for s in series]
     if any_failed:
@@ -358,9 +393,9 @@ def line_chart(
         out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#777">'
                    "no measured points</text></svg>")
         return "\n".join(out)
-    xv = [p.x for p in pts] + [x for s in series for x in s.failed_x if ok(x, log_x)]
+    xv = [p.x for p in pts] + [x for s in series for x in s.failed_x if _plottable(x, log_x)]
     yv = [p.y for p in pts]
-    yv += [v for p in pts for v in (p.low, p.high) if ok(v, log_y)]  # type: ignore[misc]
+    yv += [v for p in pts for v in (p.low, p.high) if _plottable(v, log_y)]  # type: ignore[misc]
     if log_x:
         x_lo, x_hi, x_ticks = _log_domain(xv, x_base2)
     else:
@@ -380,33 +415,41 @@ def line_chart(
                    f'fill="{OOM_COLOR}" font-size="11">out of memory ↓</text>')
     fail_slots: dict[float, int] = {}
     for s in series:
-        good = sorted((p for p in s.points if ok(p.x, log_x) and ok(p.y, log_y)),
-                      key=lambda p: p.x)
-        if len(good) > 1:
-            path = " ".join(f"{'M' if i == 0 else 'L'}{xs(p.x):.1f},{ys(p.y):.1f}"
-                            for i, p in enumerate(good))
-            out.append(f'<path d="{path}" fill="none" stroke="{s.color}" stroke-width="2.2" '
-                       'stroke-linejoin="round"/>')
-        for p in good:
-            if ok(p.low, log_y) and ok(p.high, log_y) and p.low != p.high:
-                out.append(_whisker(xs(p.x), ys(p.low), ys(p.high), s.color, 3))  # type: ignore[arg-type]
-            tip = f"<title>{_e(p.tip)}</title>" if p.tip else ""
-            out.append(f'<circle cx="{xs(p.x):.1f}" cy="{ys(p.y):.1f}" r="3.6" fill="{s.color}" '
-                       f'stroke="#fff" stroke-width="1">{tip}</circle>')
-        for fx in sorted(x for x in s.failed_x if ok(x, log_x)):
-            slot = fail_slots.get(fx, 0)
-            fail_slots[fx] = slot + 1
-            fy = top + 7 + 12 * slot
-            if good and good[-1].x < fx:
-                last = good[-1]
-                out.append(f'<line x1="{xs(last.x):.1f}" y1="{ys(last.y):.1f}" x2="{xs(fx):.1f}" '
-                           f'y2="{fy:.1f}" stroke="{s.color}" stroke-width="1.5" '
-                           'stroke-dasharray="4 4"/>')
-            out.append(_cross(xs(fx), fy, s.color, 5, f"{s.label}: {s.failed_tip} at "
-                                                        f"{x_format(fx)}"))
+        _draw_line_series(out, s, xs, ys, log_x=log_x, log_y=log_y, top=top,
+                          fail_slots=fail_slots, x_format=x_format)
     _legend(out, legend_items, margin_l, height - legend_h + 10, width - margin_r)
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _draw_ref_lines(out: list[str], ref_lines: Sequence[tuple[float, str]], ys: _Scale,
+                    xs_left: float, xs_right: float) -> None:
+    """Dashed horizontal lines ``(y, label)`` across the plot, labelled at the right end;
+    non-finite ``y`` are skipped."""
+    for y_ref, text in ref_lines:
+        if not math.isfinite(y_ref):
+            continue
+        yy = ys(y_ref)
+        out.append(f'<line x1="{xs_left}" x2="{xs_right}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                   'stroke="#c5221f" stroke-width="1" stroke-dasharray="5 4"/>')
+        out.append(f'<text x="{xs_right - 4:.1f}" y="{yy - 4:.1f}" text-anchor="end" '
+                   f'fill="#c5221f" font-size="11">{_e(text)}</text>')
+
+
+def _draw_bar(out: list[str], b: Bar, x: float, bar_w: float, ys: _Scale, zero: float,
+              color: str) -> None:
+    """One bar from the zero line to ``b.value`` at ``x``, with its dots and its whisker."""
+    y = ys(b.value)
+    tip = f"<title>{_e(b.tip)}</title>" if b.tip else ""
+    out.append(f'<rect x="{x + 1:.1f}" y="{min(y, zero):.1f}" width="{bar_w - 2:.1f}" '
+               f'height="{abs(zero - y):.1f}" fill="{color}" fill-opacity="0.85">'
+               f"{tip}</rect>")
+    cx = x + bar_w / 2
+    for d in b.dots:
+        out.append(f'<circle cx="{cx:.1f}" cy="{ys(d):.1f}" r="2.4" fill="#fff" '
+                   f'stroke="#222" stroke-width="1"/>')
+    if b.low is not None and b.high is not None:
+        out.append(_whisker(cx, ys(b.low), ys(b.high), "#222", min(5, bar_w / 3)))
 
 
 def bar_chart(
@@ -465,34 +508,15 @@ def bar_chart(
     zero = ys(0.0)
     out.append(f'<line x1="{xs_left}" x2="{xs_right}" y1="{zero:.1f}" y2="{zero:.1f}" '
                'stroke="#555" stroke-width="1"/>')
-    for y_ref, text in ref_lines:
-        if not math.isfinite(y_ref):
-            continue
-        yy = ys(y_ref)
-        out.append(f'<line x1="{xs_left}" x2="{xs_right}" y1="{yy:.1f}" y2="{yy:.1f}" '
-                   'stroke="#c5221f" stroke-width="1" stroke-dasharray="5 4"/>')
-        out.append(f'<text x="{xs_right - 4:.1f}" y="{yy - 4:.1f}" text-anchor="end" '
-                   f'fill="#c5221f" font-size="11">{_e(text)}</text>')
+    _draw_ref_lines(out, ref_lines, ys, xs_left, xs_right)
     n = max(len(series), 1)
     bar_w = min(44.0, group_w * 0.8 / n)
     for ci, cat in enumerate(categories):
         x0 = xs_left + ci * group_w + (group_w - bar_w * n) / 2
         for si, s in enumerate(series):
             b = s.bars.get(cat)
-            if b is None or not math.isfinite(b.value):
-                continue
-            x = x0 + si * bar_w
-            y = ys(b.value)
-            tip = f"<title>{_e(b.tip)}</title>" if b.tip else ""
-            out.append(f'<rect x="{x + 1:.1f}" y="{min(y, zero):.1f}" width="{bar_w - 2:.1f}" '
-                       f'height="{abs(zero - y):.1f}" fill="{s.color}" fill-opacity="0.85">'
-                       f"{tip}</rect>")
-            cx = x + bar_w / 2
-            for d in b.dots:
-                out.append(f'<circle cx="{cx:.1f}" cy="{ys(d):.1f}" r="2.4" fill="#fff" '
-                           f'stroke="#222" stroke-width="1"/>')
-            if b.low is not None and b.high is not None:
-                out.append(_whisker(cx, ys(b.low), ys(b.high), "#222", min(5, bar_w / 3)))
+            if b is not None and math.isfinite(b.value):
+                _draw_bar(out, b, x0 + si * bar_w, bar_w, ys, zero, s.color)
     _legend(out, legend_items, margin_l, height - legend_h + 10, width - margin_r)
     out.append("</svg>")
     return "\n".join(out)

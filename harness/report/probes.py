@@ -84,6 +84,8 @@ def _columns(records: Sequence[Record]) -> list[str]:
 
 def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
                    reference: str | None) -> Markup:
+    """One model's probe audit: per-group scores, accuracy against the probe labels, a heat map,
+    paired differences, the wide-format pairs and the shifts against the reference."""
     parts: list[Markup] = []
     by = _index(recs)
     where0 = {k: v for k, v in recs[0].params.items() if k in (*_MODEL_KEYS, "probe")}
@@ -100,7 +102,19 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
             format_value(rows_rec.value, "count")))
     columns = [c for c in _columns(recs) if any(
         r.metric == "positive_score_gap" and r.params.get("column") == c for r in recs)]
-    # per-group scores
+    parts.append(_group_tables(recs, labels, columns, find))
+    parts.append(_heat_map(recs, labels, columns))
+    parts.append(_paired_differences(recs, labels, find))
+    parts.append(_wide_table(recs, labels, find))
+    parts.append(_shift_table(shifts, reference))
+    return Markup("").join(parts)
+
+
+def _group_tables(recs: list[Record], labels: list[str], columns: list[str],
+                  find: Any) -> Markup:
+    """Per-group mean scores and positive rates, with each column's gap; accuracy and the
+    equalized-odds difference when the probe set has labels."""
+    parts: list[Markup] = []
     rows = []
     for column in columns:
         groups = list(dict.fromkeys(str(r.params["group"]) for r in recs
@@ -128,30 +142,42 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
                                for lb in labels)])
         parts.append(Markup("<h4>Against the probe labels</h4>"))
         parts.append(_table(["column", "", *labels], acc_rows))
-    # heat map: the intersection (else the first column) x attention
+    return Markup("").join(parts)
+
+
+def _heat_map(recs: list[Record], labels: list[str], columns: list[str]) -> Markup:
+    """Mean positive score of each group x attention, coloured low (blue) to high (red), for the
+    intersection column (else the first column)."""
     heat_col = next((c for c in columns if " × " in c), columns[0] if columns else None)
-    if heat_col is not None:
-        cells = {(lb, str(r.params["group"])): r.value for r in recs
-                 if r.metric == "positive_score" and r.params.get("column") == heat_col
-                 and r.status == "ok" for lb in [label_of(r)]}
-        values = [v for v in cells.values() if v is not None]
-        if values:
-            low, high = min(values), max(values)
-            groups = list(dict.fromkeys(g for _, g in cells))
-            head = Markup("").join(Markup("<th>{}</th>").format(lb) for lb in labels)
-            body = Markup("")
-            for g in groups:
-                tds = Markup("").join(
-                    Markup('<td class="num" style="{}">{}</td>').format(
-                        _heat(cells.get((lb, g)), low, high),
-                        format_value(cells.get((lb, g)), "score")) for lb in labels)
-                body += Markup("<tr><th>{}</th>{}</tr>").format(g, tds)
-            parts.append(Markup("<h4>Heat map: mean positive score, {} × attention"
-                                "<small class=\"muted\"> (blue lowest, red highest: {} to {})"
-                                "</small></h4>").format(heat_col, f"{low:.3f}", f"{high:.3f}"))
-            parts.append(Markup('<div class="table-wrap"><table><thead><tr><th>group</th>{}'
-                                "</tr></thead><tbody>{}</tbody></table></div>").format(head, body))
-    # paired differences
+    if heat_col is None:
+        return Markup("")
+    cells = {(lb, str(r.params["group"])): r.value for r in recs
+             if r.metric == "positive_score" and r.params.get("column") == heat_col
+             and r.status == "ok" for lb in [label_of(r)]}
+    values = [v for v in cells.values() if v is not None]
+    if not values:
+        return Markup("")
+    low, high = min(values), max(values)
+    groups = list(dict.fromkeys(g for _, g in cells))
+    head = Markup("").join(Markup("<th>{}</th>").format(lb) for lb in labels)
+    body = Markup("")
+    for g in groups:
+        tds = Markup("").join(
+            Markup('<td class="num" style="{}">{}</td>').format(
+                _heat(cells.get((lb, g)), low, high),
+                format_value(cells.get((lb, g)), "score")) for lb in labels)
+        body += Markup("<tr><th>{}</th>{}</tr>").format(g, tds)
+    return (Markup("<h4>Heat map: mean positive score, {} × attention"
+                   "<small class=\"muted\"> (blue lowest, red highest: {} to {})"
+                   "</small></h4>").format(heat_col, f"{low:.3f}", f"{high:.3f}")
+            + Markup('<div class="table-wrap"><table><thead><tr><th>group</th>{}'
+                     "</tr></thead><tbody>{}</tbody></table></div>").format(head, body))
+
+
+def _paired_differences(recs: list[Record], labels: list[str], find: Any) -> Markup:
+    """Paired score differences a - b over pair keys (bootstrap, p, adjusted p, flipped pairs),
+    the pairs with and without an empty pair value, and the per-template breakdown."""
+    parts: list[Markup] = []
     comps = list(dict.fromkeys((str(r.params["column"]), str(r.params["comparison"]))
                                for r in recs if r.metric == "score_difference"
                                and "template" not in r.params and "pairs" not in r.params))
@@ -205,8 +231,12 @@ def _model_section(recs: list[Record], shifts: list[Record], labels: list[str],
             parts.append(Markup("<details><summary>Per-template breakdown ({} rows)</summary>"
                                 "{}</details>").format(len(trows), _table(
                                     ["column", "a − b", "template", *labels], trows)))
-    parts.append(_wide_table(recs, labels, find))
-    # shifts vs the reference
+    return Markup("").join(parts)
+
+
+def _shift_table(shifts: list[Record], reference: str | None) -> Markup:
+    """Each variant's shift against the reference model, its adjusted p and verdict."""
+    parts: list[Markup] = []
     mine = [r for r in shifts if r.metric.endswith(_SHIFT)]
     if mine:
         flags = {canonical_json({k: v for k, v in r.params.items()

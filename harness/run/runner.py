@@ -305,7 +305,6 @@ def _execute(
     executor: Executor,
 ) -> RunOutcome:
     """Plan -> executor -> store: hand ready cells to the executor, store what comes back."""
-    outcome = RunOutcome(store.run_dir)
     by_cell: dict[str, list[Record]] = {}
     for r in store.records():
         if r.cell:
@@ -350,13 +349,8 @@ def _execute(
                         progress.cell_started(p)
                         finish(p, _error_records(p.cell, "skipped", reason), {})
                         continue
-                    cell_ctx = replace(ctx, inputs=inputs,
-                                       threads=executor.thread_count(p.resource, ctx.threads))
-                    files = (None if executor.shared_filesystem
-                             else _shipped_files(store.run_dir, p.after))
-                    params = profile.suites[p.suite]
-                    executor.submit(CellTask(i, p.suite, p.cell, p.resource, params, cell_ctx,
-                                             files, plugins, cell_limit(p, params)))
+                    _submit(executor, i, p, profile.suites[p.suite], ctx, inputs, store.run_dir,
+                            plugins)
                     in_flight += 1
                 pending = waiting
             if not in_flight:
@@ -370,18 +364,7 @@ def _execute(
             if result.node:
                 nodes[p.cell.id] = result.node
             finish(p, result.records, result.files)
-        finished = store.records()
-        for name in suites:
-            suite = get_suite(name)
-            try:
-                summary = suite.summarize(finished, profile.suites[name], ctx)
-            except Exception as err:
-                detail = "".join(traceback.format_exception_only(type(err), err)).strip()
-                summary = [Record(suite=name, attention="*", options={}, params={},
-                                  metric="summary_status", status="error",
-                                  error=f"summary failed: {detail}")]
-            model_id = (ctx.model or {}).get("id")
-            store.replace_summaries(name, _stamp(summary, suite.version, model_id))
+        _summarize(store, profile, ctx, suites)
     except BaseException:
         executor.cancel()
         raise
@@ -389,13 +372,54 @@ def _execute(
         executor.close()
         progress.stop()
         if seconds:
-            ran_on = {**store.meta().get("cell_nodes", {}), **nodes}
-            store.update_meta(cell_seconds={k: round(v, 3) for k, v in seconds.items()},
-                              cell_nodes=ran_on)
-    outcome.records = store.records()
+            _record_cell_times(store, seconds, nodes)
+    return _outcome(store)
+
+
+def _record_cell_times(store: ResultsStore, seconds: dict[str, float],
+                       nodes: dict[str, str]) -> None:
+    """Store the seconds the cells of each suite took, and the host each cell ran on (added to
+    those of earlier sessions of the run)."""
+    ran_on = {**store.meta().get("cell_nodes", {}), **nodes}
+    store.update_meta(cell_seconds={k: round(v, 3) for k, v in seconds.items()},
+                      cell_nodes=ran_on)
+
+
+def _outcome(store: ResultsStore) -> RunOutcome:
+    """The run's records and their count per status."""
+    outcome = RunOutcome(store.run_dir, records=store.records())
     for r in outcome.records:
         outcome.counts[r.status] = outcome.counts.get(r.status, 0) + 1
     return outcome
+
+
+def _submit(executor: Executor, index: int, p: PlannedCell, params: Any, ctx: RunContext,
+            inputs: dict[str, list[Record]], run_dir: Path, plugins: tuple[str, ...]) -> None:
+    """Hand one ready cell to the executor, with the records of the cells it reads
+    (``inputs``), its thread share, its limit, and (when the executor's workers do not share
+    this file system) the files of those cells."""
+    cell_ctx = replace(ctx, inputs=inputs,
+                       threads=executor.thread_count(p.resource, ctx.threads))
+    files = None if executor.shared_filesystem else _shipped_files(run_dir, p.after)
+    executor.submit(CellTask(index, p.suite, p.cell, p.resource, params, cell_ctx, files,
+                             plugins, cell_limit(p, params)))
+
+
+def _summarize(store: ResultsStore, profile: Profile, ctx: RunContext, suites: list[str]) -> None:
+    """Each suite's summary records over the run's records, replacing its earlier ones; a summary
+    that raises is stored as an error record."""
+    finished = store.records()
+    for name in suites:
+        suite = get_suite(name)
+        try:
+            summary = suite.summarize(finished, profile.suites[name], ctx)
+        except Exception as err:
+            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            summary = [Record(suite=name, attention="*", options={}, params={},
+                              metric="summary_status", status="error",
+                              error=f"summary failed: {detail}")]
+        model_id = (ctx.model or {}).get("id")
+        store.replace_summaries(name, _stamp(summary, suite.version, model_id))
 
 
 def preflight(profile: Profile, suites: list[str],

@@ -21,7 +21,7 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -303,6 +303,65 @@ def _check_task(task: TaskData) -> None:
         raise ValueError(f"task {task.name!r}: needs at least 2 classes, got {task.num_classes}")
 
 
+def _optimizer(model: torch.nn.Module, params: TrainParams) -> tuple[
+        torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over ``model``'s parameter groups, with the warmup-then-decay learning rate."""
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, params.weight_decay), lr=params.lr, betas=(0.9, 0.98), eps=1e-8
+    )
+    warmup = round(params.warmup_frac * params.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, params.steps, warmup)
+    )
+    return optimizer, scheduler
+
+
+def _shuffled_batches(n_train: int, batch_size: int, seed: int) -> Iterator[Tensor]:
+    """Index batches of the training split, without end: a fresh shuffle (seeded) per epoch,
+    the last incomplete batch of each dropped."""
+    order_gen = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(n_train, generator=order_gen)
+        for start in range(0, n_train - batch_size + 1, batch_size):
+            yield perm[start : start + batch_size]
+
+
+def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                batch: tuple[Tensor, Tensor | None, Tensor], params: TrainParams, label: str,
+                step: int) -> Tensor:
+    """One optimizer step on ``batch``; its loss. Raises :class:`TrainingDiverged` (naming the
+    attention when it produced the non-finite values) on a non-finite loss or gradient norm."""
+    ids, mask, labels = batch
+    loss = model(ids, attention_mask=mask, labels=labels).loss
+    if not torch.isfinite(loss):
+        broken = non_finite_attention(model, ids, mask)
+        if broken:
+            raise TrainingDiverged(f"{label}: at step {step}/{params.steps} {broken}")
+        raise TrainingDiverged(
+            f"{label}: training diverged at step {step}/{params.steps} (loss {loss.item()}); "
+            f"lower train.lr (now {params.lr}) or train.clip_norm"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), params.clip_norm)
+    if not torch.isfinite(norm):
+        raise TrainingDiverged(
+            f"{label}: gradient norm became {norm.item()} at step {step}/{params.steps}; "
+            f"lower train.lr (now {params.lr})"
+        )
+    optimizer.step()
+    return loss
+
+
+def _validation_scores(model: torch.nn.Module, task: TaskData, params: TrainParams,
+                       device: str) -> tuple[float, float]:
+    """Macro-F1 and accuracy of ``model`` on the task's validation split."""
+    preds, _ = predict(model, task.validation, batch_size=params.eval_batch_size,
+                       device=device, trim_padding=params.trim_padding)
+    y = task.validation.labels.numpy()
+    return float(macro_f1_scores(y, preds)), float((preds == y).mean())
+
+
 def train_classifier(
     attention: AttentionSpec,
     task: TaskData,
@@ -329,51 +388,18 @@ def train_classifier(
         model.eval()
         return TrainResult(model=model, best_step=0, best_val_score=math.nan, train_time_s=0.0,
                            n_params=n_params)
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, params.weight_decay), lr=params.lr, betas=(0.9, 0.98), eps=1e-8
-    )
-    warmup = round(params.warmup_frac * params.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, params.steps, warmup)
-    )
-    order_gen = torch.Generator().manual_seed(seed)
-    n_train = len(task.train)
-    batch_size = min(params.batch_size, n_train)
+    optimizer, scheduler = _optimizer(model, params)
     has_val = len(task.validation) > 0
     label = attention.label
-
-    def batches():
-        while True:
-            perm = torch.randperm(n_train, generator=order_gen)
-            for start in range(0, n_train - batch_size + 1, batch_size):
-                yield perm[start : start + batch_size]
-
     history: list[dict[str, Any]] = []
     best_score, best_step, best_state = -math.inf, 0, None
     loss_sum, loss_count = 0.0, 0
     started = time.perf_counter()
-    stream = batches()
+    stream = _shuffled_batches(len(task.train), min(params.batch_size, len(task.train)), seed)
     model.train()
     for step in range(1, params.steps + 1):
-        ids, mask, labels = make_batch(task.train, next(stream), device, params.trim_padding)
-        loss = model(ids, attention_mask=mask, labels=labels).loss
-        if not torch.isfinite(loss):
-            broken = non_finite_attention(model, ids, mask)
-            if broken:
-                raise TrainingDiverged(f"{label}: at step {step}/{params.steps} {broken}")
-            raise TrainingDiverged(
-                f"{label}: training diverged at step {step}/{params.steps} (loss {loss.item()}); "
-                f"lower train.lr (now {params.lr}) or train.clip_norm"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), params.clip_norm)
-        if not torch.isfinite(norm):
-            raise TrainingDiverged(
-                f"{label}: gradient norm became {norm.item()} at step {step}/{params.steps}; "
-                f"lower train.lr (now {params.lr})"
-            )
-        optimizer.step()
+        batch = make_batch(task.train, next(stream), device, params.trim_padding)
+        loss = _train_step(model, optimizer, batch, params, label, step)
         scheduler.step()
         loss_sum += float(loss.detach())
         loss_count += 1
@@ -385,12 +411,8 @@ def train_classifier(
             }
             loss_sum, loss_count = 0.0, 0
             if has_val:
-                preds, _ = predict(model, task.validation, batch_size=params.eval_batch_size,
-                                   device=device, trim_padding=params.trim_padding)
-                y = task.validation.labels.numpy()
-                score = float(macro_f1_scores(y, preds))
+                score, entry["val_accuracy"] = _validation_scores(model, task, params, device)
                 entry["val_macro_f1"] = score
-                entry["val_accuracy"] = float((preds == y).mean())
                 if score > best_score:
                     best_score, best_step = score, step
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
