@@ -26,7 +26,7 @@ def test_bias_compares_with_the_named_reference(reference: str) -> None:
     params = suite.Params()
     out = suite.summarize(records, params, RunContext(reference=reference))
     diffs = {r.label: r.value for r in out
-             if r.metric == "demographic_parity_difference_diff_vs_standard"}
+             if r.metric == "demographic_parity_difference_diff_vs_reference"}
     values = {r.label: r.value for r in records}
     assert set(diffs) == set(labels) - {reference}  # every other label, against the named one
     for label, d in diffs.items():
