@@ -113,3 +113,13 @@ def test_the_report_of_an_old_run_shows_its_comparisons(tmp_path: Path) -> None:
     shutil.copytree(OLD_RUN, old)
     html = write_report(old).read_text(encoding="utf-8")
     assert "macro_f1_diff_vs_reference" in html and "_vs_standard" not in html
+
+
+def test_throughput_helpers_check_a_unit_their_caller_still_names() -> None:
+    from harness.suites.throughput import _metric, _rate
+
+    cell = _cell("throughput")
+    with pytest.raises(ValueError, match="declared tokens/s"):
+        _rate(cell, "forward_tokens_per_s", None, 1.0, "ms")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="higher_is_better=False"):
+        _metric(cell, "forward_ms", None, 1e3, "ms", True)  # type: ignore[arg-type]
