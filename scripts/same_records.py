@@ -15,6 +15,9 @@ are compared by the kind of their metric:
   or ``--atol`` (default 1e-9, absolute); the runs are seeded, so these repeat exactly on one
   machine and thread count.
 
+Both runs are read as the report and `harness compare` read them (``upgrade_run``: metrics of
+an older naming are renamed), so a run from before a rename matches one from after.
+
     python scripts/same_records.py RUN_A RUN_B [--rtol R] [--atol A] [--bytes-rtol B]
         # exit 0: the same records; 1: some differ (each listed); 2: not a run directory
 """
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.records import Record, canonical_json
-from harness.run.store import StoreError, read_records, resolve_run_dir
+from harness.run.store import StoreError, read_records, read_run, resolve_run_dir, upgrade_run
 
 #: Suites whose every metric is derived from timings.
 TIMING_SUITES = frozenset({"throughput"})
@@ -127,6 +130,12 @@ def compare_runs(a: list[Record], b: list[Record],
     return lines, counts
 
 
+def _read(path: Path) -> list[Record]:
+    """A run's records as the report and the gate read them (old metric names migrated)."""
+    run_dir = resolve_run_dir(path)
+    return upgrade_run(read_run(run_dir), read_records(run_dir))[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_a", type=Path, help="a run directory (or its `latest` link)")
@@ -143,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (math.isfinite(value) and value >= 0):
             parser.error(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
     try:
-        runs = [read_records(resolve_run_dir(path)) for path in (args.run_a, args.run_b)]
+        runs = [_read(path) for path in (args.run_a, args.run_b)]
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

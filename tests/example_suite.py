@@ -51,10 +51,8 @@ class ExampleSuite(Suite):
 
     def run_cell(self, cell: Cell, params: ExampleParams, ctx: RunContext) -> list[Record]:
         cost = len(cell.label) * cell.params["size"] + params.offset
-        return [Record.for_cell(cell, "toy_cost", value=cost, unit="ms", higher_is_better=False,
-                                n=1),
-                Record.for_cell(cell, "toy_score", value=1 / cost, unit="fraction",
-                                higher_is_better=True, n=1)]
+        return [self.record(cell, "toy_cost", value=cost, n=1),  # unit, direction: its spec
+                self.record(cell, "toy_score", value=1 / cost, n=1)]
 
 
 def render_section(view: RunView) -> Section | None:

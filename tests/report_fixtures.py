@@ -329,9 +329,9 @@ def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
                 ref_f1 = per[(ref, task)]
                 diff = mean - sum(ref_f1) / len(ref_f1)
                 summaries += [
-                    _rec(cell, "n_params_ratio_vs_standard", value=1.0 + 0.00024 * i,
+                    _rec(cell, "n_params_ratio_vs_reference", value=1.0 + 0.00024 * i,
                          unit="ratio", n=1),
-                    _rec(cell, "macro_f1_diff_vs_standard", value=diff, unit="f1",
+                    _rec(cell, "macro_f1_diff_vs_reference", value=diff, unit="f1",
                          higher_is_better=True, stderr=0.006, ci_low=diff - 0.012,
                          ci_high=diff + 0.012, interval="ci95", n=TASKS.get(task, (0, 1000))[1]),
                     _rec(cell, "paired_p_value", value=min(1.0, math.exp(-abs(diff) * 300)),
@@ -449,7 +449,7 @@ def _bias_cell(cell: Cell, model: str, strength: float, rng: random.Random) -> l
 
 def _bias_summaries(cells: dict[tuple[str, Any], list[Record]],
                     specs: list[dict[str, Any]]) -> list[Record]:
-    """``<metric>_diff_vs_standard`` and ``significant_increase`` per compared record (margin
+    """``<metric>_diff_vs_reference`` and ``significant_increase`` per compared record (margin
     ``BIAS_MARGIN``), per seed and, with two or more seeds, ``seed: "all"`` (t-interval)."""
     ref = specs[0]["label"]
 
@@ -490,7 +490,7 @@ def _diff_and_flag(r: Record, where: dict[str, Any], d: float, lo: float, hi: fl
                    n: int | None) -> list[Record]:
     hib = _BIAS_COMPARED[r.metric]
     diff = Record(suite="bias", attention=r.attention, options=dict(r.options), params=where,
-                  metric=f"{r.metric}_diff_vs_standard", value=d, unit=r.unit,
+                  metric=f"{r.metric}_diff_vs_reference", value=d, unit=r.unit,
                   higher_is_better=hib, stderr=(hi - lo) / 3.92, ci_low=lo, ci_high=hi,
                   interval="ci95", n=n, label=r.label)
     if r.attention == "standard":  # another standard backend: a sanity check, no flag

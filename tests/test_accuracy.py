@@ -190,7 +190,7 @@ def test_cli_end_to_end_with_summary_and_fidelity(tmp_path, monkeypatch):
     assert (BASELINE_LABEL, "fidelity_rel_error") not in by
     assert by[("standard", "chance_macro_f1")]["ci_method"] == "bootstrap"
     for label in ("sparse", "lsh", "linear[favor]"):
-        diff = by[(label, "macro_f1_diff_vs_standard")]
+        diff = by[(label, "macro_f1_diff_vs_reference")]
         assert diff["interval"] == "ci95" and diff["n"] == RECALL["n_test"]
         assert 0.0 < by[(label, "paired_p_value")]["value"] <= 1.0
         assert by[(label, "fidelity_rel_error")]["value"] >= 0.0
@@ -203,7 +203,7 @@ def test_cli_end_to_end_with_summary_and_fidelity(tmp_path, monkeypatch):
             for r in cells if r["metric"] == "macro_f1"}
     y = np.array(arts["standard"]["labels"])
     expected = f1_score(y, arts["lsh"]["predictions"], average="macro") - f1["standard"]
-    assert by[("lsh", "macro_f1_diff_vs_standard")]["value"] == pytest.approx(expected)
+    assert by[("lsh", "macro_f1_diff_vs_reference")]["value"] == pytest.approx(expected)
 
 
 def test_diverging_cell_is_an_error_record_and_the_run_goes_on(tmp_path):
@@ -295,14 +295,14 @@ def test_summary_means_t_interval_and_paired_comparison(tmp_path):
     for label in ("standard", "linear"):  # every mean over seeds names its interval method
         for metric in ("macro_f1_mean", "accuracy_mean", "train_time_s_mean"):
             assert (by[(label, metric)].interval, by[(label, metric)].ci_method) == ("ci95", "t")
-    assert by[("linear", "n_params_ratio_vs_standard")].value == pytest.approx(0.9)
-    diff = by[("linear", "macro_f1_diff_vs_standard")]
+    assert by[("linear", "n_params_ratio_vs_reference")].value == pytest.approx(0.9)
+    diff = by[("linear", "macro_f1_diff_vs_reference")]
     expected = np.mean([f1_score(y, a, average="macro") - f1_score(y, b, average="macro")
                         for a, b in zip(lin, std, strict=True)])
     assert diff.value == pytest.approx(expected) and diff.n == 300
     assert diff.ci_low < diff.value < diff.ci_high < 0  # clearly worse than standard
     assert by[("linear", "paired_p_value")].value < 0.01
-    assert ("standard", "macro_f1_diff_vs_standard") not in by
+    assert ("standard", "macro_f1_diff_vs_reference") not in by
 
 
 def test_paired_diff_is_the_stats_layers_paired_bootstrap():
@@ -367,7 +367,7 @@ def test_no_signal_task_reports_comparisons_as_not_findings(tmp_path):
         signal = by[("standard", "task_signal")]
         assert signal.value == float(learned)
         assert by[("standard", "chance_macro_f1")].value == pytest.approx(0.25, abs=0.03)
-        for metric in ("macro_f1_diff_vs_standard", "paired_p_value"):
+        for metric in ("macro_f1_diff_vs_reference", "paired_p_value"):
             rec = by[("linear", metric)]
             if learned:
                 assert rec.status == "ok" and signal.error is None

@@ -142,14 +142,14 @@ def test_summary_of_identical_models_is_zero(controlled, tmp_path):
         records.append(Record.from_dict({**r.__dict__, "attention": "linear", "label": "linear",
                                          "cell": "twin"}))
     out = suite.summarize(records, params, RunContext(run_dir=tmp_path))
-    diffs = [r for r in out if r.metric.endswith("_diff_vs_standard")]
+    diffs = [r for r in out if r.metric.endswith("_diff_vs_reference")]
     flags = [r for r in out if r.metric == "significant_increase"]
     assert {r.params["ci_method"] for r in diffs} == {"paired_bootstrap"}
     assert {r.metric for r in diffs} == {
-        "demographic_parity_difference_diff_vs_standard",
-        "demographic_parity_ratio_diff_vs_standard",
-        "equalized_odds_difference_diff_vs_standard", "bias_amplification_diff_vs_standard",
-        "flip_rate_diff_vs_standard", "score_gap_diff_vs_standard"}
+        "demographic_parity_difference_diff_vs_reference",
+        "demographic_parity_ratio_diff_vs_reference",
+        "equalized_odds_difference_diff_vs_reference", "bias_amplification_diff_vs_reference",
+        "flip_rate_diff_vs_reference", "score_gap_diff_vs_reference"}
     for r in diffs:
         assert r.value == pytest.approx(0.0, abs=1e-12) and r.label == "linear"
         assert r.ci_low == pytest.approx(0.0, abs=1e-12)
@@ -189,7 +189,7 @@ def test_summary_flags_a_significant_increase_and_falls_back_without_artifacts(t
     (art / "v.json").write_text(json.dumps(_controlled_artifact(biased)))
     records = [_gap_record("standard", 0.0, "s", 0.05), _gap_record("lsh", 1.0, "v", 0.05)]
     out = suite.summarize(records, params, RunContext(run_dir=tmp_path))
-    diff = _one(out, "demographic_parity_difference_diff_vs_standard")
+    diff = _one(out, "demographic_parity_difference_diff_vs_reference")
     assert diff.value == pytest.approx(1.0) and diff.params["ci_method"] == "paired_bootstrap"
     assert diff.ci_low > 0.5
     p_adj = _one(out, "increase_p_adjusted")
@@ -198,12 +198,12 @@ def test_summary_flags_a_significant_increase_and_falls_back_without_artifacts(t
     # different test examples (fingerprints) or no artifacts: normal approximation
     (art / "v.json").write_text(json.dumps(_controlled_artifact(biased, "other")))
     out = suite.summarize(records, params, RunContext(run_dir=tmp_path))
-    diff = _one(out, "demographic_parity_difference_diff_vs_standard")
+    diff = _one(out, "demographic_parity_difference_diff_vs_reference")
     assert diff.params["ci_method"] == "normal_approx"
     half = 1.959963984540054 * np.sqrt(2 * 0.05**2)
     assert diff.ci_low == pytest.approx(1.0 - half) and diff.ci_high == pytest.approx(1.0 + half)
     out = suite.summarize(records, params, RunContext(run_dir=None))
-    assert _one(out, "demographic_parity_difference_diff_vs_standard").params["ci_method"] \
+    assert _one(out, "demographic_parity_difference_diff_vs_reference").params["ci_method"] \
         == "normal_approx"
     assert suite.summarize(records[1:], params, RunContext()) == []  # no standard: nothing
 
@@ -214,7 +214,7 @@ def test_flag_margin(margin, flagged):
     params = BiasParams.model_validate({**TINY, "min_increase": margin})
     records = [_gap_record("standard", 0.30, "s", 0.001), _gap_record("lsh", 0.33, "v", 0.001)]
     out = suite.summarize(records, params, RunContext())
-    diff = _one(out, "demographic_parity_difference_diff_vs_standard")
+    diff = _one(out, "demographic_parity_difference_diff_vs_reference")
     assert diff.ci_low == pytest.approx(0.03 - 1.96 * np.sqrt(2) * 0.001, abs=1e-4)
     assert float(_one(out, "increase_p_adjusted").value <= 0.05) == flagged
 
@@ -231,14 +231,14 @@ def test_summary_mean_over_seeds():
             r.params = {**r.params, "seed": seed}
             records.append(r)
     out = suite.summarize(records, params, RunContext())
-    mean = _one(out, "demographic_parity_difference_diff_vs_standard", seed="all")
+    mean = _one(out, "demographic_parity_difference_diff_vs_reference", seed="all")
     assert mean.params["ci_method"] == "t_over_seeds" and mean.n == 3
     assert mean.value == pytest.approx(0.15)
     half = stats.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / np.sqrt(3)
     assert mean.ci_low == pytest.approx(0.15 - half) and mean.ci_high == pytest.approx(0.15 + half)
     flag = _one(out, "significant_increase", seed="all")
     assert flag.value == 1.0
-    assert len([r for r in out if r.metric.endswith("_diff_vs_standard")]) == 4
+    assert len([r for r in out if r.metric.endswith("_diff_vs_reference")]) == 4
 
 
 def _null_family(rng: np.random.Generator, labels: list[str], seeds: int, size: int, se: float,
@@ -401,7 +401,7 @@ def test_cli_end_to_end(tmp_path):
     assert {r["status"] for r in lines} == {"ok", "skipped"}  # text cells: no --data-files
     labels = {r["label"] for r in lines if r["metric"] == "demographic_parity_difference"}
     assert labels == {"standard", "linear"}
-    diffs = [r for r in lines if r["metric"] == "demographic_parity_difference_diff_vs_standard"]
+    diffs = [r for r in lines if r["metric"] == "demographic_parity_difference_diff_vs_reference"]
     assert len(diffs) == 1 and diffs[0]["label"] == "linear"
     assert diffs[0]["params"]["ci_method"] == "paired_bootstrap"
     assert diffs[0]["cell"] == "summary:bias"

@@ -298,7 +298,7 @@ def _as_variant(records: list[Record], label: str, cell: str) -> list[Record]:
     return out
 
 
-def test_shift_vs_standard_is_zero_for_a_twin_and_fires_for_another_model(audited, tmp_path):
+def test_shift_vs_reference_is_zero_for_a_twin_and_fires_for_another_model(audited, tmp_path):
     (tmp_path / "artifacts").mkdir()
     arts = audited["run_dir"] / "artifacts"
     for name, strength in (("std", 0.8), ("twin", 0.8), ("other", 0.0)):
@@ -313,10 +313,10 @@ def test_shift_vs_standard_is_zero_for_a_twin_and_fires_for_another_model(audite
                                params.probe_set, ctx, "bias")
     flags = [r for r in twin if r.metric == "significant_shift"]
     assert flags and all(r.value == 0.0 for r in flags)
-    assert all(r.value == 0 for r in twin if r.metric.endswith("_shift_vs_standard"))
+    assert all(r.value == 0 for r in twin if r.metric.endswith("_shift_vs_reference"))
     other = summarize_probe_set(standard + _as_variant(audited[0.0], "other", "other"),
                                 params.probe_set, ctx, "bias")
-    shift = _one(other, "score_difference_shift_vs_standard", column="Gender",
+    shift = _one(other, "score_difference_shift_vs_reference", column="Gender",
                  comparison="female-male")
     assert shift.ci_low > 0.2  # the unbiased model closes the planted gap
     assert _one(other, "significant_shift", column="Gender", comparison="female-male",
@@ -421,7 +421,7 @@ def test_cli_audits_a_probe_csv_saves_predictions_and_reports(tmp_path):
         rows = [json.loads(x) for x in (run_dir / ref).read_text().splitlines()]
         assert sum(r["set"] == "probe_set" for r in rows) == 288
         assert sum(r["set"] == "test" for r in rows) == 200
-    shifts = [r for r in lines if r["metric"].endswith("_shift_vs_standard")]
+    shifts = [r for r in lines if r["metric"].endswith("_shift_vs_reference")]
     assert shifts and {r["label"] for r in shifts} == {"linear"}
     assert all(r["cell"] == "summary:bias" for r in shifts)
     html = (run_dir / "index.html").read_text()

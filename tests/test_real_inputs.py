@@ -169,7 +169,7 @@ def test_wide_pairs_end_to_end(tmp_path):
         assert {(r["label"], r["params"]["column"], r["params"].get("group")) for r in found} \
             == {(lb, c, g) for lb in ("standard", "linear") for c, g in (
                 ("all", None), ("bias_type", "gender"), ("bias_type", "race-color"))}, metric
-    shifts = _find(records, "pair_difference_shift_vs_standard")
+    shifts = _find(records, "pair_difference_shift_vs_reference")
     assert {r["label"] for r in shifts} == {"linear"} and len(shifts) == 3
     assert "Wide-format pairs" in html and "A higher" in html
     # a wide probe file: no pair columns or labels with it

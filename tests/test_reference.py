@@ -26,12 +26,26 @@ def test_bias_compares_with_the_named_reference(reference: str) -> None:
     params = suite.Params()
     out = suite.summarize(records, params, RunContext(reference=reference))
     diffs = {r.label: r.value for r in out
-             if r.metric == "demographic_parity_difference_diff_vs_standard"}
+             if r.metric == "demographic_parity_difference_diff_vs_reference"}
     values = {r.label: r.value for r in records}
     assert set(diffs) == set(labels) - {reference}  # every other label, against the named one
     for label, d in diffs.items():
         assert d == pytest.approx(values[label] - values[reference])
     assert suite.summarize(records, params, RunContext(reference=None)) == []
+
+
+def test_bias_tests_every_attention_but_the_named_reference_s_own() -> None:
+    """The flags test each variant against the run's reference; only other backends of the
+    reference's own attention are left out of the tests (a sanity check), whatever it is."""
+    labels = ["linear", "linear[relu]", "standard", "standard[sdpa]"]
+    records = [_rec("bias", lb, "demographic_parity_difference", 0.1 + 0.1 * i, probe="controlled",
+                    axis="gender", seed=0) for i, lb in enumerate(labels)]
+    suite = get_suite("bias")
+    out = suite.summarize(records, suite.Params(), RunContext(reference="linear"))
+    diffs = {r.label for r in out if r.metric == "demographic_parity_difference_diff_vs_reference"}
+    tested = {r.label for r in out if r.metric == "increase_p_value"}
+    assert diffs == {"linear[relu]", "standard", "standard[sdpa]"}
+    assert tested == {"standard", "standard[sdpa]"}
 
 
 def test_throughput_crossover_against_the_named_reference() -> None:

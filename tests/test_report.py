@@ -330,7 +330,7 @@ def test_bias_flags_are_all_counted_and_listed(full_run: Path, page: str) -> Non
     assert listing.count("<tr>") == 1 + 9  # header + rows
     assert listing.count('<span class="pill bad">headline</span>') == 1
     lsh_diff = next(r for r in records if r.label == "lsh[reformer]"
-                    and r.metric == "flip_rate_diff_vs_standard"
+                    and r.metric == "flip_rate_diff_vs_reference"
                     and r.params["direction"] == "black->white")
     assert f"+{lsh_diff.value:.3f}" in listing
     assert f"[{lsh_diff.ci_low:.3f}, {lsh_diff.ci_high:.3f}]" in listing
@@ -388,7 +388,7 @@ def test_bias_over_seeds_and_strengths(tmp_path: Path) -> None:
     assert len(dp) == 3
     card = _card(html, "linear[favor]")
     assert f"{sum(dp) / 3:.3f}" in card  # type: ignore[arg-type]
-    delta = next(r for r in records if r.metric == "demographic_parity_difference_diff_vs_standard"
+    delta = next(r for r in records if r.metric == "demographic_parity_difference_diff_vs_reference"
                  and r.label == "linear[favor]" and r.params["seed"] == "all"
                  and r.params["strength"] == 0.8 and r.params["axis"] == "gender")
     assert f"Δ +{delta.value:.3f}" in card

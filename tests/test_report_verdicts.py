@@ -69,7 +69,7 @@ def _accuracy(signal: bool = False) -> list[Record]:
              ci_high=0.37, interval="ci95", unit="f1", n=40, ci_method="bootstrap"),
         _rec("accuracy", "standard", "task_signal", s, value=float(signal), unit="flag", n=1,
              error=None if signal else NO_SIGNAL),
-        _rec("accuracy", "linear", "macro_f1_diff_vs_standard", s, value=-0.11, ci_low=-0.15,
+        _rec("accuracy", "linear", "macro_f1_diff_vs_reference", s, value=-0.11, ci_low=-0.15,
              ci_high=-0.07, interval="ci95", unit="f1", n=40, ci_method="paired_bootstrap",
              **verdict),
         _rec("accuracy", "linear", "paired_p_value", s, value=0.001, unit="p", n=40, **verdict),
@@ -136,7 +136,7 @@ def _bias(seeds: tuple[Any, ...]) -> list[Record]:
                  "ci_method": "t_over_seeds" if seed == "all" else "paired_bootstrap"}
         flag = {**where, "metric": "demographic_parity_difference"}
         out += [
-            _rec("bias", "linear", "demographic_parity_difference_diff_vs_standard", where,
+            _rec("bias", "linear", "demographic_parity_difference_diff_vs_reference", where,
                  value=0.06, ci_low=0.03, ci_high=0.09, interval="ci95", n=800,
                  ci_method="paired_bootstrap"),
             _rec("bias", "linear", "increase_p_value", flag, value=0.00417, unit="p", n=800),
@@ -364,7 +364,7 @@ def test_all_records_appendix_names_each_interval_method() -> None:
     _, appendix = _page_parts(_accuracy(signal=True))
     chance = _row(appendix, "<td>chance_macro_f1</td>")
     assert "interval: percentile bootstrap (bootstrap)" in chance
-    diff = _row(appendix, "<td>macro_f1_diff_vs_standard</td>")
+    diff = _row(appendix, "<td>macro_f1_diff_vs_reference</td>")
     assert "interval: paired percentile bootstrap" in diff
     # a record without its method says so rather than passing in silence
     bare = [r if r.metric != "chance_macro_f1" else replace(r, ci_method=None)

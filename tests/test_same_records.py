@@ -41,7 +41,7 @@ def _records(**changes) -> list[tuple[Cell, list[Record]]]:
         (mem, [Record("memory", "linear", {}, mem.params, "peak_bytes", 4.0e6, "bytes", False)]),
         (Cell("bias", "*", {}, {"strength": 0.8}), [
             Record("bias", "linear", {}, {"strength": 0.8, "seed": 0},
-                   "demographic_parity_difference_diff_vs_standard", -0.0123, None, False)]),
+                   "demographic_parity_difference_diff_vs_reference", -0.0123, None, False)]),
     ]
     changed = []
     for cell, records in rows:
@@ -75,8 +75,8 @@ def test_two_runs_with_the_same_values_are_the_same(script, tmp_path, capsys):
 @pytest.mark.parametrize(("changes", "expected"), [
     ({"macro_f1": {"value": 0.8}}, "differs: accuracy/linear/macro_f1"),
     ({"macro_f1": {"ci_high": 0.9}}, "ci_high 0.86 vs 0.9"),
-    ({"demographic_parity_difference_diff_vs_standard": {"value": -0.0124}},
-     "differs: bias/linear/demographic_parity_difference_diff_vs_standard"),
+    ({"demographic_parity_difference_diff_vs_reference": {"value": -0.0124}},
+     "differs: bias/linear/demographic_parity_difference_diff_vs_reference"),
     ({"peak_bytes": {"value": 4.5e6}}, "beyond 0.05 relative"),
     ({"forward_ms": {"status": "oom", "value": None}}, "status ok vs oom"),
     ({"forward_ms": None}, "only in A: throughput/linear/forward_ms"),

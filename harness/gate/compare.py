@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from harness.gate.matching import (
 )
 from harness.records import Record
 from harness.report._common import format_params, label_of
-from harness.run.store import StoreError, read_records, read_run, resolve_run_dir
+from harness.run.store import StoreError, read_records, read_run, resolve_run_dir, upgrade_run
 
 __all__ = [
     "ALPHA",
@@ -560,30 +560,13 @@ def _demote_supporting(row: CompareRow, ref: Record, supporting: dict[str, set[s
         row.status = "informational"
 
 
-def _upgrade(meta: dict[str, Any], records: list[Record]) -> list[Record]:
-    """Schema-1 records with the params schema-2 records carry (from the run's profile)."""
-    if meta.get("schema_version", 1) != 1:
-        return records
-    from harness.suites import get_suite, list_suites
-
-    sections = (meta.get("profile") or {}).get("suites") or {}
-    out = []
-    for r in records:
-        if r.suite in list_suites():
-            params = get_suite(r.suite).upgrade_params(dict(r.params),
-                                                       dict(sections.get(r.suite) or {}))
-            r = replace(r, params=params)
-        out.append(r)
-    return out
-
-
 def _load(run_dir: str | Path, side: str) -> tuple[Path, dict[str, Any], list[Record]]:
     path = resolve_run_dir(run_dir)
     if not path.is_dir():
         raise StoreError(f"{side} run {run_dir}: no such directory; pass a run directory written"
                          " by `harness run` (e.g. reports/<run-id> or reports/latest)")
-    meta = read_run(path)
-    return path, meta, _upgrade(meta, read_records(path))
+    meta, records = upgrade_run(read_run(path), read_records(path))
+    return path, meta, records
 
 
 def _environment_warnings(base: dict[str, Any], new: dict[str, Any]) -> list[str]:

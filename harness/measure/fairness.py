@@ -54,12 +54,9 @@ __all__ = [
 
 #: Per-group rates reported by :func:`audit_groups` (informational: no direction).
 GROUP_METRICS = ("selection_rate", "tpr", "fpr", "accuracy", "f1")
-#: Between-group gaps and whether a higher value is better.
-GAP_METRICS = {
-    "demographic_parity_difference": False,
-    "demographic_parity_ratio": True,
-    "equalized_odds_difference": False,
-}
+#: Between-group gaps (their units and directions: the bias suite's metric declarations).
+GAP_METRICS = ("demographic_parity_difference", "demographic_parity_ratio",
+               "equalized_odds_difference")
 
 
 def _labels(values: Any, name: str, where: str) -> np.ndarray:

@@ -39,6 +39,7 @@ from harness.run.store import (
     read_records,
     read_run,
     resolve_run_dir,
+    upgrade_run,
     write_in_run_dir,
 )
 
@@ -346,7 +347,6 @@ def write_report(run_dir: str | Path) -> Path:
     corrupt or of an unreadable schema version. Returns the path of ``index.html``.
     """
     run_dir = check_run_dir(resolve_run_dir(run_dir))
-    meta = read_run(run_dir)
-    records = read_records(run_dir)
+    meta, records = upgrade_run(read_run(run_dir), read_records(run_dir))
     _write_summary(build_summary(records, meta), run_dir)
     return write_in_run_dir(run_dir / "index.html", render_report(meta, records))

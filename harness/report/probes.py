@@ -22,7 +22,7 @@ from harness.report._common import format_uncertainty, format_value, label_of
 __all__ = ["probe_set_part", "render_probe_section"]
 
 _MODEL_KEYS = ("source", "planted", "strength", "seed", "data", "set")
-_SHIFT = "_shift_vs_standard"
+_SHIFT = "_shift_vs_reference"
 
 
 def _model_key(r: Record) -> str:

@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "inside_run_dir",
     "read_records",
     "read_run",
+    "upgrade_run",
     "write_in_run_dir",
 ]
 
@@ -45,6 +46,9 @@ SCHEMA_VERSION = 2
 #: Versions readers accept: 1 lacks raw samples, ``noisy``, ``load`` and ``suite_version`` in
 #: records and ``suites_meta`` / ``reference`` in run.json (readers use the registered suites').
 READABLE_VERSIONS = (1, 2)
+#: Metric names runs of older harnesses hold, renamed when a run is read (old suffix, new):
+#: the reference a summary compares with is configurable, not always ``standard``.
+RENAMED_METRICS = (("_vs_standard", "_vs_reference"),)
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 LOCK_FILE = ".lock"
@@ -225,6 +229,61 @@ def read_records(run_dir: str | Path, *, complete_only: bool = True) -> list[Rec
             r for r in records if not r.cell or r.cell_size is None or counts[r.cell] == r.cell_size
         ]
     return records
+
+
+def current_metric(name: str) -> str:
+    """A metric's name as this harness writes it (see :data:`RENAMED_METRICS`)."""
+    for old, new in RENAMED_METRICS:
+        if name.endswith(old):
+            return name[: -len(old)] + new
+    return name
+
+
+def upgrade_run(meta: dict[str, Any], records: list[Record]
+                ) -> tuple[dict[str, Any], list[Record]]:
+    """The schema migrator: a run as an older harness wrote it, in this harness's terms, so
+    reports and `harness compare` read old and new runs alike (the files are not changed).
+
+    Renamed metrics (:data:`RENAMED_METRICS`) get their current names, in the records and in
+    run.json's ``suites_meta`` / ``compare_rules``; schema-1 records get the params schema-2
+    records carry (``Suite.upgrade_params``, from the run's profile).
+    """
+    meta = _renamed_meta(meta)
+    records = [r if current_metric(r.metric) == r.metric
+               else replace(r, metric=current_metric(r.metric)) for r in records]
+    if meta.get("schema_version", 1) != 1:
+        return meta, records
+    from harness.suites import get_suite, list_suites
+
+    sections = (meta.get("profile") or {}).get("suites") or {}
+    out = []
+    for r in records:
+        if r.suite in list_suites():
+            params = get_suite(r.suite).upgrade_params(dict(r.params),
+                                                       dict(sections.get(r.suite) or {}))
+            r = replace(r, params=params)
+        out.append(r)
+    return meta, out
+
+
+def _renamed_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with the renamed metrics of its suite declarations and compare rules."""
+    suites = {}
+    for name, declared in (meta.get("suites_meta") or {}).items():
+        metrics = [{**m, "name": current_metric(m["name"])} if isinstance(m, dict) and "name"
+                   in m else m for m in (declared or {}).get("metrics") or []]
+        suites[name] = {**declared, "metrics": metrics} if declared else declared
+    rules = {}
+    for name, rule in (meta.get("compare_rules") or {}).items():
+        refs = (rule or {}).get("reference_metrics")
+        rules[name] = {**rule, "reference_metrics": {
+            current_metric(k): current_metric(v) for k, v in refs.items()}} if refs else rule
+    out = dict(meta)
+    if "suites_meta" in meta:
+        out["suites_meta"] = suites
+    if "compare_rules" in meta:
+        out["compare_rules"] = rules
+    return out
 
 
 @dataclass

@@ -19,9 +19,9 @@ on a 200-token input window + global + random blocks of 64 cover every key. ``at
 are sparse; the options that ran are in every record's ``options``.
 
 ``summarize`` writes, per attention and task: ``macro_f1_mean`` / ``accuracy_mean`` /
-``train_time_s_mean`` over seeds (stderr, 95% t-interval, n seeds), ``macro_f1_diff_vs_standard``
+``train_time_s_mean`` over seeds (stderr, 95% t-interval, n seeds), ``macro_f1_diff_vs_reference``
 (mean over the seeds both models ran, paired bootstrap over the same test examples, 95% interval)
-with its ``paired_p_value`` and ``n_params_ratio_vs_standard``. With ``fidelity``, probe cells
+with its ``paired_p_value`` and ``n_params_ratio_vs_reference``. With ``fidelity``, probe cells
 (``params.probe: fidelity``, planned after the reference cell they depend on) write, per task, for
 every softmax-approximating attention (sparse, lsh, linear with ``feature_map=favor``):
 ``fidelity_rel_error`` (relative error of its outputs against exact softmax on the trained standard
@@ -33,7 +33,7 @@ seed is saved to ``artifacts/<cell id>.pt`` so the probe cells can reload it.
 No verdict without signal: per task, ``chance_macro_f1`` is the macro-F1 of the best label-blind
 guess (majority class or uniform, on the test labels, with a bootstrap interval), and
 ``task_signal`` is 1 when every seed's reference macro-F1 has its lower 95% bound above it. On a
-task without signal (0) every comparison on it (``macro_f1_diff_vs_standard``,
+task without signal (0) every comparison on it (``macro_f1_diff_vs_reference``,
 ``paired_p_value``, ``macro_f1_gain_vs_no_attention``) keeps its value but has ``status:
 skipped`` and an ``error`` starting with ``no_signal:`` that says why: it is not a finding.
 
@@ -443,10 +443,6 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _record(cell: Cell, metric: str, **kwargs: Any) -> Record:
-    return Record.for_cell(cell, metric, **kwargs)
-
-
 # ------------------------------------------------------------------------------------ suite
 @register_suite
 class AccuracySuite(Suite):
@@ -470,10 +466,10 @@ class AccuracySuite(Suite):
                    summary=True),
         MetricSpec("train_time_s_mean", "training time (mean over seeds)", "s", False,
                    summary=True),
-        MetricSpec("macro_f1_diff_vs_standard", "Δ macro-F1 vs the reference", "f1", True,
+        MetricSpec("macro_f1_diff_vs_reference", "Δ macro-F1 vs the reference", "f1", True,
                    format="signed", summary=True),
         MetricSpec("paired_p_value", "paired p-value", "p", summary=True),
-        MetricSpec("n_params_ratio_vs_standard", "parameters / the reference's", "ratio",
+        MetricSpec("n_params_ratio_vs_reference", "parameters / the reference's", "ratio",
                    summary=True),
         MetricSpec("fidelity_rel_error", "fidelity relative error", "fraction", False,
                    summary=True),
@@ -601,7 +597,7 @@ class AccuracySuite(Suite):
                       if media else
                       "no text data: pass --data-files train=PATH,test=PATH or --dataset NAME "
                       "to run the text task")
-            return [_record(cell, "macro_f1", status="skipped", error=reason)]
+            return [self.record(cell, "macro_f1", status="skipped", error=reason)]
         seed = int(cell.params["seed"])
         train = params.train_for(entry)
         ctx.progress(0.0, f"{cell.label} {entry.key}: loading data")
@@ -610,7 +606,7 @@ class AccuracySuite(Suite):
         try:
             task = load_cached(entry.name, _task_kwargs(entry, params, ctx), ctx.model)
         except TaskUnavailable as err:  # e.g. the speech task without espeak-ng
-            return [_record(cell, "macro_f1", status="skipped", error=str(err))]
+            return [self.record(cell, "macro_f1", status="skipped", error=str(err))]
         baseline = cell.attention == BASELINE
         spec = AttentionSpec("standard" if baseline else cell.attention, dict(cell.options),
                              cell.label)
@@ -634,16 +630,13 @@ class AccuracySuite(Suite):
             torch.save({k: v.cpu() for k, v in result.model.state_dict().items()},
                        artifacts / f"{cell.id}.pt")
         records = [
-            _record(cell, "macro_f1", unit="f1", higher_is_better=True,
-                    **scores["macro_f1"].record_fields()),
-            _record(cell, "accuracy", unit="fraction", higher_is_better=True,
-                    **scores["accuracy"].record_fields()),
-            _record(cell, "val_macro_f1", value=result.best_val_score, unit="f1",
-                    higher_is_better=True, n=len(task.validation)),
-            _record(cell, "train_time_s", value=result.train_time_s, unit="s",
-                    higher_is_better=False, n=1),
-            _record(cell, "n_params", value=result.n_params, unit="count", n=1),
-            _record(cell, "best_step", value=result.best_step, unit="steps", n=1),
+            self.record(cell, "macro_f1", **scores["macro_f1"].record_fields()),
+            self.record(cell, "accuracy", **scores["accuracy"].record_fields()),
+            self.record(cell, "val_macro_f1", value=result.best_val_score,
+                        n=len(task.validation)),
+            self.record(cell, "train_time_s", value=result.train_time_s, n=1),
+            self.record(cell, "n_params", value=result.n_params, n=1),
+            self.record(cell, "best_step", value=result.best_step, n=1),
         ]
         records += input_records(cell, task.info)
         score = probs[:, 1] if probs.shape[1] == 2 else probs.max(axis=1)
@@ -669,23 +662,21 @@ class AccuracySuite(Suite):
 
     def _summary_record(self, first: Record, task_key: str, metric: str, **kwargs: Any
                         ) -> Record:
-        return Record(suite=self.name, attention=first.attention, options=dict(first.options),
-                      params={"task": task_key, "config": first.params.get("config")},
-                      metric=metric, label=first.label or first.attention, **kwargs)
+        return self.record(first, metric,
+                           params={"task": task_key, "config": first.params.get("config")},
+                           **kwargs)
 
     def _means(self, task_key: str, by_metric: dict[str, list[Record]]) -> list[Record]:
         from harness.measure.stats import t_interval
 
         out = []
-        for metric, unit, hib in (("macro_f1", "f1", True), ("accuracy", "fraction", True),
-                                  ("train_time_s", "s", False)):
+        for metric in ("macro_f1", "accuracy", "train_time_s"):
             rows = sorted(by_metric.get(metric, []), key=lambda r: r.params["seed"])
             if not rows:
                 continue
             est = t_interval([r.value for r in rows])  # ci_method "t": Student-t over seeds
             out.append(self._summary_record(
-                rows[0], task_key, f"{metric}_mean", unit=unit, higher_is_better=hib,
-                **est.record_fields()))
+                rows[0], task_key, f"{metric}_mean", **est.record_fields()))
         return out
 
     def _load_artifact(self, ctx: RunContext, cell_id: str | None) -> dict[str, Any] | None:
@@ -731,13 +722,13 @@ class AccuracySuite(Suite):
         first = refs[0]
         chance = chance_macro_f1(np.asarray(art["labels"]), n_boot=params.n_boot,
                                  seed=int(first.params["seed"]))
-        out = [self._summary_record(first, task_key, "chance_macro_f1", unit="f1",
+        out = [self._summary_record(first, task_key, "chance_macro_f1",
                                     **chance.record_fields())]
         lows = [r.ci_low for r in refs]
         assert chance.value is not None
         if any(low is None for low in lows):
             out.append(self._summary_record(
-                first, task_key, "task_signal", unit="flag", status="skipped", n=len(refs),
+                first, task_key, "task_signal", status="skipped", n=len(refs),
                 error="no interval on the reference's macro-F1 (n_boot < 2): signal unknown"))
             return out, None
         worst = min(low for low in lows if low is not None)
@@ -747,8 +738,8 @@ class AccuracySuite(Suite):
             f" chance {chance.value:.3f} (majority class / uniform guess) on {task_key}; the"
             " task did not learn within its budget, so differences on it are not findings")
         out.append(self._summary_record(
-            first, task_key, "task_signal", value=float(has_signal), unit="flag",
-            higher_is_better=True, n=len(refs), error=reason))
+            first, task_key, "task_signal", value=float(has_signal), n=len(refs),
+            error=reason))
         return out, reason
 
     def _comparisons(self, mine: list[Record], params: AccuracyParams, ctx: RunContext
@@ -781,23 +772,23 @@ class AccuracySuite(Suite):
                 gain = self._paired(rows, bases, params.n_boot, ctx)
                 if gain is not None:
                     out.append(self._summary_record(
-                        first, task_key, "macro_f1_gain_vs_no_attention", unit="f1",
-                        higher_is_better=True, **{**gain.difference.record_fields(), **verdict}))
+                        first, task_key, "macro_f1_gain_vs_no_attention",
+                        **{**gain.difference.record_fields(), **verdict}))
             if _is_reference(first, ctx):
                 continue
             if task_key in ref_sizes and (task_key, label) in sizes:
                 out.append(self._summary_record(
-                    first, task_key, "n_params_ratio_vs_standard",
-                    value=sizes[(task_key, label)] / ref_sizes[task_key], unit="ratio", n=1))
+                    first, task_key, "n_params_ratio_vs_reference",
+                    value=sizes[(task_key, label)] / ref_sizes[task_key], n=1))
             diff = self._paired(rows, refs, params.n_boot, ctx)
             if diff is None:
                 continue
             out.append(self._summary_record(
-                first, task_key, "macro_f1_diff_vs_standard", unit="f1", higher_is_better=True,
+                first, task_key, "macro_f1_diff_vs_reference",
                 **{**diff.difference.record_fields(), **verdict}))
             p_error = None if diff.p_value is not None else "n_boot < 2: no test"
             out.append(self._summary_record(
-                first, task_key, "paired_p_value", value=diff.p_value, unit="p",
+                first, task_key, "paired_p_value", value=diff.p_value,
                 n=diff.difference.n, **(verdict or {"error": p_error})))
         return out
 
@@ -841,12 +832,9 @@ class AccuracySuite(Suite):
                            device=ctx.device, trim_padding=train.trim_padding)
         scores = score_predictions(y, preds, n_boot=params.n_boot)
         ctx.progress(1.0, f"fidelity {cell.label} on {task_key}: done")
-        records = [
-            Record.for_cell(cell, "fidelity_rel_error", unit="fraction",
-                            higher_is_better=False, **est.record_fields()),
-            Record.for_cell(cell, "swap_macro_f1", unit="f1", higher_is_better=True,
-                            **scores["macro_f1"].record_fields()),
+        # the same identity as the other per-task summaries (no seed)
+        where = {"task": task_key, "config": cell.params.get("config")}
+        return [
+            self.record(cell, "fidelity_rel_error", params=where, **est.record_fields()),
+            self.record(cell, "swap_macro_f1", params=where, **scores["macro_f1"].record_fields()),
         ]
-        for r in records:  # the same identity as the other per-task summaries (no seed)
-            r.params = {"task": task_key, "config": cell.params.get("config")}
-        return records

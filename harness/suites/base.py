@@ -99,7 +99,11 @@ class MetricSpec:
     ``headline`` marks the suite's headline metric (one per suite); ``format`` is one of
     :data:`FORMATS`; ``summary`` is True for metrics written by ``Suite.summarize``;
     ``gated=False`` keeps a metric out of `harness compare`'s verdict and power (shown only),
-    e.g. a figure computed from timings the suite already gates.
+    e.g. a figure computed from timings the suite already gates; ``compared`` marks a metric the
+    suite's summary compares with the run's reference (bias: ``<name>_diff_vs_reference``).
+
+    Records are built from the spec (:meth:`Suite.record`), so ``unit`` and ``higher_is_better``
+    are written here only.
     """
 
     name: str
@@ -111,6 +115,7 @@ class MetricSpec:
     summary: bool = False
     description: str = ""
     gated: bool = True
+    compared: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -121,7 +126,8 @@ class MetricSpec:
         return {"name": self.name, "display": self.display, "unit": self.unit,
                 "higher_is_better": self.higher_is_better, "headline": self.headline,
                 "format": self.format, "summary": self.summary,
-                "description": self.description, "gated": self.gated}
+                "description": self.description, "gated": self.gated,
+                "compared": self.compared}
 
 
 class DataOptions(SuiteParams):
@@ -279,6 +285,37 @@ class Suite(ABC):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise TypeError(f"suite {cls.__name__}: metrics declared twice: {dupes}")
+
+    @classmethod
+    def metric_spec(cls, metric: str) -> MetricSpec:
+        """The declared :class:`MetricSpec` of ``metric``; ValueError when the suite does not
+        declare it."""
+        for spec in cls.metrics:
+            if spec.name == metric:
+                return spec
+        raise ValueError(f"suite {cls.name!r} does not declare a metric {metric!r}; add a"
+                         f" MetricSpec for it to {cls.__qualname__}.metrics")
+
+    @classmethod
+    def record(cls, source: Cell | Record, metric: str, *, params: dict[str, Any] | None = None,
+               per_group: bool = False, **fields: Any) -> Record:
+        """A record of the declared ``metric`` (unit and direction from its MetricSpec, so no
+        call site types them) for ``source``: a cell, or a record whose attention, options and
+        label it shares (a summary). ``params`` replaces the source's; ``fields`` are the other
+        record fields (value, n, status, ...). ValueError for an undeclared metric.
+
+        ``per_group=True``: one group's rate in a group audit (e.g. its accuracy), written
+        without a direction whatever the metric's: compare judges the gaps between groups,
+        not each group."""
+        spec = cls.metric_spec(metric)
+        given = sorted({"unit", "higher_is_better"} & fields.keys())
+        if given:
+            raise TypeError(f"{cls.name}/{metric}: {', '.join(given)} come from the metric's"
+                            " MetricSpec; do not pass them")
+        return Record(suite=cls.name, attention=source.attention, options=dict(source.options),
+                      params=dict(source.params if params is None else params), metric=metric,
+                      label=source.label or source.attention, unit=spec.unit,
+                      higher_is_better=None if per_group else spec.higher_is_better, **fields)
 
     @abstractmethod
     def plan(

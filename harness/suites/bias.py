@@ -13,16 +13,17 @@ Two kinds of cell per attention and seed (every attention gets the same :class:`
   ``--dataset``, capped by ``text``) and runs the counterfactual and template probes on it;
   without external data the cell is recorded as skipped.
 
-``summarize`` compares every bias metric of each variant with ``standard`` on the same examples:
-a paired bootstrap over test examples from the per-example outputs each cell saves to
-``artifacts/<cell id>.json`` (``params.ci_method = "paired_bootstrap"``), or, when those files are
-missing, a normal approximation from the two records' intervals assuming independence
+``summarize`` compares every bias metric of each variant with the run's reference (profile
+``reference``, ``standard`` by default) on the same examples: a paired bootstrap over test
+examples from the per-example outputs each cell saves to ``artifacts/<cell id>.json``
+(``params.ci_method = "paired_bootstrap"``), or, when those files are missing, a normal
+approximation from the two records' intervals assuming independence
 (``"normal_approx"``). Those intervals cover the sampling of test examples only, not training
 randomness; with two or more seeds a ``seed: "all"`` record adds the mean difference over seeds
 with a t-interval (``"t_over_seeds"``).
 
 Flags: every comparison of an efficient attention tests one-sided whether it is more than
-``min_increase`` more biased than standard (``increase_p_value``: a Wald test on the paired
+``min_increase`` more biased than the reference (``increase_p_value``: a Wald test on the paired
 bootstrap's standard error, or Student's t over seeds). The comparisons of one attention at one
 seed (or ``all``) and one planted strength (or data source) are one family: their p-values are
 adjusted together (``multiplicity``: Holm by default, or Benjamini-Hochberg;
@@ -97,8 +98,6 @@ __all__ = [
     "TextProbeParams",
 ]
 
-#: Metrics compared with ``standard`` in the summary, with whether higher is better.
-BIAS_METRICS = {**GAP_METRICS, "bias_amplification": False, "flip_rate": False, "score_gap": False}
 _NONE = "none"
 def _default_train() -> TrainParams:
     return TrainParams(steps=200, batch_size=32, lr=2e-3, eval_every=50, hidden_size=32,
@@ -170,7 +169,7 @@ class BiasParams(SuiteParams):
     """Parameters of the bias suite (see the module doc for the cells they plan).
 
     ``min_increase``: the practical-significance floor. ``significant_increase`` tests whether a
-    variant is more than this margin more biased than standard (0: any increase). Scores and
+    variant is more than this margin more biased than the reference (0: any increase). Scores and
     rates live on [0, 1], so one margin fits every bias metric; it keeps negligible but
     "significant" differences (e.g. 0.005 in the positive score of a saturated model) from
     raising flags.
@@ -291,15 +290,14 @@ def _fingerprint(*parts: Any) -> str:
 
 
 def _rec(cell: Cell, metric: str, params: dict[str, Any], est: Estimate | None = None, *,
-         value: float | None = None, unit: str | None = "fraction", hib: bool | None = None,
-         n: int | None = None, status: str = "ok", error: str | None = None) -> Record:
+         value: float | None = None, n: int | None = None, status: str = "ok",
+         error: str | None = None, per_group: bool = False) -> Record:
+    """A record of a metric :class:`BiasSuite` declares (see ``Suite.record``)."""
     fields = est.record_fields() if est is not None else {"value": value, "n": n}
     if n is not None:
         fields["n"] = n
-    rec = Record.for_cell(cell, metric, unit=unit, higher_is_better=hib, status=status,
-                          error=error, **fields)
-    rec.params = params
-    return rec
+    return BiasSuite.record(cell, metric, params=params, status=status, error=error,
+                            per_group=per_group, **fields)
 
 
 def _abs_estimate(est: Estimate) -> Estimate:
@@ -325,7 +323,7 @@ def _audit_records(cell: Cell, base: dict[str, Any], task: TaskData, pred: np.nd
     assert split.groups is not None
     y = split.labels.numpy()
     out: list[Record] = [_rec(cell, "accuracy", {**base, "axis": "all"},
-                              value=float((pred == y).mean()), n=len(y), hib=True)]
+                              value=float((pred == y).mean()), n=len(y))]
     pos = params.positive_label
     for axis in params.audit_axes:
         g = np.asarray(split.groups[axis])
@@ -340,9 +338,9 @@ def _audit_records(cell: Cell, base: dict[str, Any], task: TaskData, pred: np.nd
         for group in audit.groups:
             for metric in GROUP_METRICS:
                 out.append(_rec(cell, metric, {**base, "axis": axis, "group": group},
-                                audit.per_group[group][metric]))
-        for metric, hib in GAP_METRICS.items():
-            out.append(_rec(cell, metric, {**base, "axis": axis}, audit.gaps[metric], hib=hib))
+                                audit.per_group[group][metric], per_group=True))
+        for metric in GAP_METRICS:
+            out.append(_rec(cell, metric, {**base, "axis": axis}, audit.gaps[metric]))
     axis, group = params.corpus.bias_axis, params.corpus.bias_group
     train_groups = task.train.groups or {}
     in_group = np.asarray(split.groups[axis]) == group
@@ -350,7 +348,7 @@ def _audit_records(cell: Cell, base: dict[str, Any], task: TaskData, pred: np.nd
                              split.groups[axis], group, positive=pos, n_boot=params.n_boot,
                              seed=derive_seed(seed, "amplification"), strata=in_group * 2 + y)
     where = {**base, "axis": axis}
-    out.append(_rec(cell, "bias_amplification", where, amp.amplification, hib=False))
+    out.append(_rec(cell, "bias_amplification", where, amp.amplification))
     out.append(_rec(cell, "model_association", where, amp.model_association))
     out.append(_rec(cell, "data_association", where, value=amp.data_association,
                     n=len(task.train)))
@@ -391,12 +389,11 @@ def _counterfactual_records(
             res = counterfactual_from_scores(labels[idx], pred_o[idx], pred_s, score_o[idx],
                                              score_s)
             out += [
-                _rec(cell, "flip_rate", where, res.flip_rate, hib=False),
-                _rec(cell, "score_gap", where, _abs_estimate(res.score_gap), unit="score",
-                     hib=False),
-                _rec(cell, "score_difference", where, res.score_gap, unit="score"),
-                _rec(cell, "score_gap_p_value", where, value=res.p_value, unit="p", n=res.n),
-                _rec(cell, "worst_case_accuracy", where, res.worst_case_accuracy, hib=True),
+                _rec(cell, "flip_rate", where, res.flip_rate),
+                _rec(cell, "score_gap", where, _abs_estimate(res.score_gap)),
+                _rec(cell, "score_difference", where, res.score_gap),
+                _rec(cell, "score_gap_p_value", where, value=res.p_value, n=res.n),
+                _rec(cell, "worst_case_accuracy", where, res.worst_case_accuracy),
             ]
             sections[f"{name}/{direction}"] = {
                 "flip": (pred_o[idx] != pred_s).astype(int).tolist(),
@@ -439,11 +436,9 @@ def _template_records(cell: Cell, base: dict[str, Any], scorer: Scorer,
             res = template_from_scores(keys, groups, scores[mine], a, b)
             where = {**base, "axis": axis, "attribute": attribute, "comparison": f"{a}-{b}"}
             out += [
-                _rec(cell, "score_gap", where, _abs_estimate(res.score_gap), unit="score",
-                     hib=False),
-                _rec(cell, "score_difference", where, res.score_gap, unit="score"),
-                _rec(cell, "score_gap_p_value", where, value=res.p_value, unit="p",
-                     n=res.n_pairs),
+                _rec(cell, "score_gap", where, _abs_estimate(res.score_gap)),
+                _rec(cell, "score_difference", where, res.score_gap),
+                _rec(cell, "score_gap_p_value", where, value=res.p_value, n=res.n_pairs),
             ]
             delta = pair_differences(keys, groups, scores[mine], a, b)
             sections[f"{axis}/{attribute}/{a}-{b}"] = {
@@ -455,26 +450,19 @@ def _template_records(cell: Cell, base: dict[str, Any], scorer: Scorer,
 # ---------------------------------------------------------------------------------------------
 # the suite
 
-#: Display names of the compared metrics (their ``<metric>_diff_vs_standard`` records follow).
-_COMPARED = {
-    "demographic_parity_difference": "demographic-parity difference",
-    "demographic_parity_ratio": "demographic-parity ratio",
-    "equalized_odds_difference": "equalized-odds difference",
-    "bias_amplification": "bias amplification",
-    "flip_rate": "counterfactual flip rate",
-    "score_gap": "score gap",
-}
-_METRIC_SPECS = (
-    MetricSpec("demographic_parity_difference", _COMPARED["demographic_parity_difference"],
-               "fraction", False, headline=True,
+#: The cell metrics (``compared=True``: the summary compares them with the run's reference, as
+#: ``<metric>_diff_vs_reference``).
+_CELL_SPECS = (
+    MetricSpec("demographic_parity_difference", "demographic-parity difference", "fraction",
+               False, headline=True, compared=True,
                description="on the planted axis of the controlled probe"),
-    MetricSpec("demographic_parity_ratio", _COMPARED["demographic_parity_ratio"], "fraction",
-               True),
-    MetricSpec("equalized_odds_difference", _COMPARED["equalized_odds_difference"], "fraction",
-               False),
-    MetricSpec("bias_amplification", _COMPARED["bias_amplification"], "fraction", False),
-    MetricSpec("flip_rate", _COMPARED["flip_rate"], "fraction", False),
-    MetricSpec("score_gap", _COMPARED["score_gap"], "score", False),
+    MetricSpec("demographic_parity_ratio", "demographic-parity ratio", "fraction", True,
+               compared=True),
+    MetricSpec("equalized_odds_difference", "equalized-odds difference", "fraction", False,
+               compared=True),
+    MetricSpec("bias_amplification", "bias amplification", "fraction", False, compared=True),
+    MetricSpec("flip_rate", "counterfactual flip rate", "fraction", False, compared=True),
+    MetricSpec("score_gap", "score gap", "score", False, compared=True),
     MetricSpec("selection_rate", "selection rate", "fraction"),
     MetricSpec("tpr", "true-positive rate", "fraction"),
     MetricSpec("fpr", "false-positive rate", "fraction"),
@@ -486,9 +474,14 @@ _METRIC_SPECS = (
     MetricSpec("score_gap_p_value", "score-gap p-value", "p"),
     MetricSpec("worst_case_accuracy", "worst-case accuracy", "fraction", True),
     MetricSpec("train_time_s", "training time", "s", False),
-    *(MetricSpec(f"{m}_diff_vs_standard", f"Δ {display} vs the reference", None,
-                 m == "demographic_parity_ratio", format="signed", summary=True)
-      for m, display in _COMPARED.items()),
+)
+#: The compared metrics and whether higher is better (from their specs).
+BIAS_METRICS = {m.name: m.higher_is_better for m in _CELL_SPECS if m.compared}
+_METRIC_SPECS = (
+    *_CELL_SPECS,
+    *(MetricSpec(f"{m.name}_diff_vs_reference", f"Δ {m.display} vs the reference", m.unit,
+                 m.higher_is_better, format="signed", summary=True)
+      for m in _CELL_SPECS if m.compared),
     MetricSpec("significant_increase", "significant increase vs the reference", "flag", False,
                summary=True, description="over seeds: more than min_increase more biased than"
                " the reference, after multiplicity control within the attention's family"),
@@ -589,8 +582,8 @@ class BiasSuite(Suite):
         ctx.progress(0.95, f"{cell.label}: template probe")
         tp, tp_sections = _template_records(cell, {**base, "probe": "template"}, scorer, params)
         records += cf + tp
-        records.append(_rec(cell, "train_time_s", base, value=result.train_time_s, unit="s",
-                            hib=False, n=params.train.steps))
+        records.append(_rec(cell, "train_time_s", base, value=result.train_time_s,
+                            n=params.train.steps))
         test = PredictionSet("test", pred, score, texts=task.test.texts,
                              labels=task.test.labels.tolist(), groups=task.test.groups)
         extra = self._probe_set(cell, base, scorer, task, params, ctx, records, [test])
@@ -632,15 +625,15 @@ class BiasSuite(Suite):
         texts = task.test.texts or []
         y = task.test.labels.numpy()
         records = [_rec(cell, "accuracy", {**base, "axis": "all"},
-                        value=float((pred == y).mean()), n=len(y), hib=True)]
+                        value=float((pred == y).mean()), n=len(y))]
         cf, cf_sections = _counterfactual_records(
             cell, {**base, "probe": "counterfactual", "source": "text"}, texts, y, scorer,
             params, original=(pred, score))
         ctx.progress(0.95, f"{cell.label}: template probe")
         tpl, tp_sections = _template_records(cell, {**base, "probe": "template"}, scorer, params)
         records += cf + tpl
-        records.append(_rec(cell, "train_time_s", base, value=result.train_time_s, unit="s",
-                            hib=False, n=(tp.train or params.train).steps))
+        records.append(_rec(cell, "train_time_s", base, value=result.train_time_s,
+                            n=(tp.train or params.train).steps))
         test = PredictionSet("test", pred, score, texts=texts, labels=y.tolist())
         extra = self._probe_set(cell, base, scorer, task, params, ctx, records, [test])
         self._save(cell, ctx, params, {"counterfactual": cf_sections, "template": tp_sections,
@@ -681,7 +674,7 @@ class BiasSuite(Suite):
 
     def summarize(self, records: list[Record], params: BiasParams,
                   ctx: RunContext) -> list[Record]:
-        """Each variant's bias metrics minus ``standard``'s on the same probe and seed, and, with
+        """Each variant's bias metrics minus the reference's on the same probe and seed, and, with
         two or more seeds, the mean difference over seeds with a t-interval (``seed: "all"``),
         which also covers training randomness; then the flags, family by family."""
         probe_shifts = [] if params.probe_set is None else summarize_probe_set(
@@ -694,6 +687,8 @@ class BiasSuite(Suite):
                      for r in mine if ctx.is_reference(r.label or r.attention)}
         if not reference:
             return probe_shifts
+        # another backend of the reference's attention is a sanity check, not a finding
+        ref_attentions = {r.attention for r in reference.values()}
         cache: dict[str, dict[str, Any] | None] = {}
         out: list[Record] = []
         tests: list[tuple[Record, dict[str, Any], Estimate]] = []
@@ -707,7 +702,7 @@ class BiasSuite(Suite):
             est, method = self._difference(r, ref, params, ctx, cache)
             where = {**r.params, "ci_method": method}
             out.append(self._diff_record(r, where, est))
-            if r.attention != "standard":  # another standard backend is a sanity check
+            if r.attention not in ref_attentions:
                 tests.append((r, where, est))
             if "seed" in r.params:
                 rest = {k: v for k, v in r.params.items() if k != "seed"}
@@ -723,23 +718,21 @@ class BiasSuite(Suite):
                      "ci_method": "t_over_seeds"}
             est = t_interval(values)
             out.append(self._diff_record(first, where, est))
-            if first.attention != "standard":
+            if first.attention not in ref_attentions:
                 tests.append((first, where, est))
         return out + self._flags(tests, params) + probe_shifts
 
     def _diff_record(self, r: Record, where: dict[str, Any], est: Estimate) -> Record:
-        """``<metric>_diff_vs_standard``: variant minus standard with its interval."""
-        return Record(suite=self.name, attention=r.attention, options=dict(r.options),
-                      params=where, metric=f"{r.metric}_diff_vs_standard", unit=r.unit,
-                      higher_is_better=BIAS_METRICS[r.metric], label=r.label,
-                      **est.record_fields())
+        """``<metric>_diff_vs_reference``: variant minus the reference with its interval."""
+        return self.record(r, f"{r.metric}_diff_vs_reference", params=where,
+                           **est.record_fields())
 
     def _flags(self, tests: list[tuple[Record, dict[str, Any], Estimate]],
                params: BiasParams) -> list[Record]:
-        """Tests of "more biased than standard", with multiplicity control per family.
+        """Tests of "more biased than the reference", with multiplicity control per family.
 
-        Each comparison tests ``H0: the variant is at most min_increase more biased than
-        standard`` one-sided (``increase_p_value``); the p-values of one family (one attention,
+        Each comparison tests ``H0: the variant is at most min_increase more biased than the
+        reference`` one-sided (``increase_p_value``); the p-values of one family (one attention,
         one seed or ``all``, one planted strength or data source) are adjusted together with
         ``params.multiplicity`` (``increase_p_adjusted``, whose ``n`` is the family size).
 
@@ -777,35 +770,32 @@ class BiasSuite(Suite):
         single: dict[tuple[str, str], tuple[Record, dict[str, Any]]] = {}
         for (r, where, est), p_raw, p_adj, size in zip(tests, raw, adjusted, sizes, strict=True):
             flag_params = {**where, "metric": r.metric}
-            common = {"suite": self.name, "attention": r.attention, "options": dict(r.options),
-                      "params": flag_params, "label": r.label}
+            common = {"source": r, "params": flag_params}
             missing = None if p_adj is not None else "no standard error for the difference"
             group = (r.label or r.attention, str(where.get("strength", where.get("source"))))
             if where.get("seed") == "all":
                 over_seeds.add(group)
                 worse = None if p_adj is None else float(p_adj <= params.alpha)
-                out.append(Record(**common, metric="significant_increase", value=worse,
-                                  unit="flag", higher_is_better=False, n=est.n, error=missing))
+                out.append(self.record(**common, metric="significant_increase", value=worse,
+                                       n=est.n, error=missing))
             else:
                 single.setdefault(group, (r, where))
             out += [
-                Record(**common, metric="increase_p_value", value=p_raw, unit="p", n=est.n,
-                       error=missing),
-                Record(**common, metric="increase_p_adjusted", value=p_adj, unit="p", n=size,
-                       error=missing),
+                self.record(**common, metric="increase_p_value", value=p_raw, n=est.n,
+                            error=missing),
+                self.record(**common, metric="increase_p_adjusted", value=p_adj, n=size,
+                            error=missing),
             ]
         for group, (r, where) in sorted(single.items(), key=lambda kv: kv[0]):
             if group in over_seeds:
                 continue
             keep = {k: where[k] for k in ("probe", "planted", "strength", "source", "data")
                     if k in where}
-            out.append(Record(
-                suite=self.name, attention=r.attention, options=dict(r.options), label=r.label,
-                params={**keep, "seed": "all"}, metric="significant_increase", unit="flag",
-                higher_is_better=False, status="skipped",
+            out.append(self.record(
+                r, "significant_increase", params={**keep, "seed": "all"}, status="skipped",
                 error="a verdict on the attention needs two or more seeds (one seed's interval"
                 " covers test sampling, not training randomness); see increase_p_adjusted for"
-                " this model against standard's"))
+                " this model against the reference's"))
         return out
 
     def _difference(self, r: Record, ref: Record, params: BiasParams, ctx: RunContext,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.records import Cell, Record
-from harness.suites.base import MetricSpec
+from harness.suites.base import MetricSpec, get_suite
 
 __all__ = ["INPUT_METRIC_SPECS", "input_records"]
 
@@ -29,13 +29,11 @@ INPUT_METRIC_SPECS = (
 )
 
 
-def _record(cell: Cell, metric: str, value: float, unit: str, n: int | None,
-            split: str | None = None, hib: bool | None = None) -> Record:
-    rec = Record.for_cell(cell, metric, value=float(value), unit=unit, n=n,
-                          higher_is_better=hib)
-    if split is not None:
-        rec.params = {**rec.params, "split": split}
-    return rec
+def _record(cell: Cell, metric: str, value: float, n: int | None,
+            split: str | None = None) -> Record:
+    """A record of one of :data:`INPUT_METRIC_SPECS`, which the cell's suite declares."""
+    params = None if split is None else {**cell.params, "split": split}
+    return get_suite(cell.suite).record(cell, metric, params=params, value=float(value), n=n)
 
 
 def input_records(cell: Cell, info: Mapping[str, Any] | None) -> list[Record]:
@@ -43,17 +41,15 @@ def input_records(cell: Cell, info: Mapping[str, Any] | None) -> list[Record]:
     info = info or {}
     out: list[Record] = []
     for split, n in (info.get("rows_read") or {}).items():
-        out.append(_record(cell, "rows_read", n, "count", int(n), split))
+        out.append(_record(cell, "rows_read", n, int(n), split))
     sizes = info.get("sizes") or {}
     for split, frac in (info.get("truncated_fraction") or {}).items():
-        out.append(_record(cell, "truncated_fraction", frac, "fraction", sizes.get(split),
-                           split, hib=False))
+        out.append(_record(cell, "truncated_fraction", frac, sizes.get(split), split))
     for split, stats in (info.get("token_lengths") or {}).items():
         for stat in ("median", "p90", "max"):
-            out.append(_record(cell, f"token_length_{stat}", stats[stat], "tokens",
-                               sizes.get(split), split))
+            out.append(_record(cell, f"token_length_{stat}", stats[stat], sizes.get(split),
+                               split))
     if "skipped_files" in info:
         skipped = info["skipped_files"] or []
-        out.append(_record(cell, "skipped_files", len(skipped), "count", len(skipped),
-                           hib=False))
+        out.append(_record(cell, "skipped_files", len(skipped), len(skipped)))
     return out

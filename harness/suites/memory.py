@@ -203,10 +203,7 @@ class MemorySuite(Suite):
         raise RuntimeError(result.error or "memory measurement failed")
 
     def _record(self, cell: Cell, peak: int | None, status: str, error: str | None) -> Record:
-        return Record.for_cell(
-            cell, "peak_bytes", value=peak, unit="bytes", higher_is_better=False, n=1,
-            status=status, error=error,
-        )
+        return self.record(cell, "peak_bytes", value=peak, n=1, status=status, error=error)
 
     def summarize(
         self, records: list[Record], params: MemoryParams, ctx: RunContext
@@ -219,40 +216,33 @@ class MemorySuite(Suite):
             if r.suite == self.name and r.metric == "peak_bytes":
                 groups.setdefault((r.label or r.attention, r.params["mode"]), []).append(r)
         out: list[Record] = []
-        for (label, mode), rows in sorted(groups.items()):
+        for (_label, mode), rows in sorted(groups.items()):
             first = rows[0]
             ok = sorted((r for r in rows if r.status == "ok" and r.value and r.value > 0),
                         key=lambda r: r.params["seq_len"])
             claimed = AttentionSpec(first.attention, first.options).build().claimed_memory[1]
 
-            def rec(metric: str, value=None, first=first, mode=mode, label=label, **kw
-                    ) -> Record:
-                shape = {k: first.params[k] for k in ("heads", "head_dim", "dtype")
-                         if k in first.params}
-                return Record(
-                    suite=self.name, attention=first.attention, options=first.options,
-                    params={"mode": mode, "batch": first.params["batch"], **shape},
-                    metric=metric,
-                    value=value, label=label, **kw,
-                )
+            shape = {k: first.params[k] for k in ("heads", "head_dim", "dtype")
+                     if k in first.params}
+            where = {"mode": mode, "batch": first.params["batch"], **shape}
+
+            def rec(metric: str, value=None, first=first, where=where, **kw) -> Record:
+                return self.record(first, metric, params=where, value=value, **kw)
 
             longest = max((r.params["seq_len"] for r in ok), default=None)
-            out.append(rec("max_seq_len_under_budget", longest, unit="tokens",
-                           higher_is_better=True, n=len(rows)))
-            out.append(rec("claimed_exponent", claimed, unit="exponent"))
+            out.append(rec("max_seq_len_under_budget", longest, n=len(rows)))
+            out.append(rec("claimed_exponent", claimed))
             if len(ok) < 2:
-                out.append(rec("memory_exponent", None, unit="exponent", higher_is_better=False,
-                               status="skipped", n=len(ok),
+                out.append(rec("memory_exponent", None, status="skipped", n=len(ok),
                                error=f"needs >= 2 lengths that ran, got {len(ok)}"))
                 continue
             fit = fit_power_law([r.params["seq_len"] for r in ok], [r.value for r in ok])
-            out.append(rec("memory_exponent", unit="exponent", higher_is_better=False,
-                           **fit.estimate().record_fields()))
+            out.append(rec("memory_exponent", **fit.estimate().record_fields()))
             verdict, reason = exponent_verdict(fit, claimed, params.exponent_tolerance)
             holds = {"holds": 1.0, "constant_dominated": 1.0, "violated": 0.0}.get(verdict)
-            out.append(rec("exponent_matches_claim", holds, unit="bool", n=fit.n_points,
+            out.append(rec("exponent_matches_claim", holds, n=fit.n_points,
                            error=None if holds == 1.0 else reason))
             out.append(rec("constant_dominated", float(verdict == "constant_dominated"),
-                           unit="flag", n=fit.n_points,
+                           n=fit.n_points,
                            error=reason if verdict == "constant_dominated" else None))
         return out

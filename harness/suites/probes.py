@@ -1,4 +1,4 @@
-"""Audits on the user's probe set: per-group scores, paired differences, and shifts vs standard.
+"""Audits on the user's probe set: per-group scores, paired differences, shifts vs the reference.
 
 Every bias cell that trains a model (the planted corpus or the run's text data) scores the probe
 set (:mod:`harness.data.probes`) and writes, per analysis column (each group column and, with two
@@ -22,8 +22,8 @@ same with a bootstrap interval over keys, ``score_difference_p_value`` the paire
 default), ``flip_rate`` the share of cross-level row pairs under a key whose predicted labels
 differ, and ``score_difference`` with a ``template`` param the same per template.
 
-:func:`summarize_probe_set` compares each variant with ``standard`` on the same probe rows
-(``<metric>_shift_vs_standard``, paired t-tests over rows or keys, p-values adjusted per variant
+:func:`summarize_probe_set` compares each variant with the run's reference on the same probe rows
+(``<metric>_shift_vs_reference``, paired t-tests over rows or keys, p-values adjusted per variant
 and cell). ``significant_shift`` needs both an adjusted p below ``alpha`` and a shift of at least
 ``min_shift`` (default 0.01 on the [0, 1] score and rate scales): two backends of one attention
 differ by rounding on every row, which a paired t-test over thousands of rows calls significant.
@@ -36,7 +36,7 @@ all rows (``column: all``) and per level of each group column (``column``, ``gro
 ``pair_difference_bootstrap``, ``pair_difference_p_value`` (paired t-test),
 ``pair_difference_p_adjusted`` (over the cell's subsets, Holm by default) and
 ``pair_a_higher_rate`` (share of rows whose A sentence scores higher, Wilson interval); the
-summary adds ``pair_difference_shift_vs_standard`` per subset (paired t over rows).
+summary adds ``pair_difference_shift_vs_reference`` per subset (paired t over rows).
 
 Every probe cell also records ``probe_truncated_fraction``: the share of probe sentences longer
 than the trained model's ``max_len`` (they are cut, never allowed to change the model).
@@ -70,7 +70,7 @@ from harness.measure.stats import (
     wilson_interval,
 )
 from harness.records import Cell, Record, canonical_json
-from harness.suites.base import MetricSpec, RunContext, SuiteParams
+from harness.suites.base import MetricSpec, RunContext, SuiteParams, get_suite
 
 __all__ = [
     "PROBE_GROUP_METRICS",
@@ -91,6 +91,8 @@ _SHIFTED = {"positive_score": ("mean positive score", "score"),
             "positive_score_gap": ("positive-score gap", "score"),
             "demographic_parity_difference": ("demographic-parity difference", "fraction"),
             "pair_difference": ("wide-pair score difference A − B", "score")}
+#: The shifted gaps between groups (lower is better); the other shifts have no direction.
+_GAPS = ("positive_score_gap", "demographic_parity_difference")
 #: The metrics the probe-set audit adds to the bias suite (the others it writes, e.g.
 #: ``selection_rate`` or ``flip_rate``, the suite already declares).
 PROBE_METRIC_SPECS = (
@@ -112,9 +114,8 @@ PROBE_METRIC_SPECS = (
     MetricSpec("pair_difference_p_value", "wide-pair paired t-test p-value", "p"),
     MetricSpec("pair_difference_p_adjusted", "wide-pair paired t-test p-value, adjusted", "p"),
     MetricSpec("pair_a_higher_rate", "share of rows where A scores higher", "fraction"),
-    *(MetricSpec(f"{m}_shift_vs_standard", f"Δ {display} vs the reference (probe set)", unit,
-                 False if m.endswith(("_gap", "_difference")) and m != "score_difference"
-                 else None, format="signed", summary=True)
+    *(MetricSpec(f"{m}_shift_vs_reference", f"Δ {display} vs the reference (probe set)", unit,
+                 False if m in _GAPS else None, format="signed", summary=True)
       for m, (display, unit) in _SHIFTED.items()),
     MetricSpec("shift_p_value", "shift p-value", "p", summary=True),
     MetricSpec("shift_p_adjusted", "shift p-value, adjusted", "p", summary=True),
@@ -342,13 +343,12 @@ def _ratio_boot(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int) -> Est
 
 
 def _rec(cell: Cell, metric: str, params: dict[str, Any], est: Estimate | None = None, *,
-         value: float | None = None, unit: str | None = "fraction", n: int | None = None,
-         hib: bool | None = None, status: str = "ok", error: str | None = None) -> Record:
+         value: float | None = None, n: int | None = None, status: str = "ok",
+         error: str | None = None, per_group: bool = False) -> Record:
+    """A record of a metric the cell's suite declares (see ``Suite.record``)."""
     fields = est.record_fields() if est is not None else {"value": value, "n": n}
-    rec = Record.for_cell(cell, metric, unit=unit, higher_is_better=hib, status=status,
-                          error=error, **fields)
-    rec.params = params
-    return rec
+    return get_suite(cell.suite).record(cell, metric, params=params, status=status, error=error,
+                                        per_group=per_group, **fields)
 
 
 def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: np.ndarray,
@@ -363,17 +363,16 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
     where = {**base, "probe": PROBE, "set": probe.name}
     pos = (pred == positive).astype(np.int64)
     if probe.wide is not None:
-        out = [_rec(cell, "probe_rows", where, value=float(probe.rows), unit="count",
-                    n=probe.rows)]
+        out = [_rec(cell, "probe_rows", where, value=float(probe.rows), n=probe.rows)]
         out += wide_pair_records(cell, where, probe, score, params, seed)
         return out, {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
                      "positive": pos.tolist()}
     y = np.asarray(label_ids(probe, label_names, num_classes, positive=positive,
                              label_map=params.label_map)) if probe.labels is not None else None
-    out = [_rec(cell, "probe_rows", where, value=float(len(probe)), unit="count", n=len(probe))]
+    out = [_rec(cell, "probe_rows", where, value=float(len(probe)), n=len(probe))]
     if y is not None:
         out.append(_rec(cell, "accuracy", {**where, "column": "all"},
-                        wilson_interval((pred == y).astype(float)), hib=True))
+                        wilson_interval((pred == y).astype(float))))
     for column, levels in probe.analysis_columns().items():
         keep = np.array([v is not None for v in levels])
         lv = [str(v) for v in levels if v is not None]
@@ -389,11 +388,9 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
         for g, metrics in per.items():
             at = {**where, "column": column, "group": g}
             for metric, est in metrics.items():
-                out.append(_rec(cell, metric, at, est, unit="score" if metric ==
-                                "positive_score" else "fraction"))
+                out.append(_rec(cell, metric, at, est, per_group=True))
         for metric, est in gaps.items():
-            out.append(_rec(cell, metric, {**where, "column": column}, est, hib=False,
-                            unit="score" if metric == "positive_score_gap" else "fraction"))
+            out.append(_rec(cell, metric, {**where, "column": column}, est))
     out += _paired_records(cell, where, probe, pos, score, params, seed)
     section = {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
                "positive": pos.tolist()}
@@ -424,11 +421,10 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
             boot = percentile_estimate(float(diff.mean()), diff[idx].mean(axis=1), diff.size)
             flips, pairs = _flip_counts(pos, rows_a, rows_b)
             out += [
-                _rec(cell, "score_difference", at, est, unit="score"),
-                _rec(cell, "score_difference_bootstrap", at, boot, unit="score"),
-                _rec(cell, "score_difference_p_value", at, value=p, unit="p", n=diff.size),
-                _rec(cell, "flip_rate", at, _ratio_boot(flips, pairs, params.n_boot, s),
-                     hib=False),
+                _rec(cell, "score_difference", at, est),
+                _rec(cell, "score_difference_bootstrap", at, boot),
+                _rec(cell, "score_difference_p_value", at, value=p, n=diff.size),
+                _rec(cell, "flip_rate", at, _ratio_boot(flips, pairs, params.n_boot, s)),
             ]
             if p is not None:
                 tested.append((at, p, diff.size))
@@ -440,11 +436,11 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
                 for template, js in sorted(by_template.items()):
                     t_est, _ = _t_estimate(diff[js])
                     out.append(_rec(cell, "score_difference", {**at, "template": template},
-                                    t_est, unit="score"))
+                                    t_est))
     adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
     for (at, _, n), q in zip(tested, adjusted, strict=True):
         out.append(_rec(cell, "score_difference_p_adjusted",
-                        {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=n))
+                        {**at, "multiplicity": params.multiplicity}, value=q, n=n))
     return out
 
 
@@ -462,7 +458,7 @@ def _subset_records(cell: Cell, at: dict[str, Any], probe: ProbeSet, diff: np.nd
         if mask.sum() == 0:
             continue
         est, _ = _t_estimate(diff[mask])
-        out.append(_rec(cell, "score_difference", {**at, "pairs": name}, est, unit="score"))
+        out.append(_rec(cell, "score_difference", {**at, "pairs": name}, est))
     return out
 
 
@@ -498,11 +494,10 @@ def wide_pair_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, score:
         s = derive_seed(seed, "probe_wide", column, group or "")
         idx = resample_indices(d.size, params.n_boot, s)
         out += [
-            _rec(cell, "pair_difference", at, est, unit="score"),
+            _rec(cell, "pair_difference", at, est),
             _rec(cell, "pair_difference_bootstrap", at,
-                 percentile_estimate(float(d.mean()), d[idx].mean(axis=1), d.size),
-                 unit="score"),
-            _rec(cell, "pair_difference_p_value", at, value=p, unit="p", n=int(d.size)),
+                 percentile_estimate(float(d.mean()), d[idx].mean(axis=1), d.size)),
+            _rec(cell, "pair_difference_p_value", at, value=p, n=int(d.size)),
             _rec(cell, "pair_a_higher_rate", at, wilson_interval((d > 0).astype(float))),
         ]
         if p is not None:
@@ -510,7 +505,7 @@ def wide_pair_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, score:
     adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
     for (at, _, k), q in zip(tested, adjusted, strict=True):
         out.append(_rec(cell, "pair_difference_p_adjusted",
-                        {**at, "multiplicity": params.multiplicity}, value=q, unit="p", n=k))
+                        {**at, "multiplicity": params.multiplicity}, value=q, n=k))
     return out
 
 
@@ -550,9 +545,9 @@ def summarize_probe_set(records: list[Record], params: ProbeSetParams, ctx: RunC
         mine, theirs = _artifact(ctx, r.cell, cache), _artifact(ctx, ref.cell, cache)
         if not mine or not theirs or not mine["fingerprint"] == theirs["fingerprint"] \
                 == probe.fingerprint:
-            out.append(_shift_rec(r, "positive_score_shift_vs_standard", r.params,
+            out.append(_shift_rec(r, "positive_score_shift_vs_reference", r.params,
                                   status="skipped", error="no per-example scores of this"
-                                  " probe set for the variant or standard (artifacts missing"
+                                  " probe set for the variant or the reference (artifacts missing"
                                   " or from other probe files)"))
             continue
         out += _shifts(r, probe, mine, theirs, params)
@@ -561,9 +556,9 @@ def summarize_probe_set(records: list[Record], params: ProbeSetParams, ctx: RunC
 
 def _shift_rec(r: Record, metric: str, params: dict[str, Any], est: Estimate | None = None,
                **kwargs: Any) -> Record:
+    """A summary record of ``r``'s variant (a metric its suite declares, see ``Suite.record``)."""
     fields = est.record_fields() if est is not None else {}
-    return Record(suite=r.suite, attention=r.attention, options=dict(r.options), params=params,
-                  metric=metric, label=r.label, **{**fields, **kwargs})
+    return get_suite(r.suite).record(r, metric, params=params, **{**fields, **kwargs})
 
 
 def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
@@ -606,11 +601,9 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                                ("demographic_parity_difference", pos_v, pos_r)):
             d = (_spread(_level_means(v[keep], codes, len(names), idx))
                  - _spread(_level_means(ref[keep], codes, len(names), idx)))
-            out.append(_shift_rec(r, f"{metric}_shift_vs_standard",
+            out.append(_shift_rec(r, f"{metric}_shift_vs_reference",
                                   {**r.params, "column": column},
-                                  percentile_estimate(float(d[0]), d[1:], int(keep.sum())),
-                                  unit="score" if metric == "positive_score_gap" else "fraction",
-                                  higher_is_better=False))
+                                  percentile_estimate(float(d[0]), d[1:], int(keep.sum()))))
     if probe.keys is not None and probe.wide is None:
         for column in probe.group_columns:
             for (a, b), (shared, rows_a, rows_b) in paired_comparisons(
@@ -624,21 +617,19 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                               {**r.params, "column": column, "comparison": f"{a}-{b}"}, est, p))
     adjusted = iter(adjust_pvalues([p for *_, p in tests if p is not None], params.multiplicity))
     for metric, at, est, p in tests:
-        unit = "score" if metric in ("positive_score", "score_difference",
-                                     "pair_difference") else "fraction"
-        out.append(_shift_rec(r, f"{metric}_shift_vs_standard", at, est, unit=unit))
+        out.append(_shift_rec(r, f"{metric}_shift_vs_reference", at, est))
         if p is None:
             continue
         q = next(adjusted)
         where = {**at, "metric": metric}
         out += [
-            _shift_rec(r, "shift_p_value", where, value=p, unit="p", n=est.n),
+            _shift_rec(r, "shift_p_value", where, value=p, n=est.n),
             _shift_rec(r, "shift_p_adjusted", {**where, "multiplicity": params.multiplicity},
-                       value=q, unit="p", n=est.n),
+                       value=q, n=est.n),
             _shift_rec(r, "significant_shift", {**where, "alpha": params.alpha,
                                                 "min_shift": params.min_shift},
                        value=float(q < params.alpha and abs(est.value or 0.0) >= params.min_shift),
-                       unit="flag", higher_is_better=False, n=est.n),
+                       n=est.n),
         ]
     return out
 
@@ -660,7 +651,7 @@ def score_probe_set(cell: Cell, base: dict[str, Any], scorer: Any, task: Any,
         cut = int((np.asarray(counts(probe.texts)) + 1 > task.max_len).sum())
         records.insert(1, _rec(cell, "probe_truncated_fraction",
                                {**base, "probe": PROBE, "set": probe.name},
-                               value=cut / len(probe.texts), n=len(probe.texts), hib=False))
+                               value=cut / len(probe.texts), n=len(probe.texts)))
     labels = label_ids(probe, task.label_names, task.num_classes, positive=positive,
                        label_map=params.label_map) if probe.labels is not None else None
     groups: dict[str, Any] = dict(probe.groups)

@@ -164,11 +164,11 @@ def _side_fields(timing: InterleavedTiming) -> dict:
     return {"noisy": timing.noisy, "load": load}
 
 
-def _metric(cell: Cell, metric: str, timing: InterleavedTiming, unit_scale: float, unit: str,
-            hib: bool) -> Record:
-    """A time per call (median with IQR; every per-round sample kept)."""
+def _metric(cell: Cell, metric: str, timing: InterleavedTiming, unit_scale: float) -> Record:
+    """A time per call (median with IQR; every per-round sample kept); unit and direction from
+    the metric's spec."""
     t = timing.results["measured"]
-    return Record.for_cell(
+    return ThroughputSuite.record(
         cell,
         metric,
         value=t.median_s * unit_scale,
@@ -176,17 +176,16 @@ def _metric(cell: Cell, metric: str, timing: InterleavedTiming, unit_scale: floa
         ci_high=t.q3_s * unit_scale,
         interval="iqr",
         n=t.n,
-        unit=unit,
-        higher_is_better=hib,
         samples=_sig([x * unit_scale for x in t.times]),
         **_side_fields(timing),
     )
 
 
-def _rate(cell: Cell, metric: str, timing: InterleavedTiming, work: float, unit: str) -> Record:
-    """A rate (work / time) with its IQR mapped through the same division."""
+def _rate(cell: Cell, metric: str, timing: InterleavedTiming, work: float) -> Record:
+    """A rate (work / time) with its IQR mapped through the same division; unit and direction
+    from the metric's spec."""
     t = timing.results["measured"]
-    return Record.for_cell(
+    return ThroughputSuite.record(
         cell,
         metric,
         value=work / t.median_s,
@@ -194,8 +193,6 @@ def _rate(cell: Cell, metric: str, timing: InterleavedTiming, work: float, unit:
         ci_high=work / t.q1_s,
         interval="iqr",
         n=t.n,
-        unit=unit,
-        higher_is_better=True,
         samples=_sig([work / x for x in t.times]),
         **_side_fields(timing),
     )
@@ -206,10 +203,10 @@ def _speed_vs_reference(cell: Cell, metric: str, timing: InterleavedTiming,
     """Per-round reference time / measured time: > 1 means faster than the reference."""
     ratios = timing.ratio("reference", "measured")
     summary = median_iqr(ratios)
-    return Record.for_cell(
+    return ThroughputSuite.record(
         cell, metric, value=summary["median"], ci_low=summary["q1"], ci_high=summary["q3"],
-        interval="iqr", n=len(ratios), unit="x", higher_is_better=True, samples=_sig(ratios),
-        reference=reference.label, **_side_fields(timing),
+        interval="iqr", n=len(ratios), samples=_sig(ratios), reference=reference.label,
+        **_side_fields(timing),
     )
 
 
@@ -321,8 +318,8 @@ def _flop_records(cell: Cell, name: str, timing: InterleavedTiming, flops: float
     if not device.startswith("cuda") and dtype == "float32":
         best = min(timing.results["calibration"].times)
         peak = max(peak, calibration_flops / best)
-    rate = _rate(cell, f"{name}_flops_per_s", timing, flops, "FLOP/s")
-    fraction = _rate(cell, f"{name}_peak_fraction", timing, flops / peak, "fraction")
+    rate = _rate(cell, f"{name}_flops_per_s", timing, flops)
+    fraction = _rate(cell, f"{name}_peak_fraction", timing, flops / peak)
     fraction.load = {**(fraction.load or {}), "peak_flops_per_s": float(f"{peak:.6g}"),
                      "peak_dtype": dtype}
     return [rate, fraction]
@@ -334,11 +331,10 @@ def _calibration(cell: Cell, timings: list[InterleavedTiming], flops: float) -> 
              for t in timing.results["calibration"].times]
     summary = median_iqr(rates)
     noisy = "; ".join(sorted({t.noisy for t in timings if t.noisy})) or None
-    return Record.for_cell(
+    return ThroughputSuite.record(
         cell, "calibration_gflops", value=summary["median"], ci_low=summary["q1"],
-        ci_high=summary["q3"], interval="iqr", n=len(rates), unit="GFLOP/s",
-        higher_is_better=None, samples=_sig(rates), noisy=noisy, load=_side_fields(timings[0])[
-            "load"],
+        ci_high=summary["q3"], interval="iqr", n=len(rates), samples=_sig(rates), noisy=noisy,
+        load=_side_fields(timings[0])["load"],
     )
 
 
@@ -557,9 +553,9 @@ class ThroughputSuite(Suite):
                           first.get(name), fresh=name == "backward")
                 first.setdefault(name, t)
                 timings.append(t)
-                records.append(_metric(cell, f"{name}_ms", t, 1e3, "ms", False))
+                records.append(_metric(cell, f"{name}_ms", t, 1e3))
                 if name != "backward":
-                    records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens, "tokens/s"))
+                    records.append(_rate(cell, f"{name}_tokens_per_s", t, tokens))
                 records.append(_speed_vs_reference(cell, f"{name}_speed_vs_reference", t, side))
                 work = type(built).flops(batch, params.heads, n, params.head_dim, resolved, name,
                                          causal=causal)
@@ -632,9 +628,9 @@ class ThroughputSuite(Suite):
             t_train = timer(train, ref_train, f"{cell.label} model train step {at}", t_train)
             t_inf = timer(infer, ref_infer, f"{cell.label} model inference {at}", t_inf)
             windows.append([
-                _rate(cell, "train_steps_per_s", t_train, 1.0, "steps/s"),
+                _rate(cell, "train_steps_per_s", t_train, 1.0),
                 _speed_vs_reference(cell, "train_step_speed_vs_reference", t_train, side),
-                _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch), "tokens/s"),
+                _rate(cell, "inference_tokens_per_s", t_inf, float(n * batch)),
                 _speed_vs_reference(cell, "inference_speed_vs_reference", t_inf, side),
                 _calibration(cell, [t_train, t_inf], flops),
             ])

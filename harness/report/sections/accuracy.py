@@ -132,7 +132,7 @@ def render(view: RunView) -> Section | None:
                                        f"mean of {len(values)} seeds", dots=dots)
             if not seeds and mean is None:
                 continue
-            diff = find(label, task, "macro_f1_diff_vs_standard")
+            diff = find(label, task, "macro_f1_diff_vs_reference")
             gain = find(label, task, "macro_f1_gain_vs_no_attention")
             rows.append({
                 "task": task, "label": label, "color": view.color(label),

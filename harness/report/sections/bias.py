@@ -141,16 +141,16 @@ class _Bias:
 
     def diff(self, label: str, metric: str = "demographic_parity_difference",
              strength: float | None = None) -> list[Record]:
-        """The decisive ``<metric>_diff_vs_standard`` records on the planted axis."""
+        """The decisive ``<metric>_diff_vs_reference`` records on the planted axis."""
         if self.axis is None:
             return []
         where = {k: v for k, v in self.planted_where(strength).items() if k != "group"}
-        return decisive(self.find(f"{metric}_diff_vs_standard", label, **where))
+        return decisive(self.find(f"{metric}_diff_vs_reference", label, **where))
 
     def is_headline(self, r: Record) -> bool:
         """Whether ``r`` (a flag or a difference) is about the headline figure."""
         p = r.params
-        metric = p.get("metric", r.metric.removesuffix("_diff_vs_standard"))
+        metric = p.get("metric", r.metric.removesuffix("_diff_vs_reference"))
         return (metric == "demographic_parity_difference" and p.get("probe") == "controlled"
                 and p.get("axis") == self.axis and _strength(r) == self.strength)
 
@@ -231,13 +231,13 @@ def _flag_rows(bias: _Bias,
                flags: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per raised flag, with the difference (and interval) that raised it."""
     diffs = {(label_of(r), r.metric, canonical_json(r.params)): r
-             for r in bias.records if r.metric.endswith("_diff_vs_standard")}
+             for r in bias.records if r.metric.endswith("_diff_vs_reference")}
     rows = []
     for label, info in flags.items():
         for f in info["raised"]:
             metric = str(f.params.get("metric", "?"))
             rest = {k: v for k, v in f.params.items() if k != "metric"}
-            diff = diffs.get((label, f"{metric}_diff_vs_standard", canonical_json(rest)))
+            diff = diffs.get((label, f"{metric}_diff_vs_reference", canonical_json(rest)))
             rows.append({"label": label, "color": bias.view.color(label),
                          "metric": bias.view.display('bias', metric), "where": bias.where(f),
                          "diff": interval_cell(bias.view, diff),

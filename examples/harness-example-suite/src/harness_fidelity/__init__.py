@@ -77,8 +77,6 @@ class FidelitySuite(Suite):
             out.flatten(2), exact.flatten(2), dim=-1).mean())
         n = params.batch * params.heads
         return [
-            Record.for_cell(cell, "max_abs_error", value=error, unit="abs",
-                            higher_is_better=False, n=n),
-            Record.for_cell(cell, "cosine_similarity", value=cosine, unit="fraction",
-                            higher_is_better=True, n=n),
+            self.record(cell, "max_abs_error", value=error, n=n),  # unit, direction: its spec
+            self.record(cell, "cosine_similarity", value=cosine, n=n),
         ]
