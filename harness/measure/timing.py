@@ -526,6 +526,22 @@ def _block_time(fn: Callable[[], Any], number: int, device: str) -> float:
     return (time.perf_counter() - start) / number
 
 
+def _block_sizes(fns: Mapping[str, Callable[[], Any]], warmup: int, target: float, dev: str,
+                 given: Mapping[str, int] | None) -> dict[str, int]:
+    """Warm each callable up, then the calls per block that last about ``target`` seconds (a
+    probe call each; ``given`` sizes skip it)."""
+    numbers = {}
+    for name, fn in fns.items():
+        for _ in range(max(warmup, 0)):
+            fn()
+        if given and name in given:
+            numbers[name] = max(1, int(given[name]))
+            continue
+        per_call = _block_time(fn, 1, dev)
+        numbers[name] = max(1, math.ceil(target / per_call)) if per_call > 0 else 1
+    return numbers
+
+
 def time_interleaved(
     fns: Mapping[str, Callable[[], Any]],
     *,
@@ -578,18 +594,9 @@ def time_interleaved(
     previous = torch.get_num_threads()
     torch.set_num_threads(used)
     names = list(fns)
-    given = numbers
     try:
-        numbers = {}
-        target = max(_MIN_BLOCK_S, min_run_time / _TARGET_ROUNDS)
-        for name in names:
-            for _ in range(max(warmup, 0)):
-                fns[name]()
-            if given and name in given:
-                numbers[name] = max(1, int(given[name]))
-                continue
-            per_call = _block_time(fns[name], 1, dev)
-            numbers[name] = max(1, math.ceil(target / per_call)) if per_call > 0 else 1
+        numbers = _block_sizes(fns, warmup, max(_MIN_BLOCK_S, min_run_time / _TARGET_ROUNDS),
+                               dev, numbers)
         times: dict[str, list[float]] = {name: [] for name in names}
         monitor = LoadMonitor().start()
         spent = 0.0
