@@ -226,3 +226,25 @@ def test_fix_allocator_without_glibc_changes_nothing(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert timing.fix_allocator() == {"allocator": "default (no glibc mallopt)"}
+
+
+def test_interleaved_block_sizes_given_skip_the_probe_call() -> None:
+    """``numbers`` (an earlier window's block sizes): no probe call, each block that size."""
+    from harness.measure.timing import time_interleaved
+
+    calls = {"a": 0, "b": 0}
+
+    def count(name):
+        def fn():
+            calls[name] += 1
+        return fn
+
+    t = time_interleaved({"a": count("a"), "b": count("b")}, warmup=0, min_run_time=1e-6,
+                         min_rounds=3, max_rounds=3, numbers={"a": 5, "b": 2},
+                         adapt_threads=False)
+    assert t.rounds == 3 and calls == {"a": 15, "b": 6}
+    assert t.results["a"].number_per_run == 5
+    calls.update(a=0, b=0)
+    time_interleaved({"a": count("a"), "b": count("b")}, warmup=0, min_run_time=1e-6,
+                     min_rounds=3, max_rounds=3, adapt_threads=False)
+    assert calls["a"] % 3 == 1  # one probe call, then 3 blocks of the probed size
