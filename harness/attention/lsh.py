@@ -50,6 +50,14 @@ are written into work buffers the module keeps between calls (one module instanc
 called from several threads at once). Buckets come from float reductions and an integer trick
 instead of ``argmax`` (:func:`_angular_buckets_`); on CPU the (bucket, position) keys are sorted
 by value with numpy. Rotations and other shape-only tensors are cached per shape.
+
+``backend='flex'`` computes the same result with FlexAttention (compiled where ``torch.compile``
+works, eager otherwise; :mod:`harness.attention._flex`): the same hashing and sorting, every
+round's sorted q, k, v folded into the head dimension of one call, a block mask in tiles of
+``chunk_size`` sorted rows (tile ``c`` reads tiles ``c - 1`` and ``c``; causal with distinct q
+and k: each query tile's contiguous run of key tiles), a ``mask_mod`` over sorted indices for the
+window, padding, causal bucket band and shared-QK self rule, a ``score_mod`` subtracting ``log``
+of the rounds a pair shares, and the rounds merged by the log-sum-exps FlexAttention returns.
 """
 
 from __future__ import annotations
@@ -916,16 +924,23 @@ class LSHAttention(Attention):
         return self._cached(("flex windows", N, C, dev), build)
 
     def _flex_run(self, qs: Tensor, ks: Tensor, vs: Tensor, counts: Tensor, indices: Tensor,
-                  C: int, mask_mod: Any, score_mod: Any) -> tuple[Tensor, Tensor | None]:
+                  C: int, mask_mod: Any, score_mod: Any, full: bool = False
+                  ) -> tuple[Tensor, Tensor | None]:
         """One FlexAttention call over sorted (B, H * R, N, e) rows: output and log-sum-exp
-        (None for one round)."""
+        (None for one round). ``full``: every listed key tile is wholly visible (the fused
+        kernel then skips ``mask_mod`` there; the eager path applies it everywhere)."""
         from torch.nn.attention.flex_attention import BlockMask
 
         from harness.attention._flex import flex_call_tiled
 
         N = qs.shape[2]
-        block_mask = BlockMask.from_kv_blocks(counts, indices, BLOCK_SIZE=C, mask_mod=mask_mod,
-                                              seq_lengths=(N, N))
+        backward = torch.is_grad_enabled() and (qs.requires_grad or ks.requires_grad
+                                                or vs.requires_grad)
+        tiles = {"full_kv_num_blocks": counts, "full_kv_indices": indices,
+                 "kv_num_blocks": torch.zeros_like(counts), "kv_indices": indices} if full \
+            else {"kv_num_blocks": counts, "kv_indices": indices}
+        block_mask = BlockMask.from_kv_blocks(**tiles, BLOCK_SIZE=C, mask_mod=mask_mod,
+                                              seq_lengths=(N, N), compute_q_blocks=backward)
         scale = 1.0 / math.sqrt(qs.shape[-1])
         if score_mod is None:
             return flex_call_tiled(qs, ks, vs, block_mask, C, self._flex_tiles, scale=scale), None
@@ -1037,11 +1052,13 @@ class LSHAttention(Attention):
         qs = _take(q, perm_q).view(B, H * R, N, d)
         ks = _normalize_keys(qs, grad) if shared else _take(k, perm_k).view(B, H * R, N, d)
         vs = _take(v, perm_k).view(B, H * R, N, -1)
-        out, lse = self._flex_run(qs, ks, vs, counts, indices, C, mask_mod, score_mod)
+        # Distinct q and k, no padding: every key of a window is visible (tiles of C rows).
+        full = buckets is None and not shared and key_padding_mask is None
+        out, lse = self._flex_run(qs, ks, vs, counts, indices, C, mask_mod, score_mod, full)
         dv = vs.shape[-1]
         with torch.no_grad():
             empty = _rounds(empty, B, H, R).gather(-1, inv_q)
-        out = out.view(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
+        out = out.reshape(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
         if R == 1:
             return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
         with torch.no_grad():
@@ -1049,7 +1066,7 @@ class LSHAttention(Attention):
             if has_other is not None:  # a round where a token sees only itself is dropped
                 lonely = ~_rounds(has_other, B, H, R).gather(-1, inv_q)
                 dead = dead | (lonely & (~lonely).any(dim=2, keepdim=True))
-        lse = lse.view(B, H, R, N).gather(-1, inv_q)
+        lse = lse.reshape(B, H, R, N).gather(-1, inv_q)
         return _merge_lse(out, lse, dead)
 
     def _flex_causal_distinct(
@@ -1123,13 +1140,13 @@ class LSHAttention(Attention):
         vs = _take(v, perm_k).view(B, H * R, N, -1)
         out, lse = self._flex_run(qs, ks, vs, counts, indices, C, mask_mod, score_mod)
         dv = vs.shape[-1]
-        out = out.view(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
+        out = out.reshape(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
         out = torch.where(own.unsqueeze(-1), v.unsqueeze(2), out)
         if R == 1:
             return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
         self_lse = ((q * k).sum(dim=-1) * (1.0 / math.sqrt(d))).unsqueeze(2) - torch.log(
             count_own.to(q.dtype))
-        lse = lse.view(B, H, R, N).gather(-1, inv_q)
+        lse = lse.reshape(B, H, R, N).gather(-1, inv_q)
         lse = torch.where(own, self_lse.to(lse.dtype), lse)
         with torch.no_grad():
             dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
