@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["flex_available", "flex_call", "flex_call_tiled", "flex_mode", "flex_tile_candidates"]
+__all__ = ["flex_available", "flex_call", "flex_call_mode", "flex_call_tiled", "flex_mode",
+           "flex_tile_candidates"]
 
 _STATE: dict[str, Any] = {}
 #: Compiled signatures FlexAttention may keep per process (lengths x dtypes x masks of a run).
@@ -45,6 +46,20 @@ def flex_mode() -> str:
     if not _want_compile():
         return "eager (HARNESS_FLEX_COMPILE=0)"
     return _STATE.get("mode", "compiled")
+
+
+def flex_call_mode(q: Tensor, return_lse: bool = False) -> str:
+    """How :func:`flex_call` runs a call on ``q``: :func:`flex_mode`, except that on CPU float64
+    and log-sum-exp calls run eager (torch's compiled CPU FlexAttention takes 32- and 16-bit
+    floats only and returns no log-sum-exp) without switching the process."""
+    mode = flex_mode()
+    if mode != "compiled" or q.device.type != "cpu":
+        return mode
+    if q.dtype == torch.float64:
+        return "eager (compiled CPU FlexAttention takes 32- and 16-bit floats only)"
+    if return_lse:
+        return "eager (compiled CPU FlexAttention returns no log-sum-exp)"
+    return mode
 
 
 def _kernel() -> Callable[..., Tensor]:
@@ -114,9 +129,10 @@ def flex_call(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float | N
     if kernel_options:
         kwargs["kernel_options"] = kernel_options
     fn = _kernel()
-    if q.device.type == "cpu" and q.dtype == torch.float64:
-        # Compiled FlexAttention on CPU takes float32, float16 and bfloat16 only: float64 calls
-        # (the audits' reference precision) run the eager path, without switching the process.
+    if flex_call_mode(q, return_lse) != flex_mode():
+        # Compiled FlexAttention on CPU takes float32, float16 and bfloat16 only (float64 is the
+        # audits' reference precision) and returns no log-sum-exp: such calls run the eager
+        # path, without switching the process.
         from torch.nn.attention.flex_attention import flex_attention as fn
     try:
         with warnings.catch_warnings():

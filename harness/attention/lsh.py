@@ -517,6 +517,7 @@ class LSHAttention(Attention):
         self.seed = seed
         self.backend = backend
         self._flex_tiles: dict[tuple[object, ...], dict[str, int] | None] = {}
+        self._flex_last: str | None = None
         self._static: dict[tuple, object] = {}
         self._scratch_buffers: dict[str, Tensor] = {}
 
@@ -894,18 +895,24 @@ class LSHAttention(Attention):
     def kernel(self) -> str:
         """The kernel that runs (the record of a timing says it)."""
         if self.backend == "flex":
-            from harness.attention._flex import flex_mode
-
-            return f"flex_attention over sorted buckets, {flex_mode()}"
+            return f"flex_attention over sorted buckets, {self._flex_call_mode()}"
         return "sorted chunks + scaled_dot_product_attention"
+
+    def _flex_call_mode(self) -> str:
+        """How the last FlexAttention call ran (before any call: how one would, on CUDA when
+        this machine has it, else on CPU, where several rounds need the eager path)."""
+        from harness.attention._flex import flex_mode
+
+        mode = self._flex_last or flex_mode()
+        if self._flex_last is None and mode == "compiled" and self.n_hashes > 1 \
+                and not torch.cuda.is_available():
+            mode = "eager (compiled CPU FlexAttention returns no log-sum-exp)"
+        return mode
 
     @property
     def claimed_memory(self) -> tuple[str, float]:
-        if self.backend == "flex":
-            from harness.attention._flex import flex_mode
-
-            if not flex_mode().startswith("compiled"):
-                return "O(N^2) with eager FlexAttention (it materializes the scores)", 2.0
+        if self.backend == "flex" and not self._flex_call_mode().startswith("compiled"):
+            return "O(N^2) with eager FlexAttention (it materializes the scores)", 2.0
         return super().claimed_memory
 
     def _flex_windows(self, N: int, C: int, dev: torch.device) -> tuple[Tensor, Tensor]:
@@ -931,14 +938,16 @@ class LSHAttention(Attention):
         kernel then skips ``mask_mod`` there; the eager path applies it everywhere)."""
         from torch.nn.attention.flex_attention import BlockMask
 
-        from harness.attention._flex import flex_call_tiled
+        from harness.attention._flex import flex_call_mode, flex_call_tiled
 
         N = qs.shape[2]
+        self._flex_last = flex_call_mode(qs, score_mod is not None)
         backward = torch.is_grad_enabled() and (qs.requires_grad or ks.requires_grad
                                                 or vs.requires_grad)
+        # (the compiled CPU kernel needs the two index tables to be distinct tensors)
         tiles = {"full_kv_num_blocks": counts, "full_kv_indices": indices,
-                 "kv_num_blocks": torch.zeros_like(counts), "kv_indices": indices} if full \
-            else {"kv_num_blocks": counts, "kv_indices": indices}
+                 "kv_num_blocks": torch.zeros_like(counts), "kv_indices": indices.clone()} \
+            if full else {"kv_num_blocks": counts, "kv_indices": indices}
         block_mask = BlockMask.from_kv_blocks(**tiles, BLOCK_SIZE=C, mask_mod=mask_mod,
                                               seq_lengths=(N, N), compute_q_blocks=backward)
         scale = 1.0 / math.sqrt(qs.shape[-1])
