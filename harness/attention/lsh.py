@@ -1068,8 +1068,9 @@ class LSHAttention(Attention):
         with torch.no_grad():
             empty = _rounds(empty, B, H, R).gather(-1, inv_q)
         out = out.reshape(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
-        if R == 1:
-            return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
+        if R == 1:  # (FlexAttention already gives zeros where a row sees no key)
+            return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0) \
+                if bool(empty.any()) else out[:, :, 0]
         with torch.no_grad():
             dead = empty
             if has_other is not None:  # a round where a token sees only itself is dropped
@@ -1150,7 +1151,8 @@ class LSHAttention(Attention):
         out, lse = self._flex_run(qs, ks, vs, counts, indices, C, mask_mod, score_mod)
         dv = vs.shape[-1]
         out = out.reshape(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
-        out = torch.where(own.unsqueeze(-1), v.unsqueeze(2), out)
+        if bool(own.any()):
+            out = torch.where(own.unsqueeze(-1), v.unsqueeze(2), out)
         if R == 1:
             return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
         self_lse = ((q * k).sum(dim=-1) * (1.0 / math.sqrt(d))).unsqueeze(2) - torch.log(
