@@ -8,6 +8,7 @@ device cannot run is printed with its family's reason. The fastest exact kernel 
 the default to name (docs/PERFORMANCE.md, "Kernels near the limit").
 
     PYTHONPATH=. python scripts/bench_backends.py --lengths 1024 4096 --threads 2
+    PYTHONPATH=. python scripts/bench_backends.py --families lsh --lengths 1024 4096 16384
     HARNESS_FLEX_COMPILE=0 PYTHONPATH=. python scripts/bench_backends.py   # eager FlexAttention
 """
 
@@ -28,15 +29,20 @@ if str(REPO) not in sys.path:
 from harness.attention import attention_class, get_attention  # noqa: E402
 from harness.measure.timing import time_interleaved  # noqa: E402
 
-#: (family, options of the backend); the default kernel is the family with no options.
+#: (family, options of the backend); the default kernel is the family with the same options
+#: less its ``backend_options``.
 BACKENDS = (
     ("standard", {"sdpa_kernel": "flash"}),
     ("standard", {"sdpa_kernel": "math"}),
     ("standard", {"sdpa_kernel": "efficient"}),
     ("standard", {"sdpa_kernel": "cudnn"}),
     ("sparse", {"backend": "flex"}),
+    ("lsh", {"backend": "flex"}),
+    ("lsh", {"backend": "flex", "n_hashes": 2}),
     ("linear", {"backend": "fla"}),
 )
+#: Longest sequence timed on an eager (unfused) FlexAttention path, which holds N x N scores.
+EAGER_MAX_LEN = 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-run-time", type=float, default=1.0)
     p.add_argument("--min-rounds", type=int, default=10)
     p.add_argument("--causal", action="store_true")
+    p.add_argument("--families", nargs="+", default=None,
+                   help="only these families' backends (default: all)")
     args = p.parse_args(argv)
+    known = sorted({name for name, _ in BACKENDS})
+    unknown = sorted(set(args.families or ()) - set(known))
+    if unknown:
+        p.error(f"--families: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.device}, {args.threads} threads, batch 1,"
           f" {args.heads} heads, head_dim {args.head_dim}, forward, causal={args.causal};"
@@ -57,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'backend':<32} {'N':>6} {'rel. diff':>10} {'default ms':>11} {'backend ms':>11}"
           f" {'ratio [IQR]':>20}  kernel")
     for name, options in BACKENDS:
+        if args.families and name not in args.families:
+            continue
+        cls = attention_class(name)
+        base_options = {key: value for key, value in options.items()
+                        if key not in cls.backend_options}
         label = f"{name}[{','.join(f'{k}={v}' for k, v in options.items())}]"
         reason = attention_class(name).device_support(args.device, options)
         if reason:
@@ -67,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
             q, k, v = (torch.randn(1, args.heads, n, args.head_dim, generator=gen)
                        .to(args.device) for _ in range(3))
             mine = get_attention(name, **options).to(args.device)
-            base = get_attention(name).to(args.device)
+            base = get_attention(name, **base_options).to(args.device)
+            kernel = getattr(mine, "kernel", "")
+            if "eager" in kernel and n > EAGER_MAX_LEN:
+                print(f"{label:<32} {n:>6} skipped: {kernel} materializes N x N scores",
+                      flush=True)
+                continue
             with torch.no_grad():
                 started = time.perf_counter()
                 out = mine(q, k, v, causal=args.causal)  # the first call compiles, if it does
@@ -88,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                                       min_rounds=args.min_rounds, adapt_threads=False)
             ratios = timing.ratio("default", "backend")
             q1, med, q3 = statistics.quantiles(ratios, n=4)
-            kernel = getattr(mine, "kernel", "")
+            kernel = getattr(mine, "kernel", "")  # how the timed calls ran
             print(f"{label:<32} {n:>6} {diff:>10.1e}"
                   f" {timing.results['default'].median_s * 1e3:>11.2f}"
                   f" {timing.results['backend'].median_s * 1e3:>11.2f}"

@@ -518,7 +518,8 @@ def test_bad_inputs_raise():
 def test_registry_metadata():
     attn = get_attention("lsh")
     assert isinstance(attn, LSHAttention)
-    assert attn.options == {"chunk_size": 64, "n_hashes": 1, "n_buckets": None, "seed": 0}
+    assert attn.options == {"chunk_size": 64, "n_hashes": 1, "n_buckets": None, "seed": 0,
+                            "backend": "chunks"}
     caps = attn.capabilities
     assert caps.memory_exponent == 1.0 and not caps.cross_lengths and caps.approximates_softmax
 

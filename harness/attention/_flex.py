@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["flex_available", "flex_call", "flex_mode", "flex_tile_candidates"]
+__all__ = ["flex_available", "flex_call", "flex_call_mode", "flex_call_tiled", "flex_mode",
+           "flex_tile_candidates"]
 
 _STATE: dict[str, Any] = {}
 #: Compiled signatures FlexAttention may keep per process (lengths x dtypes x masks of a run).
@@ -45,6 +46,20 @@ def flex_mode() -> str:
     if not _want_compile():
         return "eager (HARNESS_FLEX_COMPILE=0)"
     return _STATE.get("mode", "compiled")
+
+
+def flex_call_mode(q: Tensor, return_lse: bool = False) -> str:
+    """How :func:`flex_call` runs a call on ``q``: :func:`flex_mode`, except that on CPU float64
+    and log-sum-exp calls run eager (torch's compiled CPU FlexAttention takes 32- and 16-bit
+    floats only and returns no log-sum-exp) without switching the process."""
+    mode = flex_mode()
+    if mode != "compiled" or q.device.type != "cpu":
+        return mode
+    if q.dtype == torch.float64:
+        return "eager (compiled CPU FlexAttention takes 32- and 16-bit floats only)"
+    if return_lse:
+        return "eager (compiled CPU FlexAttention returns no log-sum-exp)"
+    return mode
 
 
 def _kernel() -> Callable[..., Tensor]:
@@ -96,24 +111,33 @@ def flex_tile_candidates(block_size: int, device: str) -> list[dict[str, int] | 
 
 def flex_call(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float | None = None,
               return_lse: bool = False, kernel_options: dict[str, int] | None = None,
-              fallback: bool = True) -> Any:
-    """``flex_attention(q, k, v, block_mask=...)``, compiled when possible. With ``fallback``,
+              fallback: bool = True, score_mod: Callable[..., Tensor] | None = None) -> Any:
+    """``flex_attention(q, k, v, block_mask=...)``, compiled when possible; with ``return_lse``
+    ``(out, lse)``, the natural-log log-sum-exp of each row's scores. With ``fallback``,
     a failure of the compiled call switches this process to the eager path (and says so in
     :func:`flex_mode`); without, the error propagates (the caller tries other tiles)."""
     kwargs: dict[str, Any] = {"block_mask": block_mask, "scale": scale}
+    if score_mod is not None:
+        kwargs["score_mod"] = score_mod
     if return_lse:
-        kwargs["return_lse"] = True
+        try:  # torch >= 2.9 returns auxiliary outputs through AuxRequest (return_lse deprecated)
+            from torch.nn.attention.flex_attention import AuxRequest
+
+            kwargs["return_aux"] = AuxRequest(lse=True)
+        except ImportError:  # pragma: no cover - older torch
+            kwargs["return_lse"] = True
     if kernel_options:
         kwargs["kernel_options"] = kernel_options
     fn = _kernel()
-    if q.device.type == "cpu" and q.dtype == torch.float64:
-        # Compiled FlexAttention on CPU takes float32, float16 and bfloat16 only: float64 calls
-        # (the audits' reference precision) run the eager path, without switching the process.
+    if flex_call_mode(q, return_lse) != flex_mode():
+        # Compiled FlexAttention on CPU takes float32, float16 and bfloat16 only (float64 is the
+        # audits' reference precision) and returns no log-sum-exp: such calls run the eager
+        # path, without switching the process.
         from torch.nn.attention.flex_attention import flex_attention as fn
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*flex_attention called without torch")
-            return fn(q, k, v, **kwargs)
+            return _lse_pair(fn(q, k, v, **kwargs))
     except Exception as err:
         if fallback and fn is _STATE.get("compiled"):
             from torch.nn.attention.flex_attention import flex_attention
@@ -122,5 +146,35 @@ def flex_call(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, scale: float | N
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore",
                                         message=".*flex_attention called without torch")
-                return flex_attention(q, k, v, **kwargs)
+                return _lse_pair(flex_attention(q, k, v, **kwargs))
         raise
+
+
+def _lse_pair(result: Any) -> Any:
+    """``(out, lse)`` from either way of asking FlexAttention for the log-sum-exp."""
+    if isinstance(result, tuple) and hasattr(result[1], "lse"):
+        return result[0], result[1].lse
+    return result
+
+
+def flex_call_tiled(q: Tensor, k: Tensor, v: Tensor, block_mask: Any, block_size: int,
+                    known: dict[tuple[object, ...], dict[str, int] | None],
+                    **kwargs: Any) -> Any:
+    """:func:`flex_call` with the first tile set of :func:`flex_tile_candidates` that compiles
+    for this device, dtype and autograd state, remembered in ``known`` (the caller's cache);
+    ``kwargs`` go to :func:`flex_call` (``score_mod``, ``return_lse``, ``scale``)."""
+    key = (str(q.device), q.dtype, torch.is_grad_enabled() and q.requires_grad, block_size)
+    if key in known:
+        return flex_call(q, k, v, block_mask, kernel_options=known[key], **kwargs)
+    candidates = flex_tile_candidates(block_size, str(q.device))
+    for tiles in candidates[:-1]:
+        try:
+            out = flex_call(q, k, v, block_mask, kernel_options=tiles, fallback=False, **kwargs)
+        except Exception:  # this tile set has no kernel here: the next one
+            torch._dynamo.reset()
+            continue
+        known[key] = tiles
+        return out
+    out = flex_call(q, k, v, block_mask, kernel_options=candidates[-1], **kwargs)
+    known[key] = candidates[-1]
+    return out

@@ -50,13 +50,21 @@ are written into work buffers the module keeps between calls (one module instanc
 called from several threads at once). Buckets come from float reductions and an integer trick
 instead of ``argmax`` (:func:`_angular_buckets_`); on CPU the (bucket, position) keys are sorted
 by value with numpy. Rotations and other shape-only tensors are cached per shape.
+
+``backend='flex'`` computes the same result with FlexAttention (compiled where ``torch.compile``
+works, eager otherwise; :mod:`harness.attention._flex`): the same hashing and sorting, every
+round's sorted q, k, v folded into the head dimension of one call, a block mask in tiles of
+``chunk_size`` sorted rows (tile ``c`` reads tiles ``c - 1`` and ``c``; causal with distinct q
+and k: each query tile's contiguous run of key tiles), a ``mask_mod`` over sorted indices for the
+window, padding, causal bucket band and shared-QK self rule, a ``score_mod`` subtracting ``log``
+of the rounds a pair shares, and the rounds merged by the log-sum-exps FlexAttention returns.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -65,8 +73,11 @@ from torch import Tensor
 
 from harness.attention.base import Attention, Capabilities, pass_factor, register_attention
 
-__all__ = ["FACTORIZE_ABOVE", "KEY_NORM_EPS", "LSHAttention", "auto_n_buckets", "bucket_factors",
-           "hash_dtype"]
+__all__ = ["BACKENDS", "FACTORIZE_ABOVE", "KEY_NORM_EPS", "LSHAttention", "auto_n_buckets",
+           "bucket_factors", "hash_dtype"]
+
+#: Kernels of the ``backend`` option: sorted chunks + SDPA, or FlexAttention over the sorted rows.
+BACKENDS = ("chunks", "flex")
 
 #: Epsilon of the shared-QK key normalization ``k * rsqrt(mean(k^2) + eps)``.
 KEY_NORM_EPS = 1e-6
@@ -407,6 +418,22 @@ def _causal_pair_counts(
     return count.clamp_min(1.0)
 
 
+def _rounds(t: Tensor, B: int, H: int, R: int) -> Tensor:
+    """A (B, 1 or H * R, N) tensor over sorted rows as (B, H, R, N)."""
+    return t.expand(B, H * R, t.shape[-1]).reshape(B, H, R, t.shape[-1])
+
+
+def _merge_lse(out: Tensor, lse: Tensor, dead: Tensor) -> Tensor:
+    """Merge rounds: ``out`` (B, H, R, N, dv) weighted by ``softmax`` over R of ``lse`` (B, H, R,
+    N), rounds marked ``dead`` left out (a row dead in every round gives zeros)."""
+    lse = lse.masked_fill(dead, float("-inf"))
+    top = lse.detach().amax(dim=2, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    weight = torch.exp(lse - top)
+    weight = weight / weight.sum(dim=2, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+    return (out * weight.unsqueeze(-1).to(out.dtype)).sum(dim=2)
+
+
 # --------------------------------------------------------------------------- the module
 @register_attention
 class LSHAttention(Attention):
@@ -414,7 +441,9 @@ class LSHAttention(Attention):
 
     Options: ``chunk_size`` (tokens per sorted chunk), ``n_hashes`` (hashing rounds),
     ``n_buckets`` (``None``: :func:`auto_n_buckets` of the sequence length; else 1 or an even
-    number), ``seed`` (fixes the random rotations: same seed, same output bit for bit).
+    number), ``seed`` (fixes the random rotations: same seed, same output bit for bit),
+    ``backend`` (``chunks``: SDPA over the sorted chunk windows; ``flex``: FlexAttention over the
+    sorted rows with a block mask of the same windows, the same result within float rounding).
     """
 
     name = "lsh"
@@ -430,6 +459,7 @@ class LSHAttention(Attention):
         time_exponent=1.0,
     )
 
+    backend_options: ClassVar[tuple[str, ...]] = ("backend",)
     flops_formula = ("per round: chunks 4·B·H·N·W·d (W = 2·chunk_size, or N in one chunk) +"
                      " hashing 2·B·H·N·d·Σf/2 (f: the bucket factors) + sorting B·H·N·log2 N;"
                      " backward 2.5x the chunks (hashing and sorting carry no gradient)")
@@ -464,8 +494,11 @@ class LSHAttention(Attention):
         n_hashes: int = 1,
         n_buckets: int | None = None,
         seed: int = 0,
+        backend: str = "chunks",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"lsh: backend must be one of {BACKENDS}, got {backend!r}")
         _check_int("chunk_size", chunk_size, 1)
         _check_int("n_hashes", n_hashes, 1)
         if n_buckets is not None:
@@ -482,6 +515,9 @@ class LSHAttention(Attention):
         self.n_hashes = n_hashes
         self.n_buckets = n_buckets
         self.seed = seed
+        self.backend = backend
+        self._flex_tiles: dict[tuple[object, ...], dict[str, int] | None] = {}
+        self._flex_last: str | None = None
         self._static: dict[tuple, object] = {}
         self._scratch_buffers: dict[str, Tensor] = {}
 
@@ -622,6 +658,8 @@ class LSHAttention(Attention):
     def attend(
         self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
     ) -> Tensor:
+        if self.backend == "flex":
+            return self._flex_attend(q, k, v, key_padding_mask, causal)
         if causal and q is not k:
             return self._causal_attend(q, k, v, key_padding_mask)
         B, H, N, d = q.shape
@@ -779,12 +817,7 @@ class LSHAttention(Attention):
         with torch.no_grad():
             # A round where a token sees only its own position is dropped if another shows more.
             dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
-        lse = lse.masked_fill(dead, float("-inf"))
-        top = lse.detach().amax(dim=2, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        weight = torch.exp(lse - top)
-        weight = weight / weight.sum(dim=2, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
-        return (out * weight.unsqueeze(-1).to(out.dtype)).sum(dim=2)
+        return _merge_lse(out, lse, dead)
 
     def _single_round(
         self,
@@ -855,12 +888,280 @@ class LSHAttention(Attention):
             dead = dead.view(B, H, R, N)
         out = out.reshape(G * Np, dv).index_select(0, rows).view(B, H, R, N, dv)
         lse = lse.reshape(G * Np).index_select(0, rows).view(B, H, R, N)
-        lse = lse.masked_fill(dead, float("-inf"))
-        top = lse.detach().amax(dim=2, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        weight = torch.exp(lse - top)
-        weight = weight / weight.sum(dim=2, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
-        return (out * weight.unsqueeze(-1).to(out.dtype)).sum(dim=2)
+        return _merge_lse(out, lse, dead)
+
+    # ---------------------------------------------------------------- flex backend
+    @property
+    def kernel(self) -> str:
+        """The kernel that runs (the record of a timing says it)."""
+        if self.backend == "flex":
+            return f"flex_attention over sorted buckets, {self._flex_call_mode()}"
+        return "sorted chunks + scaled_dot_product_attention"
+
+    def _flex_call_mode(self) -> str:
+        """How the last FlexAttention call ran (before any call: how one would, on CUDA when
+        this machine has it, else on CPU, where several rounds need the eager path)."""
+        from harness.attention._flex import flex_mode
+
+        mode = self._flex_last or flex_mode()
+        if self._flex_last is None and mode == "compiled" and self.n_hashes > 1 \
+                and not torch.cuda.is_available():
+            mode = "eager (compiled CPU FlexAttention returns no log-sum-exp)"
+        return mode
+
+    @property
+    def claimed_memory(self) -> tuple[str, float]:
+        if self.backend == "flex" and not self._flex_call_mode().startswith("compiled"):
+            return "O(N^2) with eager FlexAttention (it materializes the scores)", 2.0
+        return super().claimed_memory
+
+    def _flex_windows(self, N: int, C: int, dev: torch.device) -> tuple[Tensor, Tensor]:
+        """Block mask tables of the chunk windows in tiles of ``C`` sorted rows: sorted chunk
+        ``c`` reads key chunks ``c - 1`` and ``c``. ``(kv_num_blocks, kv_indices)``, shapes
+        ``(1, 1, nc)`` and ``(1, 1, nc, nc)``."""
+
+        def build() -> tuple[Tensor, Tensor]:
+            nc = -(-N // C)
+            table = torch.eye(nc, dtype=torch.bool) | torch.eye(nc, dtype=torch.bool).roll(-1, 1)
+            table[0, -1] = nc == 1  # no wrap-around: chunk 0 has no previous chunk
+            counts = table.sum(dim=1, dtype=torch.int32).view(1, 1, nc)
+            order = torch.argsort((~table).to(torch.int8), dim=1, stable=True).to(torch.int32)
+            return counts.to(dev), order.view(1, 1, nc, nc).contiguous().to(dev)
+
+        return self._cached(("flex windows", N, C, dev), build)
+
+    def _flex_run(self, qs: Tensor, ks: Tensor, vs: Tensor, counts: Tensor, indices: Tensor,
+                  C: int, mask_mod: Any, score_mod: Any, full: bool = False
+                  ) -> tuple[Tensor, Tensor | None]:
+        """One FlexAttention call over sorted (B, H * R, N, e) rows: output and log-sum-exp
+        (None for one round). ``full``: every listed key tile is wholly visible (the fused
+        kernel then skips ``mask_mod`` there; the eager path applies it everywhere)."""
+        from torch.nn.attention.flex_attention import BlockMask
+
+        from harness.attention._flex import flex_call_mode, flex_call_tiled
+
+        N = qs.shape[2]
+        self._flex_last = flex_call_mode(qs, score_mod is not None)
+        backward = torch.is_grad_enabled() and (qs.requires_grad or ks.requires_grad
+                                                or vs.requires_grad)
+        # (the compiled CPU kernel needs the two index tables to be distinct tensors)
+        tiles = {"full_kv_num_blocks": counts, "full_kv_indices": indices,
+                 "kv_num_blocks": torch.zeros_like(counts), "kv_indices": indices.clone()} \
+            if full else {"kv_num_blocks": counts, "kv_indices": indices}
+        block_mask = BlockMask.from_kv_blocks(**tiles, BLOCK_SIZE=C, mask_mod=mask_mod,
+                                              seq_lengths=(N, N), compute_q_blocks=backward)
+        scale = 1.0 / math.sqrt(qs.shape[-1])
+        if score_mod is None:
+            return flex_call_tiled(qs, ks, vs, block_mask, C, self._flex_tiles, scale=scale), None
+        return flex_call_tiled(qs, ks, vs, block_mask, C, self._flex_tiles, scale=scale,
+                               score_mod=score_mod, return_lse=True)
+
+    def _flex_attend(
+        self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool
+    ) -> Tensor:
+        """``backend='flex'``: the chunks backend's result from FlexAttention. Every round's
+        sorted q, k, v are folded into the head dimension (one call for all rounds); the
+        ``mask_mod`` says over sorted indices what the chunk windows and their masks say (window
+        ``(c - 1, c)``, real keys, the shared-QK self rule, causal bucket band), the
+        ``score_mod`` subtracts ``log`` of the rounds a pair shares, and the rounds merge by the
+        log-sum-exps FlexAttention returns."""
+        from harness.attention._flex import flex_available
+
+        problem = flex_available()
+        if problem:
+            raise ValueError(f"lsh: backend='flex' cannot run: {problem}")
+        shared = q is k
+        if q.device.type == "cpu" and (q.requires_grad or k.requires_grad or v.requires_grad):
+            if torch.is_grad_enabled():
+                raise ValueError("lsh: backend='flex' has no backward pass on CPU (torch's"
+                                 " FlexAttention does not support it); use backend='chunks'"
+                                 " to train on CPU, or run under torch.no_grad()")
+            q, v = q.detach(), v.detach()
+            k = q if shared else k.detach()
+        if causal and not shared:
+            return self._flex_causal_distinct(q, k, v, key_padding_mask)
+        B, H, N, d = q.shape
+        R = self.n_hashes
+        C = min(self.chunk_size, N)
+        n_buckets = self.resolved_n_buckets(N)
+        dev = q.device
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        with torch.no_grad():
+            rot = self._rotations_for(q, n_buckets)
+            buckets = None
+            if causal:
+                buckets = self._hash(q, rot, n_buckets, key_padding_mask)
+                perm_q = _stable_bucket_order(buckets, n_buckets)
+            else:
+                perm_q = self._sort(q, rot, n_buckets, key_padding_mask)
+            perm_k = perm_q if shared else self._sort(k, rot, n_buckets, key_padding_mask)
+            inv_q = _inverse_permutation(perm_q)
+            inv_k = inv_q if shared else _inverse_permutation(perm_k)
+            s = torch.arange(N, device=dev)
+            n_real = None
+            if buckets is not None:  # causal, shared QK: same bucket, sorted gap in [0, C)
+                bs = buckets.gather(-1, perm_q).reshape(B, H * R, N)
+                real_q = bs < n_buckets
+                prev = F.pad(bs[..., :-1], (1, 0), value=-1)
+                has_other = real_q & (prev == bs) if C > 1 else torch.zeros_like(real_q)
+                empty = ~real_q
+
+                def mask_mod(b, h, qi, ki):
+                    bk = bs[b, h, ki]
+                    visible = (ki <= qi) & (qi - ki < C) & (bk == bs[b, h, qi]) & (bk < n_buckets)
+                    return visible & ((ki != qi) | ~has_other[b, h, qi])
+            else:  # chunk windows: sorted chunk c sees chunks c - 1 and c
+                c = torch.div(s, C, rounding_mode="floor")
+                lo, hi = ((c - 1) * C).clamp_min(0), ((c + 1) * C).clamp_max(N)
+                if key_padding_mask is not None:
+                    n_real = key_padding_mask.sum(dim=-1)
+                real_keys = n_real.view(B, 1) if n_real is not None else N
+                seen = (torch.minimum(hi, torch.as_tensor(real_keys, device=dev)) - lo)
+                seen = seen.clamp_min(0).expand(B, N)  # real keys in each sorted row's window
+                empty = (seen == 0).view(B, 1, N)
+                has_other = None
+                if shared:
+                    has_other = (seen - (s < real_keys).long() > 0).view(B, 1, N)
+                other = has_other
+
+                def mask_mod(b, h, qi, ki):
+                    gap = qi // C - ki // C
+                    visible = (gap == 0) | (gap == 1)
+                    if n_real is not None:
+                        visible = visible & (ki < n_real[b])
+                    if other is not None:
+                        visible = visible & ((ki != qi) | ~other[b, 0, qi])
+                    return visible
+
+            score_mod = None
+            if R > 1:
+                pq, pk = perm_q.reshape(B, H * R, N), perm_k.reshape(B, H * R, N)
+                bu = buckets
+                if bu is None:
+                    cq = torch.div(inv_q, C, rounding_mode="floor")
+                    ck = cq if shared else torch.div(inv_k, C, rounding_mode="floor")
+
+                def score_mod(score, b, h, qi, ki):
+                    hh = h // R
+                    pos_q, pos_k = pq[b, h, qi], pk[b, h, ki]
+                    n = torch.zeros_like(score)
+                    for r in range(R):  # rounds in which this pair is visible (Reformer's rule)
+                        if bu is None:
+                            gap = cq[b, hh, r, pos_q] - ck[b, hh, r, pos_k]
+                            both = (gap == 0) | (gap == 1)
+                        else:
+                            gap = inv_q[b, hh, r, pos_q] - inv_q[b, hh, r, pos_k]
+                            both = ((bu[b, hh, r, pos_q] == bu[b, hh, r, pos_k]) & (gap >= 0)
+                                    & (gap < C))
+                        n = n + both.to(score.dtype)
+                    return score - torch.log(n.clamp_min(1.0))
+
+            counts, indices = self._flex_windows(N, C, dev)
+
+        qs = _take(q, perm_q).view(B, H * R, N, d)
+        ks = _normalize_keys(qs, grad) if shared else _take(k, perm_k).view(B, H * R, N, d)
+        vs = _take(v, perm_k).view(B, H * R, N, -1)
+        # Distinct q and k, no padding: every key of a window is visible (tiles of C rows).
+        full = buckets is None and not shared and key_padding_mask is None
+        out, lse = self._flex_run(qs, ks, vs, counts, indices, C, mask_mod, score_mod, full)
+        dv = vs.shape[-1]
+        with torch.no_grad():
+            empty = _rounds(empty, B, H, R).gather(-1, inv_q)
+        out = out.reshape(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
+        if R == 1:  # (FlexAttention already gives zeros where a row sees no key)
+            return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0) \
+                if bool(empty.any()) else out[:, :, 0]
+        with torch.no_grad():
+            dead = empty
+            if has_other is not None:  # a round where a token sees only itself is dropped
+                lonely = ~_rounds(has_other, B, H, R).gather(-1, inv_q)
+                dead = dead | (lonely & (~lonely).any(dim=2, keepdim=True))
+        lse = lse.reshape(B, H, R, N).gather(-1, inv_q)
+        return _merge_lse(out, lse, dead)
+
+    def _flex_causal_distinct(
+        self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None
+    ) -> Tensor:
+        """``backend='flex'``, causal with distinct q and k (:meth:`_causal_attend`'s rule):
+        queries and keys both sorted by (bucket, position); sorted query ``j`` sees the sorted
+        keys in ``(last_j - C, last_j]`` of its bucket, ``last_j`` the last key of its bucket at
+        a position <= its own (non-decreasing in ``j``, so each query tile reads a contiguous run
+        of key tiles). A query that sees no such key attends to the key at its own position,
+        applied after the call."""
+        B, H, N, d = q.shape
+        R = self.n_hashes
+        C = min(self.chunk_size, N)
+        nb = self.resolved_n_buckets(N)
+        dev = q.device
+        with torch.no_grad():
+            rot = self._rotations_for(q, nb)
+            bq = self._hash(q, rot, nb, key_padding_mask)  # (B, H, R, N)
+            bk = self._hash(k, rot, nb, key_padding_mask)
+            perm_q, perm_k = _stable_bucket_order(bq, nb), _stable_bucket_order(bk, nb)
+            bqs, bks = bq.gather(-1, perm_q), bk.gather(-1, perm_k)
+            last = torch.searchsorted((bks * N + perm_k).contiguous(),
+                                      (bqs * N + perm_q).contiguous(), right=True) - 1
+            sees = (last >= 0) & (bks.gather(-1, last.clamp_min(0)) == bqs) & (bqs < nb)
+            inv_q, inv_k = _inverse_permutation(perm_q), _inverse_permutation(perm_k)
+            lonely = ~sees.gather(-1, inv_q)  # (B, H, R, N) by position
+            own = lonely if key_padding_mask is None else lonely & key_padding_mask[:, None,
+                                                                                     None, :]
+            empty = lonely & ~own
+            lf, bqf, bkf = (t.reshape(B, H * R, N) for t in (last, bqs, bks))
+
+            def mask_mod(b, h, qi, ki):
+                top = lf[b, h, qi]
+                bk_ = bkf[b, h, ki]
+                return (ki <= top) & (ki > top - C) & (bk_ == bqf[b, h, qi]) & (bk_ < nb)
+
+            score_mod = None
+            count_own = None
+            if R > 1:
+                last_pos = last.gather(-1, inv_q)  # by query position
+                pq, pk = perm_q.reshape(B, H * R, N), perm_k.reshape(B, H * R, N)
+
+                def score_mod(score, b, h, qi, ki):
+                    hh = h // R
+                    pos_q, pos_k = pq[b, h, qi], pk[b, h, ki]
+                    n = torch.zeros_like(score)
+                    for r in range(R):
+                        top, sk = last_pos[b, hh, r, pos_q], inv_k[b, hh, r, pos_k]
+                        both = (bq[b, hh, r, pos_q] == bk[b, hh, r, pos_k]) & (sk <= top) & (
+                            sk > top - C)
+                        n = n + both.to(score.dtype)
+                    return score - torch.log(n.clamp_min(1.0))
+
+                # The (own position, own position) pair's rounds, for the lonely rows.
+                count_own = ((bq == bk) & (inv_k <= last_pos) & (inv_k > last_pos - C)).sum(
+                    dim=2, keepdim=True).clamp_min(1)
+            # Query tile i reads key tiles from (last of its first row - C + 1) to its last row's.
+            nt = -(-N // C)
+            first = last[..., ::C]
+            ends = (torch.arange(1, nt + 1, device=dev) * C).clamp_max(N) - 1
+            final = last.gather(-1, ends.expand(B, H, R, nt))
+            lo = torch.div((first - C + 1).clamp_min(0), C, rounding_mode="floor")
+            hi = torch.div(final.clamp_min(0), C, rounding_mode="floor")
+            counts = torch.where(final >= 0, hi - lo + 1, 0).to(torch.int32).view(B, H * R, nt)
+            indices = ((lo.unsqueeze(-1) + torch.arange(nt, device=dev)) % nt).to(torch.int32)
+            indices = indices.view(B, H * R, nt, nt)
+
+        qs = _take(q, perm_q).view(B, H * R, N, d)
+        ks = _take(k, perm_k).view(B, H * R, N, d)
+        vs = _take(v, perm_k).view(B, H * R, N, -1)
+        out, lse = self._flex_run(qs, ks, vs, counts, indices, C, mask_mod, score_mod)
+        dv = vs.shape[-1]
+        out = out.reshape(B, H, R, N, dv).gather(3, inv_q.unsqueeze(-1).expand(B, H, R, N, dv))
+        if bool(own.any()):
+            out = torch.where(own.unsqueeze(-1), v.unsqueeze(2), out)
+        if R == 1:
+            return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
+        self_lse = ((q * k).sum(dim=-1) * (1.0 / math.sqrt(d))).unsqueeze(2) - torch.log(
+            count_own.to(q.dtype))
+        lse = lse.reshape(B, H, R, N).gather(-1, inv_q)
+        lse = torch.where(own, self_lse.to(lse.dtype), lse)
+        with torch.no_grad():
+            dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
+        return _merge_lse(out, lse, dead)
 
     # ------------------------------------------------------------- debug / tests
     def effective_weights(
