@@ -154,13 +154,43 @@ class SuitePower:
     detectable: float | None
     worst: str
     unknown: int
+    #: timing suites: the smallest slowdown of one attention at every length it would have
+    #: caught (in two of its cells: the replication rule), and the least sensitive attention
+    attention_wide: float | None = None
+    attention_worst: str = ""
 
     def text(self) -> str:
         if self.detectable is None:
             return (f"{self.suite}: power unknown for {self.unknown} of {self.rows} row(s)"
                     " (one timing window per run: the spread between windows was not measured)")
-        return (f"{self.suite}: no regression larger than {self.detectable:.0%} in any of"
-                f" {self.rows} row(s) (the least sensitive: {self.worst})")
+        rows = (f"no regression larger than {self.detectable:.0%} in any of {self.rows} row(s)"
+                f" (the least sensitive: {self.worst})")
+        if self.attention_wide is None:
+            return f"{self.suite}: {rows}"
+        return (f"{self.suite}: no slowdown of an attention at every length larger than"
+                f" {self.attention_wide:.0%} (the least sensitive: {self.attention_worst});"
+                f" {rows}")
+
+
+def _is_timing(suite: str, base_meta: dict[str, Any], new_meta: dict[str, Any]) -> bool:
+    return bool(rules_of(base_meta, new_meta).get(suite, {}).get("timing"))
+
+
+def _attention_wide_power(judged: list[CompareRow]) -> tuple[float, str] | None:
+    """The smallest slowdown of one attention at all its lengths that the rows would have
+    caught: per attention, its cells' most sensitive rows, the second best of them (a
+    one-process regression must show in two cells; one cell: that cell's); the largest over
+    the attentions, and which attention that is."""
+    cells: dict[str, dict[str, float]] = {}
+    for r in judged:
+        cell = repr(sorted(r.params.items()))
+        best = cells.setdefault(r.label, {})
+        best[cell] = min(best.get(cell, math.inf), r.evidence.detectable)  # type: ignore[union-attr,type-var]
+    per_label = {label: sorted(v.values())[min(1, len(v) - 1)] for label, v in cells.items()}
+    if not per_label:
+        return None
+    label = max(per_label, key=per_label.__getitem__)
+    return per_label[label], label
 
 
 @dataclass
@@ -230,7 +260,10 @@ class Comparison:
                 continue
             worst = max(judged, key=lambda r: r.evidence.detectable)  # type: ignore[union-attr]
             value = max(self.threshold, worst.evidence.detectable)  # type: ignore[union-attr]
-            out.append(SuitePower(suite, len(judged), value, _row_name(worst), 0))
+            wide = _attention_wide_power(judged) if _is_timing(suite, self.base_meta,
+                                                               self.new_meta) else None
+            out.append(SuitePower(suite, len(judged), value, _row_name(worst), 0,
+                                  *((max(self.threshold, wide[0]), wide[1]) if wide else ())))
         return out
 
     @property

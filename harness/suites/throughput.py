@@ -305,7 +305,7 @@ def shared_budget(params: ThroughputParams, k: int, floor: int = 4) -> Throughpu
 
 #: Fewest rounds of one timing window: the gate tests the windows' estimates (best decile of a
 #: time, median of a ratio), not their rounds.
-WINDOW_MIN_ROUNDS = 3
+WINDOW_MIN_ROUNDS = 2
 
 
 def _flop_records(cell: Cell, name: str, timing: InterleavedTiming, flops: float,
