@@ -423,6 +423,14 @@ def _rounds(t: Tensor, B: int, H: int, R: int) -> Tensor:
     return t.expand(B, H * R, t.shape[-1]).reshape(B, H, R, t.shape[-1])
 
 
+def _merge_rounds(out: Tensor, lse: Tensor, empty: Tensor, lonely: Tensor) -> Tensor:
+    """Merge the causal rounds (``_merge_lse``): a round where a row sees no key is left out,
+    and so is one where it sees only its own position if another round shows it more."""
+    with torch.no_grad():
+        dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
+    return _merge_lse(out, lse, dead)
+
+
 def _merge_lse(out: Tensor, lse: Tensor, dead: Tensor) -> Tensor:
     """Merge rounds: ``out`` (B, H, R, N, dv) weighted by ``softmax`` over R of ``lse`` (B, H, R,
     N), rounds marked ``dead`` left out (a row dead in every round gives zeros)."""
@@ -814,10 +822,7 @@ class LSHAttention(Attention):
         out = torch.matmul(weights.unsqueeze(-2), vw).squeeze(-2)  # (B, H, R, N, dv)
         if R == 1:
             return out[:, :, 0].masked_fill(empty[:, :, 0].unsqueeze(-1), 0.0)
-        with torch.no_grad():
-            # A round where a token sees only its own position is dropped if another shows more.
-            dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
-        return _merge_lse(out, lse, dead)
+        return _merge_rounds(out, lse, empty, lonely)
 
     def _single_round(
         self,
@@ -1159,9 +1164,7 @@ class LSHAttention(Attention):
             count_own.to(q.dtype))
         lse = lse.reshape(B, H, R, N).gather(-1, inv_q)
         lse = torch.where(own, self_lse.to(lse.dtype), lse)
-        with torch.no_grad():
-            dead = empty | (lonely & (~lonely).any(dim=2, keepdim=True))
-        return _merge_lse(out, lse, dead)
+        return _merge_rounds(out, lse, empty, lonely)
 
     # ------------------------------------------------------------- debug / tests
     def effective_weights(
