@@ -777,7 +777,7 @@ def test_power_is_stated_per_suite_and_exit_3_says_what_would_decide(tmp_path: P
     cmp = Comparison(tmp_path, tmp_path, {}, {}, 0.1, 0.1, rows, warnings)
     assert cmp.exit_code == 3
     assert cmp.advice == ["throughput: one timing window per run: time in several (throughput"
-                          " `windows: 3` or `processes: 3`), or on a quieter machine"]
+                          " `windows: 5` or `processes: 3`), or on a quieter machine"]
     assert any("to decide:" in line.plain for line in power_lines(cmp))
 
 

@@ -123,7 +123,7 @@ def what_would_decide(ev: Evidence) -> str:
                 f"{power}: more windows or processes (throughput `windows`, `processes`), or a"
                 " quieter machine")
     if ev.one_process:
-        return ("one timing window per run: time in several (throughput `windows: 3` or"
+        return ("one timing window per run: time in several (throughput `windows: 5` or"
                 " `processes: 3`), or on a quieter machine")
     if ev.test in ("intervals", "stderr"):
         return "intervals too wide: more seeds or more test examples"

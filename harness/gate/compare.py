@@ -557,7 +557,7 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
             " per run: the spread between windows was not measured, only that between these"
             " runs' rows (without that spread rule, identical code failed 98 of 380 such"
             " comparisons on a 2-core machine, 6 of 380 with 3 processes per run); confirm with"
-            " runs timed in several windows or processes (throughput `windows: 3`, as in the"
+            " runs timed in several windows or processes (throughput `windows: 5`, as in the"
             " quick profile, or `processes: 3`, as in the release profile)")
     return rows, warnings
 
