@@ -359,7 +359,8 @@ class PoolExecutor(Executor):
         self._events_q: Any = None
         self._started: dict[str, tuple[float, int]] = {}  # cell id -> (monotonic start, pid)
         self._procs: dict[int, Any] = {}  # pid -> worker process (to tell who died)
-        self._killed: dict[str, str] = {}  # cell id -> why the driver killed its worker
+        #: cell id -> why the driver killed its worker, and that worker's pid
+        self._killed: dict[str, tuple[str, int]] = {}
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
@@ -446,7 +447,7 @@ class PoolExecutor(Executor):
             if limit is None or started is None or task.cell.id in self._killed:
                 continue
             if now - started[0] > limit + grace_s(limit):
-                self._killed[task.cell.id] = _timeout_message(limit)
+                self._killed[task.cell.id] = (_timeout_message(limit), started[1])
                 with contextlib.suppress(OSError):
                     os.kill(started[1], signal.SIGKILL)
 
@@ -504,6 +505,12 @@ class PoolExecutor(Executor):
         pids = {t.cell.id: self._started.pop(t.cell.id, (0.0, -1))[1]
                 for t in self._running.values()}
         known = any(pid in died for pid in pids.values()) or bool(self._killed)
+        # a cell that stopped itself just as its worker was killed left that worker to the
+        # next cell: the kill was not that cell's doing (an innocent bystander)
+        killed_pids = {pid for cell_id, (_, pid) in self._killed.items()
+                       if pids.get(cell_id) != pid}
+        for cell_id in [c for c in self._killed if c not in pids]:
+            del self._killed[cell_id]
         if not known and len(pids) == 1:
             # one cell in flight: its worker is the one that died, even when the pool dropped
             # that worker from its process table before its exit code was read here
@@ -514,9 +521,11 @@ class PoolExecutor(Executor):
             cell_id = task.cell.id
             pid = pids[cell_id]
             if cell_id in self._killed:
-                message = self._killed.pop(cell_id)
+                message = self._killed.pop(cell_id)[0]
                 self._done.append(CellResult(task.cell, _error_records(task.cell, "timeout",
                                                                        message)))
+            elif pid in killed_pids:
+                heapq.heappush(self._queue, (task.index, task))
             elif pid in died or not known:
                 code = self._procs[pid].exitcode if pid in self._procs else None
                 self._retry(task, f"the worker process running this cell died (pid {pid},"
