@@ -310,7 +310,14 @@ def _pool_init(events: Any) -> None:
     _WORKER_EVENTS = events
     import torch
 
+    import harness.suites  # noqa: F401 - at start, beside the other workers, not in a cell
+
     torch.set_num_threads(1)
+
+
+def _pool_ready() -> None:
+    """No work: submitted once per worker when the pool starts, so that every worker is started
+    (and has imported the suites) then, not when a second cell first finds no idle worker."""
 
 
 @dataclass(frozen=True)
@@ -377,8 +384,11 @@ class PoolExecutor(Executor):
     def _new_pool(self) -> Any:
         from concurrent.futures import ProcessPoolExecutor
 
-        return ProcessPoolExecutor(self.workers, mp_context=self._mp, initializer=_pool_init,
+        pool = ProcessPoolExecutor(self.workers, mp_context=self._mp, initializer=_pool_init,
                                    initargs=(self._events_q,))
+        for _ in range(self.workers):  # a spawn pool starts a worker per submit it cannot place
+            pool.submit(_pool_ready)
+        return pool
 
     def thread_count(self, resource: str, run_threads: int) -> int:
         return 1 if resource == "training" else run_threads
