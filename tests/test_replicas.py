@@ -120,7 +120,7 @@ def test_an_executor_that_cannot_run_replicas_is_refused_before_anything_runs(re
 
 def test_replicas_without_a_merge_are_refused_at_plan_time(replica_suite, monkeypatch):
     monkeypatch.delattr(replica_suite.ReplicaSuite, "merge_replicas")
-    with pytest.raises(ValueError, match="override Suite.merge_replicas"):
+    with pytest.raises(ValueError, match=r"override Suite\.merge_replicas"):
         plan_run(_profile())
     monkeypatch.setattr(replica_suite.ReplicaSuite, "replicas", lambda self, params: 0)
     with pytest.raises(ValueError, match=r"replicas\(\) must be an int >= 1"):
