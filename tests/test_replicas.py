@@ -125,3 +125,21 @@ def test_replicas_without_a_merge_are_refused_at_plan_time(replica_suite, monkey
     monkeypatch.setattr(replica_suite.ReplicaSuite, "replicas", lambda self, params: 0)
     with pytest.raises(ValueError, match=r"replicas\(\) must be an int >= 1"):
         plan_run(_profile())
+
+
+@pytest.mark.ray
+def test_ray_runs_each_replica_on_its_own_kept_actor(replica_suite, tmp_path):
+    """A local Ray instance started and stopped by the executor: replica i of every cell runs
+    on actor i (a process of its own, the same one for each cell)."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from harness.run.executors import RayExecutor
+
+    executor = RayExecutor()
+    outcome = start_run(_profile(sizes=[1, 2, 3], fail=[2, 1]), out_dir=tmp_path,
+                        argv=["t"], executor=executor)
+    assert not executor.ray.is_initialized()  # torn down
+    pids = _pids(outcome)
+    assert len(pids[1]) == 2 and len(set(pids[1])) == 2 and os.getpid() not in pids[1]
+    assert pids[3] == pids[1]  # the same two actors, after a replica that failed between
+    status = {r.params["size"]: r for r in outcome.records if r.metric == "cell_status"}
+    assert status[2].status == "error" and status[2].error.startswith("process 2/2: Runtime")
