@@ -298,7 +298,8 @@ def _this_node() -> dict[str, Any]:
 
 @register_executor
 class SerialExecutor(Executor):
-    """One cell at a time in this process, in plan order (today's behaviour; tests)."""
+    """One cell at a time in this process, in plan order (today's behaviour; tests); a cell's
+    replicas each in a spawned worker process of their own, kept for the run."""
 
     name = "serial"
     runs_replicas = True
@@ -493,6 +494,9 @@ class PoolExecutor(Executor):
 
     A worker that dies (killed, segfault) breaks the pool: the cells it had in flight are retried
     on a fresh pool up to ``max_retries`` times, then recorded as ``error``.
+
+    A cell's replicas (``Suite.replicas``) run alone, like timing cells, each in a spawned
+    single-process worker of its own (one per replica index, kept for the run).
     """
 
     name = "pool"
@@ -774,8 +778,8 @@ class RayExecutor(Executor):
 
     A cell's replicas (``Suite.replicas``) run on actors, one per replica index, made on first
     use on the timing node with the fewest CPUs and kept for the run, so every cell meets the
-    same processes. An actor holds no resources between replicas; a replica goes out only when
-    no other cell is in flight, and none goes out beside it: it has the cluster to itself.
+    same processes. An actor reserves no resources; instead a replica goes out only when no
+    other cell is in flight, and nothing goes out beside it: it has the cluster to itself.
     """
 
     name = "ray"
