@@ -7,14 +7,8 @@ import os
 import time
 
 from harness.records import Cell, Record
-from harness.suites.base import (
-    AttentionSpec,
-    MetricSpec,
-    RunContext,
-    Suite,
-    SuiteParams,
-    register_suite,
-)
+from harness.suites import base
+from harness.suites.base import MetricSpec, Suite, SuiteParams, register_suite
 
 NAME = "replica_pids"
 
@@ -38,7 +32,7 @@ class ReplicaSuite(Suite):
     resource = "timing"
     metrics = (MetricSpec("worker_pids", "distinct worker pids", "count", None, headline=True),)
 
-    def plan(self, params: ReplicaParams, attentions: list[AttentionSpec],
+    def plan(self, params: ReplicaParams, attentions: list[base.AttentionSpec],
              seeds: list[int]) -> list[Cell]:
         return [attentions[0].cell(self.name, {"size": n}) for n in params.sizes]
 
@@ -54,7 +48,7 @@ class ReplicaSuite(Suite):
         first.value, first.n, first.load = float(len(set(pids))), len(pids), {"pids": pids}
         return [first]
 
-    def run_cell(self, cell: Cell, params: ReplicaParams, ctx: RunContext) -> list[Record]:
+    def run_cell(self, cell: Cell, params: ReplicaParams, ctx: base.RunContext) -> list[Record]:
         here = (cell.params["size"], params.replica)
         if here == params.fail:
             raise RuntimeError(f"planted failure in replica {params.replica}")
