@@ -143,3 +143,57 @@ def test_ray_runs_each_replica_on_its_own_kept_actor(replica_suite, tmp_path):
     assert pids[3] == pids[1]  # the same two actors, after a replica that failed between
     status = {r.params["size"]: r for r in outcome.records if r.metric == "cell_status"}
     assert status[2].status == "error" and status[2].error.startswith("process 2/2: Runtime")
+
+
+def test_ray_sends_a_replica_alone_and_nothing_beside_it(monkeypatch):
+    """The Ray executor's order (no cluster needed): a replica waits for the cells in flight,
+    cells after it wait for it, and a cell planned before it goes first."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from harness.records import Cell
+    from harness.run.executors import CellTask, RayExecutor
+    from harness.suites import RunContext
+
+    executor = RayExecutor()
+    sent: list[str] = []  # what went to Ray, in order: a cell's id, or "id/replica"
+
+    class Send:
+        def __init__(self, replica: bool = False) -> None:
+            self.replica = replica
+
+        def options(self, **kwargs):
+            return self
+
+        def remote(self, task):
+            sent.append(f"{task.cell.id}/{task.replica}" if self.replica else task.cell.id)
+            return object()
+
+    class Actor:
+        run = Send(replica=True)
+
+    monkeypatch.setattr(executor, "_remote", Send(), raising=False)
+    monkeypatch.setattr(executor, "_actor", lambda task: Actor())
+
+    def task(index, name, replica=None):
+        return CellTask(index, "s", Cell("s", name, {}, {}), "timing" if replica is not None
+                        else "training", None, RunContext(), replica=replica, replicas=2)  # type: ignore[arg-type]
+
+    def finish(label):
+        ref = next(r for r, t in executor._refs.items()
+                   if label in (t.cell.id, f"{t.cell.id}/{t.replica}"))
+        del executor._refs[ref]
+        executor._release()
+
+    ids = {}
+    for index, name, replica in ((0, "t1", None), (2, "r", 0), (3, "t2", None)):
+        t = task(index, name, replica)
+        ids[name] = t.cell.id
+        executor.submit(t)
+    assert sent == [ids["t1"]]  # the replica waits for t1; t2 waits behind the replica
+    executor.submit(task(1, "t0"))  # planned before the replica: it goes at once
+    assert len(sent) == 2
+    finish(ids["t1"])
+    assert len(sent) == 2  # t0 still in flight
+    finish(sent[1])
+    assert sent[2:] == [f"{ids['r']}/0"]  # alone
+    finish(sent[2])
+    assert sent[3:] == [ids["t2"]]
