@@ -14,7 +14,7 @@ registers what it decorates (``@register_attention``, ``@register_suite``, ``@re
 
 Every process that runs cells loads the same ``MODULE[:ATTR]`` specs: the driver (they are
 recorded in run.json), pool and Ray workers (each cell task carries them), the memory suite's
-children and throughput's replica processes. A resume never imports code because a run.json
+children and the executors' replica processes. A resume never imports code because a run.json
 names it: the user passes ``--plugin`` again.
 """
 

@@ -4,6 +4,7 @@ count too) and no import against the layers (scripts/import_cycles.py); every fo
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,24 @@ def test_long_functions_counts_spans_methods_and_nested_functions(tmp_path, caps
     out = capsys.readouterr().out
     assert "  177  harness/sub/b.py:K.method\n" in out
     assert "3 functions over 80 lines (at most 2 allowed)" in out
+
+
+#: what starting a process looks like in Python source
+_PROCESS_CALLS = re.compile(r"ProcessPoolExecutor|multiprocessing|subprocess")
+
+
+def process_starters(root: Path) -> list[str]:
+    """``path:line`` of every line under ``root`` that names a way to start a process."""
+    return [f"{path.relative_to(root.parent)}:{n}" for path in sorted(root.rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if _PROCESS_CALLS.search(line)]
+
+
+def test_suites_never_start_processes(tmp_path):
+    """The executors own every worker process (a suite declares replicas, `Suite.replicas`);
+    the memory suite's fork server is a measuring instrument in harness/measure."""
+    assert process_starters(REPO / "harness" / "suites") == []
+    planted = tmp_path / "suites"
+    planted.mkdir()
+    (planted / "timed.py").write_text("import os\nimport multiprocessing\n")
+    assert process_starters(planted) == ["suites/timed.py:2"]

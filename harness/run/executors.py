@@ -12,6 +12,12 @@ writes the results store. An executor only runs cells:
 - :class:`RayExecutor`: every cell as a Ray task on a local instance or a cluster; timing cells
   ask for a whole node (all its CPUs, or its GPU), training cells for one CPU.
 
+A suite that measures each cell in several processes (``Suite.replicas``, e.g. throughput's
+``processes``) never starts them: the runner submits the cell's replicas one after the other and
+the executor runs replica i of every cell in a worker process of its own that it keeps for the
+run (serial and pool: spawned single-process workers; Ray: one actor per replica index), so
+every cell meets the same processes; the runner merges their records (``Suite.merge_replicas``).
+
 Executors live in a registry (``@register_executor``; installed plugins enroll through the
 entry-point group ``harness.executors``); ``--executor NAME`` picks one.
 
@@ -88,6 +94,11 @@ class CellTask:
     plugins: tuple[str, ...] = ()
     #: the cell's time limit in seconds (its suite's ``timeout_s``); None: no limit
     timeout_s: float | None = None
+    #: which of the cell's ``replicas`` this task is (``Suite.replicas``): the executor runs
+    #: replica i of every cell in a worker process of its own, kept for the run; None: the
+    #: cell runs once, wherever the executor places it
+    replica: int | None = None
+    replicas: int = 1
 
 
 @dataclass
@@ -126,6 +137,20 @@ def _timeout_message(seconds: float | None) -> str:
             " suite's profile section) and was stopped; raise timeout_s if the cell is sane")
 
 
+@dataclass(frozen=True)
+class _ReplicaProgress:
+    """Picklable progress of replica ``i`` of ``k``: its fraction of the whole cell, and which
+    process it is (``process 2/3``)."""
+
+    progress: Callable[[float, str], None]
+    i: int
+    k: int
+
+    def __call__(self, fraction: float, text: str) -> None:
+        where = f"process {self.i + 1}/{self.k}"
+        self.progress((self.i + fraction) / self.k, f"{where}: {text}" if text else where)
+
+
 def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_progress
                  ) -> CellResult:
     """Run one cell wherever this is called and return its records; a failing cell becomes an
@@ -137,6 +162,9 @@ def execute_cell(task: CellTask, progress: Callable[[float, str], None] = no_pro
 
     started = time.perf_counter()
     load_worker_plugins(task.plugins)
+    if task.replica is not None:
+        progress = _ReplicaProgress(progress, task.replica, task.replicas)
+        progress(0.0, "")
     ctx = replace(task.ctx, progress=progress)
     scratch: Path | None = None
     if task.files is not None:
@@ -181,6 +209,9 @@ class Executor(ABC):
     name: ClassVar[str]
     #: whether workers see the driver's run directory (else artifacts travel with tasks)
     shared_filesystem: ClassVar[bool] = True
+    #: whether it runs replica i of every cell (``CellTask.replica``) in a worker process of its
+    #: own, kept for the run; a run whose suites ask for replicas needs such an executor
+    runs_replicas: ClassVar[bool] = False
 
     def __init__(self, max_retries: int = 2) -> None:
         if max_retries < 0:
@@ -267,13 +298,16 @@ def _this_node() -> dict[str, Any]:
 
 @register_executor
 class SerialExecutor(Executor):
-    """One cell at a time in this process, in plan order (today's behaviour; tests)."""
+    """One cell at a time in this process, in plan order (today's behaviour; tests); a cell's
+    replicas each in a spawned worker process of their own, kept for the run."""
 
     name = "serial"
+    runs_replicas = True
 
     def __init__(self, max_retries: int = 0) -> None:
         super().__init__(max_retries)
         self._queue: list[tuple[int, CellTask]] = []
+        self._replicas = _ReplicaWorkers()
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
@@ -287,10 +321,16 @@ class SerialExecutor(Executor):
         if not self._queue:
             raise RuntimeError("next_result() with no submitted cell")
         _, task = heapq.heappop(self._queue)
+        if task.replica is not None:  # a replica means a process of its own
+            return self._replicas.run(task, self.events, self.max_retries)
         return _run_here(task, self.events)
 
     def cancel(self) -> None:
         self._queue.clear()
+        self._replicas.cancel()
+
+    def close(self) -> None:
+        self._replicas.close()
 
 
 def _run_here(task: CellTask, events: Callable[[Event], None]) -> CellResult:
@@ -339,6 +379,119 @@ def _pool_run(task: CellTask) -> CellResult:
     return execute_cell(task, sink)
 
 
+class _ReplicaWorkers:
+    """Replica ``i`` of every cell runs in worker ``i``: one spawned single-process pool per
+    replica index, started on first use and kept until :meth:`close` (or :meth:`cancel`), so
+    every cell meets the same processes. A replica runs alone, driven from the calling thread,
+    with a pool cell's time limit: past ``timeout_s`` plus a grace its worker is killed and the
+    replica recorded ``timeout``; a worker that dies is replaced by a fresh one and the replica
+    retried up to ``max_retries`` times."""
+
+    def __init__(self) -> None:
+        self._workers: dict[int, Any] = {}
+        self._mp: Any = None
+        self._events_q: Any = None
+
+    def _worker(self, i: int) -> Any:
+        if i not in self._workers:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            if self._mp is None:
+                self._mp = mp.get_context("spawn")
+                self._events_q = self._mp.Queue()
+            self._workers[i] = ProcessPoolExecutor(1, mp_context=self._mp,
+                                                   initializer=_pool_init,
+                                                   initargs=(self._events_q,))
+        return self._workers[i]
+
+    def run(self, task: CellTask, events: Callable[[Event], None],
+            max_retries: int) -> CellResult:
+        """Run replica ``task.replica`` in its worker and return its result (never raises for
+        a failing replica: it is an ``error`` or ``timeout`` record)."""
+        why = ""
+        for _ in range(max_retries + 1):
+            result, why = self._attempt(task, events)
+            if result is not None:
+                return result
+        message = f"{why} ({max_retries + 1} attempt(s), --max-retries {max_retries})"
+        return CellResult(task.cell, _error_records(task.cell, "error", message))
+
+    def _attempt(self, task: CellTask, events: Callable[[Event], None]
+                 ) -> tuple[CellResult | None, str]:
+        """One try: the result, or None and why the worker died."""
+        from concurrent.futures import wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        assert task.replica is not None
+        worker = self._worker(task.replica)
+        future = worker.submit(_pool_run, task)
+        procs = dict(getattr(worker, "_processes", None) or {})
+        limit, started, killed = task.timeout_s, None, False
+        while True:
+            wait([future], timeout=0.1)
+            for event in self._drain():
+                if event[0] == "started" and event[1] == task.cell.id and event[3].isdigit():
+                    started = (time.monotonic(), int(event[3]))
+                events(event)
+            if future.done():
+                break
+            if (limit is not None and started is not None and not killed
+                    and time.monotonic() - started[0] > limit + grace_s(limit)):
+                killed = True
+                with contextlib.suppress(OSError):
+                    os.kill(started[1], signal.SIGKILL)
+        try:
+            return future.result(), ""
+        except BrokenProcessPool:
+            self._drop(task.replica)
+        if killed:
+            return CellResult(task.cell, _error_records(task.cell, "timeout",
+                                                        _timeout_message(limit))), ""
+        pid = started[1] if started else next(iter(procs), -1)
+        code = None
+        if pid in procs:
+            with contextlib.suppress(Exception):
+                procs[pid].join(5.0)
+                code = procs[pid].exitcode
+        return None, f"the worker process running this cell died (pid {pid}, exit code {code})"
+
+    def _drain(self) -> list[Event]:
+        out: list[Event] = []
+        while self._events_q is not None:
+            try:
+                out.append(self._events_q.get_nowait())
+            except (queue_mod.Empty, OSError, ValueError):
+                break
+        return out
+
+    def _drop(self, i: int, kill: bool = False) -> None:
+        worker = self._workers.pop(i, None)
+        if worker is None:
+            return
+        processes = list((getattr(worker, "_processes", None) or {}).values())
+        worker.shutdown(wait=False, cancel_futures=True)
+        if kill:
+            for proc in processes:
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+
+    def cancel(self) -> None:
+        """Stop every worker now (Ctrl-C)."""
+        for i in list(self._workers):
+            self._drop(i, kill=True)
+
+    def close(self) -> None:
+        """Shut the workers down (each finishes what it runs) and close the event queue."""
+        for worker in self._workers.values():
+            worker.shutdown(wait=True)
+        self._workers.clear()
+        if self._events_q is not None:
+            self._drain()
+            self._events_q.close()
+            self._events_q = None
+
+
 @register_executor
 class PoolExecutor(Executor):
     """Training cells on ``workers`` processes (one torch thread each); timing cells in this
@@ -348,9 +501,13 @@ class PoolExecutor(Executor):
 
     A worker that dies (killed, segfault) breaks the pool: the cells it had in flight are retried
     on a fresh pool up to ``max_retries`` times, then recorded as ``error``.
+
+    A cell's replicas (``Suite.replicas``) run alone, like timing cells, each in a spawned
+    single-process worker of its own (one per replica index, kept for the run).
     """
 
     name = "pool"
+    runs_replicas = True
 
     def __init__(self, workers: int | None = None, max_retries: int = 2) -> None:
         super().__init__(max_retries)
@@ -368,6 +525,7 @@ class PoolExecutor(Executor):
         self._procs: dict[int, Any] = {}  # pid -> worker process (to tell who died)
         #: cell id -> why the driver killed its worker, and that worker's pid
         self._killed: dict[str, tuple[str, int]] = {}
+        self._replicas = _ReplicaWorkers()  # a cell's replicas: one kept process per index
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
@@ -399,7 +557,8 @@ class PoolExecutor(Executor):
     @staticmethod
     def _shares(task: CellTask) -> bool:
         """A memory cell on CPU: it runs here beside training cells (its own process's peak)."""
-        return task.resource == "memory" and not task.ctx.device.startswith("cuda")
+        return (task.resource == "memory" and not task.ctx.device.startswith("cuda")
+                and task.replica is None)
 
     def _dispatch(self) -> None:
         """Fill free workers with queued training cells (plan order), keeping one slot for a
@@ -412,7 +571,7 @@ class PoolExecutor(Executor):
         keep = []
         while self._queue and len(self._running) < slots:
             index, task = heapq.heappop(self._queue)
-            if task.resource != "training":
+            if task.resource != "training" or task.replica is not None:  # replicas: alone
                 keep.append((index, task))
                 continue
             self._running[self._pool.submit(_pool_run, task)] = task
@@ -470,6 +629,8 @@ class PoolExecutor(Executor):
             if self._done:
                 return self._done.pop(0)
             here = self._pop_here()
+            if here is not None and here.replica is not None:
+                return self._replicas.run(here, self.events, self.max_retries)
             if here is not None:
                 return _run_here(here, self.events)
             if not self._running:
@@ -560,6 +721,7 @@ class PoolExecutor(Executor):
         self._queue.clear()
         self._running.clear()
         self._stop_pool()
+        self._replicas.cancel()
 
     def _stop_pool(self) -> None:
         if self._pool is None:
@@ -572,6 +734,7 @@ class PoolExecutor(Executor):
         self._pool = None
 
     def close(self) -> None:
+        self._replicas.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -601,6 +764,17 @@ def _ray_run(task: CellTask) -> CellResult:
     return execute_cell(task)
 
 
+class _RayReplica:
+    """A Ray actor: replica ``i`` of every cell runs in this one worker process."""
+
+    def __init__(self, cuda: bool) -> None:
+        if cuda and os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+            del os.environ["CUDA_VISIBLE_DEVICES"]  # it holds no GPU: see the node's
+
+    def run(self, task: CellTask) -> CellResult:
+        return execute_cell(task)
+
+
 @register_executor
 class RayExecutor(Executor):
     """Every cell as a Ray task. ``address`` None starts a local instance sized to the machine
@@ -611,9 +785,15 @@ class RayExecutor(Executor):
     1 GPU on CUDA), plus one ``harness_timing`` unit where nodes declare it, so they have a node
     to themselves. A worker or node that dies mid-cell is retried
     by Ray up to ``max_retries`` times; then the cell is an ``error`` record with the cause.
+
+    A cell's replicas (``Suite.replicas``) run on actors, one per replica index, made on first
+    use on the timing node with the fewest CPUs and kept for the run, so every cell meets the
+    same processes. An actor reserves no resources; instead a replica goes out only when no
+    other cell is in flight, and nothing goes out beside it: it has the cluster to itself.
     """
 
     name = "ray"
+    runs_replicas = True
     shared_filesystem = False
 
     def __init__(self, address: str | None = None, max_retries: int = 2,
@@ -626,6 +806,9 @@ class RayExecutor(Executor):
         self._refs: dict[Any, CellTask] = {}
         self._timing_cpus = 1
         self._timing_resource = False
+        self._held: list[tuple[int, CellTask]] = []  # waiting for (or behind) a replica
+        self._actors: dict[int, Any] = {}  # replica index -> its actor
+        self._replica_node: str | None = None
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
@@ -699,7 +882,9 @@ class RayExecutor(Executor):
         timing = [n for n in nodes if n.get("Resources", {}).get(TIMING_RESOURCE)]
         self._timing_resource = bool(timing)
         pool = timing or nodes
-        self._timing_cpus = max(1, int(min(n.get("Resources", {}).get("CPU", 1) for n in pool)))
+        smallest = min(pool, key=lambda n: n.get("Resources", {}).get("CPU", 1))
+        self._timing_cpus = max(1, int(smallest.get("Resources", {}).get("CPU", 1)))
+        self._replica_node = smallest.get("NodeID")
         self._remote = ray.remote(_ray_run)
 
     def thread_count(self, resource: str, run_threads: int) -> int:
@@ -719,12 +904,50 @@ class RayExecutor(Executor):
         return opts
 
     def submit(self, task: CellTask) -> None:
-        ref = self._remote.options(**self._options(task)).remote(task)
-        self._refs[ref] = task
-        self.events(("started", task.cell.id, 0.0, ""))
+        heapq.heappush(self._held, (task.index, task))
+        self._release()
+
+    def _release(self) -> None:
+        """Send held cells to Ray in plan order: a replica only once nothing else is in
+        flight, nothing beside a replica, and no later cell past a waiting replica."""
+        while self._held:
+            if any(t.replica is not None for t in self._refs.values()):
+                return
+            task = self._held[0][1]
+            if task.replica is not None and self._refs:
+                return
+            heapq.heappop(self._held)
+            if task.replica is not None:
+                ref = self._actor(task).run.remote(task)
+            else:
+                ref = self._remote.options(**self._options(task)).remote(task)
+            self._refs[ref] = task
+            self.events(("started", task.cell.id, 0.0, ""))
+
+    def _actor(self, task: CellTask) -> Any:
+        """The actor of replica ``task.replica`` (made on first use)."""
+        assert task.replica is not None
+        if task.replica not in self._actors:
+            opts: dict[str, Any] = {"num_cpus": 0, "max_restarts": self.max_retries,
+                                    "max_task_retries": self.max_retries}
+            if self._replica_node:
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+                    self._replica_node, soft=False)
+            actor = self.ray.remote(_RayReplica).options(**opts)
+            self._actors[task.replica] = actor.remote(task.ctx.device.startswith("cuda"))
+        return self._actors[task.replica]
+
+    def _kill_actor(self, i: int) -> None:
+        actor = self._actors.pop(i, None)
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
 
     def next_result(self) -> CellResult:
         ray = self.ray
+        self._release()
         if not self._refs:
             raise RuntimeError("next_result() with no submitted cell")
         ready: list[Any] = []
@@ -738,15 +961,23 @@ class RayExecutor(Executor):
             detail = " ".join(str(err).split())[:800]
             message = (f"the Ray worker running this cell failed ({self.max_retries} retries): "
                        f"{type(err).__name__}: {detail}")
+            if task.replica is not None:  # a fresh actor for the next cell's replica
+                self._kill_actor(task.replica)
             return CellResult(task.cell, _error_records(task.cell, "error", message))
 
     def cancel(self) -> None:
-        for ref in list(self._refs):
-            with contextlib.suppress(Exception):
-                self.ray.cancel(ref, force=True)
+        for ref, task in list(self._refs.items()):
+            if task.replica is None:  # an actor's task cannot be force-cancelled: killed below
+                with contextlib.suppress(Exception):
+                    self.ray.cancel(ref, force=True)
         self._refs.clear()
+        self._held.clear()
+        for i in list(self._actors):
+            self._kill_actor(i)
 
     def close(self) -> None:
+        for i in list(self._actors):
+            self._kill_actor(i)
         if self._started_here and self.ray.is_initialized():
             self.ray.shutdown()
             self._started_here = False

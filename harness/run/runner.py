@@ -24,6 +24,7 @@ from harness.measure.timing import default_threads
 from harness.plugins import loaded_plugin_specs, loaded_plugins
 from harness.records import Cell, Record
 from harness.run.executors import (
+    CellResult,
     CellTask,
     Executor,
     ExecutorUnavailableError,
@@ -47,13 +48,14 @@ from harness.suites import RunContext, get_suite
 from harness.suites.base import (
     DEFAULT_TIMEOUT_S,
     RESOURCE_CLASSES,
+    Suite,
     compare_rules,
     planning_model,
     suites_meta,
 )
 
 __all__ = ["PlannedCell", "Progress", "RunInterrupted", "RunOutcome", "RunStoppedError",
-           "cell_limit", "plan_run", "preflight", "resume_run", "start_run"]
+           "cell_limit", "check_executor", "plan_run", "preflight", "resume_run", "start_run"]
 
 
 def resume_command(run_dir: str | Path) -> str:
@@ -178,6 +180,7 @@ def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedC
     planned = []
     for name in names:
         suite = get_suite(name)
+        _check_replicas(name, suite, profile.suites[name])
         with planning_model(_model_meta(profile)):  # a user's model, if the run names one
             cells = suite.plan(profile.suites[name], specs, list(profile.seeds))
         seen: set[str] = set()
@@ -194,6 +197,31 @@ def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedC
                                  f" {', '.join(RESOURCE_CLASSES)}")
             planned.append(PlannedCell(name, cell, suite.cell_weight(cell), resource, after))
     return planned
+
+
+def _check_replicas(name: str, suite: Suite, params: Any) -> int:
+    """The replicas each cell of ``suite`` runs in (``Suite.replicas``), checked at plan time."""
+    k = suite.replicas(params)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"suite {name}: replicas() must be an int >= 1, got {k!r}")
+    if k > 1 and type(suite).merge_replicas is Suite.merge_replicas:
+        raise ValueError(f"suite {name}: it runs each cell in {k} replicas but does not say how"
+                         " to merge their records; override Suite.merge_replicas")
+    return k
+
+
+def check_executor(executor: Executor, profile: Profile, suites: list[str]) -> None:
+    """``ExecutorUnavailableError`` (exit 2, before anything runs) when a suite measures its
+    cells in several processes (``Suite.replicas``) and ``executor`` cannot run them so."""
+    if executor.runs_replicas:
+        return
+    for name in suites:
+        k = get_suite(name).replicas(profile.suites[name])
+        if k > 1:
+            raise ExecutorUnavailableError(
+                f"executor {executor.name} cannot run a cell's replicas in processes of their"
+                f" own, and suite {name} measures each cell in {k} (e.g. throughput"
+                " `processes`); use --executor pool, serial or ray, or set it to 1")
 
 
 def _attention_meta(spec) -> dict[str, Any]:
@@ -316,7 +344,7 @@ def _execute(
             progress.cell_finished(p, [])
         else:
             pending.append((i, p))
-    plugins = plugin_specs()
+    replicas = _Replicas(executor, profile, ctx, store.run_dir, plugin_specs())
     by_id = {p.cell.id: p for p in planned}
     seconds: dict[str, float] = {}
     nodes: dict[str, str] = {}  # cell id -> host that ran it (timings compare within a node type)
@@ -349,8 +377,7 @@ def _execute(
                         progress.cell_started(p)
                         finish(p, _error_records(p.cell, "skipped", reason), {})
                         continue
-                    _submit(executor, i, p, profile.suites[p.suite], ctx, inputs, store.run_dir,
-                            plugins)
+                    replicas.submit(i, p, inputs)
                     in_flight += 1
                 pending = waiting
             if not in_flight:
@@ -358,12 +385,14 @@ def _execute(
                     raise RuntimeError(f"{len(pending)} cell(s) wait on cells that never ran")
                 break
             result = executor.next_result()
-            in_flight -= 1
             p = by_id[result.cell.id]
             seconds[p.suite] = seconds.get(p.suite, 0.0) + result.seconds
             if result.node:
                 nodes[p.cell.id] = result.node
-            finish(p, result.records, result.files)
+            whole = replicas.collect(p, result)  # None: its next replica was submitted
+            if whole is not None:
+                in_flight -= 1
+                finish(p, *whole)
         _summarize(store, profile, ctx, suites)
     except BaseException:
         executor.cancel()
@@ -393,16 +422,74 @@ def _outcome(store: ResultsStore) -> RunOutcome:
     return outcome
 
 
-def _submit(executor: Executor, index: int, p: PlannedCell, params: Any, ctx: RunContext,
-            inputs: dict[str, list[Record]], run_dir: Path, plugins: tuple[str, ...]) -> None:
-    """Hand one ready cell to the executor, with the records of the cells it reads
-    (``inputs``), its thread share, its limit, and (when the executor's workers do not share
-    this file system) the files of those cells."""
-    cell_ctx = replace(ctx, inputs=inputs,
-                       threads=executor.thread_count(p.resource, ctx.threads))
-    files = None if executor.shared_filesystem else _shipped_files(run_dir, p.after)
-    executor.submit(CellTask(index, p.suite, p.cell, p.resource, params, cell_ctx, files,
-                             plugins, cell_limit(p, params)))
+@dataclass
+class _Cell:
+    """A cell in flight: what its next replica needs, and its replicas' results so far."""
+
+    index: int
+    inputs: dict[str, list[Record]]
+    k: int
+    runs: list[list[Record]] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+class _Replicas:
+    """Hands ready cells to the executor; a cell whose suite asks for ``k`` > 1 replicas
+    (``Suite.replicas``) goes as ``k`` tasks, one after the other, and finishes once all are
+    back, merged by the suite (``Suite.merge_replicas``). A replica that fails (error, oom,
+    timeout) makes the cell's record that status; its later replicas do not run."""
+
+    def __init__(self, executor: Executor, profile: Profile, ctx: RunContext, run_dir: Path,
+                 plugins: tuple[str, ...]) -> None:
+        self.executor, self.profile, self.ctx = executor, profile, ctx
+        self.run_dir, self.plugins = run_dir, plugins
+        self.cells: dict[str, _Cell] = {}
+
+    def submit(self, index: int, p: PlannedCell, inputs: dict[str, list[Record]]) -> None:
+        """Hand a ready cell (its first replica) to the executor."""
+        k = get_suite(p.suite).replicas(self.profile.suites[p.suite])
+        self.cells[p.cell.id] = _Cell(index, inputs, k)
+        self._send(p, self.cells[p.cell.id])
+
+    def _send(self, p: PlannedCell, cell: _Cell) -> None:
+        """The cell's next task, with the records of the cells it reads, its thread share, its
+        limit, and (when the executor's workers do not share this file system) their files."""
+        executor, params = self.executor, self.profile.suites[p.suite]
+        replica = len(cell.runs) if cell.k > 1 else None
+        if replica is not None:
+            params = get_suite(p.suite).replica_params(params, replica, cell.k)
+        cell_ctx = replace(self.ctx, inputs=cell.inputs,
+                           threads=executor.thread_count(p.resource, self.ctx.threads))
+        files = None if executor.shared_filesystem else _shipped_files(self.run_dir, p.after)
+        executor.submit(CellTask(cell.index, p.suite, p.cell, p.resource, params, cell_ctx,
+                                 files, self.plugins, cell_limit(p, params), replica, cell.k))
+
+    def collect(self, p: PlannedCell, result: CellResult
+                ) -> tuple[list[Record], dict[str, bytes]] | None:
+        """The cell's records and files once it is whole; None when its next replica was
+        submitted instead."""
+        cell = self.cells[p.cell.id]
+        if cell.k == 1:
+            del self.cells[p.cell.id]
+            return result.records, result.files
+        i = len(cell.runs)
+        cell.runs.append(result.records)
+        cell.files.update(result.files)
+        failed = next((r for r in result.records
+                       if r.metric == "cell_status" and r.status != "ok"), None)
+        if failed is None and len(cell.runs) < cell.k:
+            self._send(p, cell)
+            return None
+        del self.cells[p.cell.id]
+        if failed is not None:
+            where = f"process {i + 1}/{cell.k}"
+            return _error_records(p.cell, failed.status, f"{where}: {failed.error}"), cell.files
+        try:
+            return get_suite(p.suite).merge_replicas(cell.runs), cell.files
+        except Exception as err:  # recorded like a failing cell
+            detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+            return _error_records(p.cell, "error", f"merging the {cell.k} processes' records"
+                                  f" failed: {detail}"), cell.files
 
 
 def _summarize(store: ResultsStore, profile: Profile, ctx: RunContext, suites: list[str]) -> None:
@@ -464,6 +551,7 @@ def start_run(
     inputs = preflight(profile, suites, out_dir)
     device = resolve_device(device or profile.device)
     planned = plan_run(profile, suites)
+    check_executor(executor, profile, suites)
     out_dir = Path(out_dir)
     run_dir = out_dir / (run_id or _new_run_id())
     ctx_threads = profile.threads or default_threads()
@@ -597,6 +685,7 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
         raise StoreError(f"{source}: cannot resume: {err}") from None
     progress = progress or Progress()
     planned = plan_run(profile, suites)
+    check_executor(executor, profile, suites)
     with RunLock(run_dir):
         store = ResultsStore.open(run_dir)
         _start_executor(executor, progress, planned)

@@ -354,6 +354,27 @@ class Suite(ABC):
         """Relative expected cost of a cell, for the progress bar."""
         return 1.0
 
+    # -- replicas: one cell measured in several worker processes, then merged -----------------
+    # A suite never starts processes: it declares how many replicas each cell needs and the
+    # executor runs replica i of every cell in a process of its own, kept for the run (so each
+    # cell meets the same processes), one replica after the other; the runner merges the runs.
+
+    def replicas(self, params: SuiteParams) -> int:
+        """Worker processes each cell is measured in (1: the cell runs once, where the executor
+        places it). Above 1, the suite also overrides :meth:`merge_replicas`."""
+        return 1
+
+    def replica_params(self, params: SuiteParams, i: int, k: int) -> SuiteParams:
+        """The parameters replica ``i`` of ``k`` runs with (e.g. its share of a budget)."""
+        return params
+
+    def merge_replicas(self, runs: list[list[Record]]) -> list[Record]:
+        """One cell's records from the records of its ``k`` replicas (in replica order)."""
+        if len(runs) == 1:
+            return runs[0]
+        raise NotImplementedError(f"suite {self.name!r} runs cells in {len(runs)} replicas"
+                                  " but does not override Suite.merge_replicas")
+
     def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
         """A schema-1 record's ``params`` completed with what this version's records carry,
         from the run's profile ``section`` for this suite (so old stores still match)."""

@@ -38,7 +38,6 @@ from harness.suites.base import (
     RunContext,
     Suite,
     SuiteParams,
-    no_progress,
     planned_model,
     register_suite,
 )
@@ -104,7 +103,8 @@ class ThroughputParams(SuiteParams):
     #: dominated by fixed costs; the fitted time exponent starts after the last of them.
     growth_floor: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Fresh processes each cell is timed in, one after the other (``min_run_time`` is shared
-    #: between them). A process has its own allocator and cache state, which moves its timings
+    #: between them; the executor runs them, ``Suite.replicas``, the same ones for every cell).
+    #: A process has its own allocator and cache state, which moves its timings
     #: by more than they move within it; with >= 2 per side ``harness compare`` tests the
     #: per-process estimates instead of the pooled samples. Use >= 3 for a release gate.
     processes: PositiveInt = 1
@@ -225,41 +225,6 @@ def _beside(cell: Cell, ctx: RunContext, build, probe: str):
             spec = REFERENCE
             fns = None if is_reference(cell.attention, cell.options) else build(spec)
     return spec, fns
-
-
-_REPLICAS: dict[int, Any] = {}
-
-
-def _replica(i: int):
-    """The ``i``-th single-process worker (spawned: a fresh interpreter), started on first use
-    and kept until this process exits, so each of a run's cells meets the same ``processes``."""
-    if i not in _REPLICAS:
-        import atexit
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        if not _REPLICAS:
-            atexit.register(_close_replicas)
-        _REPLICAS[i] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    return _REPLICAS[i]
-
-
-def _close_replicas() -> None:
-    for pool in _REPLICAS.values():
-        pool.shutdown(cancel_futures=True)
-    _REPLICAS.clear()
-
-
-def _replica_cell(cell: Cell, params: ThroughputParams, ctx: RunContext,
-                  plugins: tuple[str, ...]) -> list[Record]:
-    """One process's timing of ``cell`` (runs in a replica worker)."""
-    if plugins:
-        from harness.plugins import load_plugins
-
-        load_plugins(plugins)
-    if torch.get_num_threads() != ctx.threads:
-        torch.set_num_threads(ctx.threads)
-    return ThroughputSuite().run_cell(cell, params, ctx)
 
 
 def merge_processes(runs: list[list[Record]], kind: str = "processes") -> list[Record]:
@@ -446,28 +411,25 @@ class ThroughputSuite(Suite):
         return {**params, **{k: v for k, v in extra.items() if k not in params},
                 "dtype": params.get("dtype", "float32")}
 
+    def replicas(self, params: ThroughputParams) -> int:
+        """``processes``: the executor times each cell once in each of that many worker
+        processes (the same ones for every cell of the run), one after the other."""
+        return params.processes
+
+    def replica_params(self, params: ThroughputParams, i: int, k: int) -> ThroughputParams:
+        """Each process gets its share of the timing budget (``shared_budget``)."""
+        return shared_budget(params, k).model_copy(update={"processes": 1})
+
+    def merge_replicas(self, runs: list[list[Record]]) -> list[Record]:
+        """The processes' records pooled (``merge_processes``)."""
+        return merge_processes(runs)
+
     def run_cell(self, cell: Cell, params: ThroughputParams, ctx: RunContext) -> list[Record]:
-        if params.processes > 1:
-            return self._run_in_processes(cell, params, ctx)
+        """One process's timing of ``cell`` (``processes`` is the executor's: see
+        :meth:`replicas`)."""
         if cell.params["kind"] == "model":
             return self._run_model(cell, params, ctx)
         return self._run_attention(cell, params, ctx)
-
-    def _run_in_processes(self, cell: Cell, params: ThroughputParams, ctx: RunContext
-                          ) -> list[Record]:
-        """The cell timed once in each of ``params.processes`` fresh worker processes (kept for
-        the run's later cells), one at a time; their records merged (``merge_processes``)."""
-        from harness.plugins import loaded_plugin_specs
-
-        k = params.processes
-        each = shared_budget(params, k).model_copy(update={"processes": 1})
-        quiet = replace(ctx, progress=no_progress, inputs={})
-        runs = []
-        for i in range(k):
-            ctx.progress(i / k, f"process {i + 1}/{k}")
-            runs.append(_replica(i).submit(_replica_cell, cell, each, quiet,
-                                           tuple(loaded_plugin_specs())).result())
-        return merge_processes(runs)
 
     def _timer(self, params: ThroughputParams, ctx: RunContext, calibration):
         """Time ``measured`` side by side with ``reference`` (or the calibration matmul when
