@@ -617,6 +617,16 @@ class LSHAttention(Attention):
         key = ("rotations", H, d, n_buckets, dev, dtype, self.seed, self.n_hashes)
         return self._cached(key, lambda: self.rotations(H, d, n_buckets, dev, dtype))
 
+    def _hashed(self, q: Tensor, k: Tensor, key_padding_mask: Tensor | None
+                ) -> tuple[Tensor, Tensor, int]:
+        """Bucket ids of ``q`` and ``k`` (B, H, n_hashes, N; one tensor when ``k is q``) under
+        this module's rotations for their length, and that bucket count (call without grad)."""
+        n_buckets = self.resolved_n_buckets(q.shape[2])
+        rot = self._rotations_for(q, n_buckets)
+        bq = self._hash(q, rot, n_buckets, key_padding_mask)
+        bk = bq if k is q else self._hash(k, rot, n_buckets, key_padding_mask)
+        return bq, bk, n_buckets
+
     def _hash(
         self, x: Tensor, rot: Tensor | None, n_buckets: int, key_padding_mask: Tensor | None
     ) -> Tensor:
@@ -758,12 +768,9 @@ class LSHAttention(Attention):
         R = self.n_hashes
         shared = q is k
         C = min(self.chunk_size, N)
-        n_buckets = self.resolved_n_buckets(N)
         dev = q.device
         with torch.no_grad():
-            rot = self._rotations_for(q, n_buckets)
-            bq = self._hash(q, rot, n_buckets, key_padding_mask)  # (B, H, R, N)
-            bk = bq if shared else self._hash(k, rot, n_buckets, key_padding_mask)
+            bq, bk, n_buckets = self._hashed(q, k, key_padding_mask)  # (B, H, R, N) each
             perm_k = _stable_bucket_order(bk, n_buckets)  # key positions in (bucket, pos) order
             pos = torch.arange(N, device=dev)
             codes_k = bk.gather(-1, perm_k) * N + perm_k  # ascending
@@ -1096,12 +1103,9 @@ class LSHAttention(Attention):
         B, H, N, d = q.shape
         R = self.n_hashes
         C = min(self.chunk_size, N)
-        nb = self.resolved_n_buckets(N)
         dev = q.device
         with torch.no_grad():
-            rot = self._rotations_for(q, nb)
-            bq = self._hash(q, rot, nb, key_padding_mask)  # (B, H, R, N)
-            bk = self._hash(k, rot, nb, key_padding_mask)
+            bq, bk, nb = self._hashed(q, k, key_padding_mask)  # (B, H, R, N) each
             perm_q, perm_k = _stable_bucket_order(bq, nb), _stable_bucket_order(bk, nb)
             bqs, bks = bq.gather(-1, perm_q), bk.gather(-1, perm_k)
             last = torch.searchsorted((bks * N + perm_k).contiguous(),
