@@ -12,10 +12,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from harness.measure.stats import Estimate
+from harness.measure.stats import Estimate, abs_estimate
 from harness.records import Record
 from harness.suites import AttentionSpec, DataOptions, RunContext, get_suite
-from harness.suites.bias import BiasParams, _abs_estimate
+from harness.suites.bias import BiasParams
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = DATA / "sst2"
@@ -303,9 +303,9 @@ def test_multiplicity_is_a_profile_key():
 
 
 def test_abs_estimate_interval():
-    assert _abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
-    assert _abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
-    assert _abs_estimate(Estimate(-0.1, -0.2, 0.0, 0.1, 9, "t")).method == "t"
+    assert abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
+    assert abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
+    assert abs_estimate(Estimate(-0.1, -0.2, 0.0, 0.1, 9, "t")).method == "t"
 
 
 def test_every_interval_states_its_method_and_n(controlled):
