@@ -10,7 +10,7 @@ from harness.suites.accuracy.params import BASELINE, BASELINE_LABEL, AccuracyPar
 from harness.suites.base import AttentionSpec, planned_model, resolve_options
 from harness.suites.training import TrainParams
 
-__all__ = ["approximates_softmax", "depends_on", "plan_cells", "skip_reason"]
+__all__ = ["depends_on", "plan_cells", "skip_reason"]
 
 
 def _options(spec: AttentionSpec, entry: TaskEntry, params: AccuracyParams) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def _options(spec: AttentionSpec, entry: TaskEntry, params: AccuracyParams) -> d
     return resolve_options(spec, params.attention_options, entry.attention_options)
 
 
-def approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
+def _approximates_softmax(attention: str, options: dict[str, Any]) -> bool:
     """Whether ``attention`` with ``options`` approximates exact softmax attention (so fidelity
     figures mean something for it)."""
     from harness.attention import attention_class
@@ -72,7 +72,7 @@ def _fidelity_cells(suite: str, params: AccuracyParams, attentions: list[Attenti
         seen: set[str] = set()
         for spec in attentions:
             options = _options(spec, entry, params)
-            if spec.label in seen or not approximates_softmax(spec.name, options):
+            if spec.label in seen or not _approximates_softmax(spec.name, options):
                 continue
             seen.add(spec.label)
             cell_params = {"task": entry.key, "config": entry.config_hash(),
