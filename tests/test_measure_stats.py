@@ -24,6 +24,7 @@ from harness.measure.stats import (
     one_sided_p,
     paired_bootstrap,
     paired_metric_difference,
+    paired_spread_difference,
     paired_ttest,
     ratio_bootstrap,
     resample_indices,
@@ -415,4 +416,17 @@ def test_accuracy_statistic_and_paired_metric_difference():
     assert res.difference.method == "paired_bootstrap" and res.difference.n == 8
     with pytest.raises(ValueError, match="same positive number"):
         paired_metric_difference(y, [a, a], [b], accuracy_statistic)
+
+
+def test_paired_spread_difference():
+    rng = np.random.default_rng(5)
+    codes = np.repeat([0, 1], 200)
+    base = rng.normal(0.5, 0.1, 400)
+    same = paired_spread_difference(base, base, codes, 2, 200, seed=0)
+    assert (same.value, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
+    wider = base + 0.2 * codes  # level 1 shifted up by 0.2: the gap grows by about 0.2
+    est = paired_spread_difference(wider, base, codes, 2, 200, seed=0)
+    gap = abs(wider[200:].mean() - wider[:200].mean()) - abs(base[200:].mean() - base[:200].mean())
+    assert est.value == pytest.approx(gap) and est.n == 400
+    assert 0 < est.ci_low < est.value < est.ci_high
 

@@ -24,7 +24,8 @@ sample count, so a record can say how its interval was made:
   :func:`paired_metric_difference` (a metric's paired difference over seeds),
   :func:`abs_estimate`, :func:`stderr_from_ci95` and :func:`normal_difference` (bias
   differences), :func:`mean_t_test`, :func:`bootstrap_mean`, :func:`ratio_bootstrap`,
-  :func:`level_means` and :func:`level_spread` (the probe-set audit).
+  :func:`level_means`, :func:`level_spread` and :func:`paired_spread_difference` (the probe-set
+  audit).
 
 Every function but the suites' statistics validates its input and raises ``ValueError`` naming
 the argument, what was wrong and how to fix it.
@@ -68,6 +69,7 @@ __all__ = [
     "paired_bootstrap",
     "paired_metric_difference",
     "paired_shift",
+    "paired_spread_difference",
     "paired_ttest",
     "percentile_estimate",
     "rank_shift",
@@ -627,6 +629,18 @@ def level_spread(means: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmax(means, axis=-1) - np.nanmin(means, axis=-1)
+
+
+def paired_spread_difference(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_levels: int,
+                             n_boot: int, seed: int) -> Estimate:
+    """The spread of ``a``'s level means (:func:`level_spread`) minus ``b``'s, for two systems'
+    values on the same rows (level ``codes``), with a percentile interval from the same
+    resamples of both, drawn within levels."""
+    n = int(a.size)
+    idx = np.concatenate([np.arange(n)[None, :], resample_indices(n, n_boot, seed, strata=codes)])
+    d = (level_spread(level_means(a, codes, n_levels, idx))
+         - level_spread(level_means(b, codes, n_levels, idx)))
+    return percentile_estimate(float(d[0]), d[1:], n)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from harness.measure.stats import (
     level_means,
     level_spread,
     mean_t_test,
+    paired_spread_difference,
     percentile_estimate,
     ratio_bootstrap,
     resample_indices,
@@ -548,16 +549,12 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                 est, p = mean_t_test(v[mask] - ref[mask])
                 tests.append((metric, at, est, p))
         codes = np.searchsorted(np.asarray(names), lv[keep].astype(str))
-        idx = np.concatenate([np.arange(keep.sum())[None, :],
-                              resample_indices(int(keep.sum()), params.n_boot,
-                                               derive_seed(seed, column), strata=codes)])
         for metric, v, ref in (("positive_score_gap", score_v, score_r),
                                ("demographic_parity_difference", pos_v, pos_r)):
-            d = (level_spread(level_means(v[keep], codes, len(names), idx))
-                 - level_spread(level_means(ref[keep], codes, len(names), idx)))
+            est = paired_spread_difference(v[keep], ref[keep], codes, len(names), params.n_boot,
+                                           derive_seed(seed, column))
             out.append(_shift_rec(r, f"{metric}_shift_vs_reference",
-                                  {**r.params, "column": column},
-                                  percentile_estimate(float(d[0]), d[1:], int(keep.sum()))))
+                                  {**r.params, "column": column}, est))
     if probe.keys is not None and probe.wide is None:
         for column in probe.group_columns:
             for (a, b), (shared, rows_a, rows_b) in paired_comparisons(
