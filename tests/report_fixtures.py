@@ -346,7 +346,7 @@ def _accuracy(w: _Writer, specs: list[dict[str, Any]], rng: random.Random,
     w.summaries("accuracy", summaries)
 
 
-# --- bias: the shape of harness/suites/bias.py's records (docs/perf-bias.md) -------------------
+# --- bias: the shape of the records of harness/suites/bias (docs/perf-bias.md) -----------------
 
 BIAS_PLANTED = ("gender", "female")
 BIAS_AXES = {"gender": ("female", "male"), "race": ("asian", "black", "hispanic", "white")}

@@ -377,10 +377,10 @@ def test_no_signal_task_reports_comparisons_as_not_findings(tmp_path):
 
 
 def test_run_context_data_reaches_the_text_task():
-    from harness.suites.accuracy import _task_kwargs
+    from harness.suites.accuracy.cells import task_kwargs
 
     params = AccuracyParams.model_validate({"tasks": [], "text": {"params": {"max_len": 16}}})
     data = DataOptions(data_files={"train": str(SST2 / "train_full.tsv")}, label_column="label")
-    kwargs = _task_kwargs(params.text, params, RunContext(data=data))
+    kwargs = task_kwargs(params.text, params, RunContext(data=data))
     assert kwargs == {"max_len": 16, "data_files": {"train": str(SST2 / "train_full.tsv")},
                       "label_column": "label"}

@@ -12,10 +12,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from harness.measure.stats import Estimate
+from harness.measure.stats import Estimate, abs_estimate
 from harness.records import Record
 from harness.suites import AttentionSpec, DataOptions, RunContext, get_suite
-from harness.suites.bias import BiasParams, _abs_estimate
+from harness.suites.bias import BiasParams
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SST2 = DATA / "sst2"
@@ -303,9 +303,9 @@ def test_multiplicity_is_a_profile_key():
 
 
 def test_abs_estimate_interval():
-    assert _abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
-    assert _abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
-    assert _abs_estimate(Estimate(-0.1, -0.2, 0.0, 0.1, 9, "t")).method == "t"
+    assert abs_estimate(Estimate(-0.3, -0.4, -0.2, 0.05, 9)) == Estimate(0.3, 0.2, 0.4, 0.05, 9)
+    assert abs_estimate(Estimate(0.1, -0.2, 0.3, 0.1, 9)) == Estimate(0.1, 0.0, 0.3, 0.1, 9)
+    assert abs_estimate(Estimate(-0.1, -0.2, 0.0, 0.1, 9, "t")).method == "t"
 
 
 def test_every_interval_states_its_method_and_n(controlled):
@@ -329,11 +329,28 @@ def test_every_interval_states_its_method_and_n(controlled):
         ({"audit_axes": ["age"]}, "audit_axes: unknown"),
         ({"template_axes": ["none"]}, "template_axes: unknown"),
         ({"colour": 1}, "Extra inputs"),
+        ({"attention_options": {"sparse": {"chunk_size": 4}}},
+         r"attention_options\.sparse: unknown option\(s\) chunk_size; valid: block_size"),
+        ({"text": {"attention_options": {"fancy": {}}}},
+         "attention_options: unknown attention 'fancy'; registered: "),
     ],
 )
 def test_bad_params_raise(patch, match):
     with pytest.raises(ValueError, match=match):
         BiasParams.model_validate(patch)
+
+
+def test_plan_layers_attention_options():
+    """Class defaults < suite-wide options < the text cells' options < the spec's own."""
+    suite = get_suite("bias")
+    params = BiasParams.model_validate({
+        **TINY, "text": {"attention_options": {"sparse": {"block_size": 4, "seed": 7}}},
+        "attention_options": {"sparse": {"block_size": 2, "random_blocks": 0, "seed": 5}}})
+    controlled, text = suite.plan(params, [AttentionSpec("sparse", {"seed": 9})], [0])
+    defaults = AttentionSpec("sparse").resolved_options
+    assert controlled.options == {**defaults, "block_size": 2, "random_blocks": 0, "seed": 9}
+    assert text.options == {**defaults, "block_size": 4, "random_blocks": 0, "seed": 9}
+    assert defaults["block_size"] not in (2, 4) and defaults["random_blocks"] != 0
 
 
 def test_text_cell_without_data_is_skipped():

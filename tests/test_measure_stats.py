@@ -9,15 +9,26 @@ from scipy import stats as sps
 
 from harness.measure.stats import (
     Estimate,
+    accuracy_statistic,
     adjust_pvalues,
     bootstrap_ci,
+    bootstrap_mean,
     exponent_verdict,
     fit_power_law,
+    level_means,
+    level_spread,
+    mean_t_test,
     median_iqr,
+    normal_difference,
     normal_interval,
     one_sided_p,
     paired_bootstrap,
+    paired_metric_difference,
+    paired_spread_difference,
     paired_ttest,
+    ratio_bootstrap,
+    resample_indices,
+    stderr_from_ci95,
     summarize,
     t_interval,
     wilson_interval,
@@ -343,3 +354,79 @@ def test_robust_sd_is_the_sd_of_normal_data_and_ignores_a_few_outliers() -> None
     assert robust_sd(np.concatenate([x, [5.0] * 400])) == pytest.approx(0.05, rel=0.15)
     with pytest.raises(ValueError):
         robust_sd([])
+
+
+# --- the suites' statistics ---------------------------------------------------------------------
+
+
+def test_normal_difference_adds_standard_errors_in_quadrature():
+    diff = normal_difference(0.7, 0.4, 0.03, 0.04, n=50)
+    assert diff.value == pytest.approx(0.3) and diff.stderr == pytest.approx(0.05)
+    assert diff.ci_low == pytest.approx(0.3 - sps.norm.ppf(0.975) * 0.05)
+    assert (diff.method, diff.n) == ("normal_approx", 50)
+    assert normal_difference(0.7, 0.4, None, 0.04) == Estimate(pytest.approx(0.3))
+    est = normal_interval(0.2, 0.01)  # a 95% interval gives its standard error back
+    assert stderr_from_ci95(est.ci_low, est.ci_high) == pytest.approx(0.01)
+
+
+def test_mean_t_test_is_the_one_sample_t_test():
+    diff = np.array([0.1, 0.3, -0.05, 0.2, 0.15])
+    est, p = mean_t_test(diff)
+    assert p == pytest.approx(sps.ttest_1samp(diff, 0.0).pvalue)
+    assert est == t_interval(diff)
+    assert mean_t_test(np.array([0.2]))[1] is None
+    assert mean_t_test(np.zeros(0)) == (Estimate(None, n=0), None)
+
+
+def test_bootstrap_mean_and_ratio_resample_their_rows():
+    rng = np.random.default_rng(3)
+    values = rng.normal(1.0, 1.0, 400)
+    est = bootstrap_mean(values, 500, seed=1)
+    idx = resample_indices(values.size, 500, 1)
+    means = np.sort(values[idx].mean(axis=1))
+    assert est.value == pytest.approx(values.mean()) and est.n == 400
+    assert est.ci_low == pytest.approx(np.quantile(means, 0.025))
+    assert est.stderr == pytest.approx(values.std() / math.sqrt(400), rel=0.15)
+    num, den = rng.integers(0, 4, 300).astype(float), np.full(300, 4.0)
+    ratio = ratio_bootstrap(num, den, 500, seed=2)
+    assert ratio.value == pytest.approx(num.sum() / 1200) and ratio.n == 1200
+    assert ratio.ci_low < ratio.value < ratio.ci_high
+
+
+def test_level_means_and_spread():
+    values = np.array([1.0, 3.0, 10.0, 20.0])
+    codes = np.array([0, 0, 1, 1])
+    full = np.arange(4)[None, :]
+    means = level_means(values, codes, 3, full)  # level 2 is empty: NaN
+    assert means[0, :2].tolist() == [2.0, 15.0] and np.isnan(means[0, 2])
+    assert level_spread(means).tolist() == [13.0]
+    idx = resample_indices(4, 50, 0, strata=codes)
+    assert level_means(values, codes, 2, idx).shape == (50, 2)
+
+
+def test_accuracy_statistic_and_paired_metric_difference():
+    y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
+    a = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    b = np.array([1, 1, 0, 0, 1, 1, 0, 1])
+    assert accuracy_statistic(y, a) == pytest.approx(7 / 8)
+    rows = accuracy_statistic(np.stack([y, y]), np.stack([a, b]), axis=-1)
+    assert rows.tolist() == pytest.approx([7 / 8, 4 / 8])
+    res = paired_metric_difference(y, [a], [b], accuracy_statistic, n_boot=200, seed=0)
+    assert res.difference.value == pytest.approx(3 / 8)
+    assert res.difference.method == "paired_bootstrap" and res.difference.n == 8
+    with pytest.raises(ValueError, match="same positive number"):
+        paired_metric_difference(y, [a, a], [b], accuracy_statistic)
+
+
+def test_paired_spread_difference():
+    rng = np.random.default_rng(5)
+    codes = np.repeat([0, 1], 200)
+    base = rng.normal(0.5, 0.1, 400)
+    same = paired_spread_difference(base, base, codes, 2, 200, seed=0)
+    assert (same.value, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
+    wider = base + 0.2 * codes  # level 1 shifted up by 0.2: the gap grows by about 0.2
+    est = paired_spread_difference(wider, base, codes, 2, 200, seed=0)
+    gap = abs(wider[200:].mean() - wider[:200].mean()) - abs(base[200:].mean() - base[:200].mean())
+    assert est.value == pytest.approx(gap) and est.n == 400
+    assert 0 < est.ci_low < est.value < est.ci_high
+

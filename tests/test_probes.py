@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.data.probes import ProbeSetError, load_probe_set
+from harness.measure.stats import mean_t_test
 from harness.records import Record
 from harness.run.probe_options import apply_probe_options
 from harness.run.profiles import ProfileError, profile_from_dict
@@ -26,7 +27,6 @@ from harness.suites.bias import BiasParams
 from harness.suites.predictions import PredictionOptions
 from harness.suites.probes import (
     _key_differences,
-    _t_estimate,
     group_scores,
     paired_comparisons,
     summarize_probe_set,
@@ -188,7 +188,7 @@ def _simulate(effect: float, rng: np.random.Generator, n_keys: int = 40) -> floa
                 levels.append(level)
                 scores.append(base + (effect if level == "a" else 0) + rng.normal(0, 0.1))
     (shared, ra, rb), = paired_comparisons(keys, levels).values()
-    _, p = _t_estimate(_key_differences(np.array(scores), ra, rb))
+    _, p = mean_t_test(_key_differences(np.array(scores), ra, rb))
     assert p is not None and len(shared) == n_keys
     return p
 

@@ -19,14 +19,22 @@ sample count, so a record can say how its interval was made:
 * :func:`adjust_pvalues` - Holm (family-wise error) or Benjamini-Hochberg (false discovery rate).
 * :func:`fit_power_law` - ``scipy.stats.linregress`` in log-log space with a t-quantile interval
   of the exponent (``method="ols_t"``), and :func:`exponent_verdict` for complexity claims.
+* The suites' statistics, on arrays the suites build: :func:`accuracy_statistic` and
+  :func:`chance_macro_f1` (accuracy's bootstrap statistic and chance level),
+  :func:`paired_metric_difference` (a metric's paired difference over seeds),
+  :func:`abs_estimate`, :func:`stderr_from_ci95` and :func:`normal_difference` (bias
+  differences), :func:`mean_t_test`, :func:`bootstrap_mean`, :func:`ratio_bootstrap`,
+  :func:`level_means`, :func:`level_spread` and :func:`paired_spread_difference` (the probe-set
+  audit).
 
-Every function validates its input and raises ``ValueError`` naming the argument, what was wrong
-and how to fix it.
+Every function but the suites' statistics validates its input and raises ``ValueError`` naming
+the argument, what was wrong and how to fix it.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -40,23 +48,35 @@ __all__ = [
     "PairedResult",
     "PowerFit",
     "ShiftTest",
+    "abs_estimate",
+    "accuracy_statistic",
     "adjust_pvalues",
     "bootstrap_ci",
+    "bootstrap_mean",
+    "chance_macro_f1",
     "check_n_boot",
     "detectable_shift",
     "exponent_verdict",
     "fit_power_law",
     "index_chunks",
+    "level_means",
+    "level_spread",
+    "mean_t_test",
     "median_iqr",
+    "normal_difference",
     "normal_interval",
     "one_sided_p",
     "paired_bootstrap",
+    "paired_metric_difference",
     "paired_shift",
+    "paired_spread_difference",
     "paired_ttest",
     "percentile_estimate",
     "rank_shift",
+    "ratio_bootstrap",
     "resample_indices",
     "robust_sd",
+    "stderr_from_ci95",
     "summarize",
     "t_interval",
     "welch_shift",
@@ -463,6 +483,164 @@ def paired_ttest(a: Any, b: Any) -> tuple[float, float, float]:
         return mean_diff, math.copysign(math.inf, mean_diff), 0.0
     res = _sps.ttest_rel(x, y)
     return mean_diff, float(res.statistic), float(res.pvalue)
+
+
+# ---------------------------------------------------------------------------------------------
+# the suites' statistics: classifier scores, bias differences, probe-set tests
+
+
+def accuracy_statistic(y_true: np.ndarray, y_pred: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Share of predictions equal to their labels along ``axis``: one value per resample row
+    (the ``bootstrap_ci(vectorized=True)`` calling convention)."""
+    return np.mean(y_true == y_pred, axis=axis)
+
+
+def chance_macro_f1(y_true: np.ndarray, *, n_boot: int, seed: int = 0) -> Estimate:
+    """Macro-F1 a model reaches without learning, on these test labels, with a bootstrap interval.
+
+    The better of two label-blind predictors: always the majority class (of the test labels
+    themselves, the strongest constant guess), and a uniformly random class (expected F1 of class
+    ``c`` with share ``p_c`` among ``K`` classes: ``2 p_c / K / (p_c + 1 / K)``).
+    """
+    y = np.unique(np.asarray(y_true), return_inverse=True)[1].astype(np.int64)
+    k = int(y.max()) + 1  # the classes the test labels hold
+
+    def stat(labels: np.ndarray, axis: int = -1) -> np.ndarray:
+        rows = labels.reshape(-1, labels.shape[-1])
+        counts = np.stack([(rows == c).sum(axis=1) for c in range(k)], axis=1)
+        share = counts / rows.shape[1]
+        top = share.max(axis=1)
+        majority = 2 * top / (1 + top) / (counts > 0).sum(axis=1)
+        uniform = (2 * share / k / (share + 1 / k)).sum(axis=1) / k
+        return np.maximum(majority, uniform)
+
+    return bootstrap_ci(y, stat, n_boot=n_boot, seed=seed, vectorized=True)
+
+
+def paired_metric_difference(
+    y_true: np.ndarray,
+    preds_a: Sequence[np.ndarray],
+    preds_b: Sequence[np.ndarray],
+    metric: Callable[..., Any],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> PairedResult:
+    """Mean over seed pairs of ``metric(a_s) - metric(b_s)`` on the same test examples, by
+    :func:`paired_bootstrap` (the same resampled examples for every system and seed).
+
+    ``metric(y, p, axis=-1)`` must accept 2-D batches of resamples.
+    """
+    where = "paired_metric_difference"
+    y = np.asarray(y_true)
+    if not preds_a or len(preds_a) != len(preds_b):
+        raise ValueError(f"{where}: need the same positive number of prediction arrays per "
+                         f"system, got {len(preds_a)} and {len(preds_b)}")
+    for p in (*preds_a, *preds_b):
+        if np.shape(p) != y.shape:
+            raise ValueError(f"{where}: predictions of shape {np.shape(p)} do not match "
+                             f"y_true {y.shape}; both systems must score the same test examples")
+
+    def mean_metric(arrays: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+        yy = arrays["y"][idx]
+        per_seed = [np.asarray(metric(yy, arrays[f"p{i}"][idx], axis=-1), dtype=float)
+                    for i in range(len(preds_a))]
+        return np.mean(per_seed, axis=0)
+
+    a = {"y": y, **{f"p{i}": np.asarray(p) for i, p in enumerate(preds_a)}}
+    b = {"y": y, **{f"p{i}": np.asarray(p) for i, p in enumerate(preds_b)}}
+    return paired_bootstrap(a, b, mean_metric, n_boot=n_boot, seed=seed)
+
+
+def abs_estimate(est: Estimate) -> Estimate:
+    """|value| with the interval mapped through |.| (from 0 when the interval spans 0)."""
+    if est.value is None:
+        return est
+    if est.ci_low is None or est.ci_high is None:
+        return replace(est, value=abs(est.value))
+    lo, hi = sorted((abs(est.ci_low), abs(est.ci_high)))
+    if est.ci_low <= 0 <= est.ci_high:
+        lo = 0.0
+    return replace(est, value=abs(est.value), ci_low=lo, ci_high=hi)
+
+
+def stderr_from_ci95(ci_low: float, ci_high: float) -> float:
+    """The standard error behind a two-sided normal 95% interval: its width over ``2 z_0.975``."""
+    return (ci_high - ci_low) / (2 * float(_sps.norm.ppf(0.975)))
+
+
+def normal_difference(a: float, b: float, stderr_a: float | None, stderr_b: float | None,
+                      n: int | None = None) -> Estimate:
+    """``a - b`` of two independent figures with a normal-approximation 95% interval (their
+    standard errors added in quadrature); no interval when either standard error is None."""
+    diff = float(a) - float(b)
+    if stderr_a is None or stderr_b is None:
+        return Estimate(diff, n=n)
+    return normal_interval(diff, math.sqrt(stderr_a * stderr_a + stderr_b * stderr_b), n)
+
+
+def mean_t_test(diff: np.ndarray) -> tuple[Estimate, float | None]:
+    """Mean of ``diff`` with a Student-t 95% interval, and the two-sided one-sample t-test
+    p-value against 0 (None below two values; no value at all for an empty array)."""
+    if diff.size == 0:
+        return Estimate(None, n=0), None
+    est = t_interval(diff)
+    p = paired_ttest(diff, np.zeros_like(diff))[2] if diff.size > 1 else None
+    return est, p
+
+
+def bootstrap_mean(values: np.ndarray, n_boot: int, seed: int) -> Estimate:
+    """Mean of ``values`` with a percentile-bootstrap interval over them (``n_boot`` resamples
+    drawn by :func:`resample_indices`)."""
+    idx = resample_indices(values.size, n_boot, seed)
+    return percentile_estimate(float(values.mean()), values[idx].mean(axis=1), values.size)
+
+
+def ratio_bootstrap(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int) -> Estimate:
+    """``sum(num) / sum(den)`` with a percentile-bootstrap interval over the (num, den) pairs;
+    ``n`` is ``sum(den)``."""
+    point = float(num.sum() / den.sum())
+    idx = resample_indices(num.size, n_boot, seed)
+    samples = num[idx].sum(axis=1) / den[idx].sum(axis=1)
+    return percentile_estimate(point, samples, int(den.sum()))
+
+
+def level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
+                idx: np.ndarray) -> np.ndarray:
+    """Per-resample mean of ``values`` per level: ``(B, n_levels)`` (NaN for an empty level).
+
+    ``idx`` must be resampled within levels (``resample_indices(..., strata=codes)``, or the
+    identity row): the columns of a level then hold that level's resampled rows.
+    """
+    out = np.full((idx.shape[0], n_levels), np.nan)
+    start = 0
+    for part in index_chunks(idx):
+        taken = values[part]
+        for j in range(n_levels):
+            cols = codes == j
+            if cols.any():
+                out[start: start + part.shape[0], j] = taken[:, cols].mean(axis=1)
+        start += part.shape[0]
+    return out
+
+
+def level_spread(means: np.ndarray) -> np.ndarray:
+    """Max minus min along the last axis, NaN levels left out (the gap between groups)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(means, axis=-1) - np.nanmin(means, axis=-1)
+
+
+def paired_spread_difference(a: np.ndarray, b: np.ndarray, codes: np.ndarray, n_levels: int,
+                             n_boot: int, seed: int) -> Estimate:
+    """The spread of ``a``'s level means (:func:`level_spread`) minus ``b``'s, for two systems'
+    values on the same rows (level ``codes``), with a percentile interval from the same
+    resamples of both, drawn within levels."""
+    n = int(a.size)
+    idx = np.concatenate([np.arange(n)[None, :], resample_indices(n, n_boot, seed, strata=codes)])
+    d = (level_spread(level_means(a, codes, n_levels, idx))
+         - level_spread(level_means(b, codes, n_levels, idx)))
+    return percentile_estimate(float(d[0]), d[1:], n)
 
 
 # ---------------------------------------------------------------------------------------------

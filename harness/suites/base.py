@@ -7,31 +7,34 @@ values, and both the CLI and the asv benchmarks read them from there (one source
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
-from harness.attention import attention_class, attention_options
+from harness.attention import attention_class, attention_options, list_attentions
 from harness.records import Cell, Record
 from harness.registry import Registry
 
 __all__ = [
     "FORMATS",
     "RESOURCE_CLASSES",
+    "AttentionOptions",
     "AttentionSpec",
     "DataOptions",
     "MetricSpec",
     "RunContext",
     "Suite",
     "SuiteParams",
+    "check_attention_options",
     "compare_rules",
     "get_suite",
     "list_suites",
     "register_suite",
+    "resolve_options",
     "suite_meta",
     "suites_meta",
 ]
@@ -89,6 +92,41 @@ class AttentionSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "name": self.name, "options": dict(self.options)}
+
+
+def check_attention_options(value: dict[str, dict[str, Any]], where: str = "attention_options"
+                            ) -> dict[str, dict[str, Any]]:
+    """``value`` (options per attention name), or a ValueError that names ``where`` the unknown
+    attention or option is and lists the valid ones."""
+    for name, options in value.items():
+        if name not in list_attentions():
+            raise ValueError(
+                f"{where}: unknown attention {name!r}; registered: {', '.join(list_attentions())}"
+            )
+        valid = attention_options(attention_class(name))
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{where}.{name}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+    return value
+
+
+#: A parameter field of options per attention name (``{sparse: {block_size: 8}}``), checked
+#: against the registry by :func:`check_attention_options`.
+AttentionOptions = Annotated[dict[str, dict[str, Any]], AfterValidator(check_attention_options)]
+
+
+def resolve_options(spec: AttentionSpec, *layers: Mapping[str, Mapping[str, Any]]
+                    ) -> dict[str, Any]:
+    """The options that run for ``spec``: its class defaults, then each layer's options for its
+    attention (per attention name, e.g. suite-wide then per task, later layers win), then the
+    options the spec itself sets."""
+    options = dict(spec.resolved_options)
+    for layer in layers:
+        options.update(layer.get(spec.name, {}))
+    options.update(spec.options)
+    return options
 
 
 @dataclass(frozen=True)

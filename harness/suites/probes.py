@@ -62,11 +62,14 @@ from harness.measure.fairness import _confusion, _rates
 from harness.measure.stats import (
     Estimate,
     adjust_pvalues,
-    index_chunks,
-    paired_ttest,
+    bootstrap_mean,
+    level_means,
+    level_spread,
+    mean_t_test,
+    paired_spread_difference,
     percentile_estimate,
+    ratio_bootstrap,
     resample_indices,
-    t_interval,
     wilson_interval,
 )
 from harness.records import Cell, Record, canonical_json
@@ -75,6 +78,7 @@ from harness.suites.base import MetricSpec, RunContext, SuiteParams, get_suite
 __all__ = [
     "PROBE_GROUP_METRICS",
     "ProbeSetParams",
+    "cell_record",
     "group_scores",
     "paired_comparisons",
     "probe_set_records",
@@ -181,44 +185,6 @@ def _load_cached(key: str) -> ProbeSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# statistics (t-test, intervals, multiplicity)
-
-
-def _t_estimate(diff: np.ndarray) -> tuple[Estimate, float | None]:
-    """Mean with a Student-t 95% interval, and the two-sided one-sample t-test p-value."""
-    if diff.size == 0:
-        return Estimate(None, n=0), None
-    est = t_interval(diff)
-    p = paired_ttest(diff, np.zeros_like(diff))[2] if diff.size > 1 else None
-    return est, p
-
-
-def _level_means(values: np.ndarray, codes: np.ndarray, n_levels: int,
-                 idx: np.ndarray) -> np.ndarray:
-    """Per-resample mean of ``values`` per level: ``(B, n_levels)`` (NaN for an empty level).
-
-    ``idx`` must be resampled within levels (``resample_indices(..., strata=codes)``, or the
-    identity row): the columns of a level then hold that level's resampled rows.
-    """
-    out = np.full((idx.shape[0], n_levels), np.nan)
-    start = 0
-    for part in index_chunks(idx):
-        taken = values[part]
-        for j in range(n_levels):
-            cols = codes == j
-            if cols.any():
-                out[start: start + part.shape[0], j] = taken[:, cols].mean(axis=1)
-        start += part.shape[0]
-    return out
-
-
-def _spread(means: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmax(means, axis=-1) - np.nanmin(means, axis=-1)
-
-
-# ---------------------------------------------------------------------------------------------
 # per-group figures
 
 
@@ -259,7 +225,7 @@ def group_scores(score: np.ndarray, positive: np.ndarray, levels: Sequence[str],
     for j, g in enumerate(names):
         mask = lv == g
         n = int(mask.sum())
-        t_est, _ = _t_estimate(score[mask])
+        t_est, _ = mean_t_test(score[mask])
         w = wilson_interval(yp[mask])
         per[g] = {
             "positive_score": replace(t_est, value=float(by.loc[g, "positive_score"])),
@@ -272,14 +238,14 @@ def group_scores(score: np.ndarray, positive: np.ndarray, levels: Sequence[str],
     full = np.arange(len(lv))[None, :]
     point = _rates(_confusion(codes * 4 + yt * 2 + yp, len(names), full))
     gaps = {"positive_score_gap": percentile_estimate(
-        float(_spread(_level_means(score.astype(float), codes, len(names), full))[0]),
-        _spread(_level_means(score.astype(float), codes, len(names), idx)), len(lv))}
+        float(level_spread(level_means(score.astype(float), codes, len(names), full))[0]),
+        level_spread(level_means(score.astype(float), codes, len(names), idx)), len(lv))}
     sel = np.array([per[g]["selection_rate"].value for g in names], dtype=float)
     gaps["demographic_parity_difference"] = percentile_estimate(
-        float(sel.max() - sel.min()), _spread(boot["selection_rate"]), len(lv))
+        float(sel.max() - sel.min()), level_spread(boot["selection_rate"]), len(lv))
     if y_true is not None:
         def eo(rates: dict[str, np.ndarray]) -> np.ndarray:
-            return np.maximum(_spread(rates["tpr"]), _spread(rates["fpr"]))
+            return np.maximum(level_spread(rates["tpr"]), level_spread(rates["fpr"]))
 
         gaps["equalized_odds_difference"] = percentile_estimate(float(eo(point)[0]), eo(boot),
                                                                 len(lv))
@@ -330,21 +296,13 @@ def _flip_counts(pos: np.ndarray, rows_a: list[list[int]], rows_b: list[list[int
     return np.asarray(flips, dtype=float), np.asarray(pairs, dtype=float)
 
 
-def _ratio_boot(num: np.ndarray, den: np.ndarray, n_boot: int, seed: int) -> Estimate:
-    point = float(num.sum() / den.sum())
-    idx = resample_indices(num.size, n_boot, seed)
-    samples = num[idx].sum(axis=1) / den[idx].sum(axis=1)
-    est = percentile_estimate(point, samples, int(den.sum()))
-    return est
-
-
 # ---------------------------------------------------------------------------------------------
 # one cell
 
 
-def _rec(cell: Cell, metric: str, params: dict[str, Any], est: Estimate | None = None, *,
-         value: float | None = None, n: int | None = None, status: str = "ok",
-         error: str | None = None, per_group: bool = False) -> Record:
+def cell_record(cell: Cell, metric: str, params: dict[str, Any], est: Estimate | None = None, *,
+                value: float | None = None, n: int | None = None, status: str = "ok",
+                error: str | None = None, per_group: bool = False) -> Record:
     """A record of a metric the cell's suite declares (see ``Suite.record``)."""
     fields = est.record_fields() if est is not None else {"value": value, "n": n}
     return get_suite(cell.suite).record(cell, metric, params=params, status=status, error=error,
@@ -363,23 +321,23 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
     where = {**base, "probe": PROBE, "set": probe.name}
     pos = (pred == positive).astype(np.int64)
     if probe.wide is not None:
-        out = [_rec(cell, "probe_rows", where, value=float(probe.rows), n=probe.rows)]
+        out = [cell_record(cell, "probe_rows", where, value=float(probe.rows), n=probe.rows)]
         out += wide_pair_records(cell, where, probe, score, params, seed)
         return out, {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
                      "positive": pos.tolist()}
     y = np.asarray(label_ids(probe, label_names, num_classes, positive=positive,
                              label_map=params.label_map)) if probe.labels is not None else None
-    out = [_rec(cell, "probe_rows", where, value=float(len(probe)), n=len(probe))]
+    out = [cell_record(cell, "probe_rows", where, value=float(len(probe)), n=len(probe))]
     if y is not None:
-        out.append(_rec(cell, "accuracy", {**where, "column": "all"},
-                        wilson_interval((pred == y).astype(float))))
+        out.append(cell_record(cell, "accuracy", {**where, "column": "all"},
+                               wilson_interval((pred == y).astype(float))))
     for column, levels in probe.analysis_columns().items():
         keep = np.array([v is not None for v in levels])
         lv = [str(v) for v in levels if v is not None]
         if len(set(lv)) < 2:
-            out.append(_rec(cell, "positive_score_gap", {**where, "column": column},
-                            status="skipped", error=f"column {column!r} has fewer than two"
-                            " levels after dropping empty values"))
+            out.append(cell_record(cell, "positive_score_gap", {**where, "column": column},
+                                   status="skipped", error=f"column {column!r} has fewer than two"
+                                   " levels after dropping empty values"))
             continue
         per, gaps = group_scores(
             score[keep], pos[keep], lv, n_boot=params.n_boot,
@@ -388,9 +346,9 @@ def probe_set_records(cell: Cell, base: dict[str, Any], probe: ProbeSet, pred: n
         for g, metrics in per.items():
             at = {**where, "column": column, "group": g}
             for metric, est in metrics.items():
-                out.append(_rec(cell, metric, at, est, per_group=True))
+                out.append(cell_record(cell, metric, at, est, per_group=True))
         for metric, est in gaps.items():
-            out.append(_rec(cell, metric, {**where, "column": column}, est))
+            out.append(cell_record(cell, metric, {**where, "column": column}, est))
     out += _paired_records(cell, where, probe, pos, score, params, seed)
     section = {"fingerprint": probe.fingerprint, "score": score.astype(float).tolist(),
                "positive": pos.tolist()}
@@ -410,21 +368,20 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
                 keys, probe.groups[column]).items():
             at = {**where, "column": column, "comparison": f"{a}-{b}"}
             if len(shared) < 2:
-                out.append(_rec(cell, "score_difference", at, status="skipped",
-                                n=len(shared), error=f"levels {a!r} and {b!r} of {column!r}"
-                                f" share {len(shared)} pair key(s); a paired test needs 2"))
+                out.append(cell_record(cell, "score_difference", at, status="skipped",
+                                       n=len(shared), error=f"levels {a!r} and {b!r} of {column!r}"
+                                       f" share {len(shared)} pair key(s); a paired test needs 2"))
                 continue
             diff = _key_differences(score, rows_a, rows_b)
-            est, p = _t_estimate(diff)
+            est, p = mean_t_test(diff)
             s = derive_seed(seed, "probe_pairs", column, a, b)
-            idx = resample_indices(diff.size, params.n_boot, s)
-            boot = percentile_estimate(float(diff.mean()), diff[idx].mean(axis=1), diff.size)
+            boot = bootstrap_mean(diff, params.n_boot, s)
             flips, pairs = _flip_counts(pos, rows_a, rows_b)
             out += [
-                _rec(cell, "score_difference", at, est),
-                _rec(cell, "score_difference_bootstrap", at, boot),
-                _rec(cell, "score_difference_p_value", at, value=p, n=diff.size),
-                _rec(cell, "flip_rate", at, _ratio_boot(flips, pairs, params.n_boot, s)),
+                cell_record(cell, "score_difference", at, est),
+                cell_record(cell, "score_difference_bootstrap", at, boot),
+                cell_record(cell, "score_difference_p_value", at, value=p, n=diff.size),
+                cell_record(cell, "flip_rate", at, ratio_bootstrap(flips, pairs, params.n_boot, s)),
             ]
             if p is not None:
                 tested.append((at, p, diff.size))
@@ -434,13 +391,13 @@ def _paired_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, pos: np.
                 for j, ra in enumerate(rows_a):
                     by_template.setdefault(templates[ra[0]], []).append(j)
                 for template, js in sorted(by_template.items()):
-                    t_est, _ = _t_estimate(diff[js])
-                    out.append(_rec(cell, "score_difference", {**at, "template": template},
-                                    t_est))
+                    t_est, _ = mean_t_test(diff[js])
+                    out.append(cell_record(cell, "score_difference", {**at, "template": template},
+                                           t_est))
     adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
     for (at, _, n), q in zip(tested, adjusted, strict=True):
-        out.append(_rec(cell, "score_difference_p_adjusted",
-                        {**at, "multiplicity": params.multiplicity}, value=q, n=n))
+        out.append(cell_record(cell, "score_difference_p_adjusted",
+                               {**at, "multiplicity": params.multiplicity}, value=q, n=n))
     return out
 
 
@@ -457,8 +414,8 @@ def _subset_records(cell: Cell, at: dict[str, Any], probe: ProbeSet, diff: np.nd
     for name, mask in (("complete", ~empty), (label, empty)):
         if mask.sum() == 0:
             continue
-        est, _ = _t_estimate(diff[mask])
-        out.append(_rec(cell, "score_difference", {**at, "pairs": name}, est))
+        est, _ = mean_t_test(diff[mask])
+        out.append(cell_record(cell, "score_difference", {**at, "pairs": name}, est))
     return out
 
 
@@ -487,25 +444,23 @@ def wide_pair_records(cell: Cell, where: dict[str, Any], probe: ProbeSet, score:
               **({"group": group} if group is not None else {})}
         d = diff[mask]
         if d.size < 2:
-            out.append(_rec(cell, "pair_difference", at, status="skipped", n=int(d.size),
-                            error=f"{d.size} row(s) in this subset; a paired test needs 2"))
+            out.append(cell_record(cell, "pair_difference", at, status="skipped", n=int(d.size),
+                                   error=f"{d.size} row(s) in this subset; a paired test needs 2"))
             continue
-        est, p = _t_estimate(d)
+        est, p = mean_t_test(d)
         s = derive_seed(seed, "probe_wide", column, group or "")
-        idx = resample_indices(d.size, params.n_boot, s)
         out += [
-            _rec(cell, "pair_difference", at, est),
-            _rec(cell, "pair_difference_bootstrap", at,
-                 percentile_estimate(float(d.mean()), d[idx].mean(axis=1), d.size)),
-            _rec(cell, "pair_difference_p_value", at, value=p, n=int(d.size)),
-            _rec(cell, "pair_a_higher_rate", at, wilson_interval((d > 0).astype(float))),
+            cell_record(cell, "pair_difference", at, est),
+            cell_record(cell, "pair_difference_bootstrap", at, bootstrap_mean(d, params.n_boot, s)),
+            cell_record(cell, "pair_difference_p_value", at, value=p, n=int(d.size)),
+            cell_record(cell, "pair_a_higher_rate", at, wilson_interval((d > 0).astype(float))),
         ]
         if p is not None:
             tested.append((at, p, int(d.size)))
     adjusted = adjust_pvalues([p for _, p, _ in tested], params.multiplicity)
     for (at, _, k), q in zip(tested, adjusted, strict=True):
-        out.append(_rec(cell, "pair_difference_p_adjusted",
-                        {**at, "multiplicity": params.multiplicity}, value=q, n=k))
+        out.append(cell_record(cell, "pair_difference_p_adjusted",
+                               {**at, "multiplicity": params.multiplicity}, value=q, n=k))
     return out
 
 
@@ -575,7 +530,7 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
         for column, group, mask in _wide_subsets(probe):
             if mask.sum() < 2:
                 continue
-            est, p = _t_estimate(d[mask])
+            est, p = mean_t_test(d[mask])
             tests.append(("pair_difference", {**r.params, "column": column,
                                               "comparison": comparison,
                                               **({"group": group} if group else {})}, est, p))
@@ -591,19 +546,15 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
             at = {**r.params, "column": column, "group": g}
             for metric, v, ref in (("positive_score", score_v, score_r),
                                    ("selection_rate", pos_v, pos_r)):
-                est, p = _t_estimate(v[mask] - ref[mask])
+                est, p = mean_t_test(v[mask] - ref[mask])
                 tests.append((metric, at, est, p))
         codes = np.searchsorted(np.asarray(names), lv[keep].astype(str))
-        idx = np.concatenate([np.arange(keep.sum())[None, :],
-                              resample_indices(int(keep.sum()), params.n_boot,
-                                               derive_seed(seed, column), strata=codes)])
         for metric, v, ref in (("positive_score_gap", score_v, score_r),
                                ("demographic_parity_difference", pos_v, pos_r)):
-            d = (_spread(_level_means(v[keep], codes, len(names), idx))
-                 - _spread(_level_means(ref[keep], codes, len(names), idx)))
+            est = paired_spread_difference(v[keep], ref[keep], codes, len(names), params.n_boot,
+                                           derive_seed(seed, column))
             out.append(_shift_rec(r, f"{metric}_shift_vs_reference",
-                                  {**r.params, "column": column},
-                                  percentile_estimate(float(d[0]), d[1:], int(keep.sum()))))
+                                  {**r.params, "column": column}, est))
     if probe.keys is not None and probe.wide is None:
         for column in probe.group_columns:
             for (a, b), (shared, rows_a, rows_b) in paired_comparisons(
@@ -612,7 +563,7 @@ def _shifts(r: Record, probe: ProbeSet, mine: dict, theirs: dict,
                     continue
                 d = (_key_differences(score_v, rows_a, rows_b)
                      - _key_differences(score_r, rows_a, rows_b))
-                est, p = _t_estimate(d)
+                est, p = mean_t_test(d)
                 tests.append(("score_difference",
                               {**r.params, "column": column, "comparison": f"{a}-{b}"}, est, p))
     adjusted = iter(adjust_pvalues([p for *_, p in tests if p is not None], params.multiplicity))
@@ -649,9 +600,9 @@ def score_probe_set(cell: Cell, base: dict[str, Any], scorer: Any, task: Any,
     counts = getattr(task.tokenizer, "token_counts", None)
     if counts is not None and probe.texts:
         cut = int((np.asarray(counts(probe.texts)) + 1 > task.max_len).sum())
-        records.insert(1, _rec(cell, "probe_truncated_fraction",
-                               {**base, "probe": PROBE, "set": probe.name},
-                               value=cut / len(probe.texts), n=len(probe.texts)))
+        records.insert(1, cell_record(cell, "probe_truncated_fraction",
+                                      {**base, "probe": PROBE, "set": probe.name},
+                                      value=cut / len(probe.texts), n=len(probe.texts)))
     labels = label_ids(probe, task.label_names, task.num_classes, positive=positive,
                        label_map=params.label_map) if probe.labels is not None else None
     groups: dict[str, Any] = dict(probe.groups)
