@@ -861,3 +861,39 @@ def test_one_process_regressions_need_a_second_cell() -> None:
     # one cell in all: nothing to replicate, the row's own verdict stands
     rows, _ = compare_records(_windowed(1, {}), _windowed(1, {256: 1.5}, seed=1))
     assert [r.status for r in rows if r.metric == "forward_ms"] == ["regression"]
+
+
+def _peak(value: float, **kw) -> Record:
+    return Record("memory", "sparse", {}, {"mode": "forward", "seq_len": 1024}, "peak_bytes",
+                  value=value, unit="bytes", higher_is_better=False, **kw)
+
+
+@pytest.mark.parametrize(("new", "noise", "status"), [
+    (130.0, 0.4, "unchanged"),     # within what one measurement moves between runs
+    (150.0, 0.4, "regression"),    # a planted 1.5x stands out of it
+    (55.0, 0.4, "improvement"),
+    (130.0, None, "regression"),   # no declared spread: the threshold alone decides
+])
+def test_single_run_noise_of_a_suite_holds_its_one_run_rows(new, noise, status) -> None:
+    meta = {"compare_rules": {"memory": {"single_run_noise": noise}}}
+    rows, _ = compare_records([_peak(100.0)], [_peak(new)], base_meta=meta, new_meta=meta)
+    assert rows[0].status == status
+    if noise is not None:
+        assert rows[0].evidence.detectable == pytest.approx(noise)
+        assert status != "unchanged" or "identical code" in rows[0].note
+    # an interval from one run (a fitted exponent) is held to it too
+    fit = dict(ci_low=0.95, ci_high=1.05, interval="ci95")
+    base = Record("memory", "sparse", {}, {"mode": "forward"}, "memory_exponent", value=1.0,
+                  higher_is_better=False, **fit)
+    moved = Record("memory", "sparse", {}, {"mode": "forward"}, "memory_exponent",
+                   value=1.2, higher_is_better=False, ci_low=1.15, ci_high=1.25,
+                   interval="ci95")
+    rows, _ = compare_records([base], [moved], base_meta=meta, new_meta=meta)
+    assert rows[0].status == ("regression" if noise is None else "unchanged")
+
+
+def test_memory_declares_its_single_run_noise() -> None:
+    from harness.suites.base import compare_rules
+
+    assert compare_rules(["memory"])["memory"]["single_run_noise"] == pytest.approx(0.4)
+    assert compare_rules(["accuracy"])["accuracy"]["single_run_noise"] is None

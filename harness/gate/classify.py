@@ -130,6 +130,11 @@ def what_would_decide(ev: Evidence) -> str:
     return "rerun both sides on a quiet machine"
 
 
+#: Evidence from one run's figures alone (no spread between runs in it): a suite's declared
+#: ``single_run_noise`` applies to it.
+ONE_RUN_TESTS = ("threshold", "intervals", "stderr")
+
+
 def _against_spread(status: str, ev: Evidence, spread: RowSpread, out: dict[str, Any]
                     ) -> tuple[str, Evidence]:
     """A timed row's change must also stand out of the spread of all the suite's rows between
@@ -150,14 +155,15 @@ def _against_spread(status: str, ev: Evidence, spread: RowSpread, out: dict[str,
 def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha: float,
              ratio: tuple[Record, Record] | None = None, drift: float | None = None,
              seeds: tuple[Change, Evidence] | None = None,
-             spread: RowSpread | None = None) -> dict[str, Any]:
+             spread: RowSpread | None = None, noise: float | None = None) -> dict[str, Any]:
     """The row fields (status, diff, rel_change, note, evidence, ...) of one matched pair.
 
     ``ratio``: the pair's side-by-side ratio records (both runs); ``drift``: the machine's speed
     change between the runs (calibration matmul); ``seeds``: the change and evidence of the
     pair's group over seeds, which then decides; ``spread``: the spread of the log changes
     over the suite's timed rows in these two runs (an empirical null: a regression must also
-    stand out of it, ``RowSpread``).
+    stand out of it, ``RowSpread``); ``noise``: the suite's ``single_run_noise``, which a row
+    with no uncertainty of its own must exceed.
     """
     fixed = _status_change(base, new, atol)
     if fixed is not None:
@@ -221,6 +227,12 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
                        " a quiet machine")
     if spread is not None:
         status, deciding = _against_spread(status, deciding, spread, out)
+    if noise is not None and deciding.test in ONE_RUN_TESTS:
+        deciding = replace(deciding, detectable=max(deciding.detectable or 0.0, noise))
+        if status in ("regression", "improvement") and abs(change.better) <= noise:
+            status = "unchanged"
+            out["note"] = (f"{change.better:+.1%} is within the {noise:.0%} one measurement of"
+                           " this suite moves between runs of identical code")
     out["evidence"] = deciding
     out["status"] = status
     if status == "unchanged" and "note" not in out:

@@ -378,6 +378,8 @@ class _Pairs:
     in_group: dict[tuple, tuple] = field(default_factory=dict)
     group_evidence: dict[tuple, tuple[Change, Evidence]] = field(default_factory=dict)
     spreads: dict[str, Any] = field(default_factory=dict)
+    #: per suite, its declared ``single_run_noise`` (run.json ``compare_rules``)
+    noise: dict[str, float] = field(default_factory=dict)
     #: per suite, metrics shown but never judged (``MetricSpec.gated`` False)
     ungated: dict[str, set[str]] = field(default_factory=dict)
 
@@ -459,7 +461,8 @@ def _row(pairs: _Pairs, key: tuple, b_failed: dict[str, Record],
         seeds = pairs.group_evidence.get(pairs.in_group.get(key))  # type: ignore[arg-type]
         for name, value in classify(b, n, pairs.threshold, pairs.atol, alpha=pairs.row_alpha,
                                     ratio=ratio, drift=drift, seeds=seeds,
-                                    spread=pairs.spreads.get(ref.suite)).items():
+                                    spread=pairs.spreads.get(ref.suite),
+                                    noise=pairs.noise.get(ref.suite)).items():
             setattr(row, name, value)
         _demote_supporting(row, ref, pairs.supporting, pairs.derived, pairs.timing,
                            pairs.ungated)
@@ -545,6 +548,8 @@ def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: fl
                    {suite for suite, r in rules.items() if r.get("timing")},
                    threshold, atol, alpha)
     pairs.ungated = ungated_metrics(b_meta, n_meta)
+    pairs.noise = {suite: float(r["single_run_noise"]) for suite, r in rules.items()
+                   if r.get("single_run_noise")}
     _decide_levels(pairs)
     b_failed, n_failed = failed_cells(base), failed_cells(new)
     rows = sorted((_row(pairs, key, b_failed, n_failed) for key in pairs.keys), key=_sort_key)

@@ -308,6 +308,11 @@ class Suite(ABC):
     #: metric -> its drift-cancelling ratio metric (measured side by side with a reference);
     #: compare requires the ratio to agree before it calls the metric a regression.
     reference_metrics: ClassVar[dict[str, str]] = {}
+    #: How far a row whose uncertainty comes from one run alone (a single measurement, or an
+    #: interval fitted within the run) moves between runs of identical code, as a fraction
+    #: (measured; e.g. memory's per-process allocator state); compare calls a smaller change
+    #: of such a row unchanged and states it as the row's power. None: none declared.
+    single_run_noise: ClassVar[float | None] = None
     version: ClassVar[int] = 1
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     section: ClassVar[str | None] = None
@@ -458,10 +463,11 @@ def list_suites() -> list[str]:
 
 def compare_rules(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each suite's rules for `harness compare` (``run_keys``, ``reference_metrics``, whether its
-    cells are ``timing`` cells), stored in run.json so comparing runs needs no suite import."""
+    cells are ``timing`` cells, ``single_run_noise``), stored in run.json so comparing runs needs no suite import."""
     return {name: {"run_keys": list(get_suite(name).run_keys),
                    "reference_metrics": dict(get_suite(name).reference_metrics),
-                   "timing": get_suite(name).resource == "timing"}
+                   "timing": get_suite(name).resource == "timing",
+                   "single_run_noise": get_suite(name).single_run_noise}
             for name in (list_suites() if names is None else names)}
 
 
