@@ -152,6 +152,20 @@ def _against_spread(status: str, ev: Evidence, spread: RowSpread, out: dict[str,
     return status, ev
 
 
+def _against_noise(status: str, ev: Evidence, change: Change, noise: float,
+                   out: dict[str, Any]) -> tuple[str, Evidence]:
+    """A row judged on one run's figures alone must move by more than its suite's declared
+    ``single_run_noise``, which is then its power."""
+    if ev.test not in ONE_RUN_TESTS:
+        return status, ev
+    ev = replace(ev, detectable=max(ev.detectable or 0.0, noise))
+    if status in ("regression", "improvement") and abs(change.better) <= noise:
+        out["note"] = (f"{change.better:+.1%} is within the {noise:.0%} one measurement of this"
+                       " suite moves between runs of identical code")
+        status = "unchanged"
+    return status, ev
+
+
 def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha: float,
              ratio: tuple[Record, Record] | None = None, drift: float | None = None,
              seeds: tuple[Change, Evidence] | None = None,
@@ -227,12 +241,8 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
                        " a quiet machine")
     if spread is not None:
         status, deciding = _against_spread(status, deciding, spread, out)
-    if noise is not None and deciding.test in ONE_RUN_TESTS:
-        deciding = replace(deciding, detectable=max(deciding.detectable or 0.0, noise))
-        if status in ("regression", "improvement") and abs(change.better) <= noise:
-            status = "unchanged"
-            out["note"] = (f"{change.better:+.1%} is within the {noise:.0%} one measurement of"
-                           " this suite moves between runs of identical code")
+    if noise is not None:
+        status, deciding = _against_noise(status, deciding, change, noise, out)
     out["evidence"] = deciding
     out["status"] = status
     if status == "unchanged" and "note" not in out:

@@ -463,7 +463,8 @@ def list_suites() -> list[str]:
 
 def compare_rules(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each suite's rules for `harness compare` (``run_keys``, ``reference_metrics``, whether its
-    cells are ``timing`` cells, ``single_run_noise``), stored in run.json so comparing runs needs no suite import."""
+    cells are ``timing`` cells, ``single_run_noise``), stored in run.json so comparing runs
+    needs no suite import."""
     return {name: {"run_keys": list(get_suite(name).run_keys),
                    "reference_metrics": dict(get_suite(name).reference_metrics),
                    "timing": get_suite(name).resource == "timing",
