@@ -172,12 +172,10 @@ def classify(base: Record, new: Record, threshold: float, atol: float, *, alpha:
              spread: RowSpread | None = None, noise: float | None = None) -> dict[str, Any]:
     """The row fields (status, diff, rel_change, note, evidence, ...) of one matched pair.
 
-    ``ratio``: the pair's side-by-side ratio records (both runs); ``drift``: the machine's speed
-    change between the runs (calibration matmul); ``seeds``: the change and evidence of the
-    pair's group over seeds, which then decides; ``spread``: the spread of the log changes
-    over the suite's timed rows in these two runs (an empirical null: a regression must also
-    stand out of it, ``RowSpread``); ``noise``: the suite's ``single_run_noise``, which a row
-    with no uncertainty of its own must exceed.
+    ``ratio``: the pair's side-by-side ratio records; ``drift``: the machine's speed change
+    (calibration matmul); ``seeds``: the pair's group over seeds, which then decides;
+    ``spread``: the empirical null of the suite's timed rows (``RowSpread``); ``noise``: the
+    suite's ``single_run_noise``, which a row judged on one run's figures must exceed.
     """
     fixed = _status_change(base, new, atol)
     if fixed is not None:

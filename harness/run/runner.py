@@ -586,7 +586,7 @@ def start_run(
         with RunLock(run_dir):
             store = ResultsStore.create(run_dir, meta)
             point_latest(out_dir, run_dir)
-            return _finish(store, profile, planned, device, progress, suites, executor)
+            return _run_planned(store, profile, planned, device, progress, suites, executor)
     except BaseException:
         executor.close()
         raise
@@ -606,7 +606,7 @@ def _start_executor(executor: Executor, progress: Progress, planned: list[Planne
             f"executor {executor.name}: cannot start: {type(err).__name__}: {err}") from None
 
 
-def _finish(
+def _run_planned(
     store: ResultsStore,
     profile: Profile,
     planned: list[PlannedCell],
@@ -698,4 +698,4 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
         except BaseException:
             executor.close()
             raise
-        return _finish(store, profile, planned, device, progress, suites, executor)
+        return _run_planned(store, profile, planned, device, progress, suites, executor)
