@@ -29,6 +29,7 @@ everything to ``OUT/prove_gate.json``. Exit 0 when every target was met.
     python scripts/prove_gate.py --out /tmp/proof          # the full protocol (see PERFORMANCE.md)
     python scripts/prove_gate.py --trials 2 --out /tmp/p   # at most 2 runs per scenario
     python scripts/prove_gate.py --pairs /tmp/proof        # only re-compare the quiet runs' pairs
+    python scripts/prove_gate.py --recompare /tmp/proof    # re-compare every timing comparison
 """
 
 from __future__ import annotations
@@ -267,6 +268,26 @@ def quiet_pairs(out: Path) -> dict | None:
             "regression_rows": dict(rows.most_common())}
 
 
+def recompare(out: Path) -> dict | None:
+    """Every timing comparison of a finished proof (``out/prove_gate.json``: quiet, plant, hog,
+    hog_plant) made again with this checkout's gate, without new runs: the summary, and each
+    comparison whose exit code changed. None when the proof is not there."""
+    path = out / "prove_gate.json"
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    results: dict[str, list[dict]] = {}
+    changed = []
+    for scenario in ("quiet", "plant", "hog", "hog_plant"):
+        for old in stored.get("results", {}).get(scenario, []):
+            new = compare(Path(old["base"]), Path(old["new"]))
+            results.setdefault(scenario, []).append(new)
+            if new["exit_code"] != old["exit_code"]:
+                changed.append(f"{scenario}: {old['exit_code']} -> {new['exit_code']}"
+                               f" ({old['base']} -> {old['new']})")
+    return {"summary": summarize(results, stored.get("slow", "sparse")), "changed": changed}
+
+
 def summarize(results: dict, slow: str) -> dict:
     """Per scenario: comparisons, exit codes and the rate its target is about."""
     out = {}
@@ -316,7 +337,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the runs and prove_gate.json here (default: a temp folder)")
     parser.add_argument("--pairs", type=Path, default=None, metavar="OUT",
                         help="only compare every ordered pair of a finished proof's quiet runs")
+    parser.add_argument("--recompare", type=Path, default=None, metavar="OUT",
+                        help="compare again every timing comparison of a finished proof")
     args = parser.parse_args(argv)
+    if args.recompare is not None:
+        found = recompare(args.recompare)
+        if found is None:
+            print(f"prove_gate: no prove_gate.json under {args.recompare}", file=sys.stderr)
+            return 2
+        print(json.dumps(found, indent=1))
+        return 0
     if args.pairs is not None:
         found = quiet_pairs(args.pairs)
         if found is None:

@@ -897,3 +897,23 @@ def test_memory_declares_its_single_run_noise() -> None:
 
     assert compare_rules(["memory"])["memory"]["single_run_noise"] == pytest.approx(0.4)
     assert compare_rules(["accuracy"])["accuracy"]["single_run_noise"] is None
+
+
+def test_a_replicating_cell_must_stand_out_of_the_runs_spread() -> None:
+    """A second cell confirms a one-process regression only when it is worse beyond the
+    threshold, at the attention's level AND beyond its power (which holds the rows' spread): a
+    cell the spread rule called unchanged confirms nothing (identical code on a host whose
+    speed drifted 24%: linear 256 +80% 'replicated' by linear 512's -11.9% ratio, within a 22%
+    spread; docs/PERFORMANCE.md 7)."""
+    from types import SimpleNamespace
+
+    from harness.gate.compare import _worse_at
+    from harness.gate.evidence import Evidence
+
+    def row(effect: float, detectable: float) -> SimpleNamespace:
+        return SimpleNamespace(evidence=Evidence("welch_t_windows", "forward_ms", effect, True,
+                                                 p=1e-4, detectable=detectable))
+
+    assert _worse_at(row(-0.30, 0.20), threshold=0.1, level=0.01)
+    assert not _worse_at(row(-0.119, 0.22), threshold=0.1, level=0.01)   # within the spread
+    assert not _worse_at(row(-0.08, 0.02), threshold=0.1, level=0.01)    # below the threshold

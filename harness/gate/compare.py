@@ -489,7 +489,8 @@ ONE_PROCESS_TESTS = ("welch_t_windows", "mann_whitney_rounds")
 def _require_replication(rows: list[CompareRow], pairs: _Pairs) -> None:
     """A timing regression of one process per run stands when another cell of the same
     attention (another length, batch or kind) confirms it: worse beyond the threshold there
-    too, at ``alpha`` over the attention's measurements (Bonferroni within the attention). A
+    too, at ``alpha`` over the attention's measurements (Bonferroni within the attention), and
+    out of the runs' spread (a cell the spread rule calls unchanged confirms nothing). A
     change of code slows an attention at every length it touches; a state of the machine that
     moves one attention's kernels against the reference for a few seconds moves one cell
     (measured on identical code, docs/PERFORMANCE.md section 7). Unconfirmed, the row is
@@ -519,10 +520,11 @@ def _require_replication(rows: list[CompareRow], pairs: _Pairs) -> None:
 
 
 def _worse_at(row: CompareRow, threshold: float, level: float) -> bool:
-    """Whether a row's evidence shows it worse beyond ``threshold`` at ``level``."""
+    """Whether a row's evidence shows it worse beyond ``threshold`` at ``level`` and beyond its
+    power (``detectable``, which holds the runs' spread for a timed row)."""
     ev = row.evidence
     return (ev is not None and ev.effect is not None and ev.effect < -threshold
-            and ev.p is not None and ev.p < level)
+            and ev.p is not None and ev.p < level and -ev.effect > (ev.detectable or 0.0))
 
 
 def compare_records(base: Sequence[Record], new: Sequence[Record], threshold: float = 0.1,
