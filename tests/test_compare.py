@@ -917,3 +917,15 @@ def test_a_replicating_cell_must_stand_out_of_the_runs_spread() -> None:
     assert _worse_at(row(-0.30, 0.20), threshold=0.1, level=0.01)
     assert not _worse_at(row(-0.119, 0.22), threshold=0.1, level=0.01)   # within the spread
     assert not _worse_at(row(-0.08, 0.02), threshold=0.1, level=0.01)    # below the threshold
+
+
+@pytest.mark.parametrize("noise", [-0.1, 0, "40%", True, 50.0])
+def test_a_suite_with_a_bad_single_run_noise_is_refused(noise) -> None:
+    """A suite's declared spread is checked when it registers: a clear error naming it."""
+    from harness.suites.base import Suite, _check_suite
+    from harness.suites.memory import MemorySuite
+
+    bad = type("BadNoise", (MemorySuite,), {"single_run_noise": noise})
+    with pytest.raises(ValueError, match="single_run_noise must be None or a fraction"):
+        _check_suite("memory", bad)
+    assert isinstance(_check_suite("memory", MemorySuite), Suite)

@@ -432,6 +432,11 @@ def _check_suite(name: str, obj: object) -> Suite:
     if suite.name != name:
         raise ValueError(f"suite class {type(suite).__qualname__} is named {suite.name!r} but is"
                          f" registered as {name!r}; make its `name` and the entry point's equal")
+    noise = suite.single_run_noise
+    if noise is not None and (isinstance(noise, bool) or not isinstance(noise, int | float)
+                              or not 0 < noise < 10):
+        raise ValueError(f"suite {name!r}: single_run_noise must be None or a fraction > 0 (0.4 ="
+                         f" 40%), got {noise!r}")
     return suite
 
 
