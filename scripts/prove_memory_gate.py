@@ -27,7 +27,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from harness.gate import compare_records
+from harness.gate import Comparison, compare_records
 from harness.run.store import read_records
 from harness.suites.base import compare_rules
 
@@ -45,12 +45,10 @@ def _plant(records: list, attention: str, factor: float) -> list:
             r.metric == "peak_bytes" and r.status == "ok" and r.value else r for r in records]
 
 
-def _verdict(rows: list) -> tuple[int, set[str]]:
-    failed = {r.base.label or r.base.attention for r in rows
-              if r.status == "regression" and r.base is not None}
-    bad = any(r.status in ("regression", "vanished") for r in rows)
-    undecided = any(r.status == "inconclusive" for r in rows)
-    return (1 if bad else 3 if undecided else 0), failed
+def _verdict(a: str, b: str, ma: dict, mb: dict, rows: list) -> tuple[int, set[str]]:
+    """The gate's exit code for these rows, and the attentions of its regression rows."""
+    cmp = Comparison(Path(a), Path(b), ma, mb, 0.1, 0.1, rows)
+    return cmp.exit_code, {r.label for r in cmp.regressions}
 
 
 def main() -> int:
@@ -69,7 +67,7 @@ def main() -> int:
     for a, b in pairs:
         (ra, ma), (rb, mb) = runs[a], runs[b]
         rows, _ = compare_records(ra, rb, base_meta=ma, new_meta=mb)
-        code, failed = _verdict(rows)
+        code, failed = _verdict(a, b, ma, mb, rows)
         null[code] += 1
         moved = [r.rel_change for r in rows if r.rel_change is not None and
                  r.base is not None and r.base.metric == "peak_bytes"]
@@ -78,7 +76,7 @@ def main() -> int:
             print(f"identical: exit 1 {Path(a).name} -> {Path(b).name}: {sorted(failed)}")
         rows, _ = compare_records(ra, _plant(rb, args.attention, args.factor), base_meta=ma,
                                   new_meta=mb)
-        code, failed = _verdict(rows)
+        code, failed = _verdict(a, b, ma, mb, rows)
         hits += code == 1 and failed == {args.attention}
         if not (code == 1 and failed == {args.attention}):
             print(f"planted: exit {code} {Path(a).name} -> {Path(b).name}: {sorted(failed)}")
