@@ -470,11 +470,13 @@ def compare_rules(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each suite's rules for `harness compare` (``run_keys``, ``reference_metrics``, whether its
     cells are ``timing`` cells, ``single_run_noise``), stored in run.json so comparing runs
     needs no suite import."""
-    return {name: {"run_keys": list(get_suite(name).run_keys),
-                   "reference_metrics": dict(get_suite(name).reference_metrics),
-                   "timing": get_suite(name).resource == "timing",
-                   "single_run_noise": get_suite(name).single_run_noise}
-            for name in (list_suites() if names is None else names)}
+    def rules(suite: Suite) -> dict[str, Any]:
+        return {"run_keys": list(suite.run_keys),
+                "reference_metrics": dict(suite.reference_metrics),
+                "timing": suite.resource == "timing",
+                "single_run_noise": suite.single_run_noise}
+
+    return {name: rules(get_suite(name)) for name in (list_suites() if names is None else names)}
 
 
 def suite_meta(name: str) -> dict[str, Any]:
