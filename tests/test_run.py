@@ -121,6 +121,45 @@ def test_plan_is_suite_x_attention_x_params():
     assert len({p.cell.id for p in planned}) == len(planned)
 
 
+def test_an_entry_runs_only_in_its_suites():
+    data = json.loads(json.dumps(TINY))
+    data["attentions"][1]["suites"] = ["memory"]  # standard[eager]: memory only
+    profile = profile_from_dict(data)
+    labels = {(p.suite, p.cell.label or p.cell.attention) for p in plan_run(profile)}
+    assert ("memory", "standard[eager]") in labels
+    assert ("throughput", "standard[eager]") not in labels
+    assert ("throughput", "standard") in labels and ("throughput", "linear") in labels
+    # an unscoped entry keeps the profile hash it had before `suites:` existed (no key)
+    assert all("suites" not in e for e in profile_from_dict(TINY).to_dict()["attentions"])
+    assert "suites" in profile.to_dict()["attentions"][1]
+
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    ({1: ["memroy"]}, r"standard\[eager\]'?: suites: unknown suite\(s\) memroy; available"),
+    ({1: []}, r"suites: list each suite once, at least one"),
+    ({0: ["memory"]}, r"'standard' is the reference.*leave out throughput"),
+])
+def test_bad_suite_scopes_are_refused(tmp_path, scope, expected):
+    data = json.loads(json.dumps(TINY))
+    for i, suites in scope.items():
+        data["attentions"][i]["suites"] = suites
+    path = write_profile(tmp_path / "bad.yaml", data)
+    with pytest.raises(ProfileError, match=expected):
+        load_profile(path)
+
+
+def test_the_attention_option_keeps_an_entrys_suites():
+    from harness.cli import _apply_overrides
+
+    data = json.loads(json.dumps(TINY))
+    data["attentions"][1]["suites"] = ["memory"]
+    kwargs = {"seed": None, "device": None, "memory_budget": None, "threads": None, "data": {}}
+    chosen = _apply_overrides(profile_from_dict(data), attention="standard*", **kwargs)
+    assert [s.label for s in chosen.attention_specs("throughput")] == ["standard"]
+    assert [s.label for s in chosen.attention_specs("memory")] == ["standard",
+                                                                   "standard[eager]"]
+
+
 def test_cli_end_to_end(tmp_path):
     path = write_profile(tmp_path / "p.yaml", TINY)
     out_dir = tmp_path / "reports"

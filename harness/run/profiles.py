@@ -62,6 +62,16 @@ class AttentionEntry(BaseModel):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
+    #: Only these suites run this configuration (default: every suite), e.g. a kernel variant
+    #: that computes the same function as another entry needs timing and memory, not training.
+    suites: list[str] | None = None
+
+    @field_validator("suites")
+    @classmethod
+    def _suites(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"suites: list each suite once, at least one; got {v}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -72,7 +82,8 @@ class AttentionEntry(BaseModel):
         return name
 
     def spec(self) -> AttentionSpec:
-        return AttentionSpec(self.name, dict(self.options), self.label or "")
+        return AttentionSpec(self.name, dict(self.options), self.label or "",
+                             tuple(self.suites) if self.suites is not None else None)
 
 
 class Profile(BaseModel):
@@ -130,8 +141,11 @@ class Profile(BaseModel):
             raise ValueError(f"threads must be >= 1, got {v}")
         return v
 
-    def attention_specs(self) -> list[AttentionSpec]:
-        """The attention configurations to run: listed ones, or every registered one + variants."""
+    def attention_specs(self, suite: str | None = None) -> list[AttentionSpec]:
+        """The attention configurations to run: listed ones, or every registered one + variants;
+        given ``suite``, those that run in it (an entry's ``suites``)."""
+        if suite is not None:
+            return [s for s in self.attention_specs() if s.runs_in(suite)]
         if self.attentions is not None:
             specs = [a.spec() for a in self.attentions]
         else:
@@ -161,6 +175,10 @@ class Profile(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"suites", "source"})
+        for key in ("attentions", "variants"):  # unscoped entries keep their earlier hash
+            for entry in data.get(key) or []:
+                if entry.get("suites") is None:
+                    entry.pop("suites", None)
         if data.get("model") is None:  # runs on the harness encoder keep their earlier hash
             data.pop("model", None)
             data.pop("finetune", None)
@@ -258,7 +276,7 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
     except ProfileError as err:
         raise ProfileError(f"{source}: invalid profile\n  attentions: {err}") from None
     try:
-        profile.reference_label(specs)
+        _check_scopes(profile, specs)
     except ProfileError as err:
         raise ProfileError(f"{source}: invalid profile\n  {err}") from None
     if profile.model is not None:
@@ -269,6 +287,22 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> Profile:
         except ValueError as err:
             raise ProfileError(f"{source}: model: {err}") from None
     return profile
+
+
+def _check_scopes(profile: Profile, specs: list[AttentionSpec]) -> None:
+    """Each entry's ``suites`` names registered suites, and the reference runs in every suite
+    of the profile (the suites compare each attention with it); else ``ProfileError``."""
+    reference = profile.reference_label(specs)
+    for spec in specs:
+        unknown = [s for s in spec.suites or () if s not in list_suites()]
+        if unknown:
+            raise ProfileError(f"attention {spec.label!r}: suites: unknown suite(s)"
+                               f" {', '.join(unknown)}; available: {', '.join(list_suites())}")
+        missing = [s for s in profile.suites if not spec.runs_in(s)]
+        if spec.label == reference and missing:
+            raise ProfileError(f"attention {spec.label!r} is the reference, which every suite"
+                               f" compares with, but its suites leave out {', '.join(missing)};"
+                               " drop its `suites:` or choose another `reference`")
 
 
 def load_profile(name_or_path: str | Path) -> Profile:

@@ -61,6 +61,9 @@ class AttentionSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
+    #: The suites this configuration runs in (profile ``suites:`` of an attention entry);
+    #: None: every suite of the run.
+    suites: tuple[str, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -91,7 +94,14 @@ class AttentionSpec:
         return Cell(suite, self.name, self.resolved_options, params, self.label)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "name": self.name, "options": dict(self.options)}
+        data = {"label": self.label, "name": self.name, "options": dict(self.options)}
+        if self.suites is not None:
+            data["suites"] = list(self.suites)
+        return data
+
+    def runs_in(self, suite: str) -> bool:
+        """Whether this configuration runs in ``suite`` (see ``suites``)."""
+        return self.suites is None or suite in self.suites
 
 
 def check_attention_options(value: dict[str, dict[str, Any]], where: str = "attention_options"
