@@ -101,6 +101,37 @@ def test_time_limit_stops_python_work_in_the_main_thread_and_in_other_threads():
         time.sleep(0.01)
 
 
+def _wrapping_interruption(limit: float) -> None:
+    """Work that turns whatever interrupts it into another exception, as transformers' lazy
+    imports do (ModuleNotFoundError: Could not import module ...)."""
+    with time_limit(limit):
+        try:
+            while True:
+                time.sleep(0.02)
+        except BaseException as err:
+            raise ModuleNotFoundError("Could not import module 'PreTrainedModel'") from err
+
+
+def test_a_fired_time_limit_wins_over_the_exception_the_work_made_of_it():
+    with pytest.raises(TimeLimitExceeded) as info:
+        _wrapping_interruption(0.1)
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    caught: list[BaseException] = []
+
+    def worker():
+        try:
+            _wrapping_interruption(0.1)
+        except BaseException as err:  # what arrives, whatever it is
+            caught.append(err)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(5)
+    assert caught and isinstance(caught[0], TimeLimitExceeded), caught
+    with pytest.raises(ValueError), time_limit(5.0):  # no limit fired: the error stays
+        raise ValueError("the work's own error")
+
+
 def test_a_hanging_attention_is_a_timeout_record_and_the_serial_run_goes_on(tmp_path):
     profile = _profile(["standard", "sleepy"], {"throughput": {**THROUGHPUT, "timeout_s": 1.0}})
     started = time.monotonic()
@@ -132,7 +163,8 @@ def test_the_pool_stops_hanging_training_cells_and_kills_a_stuck_worker(tmp_path
     outcome = start_run(profile, out_dir=tmp_path, argv=["t"], executor=executor)
     assert time.monotonic() - started < 90
     statuses = _by_label(outcome.records)
-    assert statuses["sleepy"] == {"timeout"} and statuses["stuck"] == {"timeout"}
+    assert statuses["sleepy"] == {"timeout"} and statuses["stuck"] == {"timeout"}, [
+        (r.label, r.status, r.error) for r in outcome.records if r.status == "error"]
     assert statuses["standard"] == {"ok"}, outcome.records
     assert outcome.counts.get("error", 0) == 0
 

@@ -7,7 +7,9 @@ asynchronously in that thread (Python code only). Work stuck inside one native c
 only by killing its process: the pool and Ray executors do that for their workers.
 
 ``TimeLimitExceeded`` derives from ``BaseException`` so that the limited code's own
-``except Exception`` handlers cannot swallow it.
+``except Exception`` handlers cannot swallow it; code that turns it into another exception
+anyway (an import machinery wrapping whatever interrupted an import, say) still ends the block
+with ``TimeLimitExceeded``, the other exception chained: once the limit fired, the work timed out.
 """
 
 from __future__ import annotations
@@ -59,21 +61,39 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _alarm(seconds: float) -> Iterator[None]:
+    fired = threading.Event()
+
     def fire(signum: int, frame: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        fired.set()
         raise TimeLimitExceeded(seconds)
 
     previous = signal.signal(signal.SIGALRM, fire)
     outer = signal.setitimer(signal.ITIMER_REAL, seconds)[0]
     started = time.monotonic()
     try:
-        yield
+        with _timed_out_if(fired, seconds):
+            yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if outer:  # an enclosing limit: give it back what is left of it (at least a tick)
             signal.setitimer(signal.ITIMER_REAL,
                              max(outer - (time.monotonic() - started), 1e-3))
+
+
+@contextlib.contextmanager
+def _timed_out_if(fired: threading.Event, seconds: float) -> Iterator[None]:
+    """An exception that leaves the block after the limit ``fired`` is the time limit's (the
+    limited code caught the interruption and raised something else): ``TimeLimitExceeded``."""
+    try:
+        yield
+    except TimeLimitExceeded:
+        raise
+    except Exception as err:
+        if fired.is_set():
+            raise TimeLimitExceeded(seconds) from err
+        raise
 
 
 @contextlib.contextmanager
@@ -91,9 +111,10 @@ def _watchdog(seconds: float) -> Iterator[None]:
     thread = threading.Thread(target=watch, name="time-limit", daemon=True)
     thread.start()
     try:
-        yield
-    except TimeLimitExceeded:
-        raise TimeLimitExceeded(seconds) from None
+        with _timed_out_if(fired, seconds):
+            yield
+    except TimeLimitExceeded as err:
+        raise TimeLimitExceeded(seconds) from err.__cause__
     finally:
         done.set()
         thread.join()

@@ -350,7 +350,10 @@ def _pool_init(events: Any) -> None:
     _WORKER_EVENTS = events
     import torch
 
-    import harness.suites  # noqa: F401 - at start, beside the other workers, not in a cell
+    # at start, beside the other workers, not in a cell: an import interrupted by the first
+    # cell's time limit would leave its modules half made (and cost the cell ~3 s of its limit)
+    import harness.models  # the encoder and transformers' model classes
+    import harness.suites  # noqa: F401
 
     torch.set_num_threads(1)
 
@@ -377,6 +380,35 @@ def _pool_run(task: CellTask) -> CellResult:
     with contextlib.suppress(Exception):  # the worker's pid: which process runs the cell
         _WORKER_EVENTS.put(("started", task.cell.id, 0.0, str(os.getpid())))
     return execute_cell(task, sink)
+
+
+class _Watch:
+    """Cells that worker processes started: when, and in which process (their "started"
+    events); a cell past its time limit plus a grace (in which it can stop itself) has its
+    worker killed (SIGKILL) and is noted in ``killed``, for the caller to record ``timeout``."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, tuple[float, int]] = {}  # cell id -> (monotonic start, pid)
+        #: cell id -> why its worker was killed, and that worker's pid
+        self.killed: dict[str, tuple[str, int]] = {}
+
+    def note(self, event: Event, running: Callable[[str], bool]) -> None:
+        """Note a "started" event of a cell that ``running`` says is in flight."""
+        kind, cell_id, _, text = event
+        if kind == "started" and text.isdigit() and running(cell_id):
+            self.started[cell_id] = (time.monotonic(), int(text))
+
+    def kill_overdue(self, tasks: list[CellTask]) -> None:
+        """Kill the worker of each of ``tasks`` that is past its limit plus the grace."""
+        now = time.monotonic()
+        for task in tasks:
+            limit, started = task.timeout_s, self.started.get(task.cell.id)
+            if limit is None or started is None or task.cell.id in self.killed:
+                continue
+            if now - started[0] > limit + grace_s(limit):
+                self.killed[task.cell.id] = (_timeout_message(limit), started[1])
+                with contextlib.suppress(OSError):
+                    os.kill(started[1], signal.SIGKILL)
 
 
 class _ReplicaWorkers:
@@ -427,27 +459,23 @@ class _ReplicaWorkers:
         worker = self._worker(task.replica)
         future = worker.submit(_pool_run, task)
         procs = dict(getattr(worker, "_processes", None) or {})
-        limit, started, killed = task.timeout_s, None, False
+        watch = _Watch()
         while True:
             wait([future], timeout=0.1)
             for event in self._drain():
-                if event[0] == "started" and event[1] == task.cell.id and event[3].isdigit():
-                    started = (time.monotonic(), int(event[3]))
+                watch.note(event, lambda cell_id: cell_id == task.cell.id)
                 events(event)
             if future.done():
                 break
-            if (limit is not None and started is not None and not killed
-                    and time.monotonic() - started[0] > limit + grace_s(limit)):
-                killed = True
-                with contextlib.suppress(OSError):
-                    os.kill(started[1], signal.SIGKILL)
+            watch.kill_overdue([task])
         try:
             return future.result(), ""
         except BrokenProcessPool:
             self._drop(task.replica)
-        if killed:
+        if task.cell.id in watch.killed:
             return CellResult(task.cell, _error_records(task.cell, "timeout",
-                                                        _timeout_message(limit))), ""
+                                                        watch.killed[task.cell.id][0])), ""
+        started = watch.started.get(task.cell.id)
         pid = started[1] if started else next(iter(procs), -1)
         code = None
         if pid in procs:
@@ -521,10 +549,8 @@ class PoolExecutor(Executor):
         self._attempts: dict[str, int] = {}
         self._pool: Any = None
         self._events_q: Any = None
-        self._started: dict[str, tuple[float, int]] = {}  # cell id -> (monotonic start, pid)
+        self._watch = _Watch()  # started cells' pids and start times; the workers killed
         self._procs: dict[int, Any] = {}  # pid -> worker process (to tell who died)
-        #: cell id -> why the driver killed its worker, and that worker's pid
-        self._killed: dict[str, tuple[str, int]] = {}
         self._replicas = _ReplicaWorkers()  # a cell's replicas: one kept process per index
 
     @classmethod
@@ -598,27 +624,16 @@ class PoolExecutor(Executor):
                 event = self._events_q.get_nowait()
             except (queue_mod.Empty, OSError, ValueError):
                 return
-            kind, cell_id, _, text = event
-            if kind == "started" and text.isdigit() and self._is_running(cell_id):
-                self._started[cell_id] = (time.monotonic(), int(text))
+            self._watch.note(event, self._is_running)
             self.events(event)
 
     def _is_running(self, cell_id: str) -> bool:
         return any(t.cell.id == cell_id for t in self._running.values())
 
     def _kill_overdue(self) -> None:
-        """Kill the worker of a cell past its time limit (plus a grace in which the cell can
-        stop itself): the pool breaks, the cell is recorded ``timeout``, the others rerun."""
-        now = time.monotonic()
-        for task in list(self._running.values()):
-            limit = task.timeout_s
-            started = self._started.get(task.cell.id)
-            if limit is None or started is None or task.cell.id in self._killed:
-                continue
-            if now - started[0] > limit + grace_s(limit):
-                self._killed[task.cell.id] = (_timeout_message(limit), started[1])
-                with contextlib.suppress(OSError):
-                    os.kill(started[1], signal.SIGKILL)
+        """Kill the worker of a cell past its time limit and grace: the pool breaks, the cell
+        is recorded ``timeout``, the others rerun."""
+        self._watch.kill_overdue(list(self._running.values()))
 
     def next_result(self) -> CellResult:
         while True:
@@ -658,7 +673,7 @@ class PoolExecutor(Executor):
                 broken = True
                 continue
             self._running.pop(fut)
-            self._started.pop(result.cell.id, None)
+            self._watch.started.pop(result.cell.id, None)
             self._done.append(result)
         if broken:
             self._pool_broke()
@@ -673,15 +688,15 @@ class PoolExecutor(Executor):
                 proc.join(max(0.0, deadline - time.monotonic()))
         died = {pid for pid, proc in self._procs.items()
                 if proc.exitcode is not None and proc.exitcode != -signal.SIGTERM}
-        pids = {t.cell.id: self._started.pop(t.cell.id, (0.0, -1))[1]
+        pids = {t.cell.id: self._watch.started.pop(t.cell.id, (0.0, -1))[1]
                 for t in self._running.values()}
-        known = any(pid in died for pid in pids.values()) or bool(self._killed)
+        known = any(pid in died for pid in pids.values()) or bool(self._watch.killed)
         # a cell that stopped itself just as its worker was killed left that worker to the
         # next cell: the kill was not that cell's doing (an innocent bystander)
-        killed_pids = {pid for cell_id, (_, pid) in self._killed.items()
+        killed_pids = {pid for cell_id, (_, pid) in self._watch.killed.items()
                        if pids.get(cell_id) != pid}
-        for cell_id in [c for c in self._killed if c not in pids]:
-            del self._killed[cell_id]
+        for cell_id in [c for c in self._watch.killed if c not in pids]:
+            del self._watch.killed[cell_id]
         if not known and len(pids) == 1:
             # one cell in flight: its worker is the one that died, even when the pool dropped
             # that worker from its process table before its exit code was read here
@@ -691,8 +706,8 @@ class PoolExecutor(Executor):
             self._running.pop(fut)
             cell_id = task.cell.id
             pid = pids[cell_id]
-            if cell_id in self._killed:
-                message = self._killed.pop(cell_id)[0]
+            if cell_id in self._watch.killed:
+                message = self._watch.killed.pop(cell_id)[0]
                 self._done.append(CellResult(task.cell, _error_records(task.cell, "timeout",
                                                                        message)))
             elif pid in killed_pids:
