@@ -176,12 +176,13 @@ def plan_run(profile: Profile, suites: list[str] | None = None) -> list[PlannedC
     """Every cell of the run in order: suite x attention x params x seed, with each cell's
     resource class and the cells it depends on."""
     names = suites or list(profile.suites)
+    specs = profile.attention_specs()
     planned = []
     for name in names:
         suite = get_suite(name)
         _check_replicas(name, suite, profile.suites[name])
         with planning_model(_model_meta(profile)):  # a user's model, if the run names one
-            cells = suite.plan(profile.suites[name], profile.attention_specs(name),
+            cells = suite.plan(profile.suites[name], [s for s in specs if s.runs_in(name)],
                                list(profile.seeds))
         seen: set[str] = set()
         for cell in cells:
