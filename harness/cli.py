@@ -426,6 +426,13 @@ def run_cmd(
                             "`media: {params: {image_size: 32}}`) or use --profile quick")
             if not chosen:
                 raise _fail(f"profile {prof.name!r} defines none of the requested suites")
+            idle = [s for s in prof.attention_specs() if not any(s.runs_in(x) for x in chosen)]
+            if attention and idle:
+                where = "; ".join(f"{s.label} runs only in {', '.join(s.suites or ())}"
+                                  for s in idle)
+                raise _fail(f"--attention: {where} (the profile entry's `suites:`), none of"
+                            f" this run's suites ({', '.join(chosen)}); name one of its"
+                            " suites, or drop `suites:` from the entry")
             probe_flags = [f for f, v in (
                 ("--probe-files", probe_files), ("--probe-dataset", probe_dataset),
                 ("--probe-text-column", probe_text_column), ("--group-columns", group_columns),

@@ -160,6 +160,19 @@ def test_the_attention_option_keeps_an_entrys_suites():
                                                                    "standard[eager]"]
 
 
+def test_an_attention_named_for_suites_it_does_not_run_in_exits_2(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["attentions"][1]["suites"] = ["memory"]
+    path = write_profile(tmp_path / "p.yaml", data)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["run", "throughput", "--profile", str(path), "-a",
+                                      "standard[eager]", "--out", str(out)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "standard[eager] runs only in memory" in text and "(throughput)" in text, text
+    assert not out.exists()
+
+
 def test_cli_end_to_end(tmp_path):
     path = write_profile(tmp_path / "p.yaml", TINY)
     out_dir = tmp_path / "reports"
