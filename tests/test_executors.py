@@ -165,6 +165,7 @@ class _Watched(PoolExecutor):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.overlaps: list[tuple[str, int]] = []
+        self.workers_up: list[tuple[str, bool]] = []  # suite, whether the pool's workers lived
         self.pids: list[int] = []
 
     def start(self, events) -> None:
@@ -178,6 +179,7 @@ class _Watched(PoolExecutor):
     def next_result(self):
         result = super().next_result()
         self.overlaps.append((result.cell.suite, len(self._running)))
+        self.workers_up.append((result.cell.suite, self._pool is not None))
         return result
 
 
@@ -198,11 +200,81 @@ def test_pool_same_records_as_serial_timing_alone_memory_shared(serial_run, tmp_
     assert len(set(executor.pids)) == 2  # training cells ran in two worker processes
     timing = [n for suite, n in executor.overlaps if suite == "throughput"]
     assert len(timing) == 3 and set(timing) == {0}  # nothing ran beside a timing cell
+    # no training cell was left: the idle workers were stopped before the timing cells
+    assert [up for suite, up in executor.workers_up if suite == "throughput"] == [False] * 3
     memory = [n for suite, n in executor.overlaps if suite == "memory"]
     assert len(memory) == 6 and max(memory) == 1  # memory cells share: one training beside
     meta = read_run(pooled.run_dir)
     assert meta["executor"]["name"] == "pool" and meta["executor"]["workers"] == 2
     assert set(meta["cell_seconds"]) == {"accuracy", "bias", "memory", "throughput"}
+
+
+def _worker_view(name: str) -> tuple[int, str | None, str, bool]:
+    """What a pool worker sees: its parent, an environment variable, its working directory,
+    and whether a module on the driver's path imports."""
+    import importlib.util
+
+    return (os.getppid(), os.environ.get(name), os.getcwd(),
+            importlib.util.find_spec("harness_probe_module") is not None)
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no fork server on this platform")
+def test_pool_workers_fork_from_the_server_and_see_the_drivers_path_cwd_and_env(
+        tmp_path, monkeypatch):
+    """Workers fork from the fork server (not a new interpreter each), yet see the driver's
+    sys.path, working directory and environment as they are now, not as when the server
+    started."""
+    from harness.measure.memory import fork_server
+
+    fork_server(start=True)  # started before the driver's state changes below
+    (tmp_path / "harness_probe_module.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARNESS_PROBE_VAR", "seen")
+    executor = PoolExecutor(workers=1)
+    executor.start(lambda event: None)
+    pool = executor._new_pool()
+    try:
+        ppid, var, cwd, found = pool.submit(_worker_view, "HARNESS_PROBE_VAR").result(60)
+    finally:
+        pool.shutdown()
+        executor.close()
+    assert ppid != os.getpid()  # forked by the server, not spawned by this process
+    assert (var, Path(cwd).resolve(), found) == ("seen", tmp_path.resolve(), True)
+
+
+def test_cell_imports_name_each_resource_classs_modules_and_the_pool_imports_its_own(
+        tmp_path, monkeypatch):
+    """What the planned cells import, per resource class (``Suite.imports``), and the pool
+    importing its timing cells' modules as the first cell is asked for."""
+    from harness.run.runner import cell_imports
+
+    data = copy.deepcopy(PARITY)
+    data["suites"]["memory"] = {"seq_lens": [32], "heads": 2, "head_dim": 8, "modes": ["forward"]}
+    data["suites"]["throughput"] = {"seq_lens": [32], "heads": 2, "head_dim": 8,
+                                    "passes": ["forward"], "model": {"seq_lens": [32]}}
+    profile = profile_from_dict(data)
+    found = cell_imports(plan_run(profile, list(profile.suites)), False)
+    assert found == {"training": ("harness.models",), "memory": ("harness.suites.memory",),
+                     "timing": ("harness.models",)}
+    user = cell_imports(plan_run(profile, ["memory"]), True)
+    assert user == {"memory": ("harness.models._memory",)}
+    data["suites"]["throughput"]["model"] = None  # attention cells alone import nothing more
+    profile = profile_from_dict(data)
+    assert "timing" not in cell_imports(plan_run(profile, ["throughput"]), False)
+
+    (tmp_path / "harness_probe_timing.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "harness_probe_timing", raising=False)
+    executor = PoolExecutor(workers=1)
+    executor.preload({"timing": ("harness_probe_timing",)})
+    executor.start(lambda event: None)
+    try:
+        executor._warm_up()
+    finally:
+        executor.close()
+    assert "harness_probe_timing" in sys.modules
 
 
 def test_a_worker_gets_its_next_cell_while_memory_cells_run_here(tmp_path, monkeypatch):

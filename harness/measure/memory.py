@@ -34,8 +34,10 @@ import psutil
 
 __all__ = [
     "DEFAULT_MIN_AVAILABLE_BYTES",
+    "FORK_PRELOAD",
     "MemoryResult",
     "cuda_peak_memory",
+    "fork_server",
     "is_oom_error",
     "measure_cpu_peak",
     "parse_target",
@@ -315,21 +317,30 @@ class _ForkedChild:
         return self.process.exitcode
 
 
+#: What the fork server always preloads: the child's own module, torch, and symbolic_shapes (the
+#: first backward with an explicit gradient imports it and sympy under it, ~0.3 s per child).
+FORK_PRELOAD = ("harness.measure._memchild", "torch", "torch.fx.experimental.symbolic_shapes")
 _FORKSERVER: dict[str, Any] = {}
 
 
-def _forkserver_context(module: str) -> Any:
-    """The fork-server context, preloading torch and ``module`` once per parent process."""
+def fork_server(*modules: str, start: bool = False) -> Any:
+    """This process's fork-server context (``multiprocessing``'s "forkserver"): memory children,
+    and a process pool that asks for it, fork from one server process that has imported
+    :data:`FORK_PRELOAD` and ``modules`` once. The first call fixes what the server preloads;
+    later calls get the same server (a module it lacks is imported by each child). ``start``:
+    launch the server now, so it imports while this process does other work (else at its first
+    child). A missing module is skipped by the server."""
     import multiprocessing
 
     ctx = _FORKSERVER.get("ctx")
     if ctx is None:
         ctx = multiprocessing.get_context("forkserver")
-        # symbolic_shapes (and sympy under it): the first backward with an explicit gradient
-        # imports it, ~0.3 s per child when not preloaded (a missing module is skipped)
-        ctx.set_forkserver_preload(["harness.measure._memchild", "torch",
-                                    "torch.fx.experimental.symbolic_shapes", module])
+        ctx.set_forkserver_preload(list(dict.fromkeys([*FORK_PRELOAD, *modules])))
         _FORKSERVER["ctx"] = ctx
+    if start:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
     return ctx
 
 
@@ -343,7 +354,7 @@ def _measure_forked(
 ) -> MemoryResult:
     from harness.measure import _memchild
 
-    ctx = _forkserver_context(module)
+    ctx = fork_server(module)
     read_conn, write_conn = ctx.Pipe(duplex=False)
     fd, log_name = tempfile.mkstemp(prefix="harness-memchild-", suffix=".log")
     os.close(fd)

@@ -30,17 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import importlib
 import os
 import queue as queue_mod
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -226,6 +228,11 @@ class Executor(ABC):
         to it and ignores the others."""
         return cls(max_retries=max_retries)
 
+    def preload(self, imports: Mapping[str, tuple[str, ...]]) -> None:  # noqa: B027
+        """Before :meth:`start`: the modules the run's cells import on first use, per resource
+        class (``Suite.imports``). An executor may import them ahead where those cells will run
+        (never inside a timed cell); ignored by default."""
+
     def start(self, events: Callable[[Event], None]) -> None:
         """Get ready to run cells; ``events`` receives progress events in the driver thread."""
         self.events = events
@@ -343,18 +350,33 @@ def _run_here(task: CellTask, events: Callable[[Event], None]) -> CellResult:
 _WORKER_EVENTS: Any = None
 
 
-def _pool_init(events: Any) -> None:
-    """Pool worker start: Ctrl-C is the driver's to handle; one torch thread."""
+#: What a pool worker imports at start when the run names nothing (``Executor.preload``): the
+#: encoder and transformers' model classes, which training cells build.
+_WORKER_IMPORTS = ("harness.models",)
+
+
+def _pool_init(events: Any, modules: tuple[str, ...] = _WORKER_IMPORTS,
+               driver: tuple[list[str], str, dict[str, str]] | None = None) -> None:
+    """Pool worker start: Ctrl-C is the driver's to handle; one torch thread; ``modules``
+    imported. ``driver``: the driver's ``sys.path``, working directory and environment, for a
+    worker forked from the fork server (which kept its own from when it started)."""
     global _WORKER_EVENTS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_EVENTS = events
+    if driver is not None:
+        path, cwd, env = driver
+        sys.path[:] = path
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
     import torch
 
     # at start, beside the other workers, not in a cell: an import interrupted by the first
     # cell's time limit would leave its modules half made (and cost the cell ~3 s of its limit)
-    import harness.models  # the encoder and transformers' model classes
     import harness.suites  # noqa: F401
 
+    for module in modules:
+        importlib.import_module(module)
     torch.set_num_threads(1)
 
 
@@ -532,6 +554,13 @@ class PoolExecutor(Executor):
 
     A cell's replicas (``Suite.replicas``) run alone, like timing cells, each in a spawned
     single-process worker of its own (one per replica index, kept for the run).
+
+    Workers fork from the fork server the memory children fork from
+    (:func:`harness.measure.memory.fork_server`, spawned where the platform has none), which has
+    torch and the suites imported once; each worker then imports what the run's training cells
+    need (``preload``). As the first cell is asked for, the server starts and this process
+    imports what its own timing cells need meanwhile. Once no training cell is left, the idle
+    workers are stopped before a timing cell starts.
     """
 
     name = "pool"
@@ -552,24 +581,52 @@ class PoolExecutor(Executor):
         self._watch = _Watch()  # started cells' pids and start times; the workers killed
         self._procs: dict[int, Any] = {}  # pid -> worker process (to tell who died)
         self._replicas = _ReplicaWorkers()  # a cell's replicas: one kept process per index
+        self._imports: dict[str, tuple[str, ...]] = {"training": _WORKER_IMPORTS}
+        self._forked = False  # workers fork from the fork server (else spawned)
+        self._warm = False  # the fork server started and this process's imports made
 
     @classmethod
     def create(cls, *, workers: int | None = None, ray_address: str | None = None,
                max_retries: int = 2, **options: Any) -> Executor:
         return cls(workers, max_retries=max_retries)
 
+    def preload(self, imports: Mapping[str, tuple[str, ...]]) -> None:
+        self._imports = {k: tuple(v) for k, v in imports.items()}
+
     def start(self, events: Callable[[Event], None]) -> None:
         import multiprocessing as mp
 
+        from harness.measure.memory import fork_server
+
         super().start(events)
-        self._mp = mp.get_context("spawn")
+        self._forked = "forkserver" in mp.get_all_start_methods()
+        # the server preloads what memory children need (exactly: their peaks are measured
+        # from that state), else the suites the workers unpickle cells of
+        self._mp = (fork_server(*(self._imports.get("memory") or ("harness.suites",)))
+                    if self._forked else mp.get_context("spawn"))
         self._events_q = self._mp.Queue()
+
+    def _warm_up(self) -> None:
+        """Once, as the first cell is asked for (inside the run's time): start the fork server,
+        which imports in its own process, and import this process's timing cells' modules
+        meanwhile (no timed cell pays for them)."""
+        if self._warm:
+            return
+        self._warm = True
+        if self._forked:
+            from harness.measure.memory import fork_server
+
+            fork_server(start=True)
+        for module in self._imports.get("timing", ()):
+            importlib.import_module(module)
 
     def _new_pool(self) -> Any:
         from concurrent.futures import ProcessPoolExecutor
 
+        driver = (list(sys.path), os.getcwd(), dict(os.environ)) if self._forked else None
         pool = ProcessPoolExecutor(self.workers, mp_context=self._mp, initializer=_pool_init,
-                                   initargs=(self._events_q,))
+                                   initargs=(self._events_q, self._imports.get("training", ()),
+                                             driver))
         for _ in range(self.workers):  # a spawn pool starts a worker per submit it cannot place
             pool.submit(_pool_ready)
         return pool
@@ -615,7 +672,11 @@ class PoolExecutor(Executor):
                 heapq.heapify(self._queue)
                 return item[1]
         if not self._running and self._queue:
-            return heapq.heappop(self._queue)[1]
+            task = heapq.heappop(self._queue)[1]
+            if task.resource != "training" and not any(
+                    t.resource == "training" for _, t in self._queue):
+                self._stop_pool()  # idle workers go before this process times or measures
+            return task
         return None
 
     def _drain_events(self) -> None:
@@ -636,6 +697,7 @@ class PoolExecutor(Executor):
         self._watch.kill_overdue(list(self._running.values()))
 
     def next_result(self) -> CellResult:
+        self._warm_up()
         while True:
             # collect what finished first (without waiting), so a worker that finished while a
             # cell ran in this process gets its next cell before this process starts another
@@ -682,10 +744,13 @@ class PoolExecutor(Executor):
         """A worker died: every cell in flight stopped with the pool. The cell whose worker
         died (or was killed past its time limit) is retried or recorded; the cells that only
         shared the pool go back to the queue without using up an attempt."""
-        deadline = time.monotonic() + 5.0  # the pool stops its other workers (SIGTERM) now;
-        for proc in self._procs.values():  # a dead worker's exit code can lag its closed pipe
-            with contextlib.suppress(Exception):
-                proc.join(max(0.0, deadline - time.monotonic()))
+        # The pool's own thread stops the other workers (SIGTERM) and reads every exit code:
+        # wait for it (up to 5 s) instead of reading them here too (a dead worker's exit code can
+        # lag its closed pipe, and of two readers of a fork-server child's code one gets 255)
+        stopper = threading.Thread(target=self._pool.shutdown, kwargs={"wait": True},
+                                   daemon=True)
+        stopper.start()
+        stopper.join(5.0)
         died = {pid for pid, proc in self._procs.items()
                 if proc.exitcode is not None and proc.exitcode != -signal.SIGTERM}
         pids = {t.cell.id: self._watch.started.pop(t.cell.id, (0.0, -1))[1]

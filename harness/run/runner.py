@@ -581,7 +581,8 @@ def start_run(
         "executor": {"name": executor.name},
         "inputs": inputs,
     }
-    _start_executor(executor, progress, planned)  # an unusable executor leaves no run dir
+    # an unusable executor leaves no run dir
+    _start_executor(executor, progress, planned, profile.model is not None)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(run_dir):
@@ -593,10 +594,21 @@ def start_run(
         raise
 
 
-def _start_executor(executor: Executor, progress: Progress, planned: list[PlannedCell]) -> None:
+def cell_imports(planned: list[PlannedCell], user_model: bool) -> dict[str, tuple[str, ...]]:
+    """What the planned cells import on first use (``Suite.imports``), per resource class."""
+    found: dict[str, dict[str, None]] = {}
+    for p in planned:
+        for module in get_suite(p.suite).imports(p.cell, user_model):
+            found.setdefault(p.resource, {})[module] = None
+    return {resource: tuple(modules) for resource, modules in found.items()}
+
+
+def _start_executor(executor: Executor, progress: Progress, planned: list[PlannedCell],
+                    user_model: bool) -> None:
     """Start ``executor`` (connect to a cluster, start a pool) before anything is written;
     ``ExecutorUnavailableError`` (the CLI's exit 2) when it cannot start."""
     try:
+        executor.preload(cell_imports(planned, user_model))
         executor.start(_Events(progress, planned))
     except ExecutorUnavailableError:
         raise
@@ -689,7 +701,7 @@ def resume_run(run_dir: str | Path, *, progress: Progress | None = None,
     check_executor(executor, profile, suites)
     with RunLock(run_dir):
         store = ResultsStore.open(run_dir)
-        _start_executor(executor, progress, planned)
+        _start_executor(executor, progress, planned, profile.model is not None)
         try:
             resumed = meta.get("resumed") if isinstance(meta.get("resumed"), list) else []
             store.update_meta(status="running", resumed=[*resumed, _now()],

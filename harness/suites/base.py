@@ -384,6 +384,13 @@ class Suite(ABC):
         """Resource class of ``cell`` (see ``RESOURCE_CLASSES``); the suite's by default."""
         return self.resource
 
+    def imports(self, cell: Cell, user_model: bool) -> tuple[str, ...]:
+        """Modules that running ``cell`` imports on first use (``user_model``: the run has a
+        user's model): an executor may import them ahead, where the cell will run (the pool: its
+        workers at start, its fork server, this process), so that no cell's clock pays for
+        them. None by default."""
+        return ()
+
     def depends_on(self, cell: Cell, cells: list[Cell]) -> list[Cell]:
         """The cells of ``cells`` (this suite's plan) that ``cell`` needs first.
 

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from harness.attention import get_attention
-from harness.measure.memory import cuda_peak_memory, measure_cpu_peak
+from harness.measure.memory import cuda_peak_memory, measure_cpu_peak, parse_target
 from harness.measure.stats import exponent_verdict, fit_power_law
 from harness.records import Cell, Record
 from harness.suites.base import (
@@ -140,6 +140,10 @@ class MemorySuite(Suite):
 
     def cell_weight(self, cell: Cell) -> float:
         return 1.0 + cell.params["seq_len"] / 8192
+
+    def imports(self, cell: Cell, user_model: bool) -> tuple[str, ...]:
+        """The module of the work each CPU cell's child runs (the fork server preloads it)."""
+        return (parse_target(_USER_TARGET if user_model else _TARGET)[0],)
 
     def depends_on(self, cell: Cell, cells: list[Cell]) -> list[Cell]:
         """The next shorter length of the same attention and mode: a sweep stops at its first

@@ -41,6 +41,7 @@ from harness.suites.base import (
     planned_model,
     register_suite,
 )
+from harness.suites.training import model_imports
 
 __all__ = [
     "REFERENCE",
@@ -399,6 +400,11 @@ class ThroughputSuite(Suite):
 
     def cell_weight(self, cell: Cell) -> float:
         return float(cell.params["seq_len"] * cell.params["batch"]) ** 1.2
+
+    def imports(self, cell: Cell, user_model: bool) -> tuple[str, ...]:
+        """A model cell builds the encoder (or the user's model); attention cells need nothing
+        more."""
+        return model_imports(user_model) if cell.params["kind"] == "model" else ()
 
     def upgrade_params(self, params: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
         if params.get("kind") == "model":

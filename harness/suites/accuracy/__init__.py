@@ -76,6 +76,7 @@ from harness.suites.base import (
     register_suite,
 )
 from harness.suites.inputs import INPUT_METRIC_SPECS
+from harness.suites.training import model_imports
 
 __all__ = [
     "BASELINE_LABEL",
@@ -148,6 +149,9 @@ class AccuracySuite(Suite):
 
     def cell_weight(self, cell: Cell) -> float:
         return self._weights.get(cell.id, 1.0)
+
+    def imports(self, cell: Cell, user_model: bool) -> tuple[str, ...]:
+        return model_imports(user_model)
 
     def run_cell(self, cell: Cell, params: AccuracyParams, ctx: RunContext) -> list[Record]:
         return run_cell(self, cell, params, ctx)

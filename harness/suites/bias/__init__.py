@@ -48,6 +48,7 @@ from harness.suites.bias.cells import Scorer
 from harness.suites.bias.params import BiasParams, CorpusParams, TextProbeParams
 from harness.suites.bias.plan import plan_cells
 from harness.suites.probes import PROBE_METRIC_SPECS
+from harness.suites.training import model_imports
 
 __all__ = [
     "BIAS_METRICS",
@@ -117,6 +118,9 @@ class BiasSuite(Suite):
 
     def cell_weight(self, cell: Cell) -> float:
         return 1.0
+
+    def imports(self, cell: Cell, user_model: bool) -> tuple[str, ...]:
+        return model_imports(user_model)
 
     def run_cell(self, cell: Cell, params: BiasParams, ctx: RunContext) -> list[Record]:
         return _cells.run_cell(cell, params, ctx)
