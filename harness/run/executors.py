@@ -675,7 +675,7 @@ class PoolExecutor(Executor):
             task = heapq.heappop(self._queue)[1]
             if task.resource != "training" and not any(
                     t.resource == "training" for _, t in self._queue):
-                self._stop_pool()  # idle workers go before this process times or measures
+                self._stop_idle_pool()  # before this process times or measures alone
             return task
         return None
 
@@ -802,6 +802,20 @@ class PoolExecutor(Executor):
         self._running.clear()
         self._stop_pool()
         self._replicas.cancel()
+
+    def _stop_idle_pool(self) -> None:
+        """No training cell left: stop the idle workers (SIGTERM: nothing of theirs to keep or
+        wait for; a graceful exit costs each ~1 s of interpreter teardown) and wait until they
+        are gone and the pool's thread has stopped, so nothing of theirs runs beside what this
+        process times next."""
+        if self._pool is None:
+            return
+        for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)  # its thread joins the workers
+        self._pool = None
+        self._procs.clear()
 
     def _stop_pool(self) -> None:
         if self._pool is None:
