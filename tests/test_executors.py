@@ -277,6 +277,32 @@ def test_cell_imports_name_each_resource_classs_modules_and_the_pool_imports_its
     assert "harness_probe_timing" in sys.modules
 
 
+_TIMING_ONLY = """
+import json, sys
+from multiprocessing import forkserver
+from harness.run.executors import PoolExecutor
+from harness.run.profiles import profile_from_dict
+from harness.run.runner import start_run
+outcome = start_run(profile_from_dict(json.loads(sys.argv[1])), out_dir=sys.argv[2], argv=["t"],
+                    executor=PoolExecutor(workers=2))
+print(outcome.exit_code, forkserver._forkserver._forkserver_pid)
+"""
+
+
+def test_a_timing_only_run_starts_no_fork_server(tmp_path):
+    """Nothing would fork from it: a server importing beside the first timing cells would only
+    disturb them (a run with training or memory cells starts it: the tests above)."""
+    data = {"name": "t", "seeds": [0], "device": "cpu", "threads": 1,
+            "attentions": [{"name": "standard"}],
+            "suites": {"throughput": {"seq_lens": [32], "heads": 2, "head_dim": 8,
+                                      "min_run_time": 0.01, "warmup": 0, "passes": ["forward"],
+                                      "model": None}}}
+    done = subprocess.run([sys.executable, "-c", _TIMING_ONLY, json.dumps(data), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["0", "None"], done.stdout + done.stderr
+
+
 def test_a_worker_gets_its_next_cell_while_memory_cells_run_here(tmp_path, monkeypatch):
     """Memory cells run in the driver beside one training worker: a training cell that finished
     meanwhile is collected and the worker refilled before the next memory cell starts, not after

@@ -607,13 +607,15 @@ class PoolExecutor(Executor):
         self._events_q = self._mp.Queue()
 
     def _warm_up(self) -> None:
-        """Once, as the first cell is asked for (inside the run's time): start the fork server,
-        which imports in its own process, and import this process's timing cells' modules
-        meanwhile (no timed cell pays for them)."""
+        """Once, as the first cell is asked for (inside the run's time): start the fork server
+        when workers or memory children will fork from it (it imports in its own process;
+        never beside a timing cell), and import this process's timing cells' modules meanwhile
+        (no timed cell pays for them)."""
         if self._warm:
             return
         self._warm = True
-        if self._forked:
+        if self._forked and any(t.resource == "training" or self._shares(t)
+                                for _, t in self._queue):
             from harness.measure.memory import fork_server
 
             fork_server(start=True)
