@@ -677,7 +677,7 @@ class PoolExecutor(Executor):
             task = heapq.heappop(self._queue)[1]
             if task.resource != "training" and not any(
                     t.resource == "training" for _, t in self._queue):
-                self._stop_idle_pool()  # before this process times or measures alone
+                self._stop_pool(wait=True)  # before this process times or measures alone
             return task
         return None
 
@@ -805,29 +805,22 @@ class PoolExecutor(Executor):
         self._stop_pool()
         self._replicas.cancel()
 
-    def _stop_idle_pool(self) -> None:
-        """No training cell left: stop the idle workers (SIGTERM: nothing of theirs to keep or
-        wait for; a graceful exit costs each ~1 s of interpreter teardown) and wait until they
-        are gone and the pool's thread has stopped, so nothing of theirs runs beside what this
-        process times next."""
-        if self._pool is None:
-            return
-        for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
-            with contextlib.suppress(Exception):
-                proc.terminate()
-        self._pool.shutdown(wait=True, cancel_futures=True)  # its thread joins the workers
-        self._pool = None
-        self._procs.clear()
-
-    def _stop_pool(self) -> None:
+    def _stop_pool(self, wait: bool = False) -> None:
+        """Stop the workers now (SIGTERM: a graceful exit costs each ~1 s of interpreter
+        teardown). ``wait``: until they are gone and the pool's thread has stopped (idle workers
+        before a timing cell: nothing of theirs runs beside it); else return at once (Ctrl-C)."""
         if self._pool is None:
             return
         processes = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if not wait:  # queued cells cancelled before any worker can take one
+            self._pool.shutdown(wait=False, cancel_futures=True)
         for proc in processes:
             with contextlib.suppress(Exception):
                 proc.terminate()
+        if wait:  # the pool's thread joins the workers (their exit codes are read there)
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
+        self._procs.clear()
 
     def close(self) -> None:
         self._replicas.close()

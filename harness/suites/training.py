@@ -51,11 +51,11 @@ __all__ = [
 ]
 
 
-
 def model_imports(user_model: bool) -> tuple[str, ...]:
     """What training or timing a model imports on first use (``Suite.imports``): the encoder
     and transformers under it (~3 s), and the user-model adapter when the run has one."""
     return ("harness.models", "harness.models.user") if user_model else ("harness.models",)
+
 
 class TrainParams(SuiteParams):
     """Model size and training budget: identical for every attention in a run."""
