@@ -355,6 +355,14 @@ _WORKER_EVENTS: Any = None
 _WORKER_IMPORTS = ("harness.models",)
 
 
+def _import_ahead(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` ahead of the cells that need them; one that fails is left to the cell
+    that imports it, which records the error as its own (a suite's ``imports`` only hints)."""
+    for module in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+
 def _pool_init(events: Any, modules: tuple[str, ...] = _WORKER_IMPORTS,
                driver: tuple[list[str], str, dict[str, str]] | None = None) -> None:
     """Pool worker start: Ctrl-C is the driver's to handle; one torch thread; ``modules``
@@ -375,8 +383,7 @@ def _pool_init(events: Any, modules: tuple[str, ...] = _WORKER_IMPORTS,
     # cell's time limit would leave its modules half made (and cost the cell ~3 s of its limit)
     import harness.suites  # noqa: F401
 
-    for module in modules:
-        importlib.import_module(module)
+    _import_ahead(modules)
     torch.set_num_threads(1)
 
 
@@ -619,8 +626,7 @@ class PoolExecutor(Executor):
             from harness.measure.memory import fork_server
 
             fork_server(start=True)
-        for module in self._imports.get("timing", ()):
-            importlib.import_module(module)
+        _import_ahead(self._imports.get("timing", ()))
 
     def _new_pool(self) -> Any:
         from concurrent.futures import ProcessPoolExecutor
