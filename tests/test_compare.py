@@ -807,6 +807,41 @@ def test_per_seed_scores_are_judged_over_seeds_paired() -> None:
     assert rows[0].status == "regression" and rows[0].evidence.test == "intervals"
 
 
+def test_each_suite_is_its_own_family() -> None:
+    """Dozens of small bias gaps that noise moved past the threshold (here improvements) do not
+    tighten the level of an accuracy drop: the two suites share alpha equally (0.025 each) and
+    the drop (paired t p ~ 0.01) fails. The same gaps in the accuracy suite do share its level
+    (0.05 / 25) and the drop is then not significant."""
+    def rec(suite: str, metric: str, seed: int, value: float, hib: bool, **params) -> Record:
+        return Record(suite, "sparse", {}, {**params, "seed": seed}, metric, value=value,
+                      higher_is_better=hib, label="sparse")
+
+    f1 = [0.80, 0.74, 0.85, 0.70, 0.78]
+    wobble = [0.08, -0.08, 0.06, -0.06, 0.0]
+    gaps = [0.50, 0.42, 0.55, 0.47, 0.52]
+
+    def run(drop: float, gap_suite: str) -> list[Record]:
+        out = [rec("accuracy", "macro_f1", s, v - drop + (w if drop else 0.0), True,
+                   task="digits") for s, (v, w) in enumerate(zip(f1, wobble, strict=True))]
+        for g in range(24):
+            out += [rec(gap_suite, "score_gap", s,
+                        v * (0.7 + 0.02 * ((s + g) % 3) if drop else 1.0), False,
+                        task="digits" if gap_suite == "accuracy" else None, probe=g)
+                    for s, v in enumerate(gaps)]
+        return out
+
+    rows, _ = compare_records(run(0.0, "bias"), run(0.12, "bias"))
+    drop = [r for r in rows if r.metric == "macro_f1"]
+    assert {r.status for r in drop} == {"regression"}
+    assert 0.0025 < drop[0].evidence.p < 0.025 == drop[0].evidence.alpha
+    gap_rows = [r for r in rows if r.metric == "score_gap"]
+    assert len(gap_rows) == 120 and {r.status for r in gap_rows} == {"improvement"}
+    assert {r.evidence.alpha for r in gap_rows} == {0.025 / 24}
+    rows, _ = compare_records(run(0.0, "accuracy"), run(0.12, "accuracy"))
+    drop = [r for r in rows if r.metric == "macro_f1"]
+    assert {r.status for r in drop} == {"unchanged"} and drop[0].evidence.alpha == 0.05 / 25
+
+
 def test_wall_times_outside_timing_suites_never_decide() -> None:
     """A training time is measured beside other work, with no side-by-side reference: twice as
     slow on a busy machine is shown, never a regression, and takes no part in the power."""

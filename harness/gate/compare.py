@@ -10,7 +10,9 @@ tests: ``harness.gate.evidence``. On top of the pairs:
   own or comes from timings (a crossover length, a fitted time exponent);
 * per-seed records (an integer ``seed`` param) of the same cell are judged together over the
   seeds both runs hold (a paired t-test, >= 2 seeds); with one seed, by their intervals;
-* multiplicity: the rows whose change exceeds the threshold share ``alpha`` (Bonferroni);
+* multiplicity: each suite is a family: the suites with a row or seed group beyond the
+  threshold share ``alpha`` equally, and within a suite those rows share its part
+  (Bonferroni): many small bias gaps moved by noise do not dilute a macro-F1 drop;
 * cells only in the new run are *new*; cells measured ``ok`` in the base run and missing in the
   new one are *vanished*: failures unless ``allow_missing``; a cell that failed whole (one
   ``cell_status`` record) is judged against each metric the other run has for it.
@@ -71,7 +73,7 @@ ROW_STATUSES = ("regression", "inconclusive", "vanished", "improvement", "new",
                 "informational", "unchanged")
 #: ``Comparison.exit_code`` per verdict (2, unusable input, is raised as ``StoreError``).
 EXIT_CODES = {"pass": 0, "fail": 1, "unusable": 2, "inconclusive": 3}
-#: Family-wise false-fail rate of the gate's tests (Bonferroni over the rows beyond threshold).
+#: Family-wise false-fail rate of the gate's tests (Bonferroni: per suite, then its rows).
 ALPHA = 0.05
 SUITE_ORDER = ("throughput", "memory", "accuracy", "bias")
 _JUDGED = ("regression", "improvement", "inconclusive", "unchanged")
@@ -374,7 +376,8 @@ class _Pairs:
     threshold: float
     atol: float
     alpha: float = ALPHA
-    row_alpha: float = ALPHA
+    #: per suite, the level its rows are tested at (``_decide_levels``)
+    levels: dict[str, float] = field(default_factory=dict)
     in_group: dict[tuple, tuple] = field(default_factory=dict)
     group_evidence: dict[tuple, tuple[Change, Evidence]] = field(default_factory=dict)
     spreads: dict[str, Any] = field(default_factory=dict)
@@ -387,10 +390,20 @@ class _Pairs:
     def keys(self) -> list[tuple]:
         return [*self.b_index, *(k for k in self.n_index if k not in self.b_index)]
 
+    def level(self, suite: str) -> float:
+        """The level a row of ``suite`` is tested at (``alpha`` before ``_decide_levels``). A
+        suite without a candidate gets the level its first candidate would have had (its
+        power says what it could have caught)."""
+        return self.levels.get(suite, self.levels.get("", self.alpha))
+
 
 def _decide_levels(pairs: _Pairs) -> None:
-    """Seed groups, the Bonferroni level (the rows and seed groups whose change exceeds the
-    threshold share alpha), the groups' evidence and the timing suites' spreads."""
+    """Seed groups, the Bonferroni levels, the groups' evidence and the timing suites' spreads.
+
+    Each suite is one family: the suites with a candidate (a row or seed group whose change
+    exceeds the threshold) share ``alpha`` equally, and a suite's candidates share its part. One
+    pool over all suites let the dozens of small bias gaps that seed-level noise moves past the
+    threshold tighten the level of an accuracy drop (docs/PERFORMANCE.md section 7)."""
     keys = pairs.keys
     groups = _seed_groups(keys, pairs.b_index, pairs.n_index, pairs.timing)
     pairs.in_group = {k: g for g, ks in groups.items() for k in ks}
@@ -398,25 +411,29 @@ def _decide_levels(pairs: _Pairs) -> None:
     def group_pairs(ks: list[tuple]) -> list[tuple[float, float]]:
         return [(pairs.b_index[k].value, pairs.n_index[k].value) for k in ks]  # type: ignore[misc]
 
-    candidates = 0
+    candidates: dict[str, int] = {}
     for key in keys:
         b, n = pairs.b_index.get(key), pairs.n_index.get(key)
         if key not in pairs.in_group and _comparable(b, n) and has_samples(b) and \
                 has_samples(n) and \
                 b.metric not in pairs.ungated.get(b.suite, ()):  # type: ignore[union-attr]
             change = change_of(b, n, pairs.atol)  # type: ignore[arg-type]
-            candidates += bool(change and change.beyond(pairs.threshold))
+            if change and change.beyond(pairs.threshold):
+                candidates[b.suite] = candidates.get(b.suite, 0) + 1  # type: ignore[union-attr]
     for ks in groups.values():
         b0 = pairs.b_index[ks[0]]
         change, _ = seed_evidence(group_pairs(ks), bool(b0.higher_is_better), pairs.threshold,
                                   pairs.alpha, pairs.atol, b0.metric)
-        candidates += change.beyond(pairs.threshold)
-    pairs.row_alpha = pairs.alpha / max(candidates, 1)
+        if change.beyond(pairs.threshold):
+            candidates[b0.suite] = candidates.get(b0.suite, 0) + 1
+    share = pairs.alpha / max(len(candidates), 1)
+    pairs.levels = {"": pairs.alpha / (len(candidates) + 1),
+                    **{s: share / k for s, k in candidates.items()}}
     for g, ks in groups.items():
         b0 = pairs.b_index[ks[0]]
         pairs.group_evidence[g] = seed_evidence(group_pairs(ks), bool(b0.higher_is_better),
-                                                pairs.threshold, pairs.row_alpha, pairs.atol,
-                                                b0.metric)
+                                                pairs.threshold, pairs.level(b0.suite),
+                                                pairs.atol, b0.metric)
     left_out = {s: pairs.supporting.get(s, set()) | pairs.ungated.get(s, set())
                 for s in {*pairs.supporting, *pairs.ungated}}
     pairs.spreads = _spreads(keys, pairs.b_index, pairs.n_index, pairs.ratio_of,
@@ -459,7 +476,7 @@ def _row(pairs: _Pairs, key: tuple, b_failed: dict[str, Record],
         drift = calibration_drift(partner(pairs.b_index, key, CALIBRATION),
                                   partner(pairs.n_index, key, CALIBRATION))
         seeds = pairs.group_evidence.get(pairs.in_group.get(key))  # type: ignore[arg-type]
-        for name, value in classify(b, n, pairs.threshold, pairs.atol, alpha=pairs.row_alpha,
+        for name, value in classify(b, n, pairs.threshold, pairs.atol, alpha=pairs.level(ref.suite),
                                     ratio=ratio, drift=drift, seeds=seeds,
                                     spread=pairs.spreads.get(ref.suite),
                                     noise=pairs.noise.get(ref.suite)).items():

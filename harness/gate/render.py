@@ -34,7 +34,8 @@ RULE = ("Regression: worse by > {threshold}, and beyond noise: timings by a one-
         " run), confirmed"
         " by the speed vs the side-by-side reference (on a busy machine that ratio alone"
         " decides); per-seed scores by a paired t over seeds; others by their intervals."
-        " Bonferroni over the rows beyond the threshold (family-wise 5%).")
+        " Bonferroni (family-wise 5%): the suites with rows beyond the threshold share it"
+        " equally, and those rows share their suite's part.")
 
 
 def _side_text(r: Record | None) -> str:
