@@ -807,6 +807,10 @@ def test_per_seed_scores_are_judged_over_seeds_paired() -> None:
     assert rows[0].status == "regression" and rows[0].evidence.test == "intervals"
 
 
+def _row_of(rows: list[CompareRow], metric: str) -> CompareRow:
+    return next(r for r in rows if r.metric == metric)
+
+
 def test_each_suite_is_its_own_family() -> None:
     """Dozens of small bias gaps that noise moved past the threshold (here improvements) do not
     tighten the level of an accuracy drop: the two suites share alpha equally (0.025 each) and
@@ -828,7 +832,10 @@ def test_each_suite_is_its_own_family() -> None:
                         v * (0.7 + 0.02 * ((s + g) % 3) if drop else 1.0), False,
                         task="digits" if gap_suite == "accuracy" else None, probe=g)
                     for s, v in enumerate(gaps)]
-        return out
+        # a suite with no row beyond the threshold: shown at its first candidate's level
+        return [*out, Record("memory", "sparse", {}, {"seq_len": 1024}, "peak_bytes",
+                             value=100.0, ci_low=99.0, ci_high=101.0, higher_is_better=False,
+                             label="sparse")]
 
     rows, _ = compare_records(run(0.0, "bias"), run(0.12, "bias"))
     drop = [r for r in rows if r.metric == "macro_f1"]
@@ -837,6 +844,7 @@ def test_each_suite_is_its_own_family() -> None:
     gap_rows = [r for r in rows if r.metric == "score_gap"]
     assert len(gap_rows) == 120 and {r.status for r in gap_rows} == {"improvement"}
     assert {r.evidence.alpha for r in gap_rows} == {0.025 / 24}
+    assert _row_of(rows, "peak_bytes").evidence.alpha == 0.05 / 3
     rows, _ = compare_records(run(0.0, "accuracy"), run(0.12, "accuracy"))
     drop = [r for r in rows if r.metric == "macro_f1"]
     assert {r.status for r in drop} == {"unchanged"} and drop[0].evidence.alpha == 0.05 / 25

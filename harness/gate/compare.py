@@ -376,8 +376,10 @@ class _Pairs:
     threshold: float
     atol: float
     alpha: float = ALPHA
-    #: per suite, the level its rows are tested at (``_decide_levels``)
+    #: per suite with a candidate, the level its rows are tested at (``_decide_levels``)
     levels: dict[str, float] = field(default_factory=dict)
+    #: the level of a suite without a candidate: what its first one would have had
+    spare_level: float = ALPHA
     in_group: dict[tuple, tuple] = field(default_factory=dict)
     group_evidence: dict[tuple, tuple[Change, Evidence]] = field(default_factory=dict)
     spreads: dict[str, Any] = field(default_factory=dict)
@@ -391,10 +393,9 @@ class _Pairs:
         return [*self.b_index, *(k for k in self.n_index if k not in self.b_index)]
 
     def level(self, suite: str) -> float:
-        """The level a row of ``suite`` is tested at (``alpha`` before ``_decide_levels``). A
-        suite without a candidate gets the level its first candidate would have had (its
-        power says what it could have caught)."""
-        return self.levels.get(suite, self.levels.get("", self.alpha))
+        """The level a row of ``suite`` is tested at. A suite without a candidate gets the
+        level its first candidate would have had (its power says what it could have caught)."""
+        return self.levels.get(suite, self.spare_level)
 
 
 def _decide_levels(pairs: _Pairs) -> None:
@@ -427,8 +428,8 @@ def _decide_levels(pairs: _Pairs) -> None:
         if change.beyond(pairs.threshold):
             candidates[b0.suite] = candidates.get(b0.suite, 0) + 1
     share = pairs.alpha / max(len(candidates), 1)
-    pairs.levels = {"": pairs.alpha / (len(candidates) + 1),
-                    **{s: share / k for s, k in candidates.items()}}
+    pairs.levels = {s: share / k for s, k in candidates.items()}
+    pairs.spare_level = pairs.alpha / (len(candidates) + 1)
     for g, ks in groups.items():
         b0 = pairs.b_index[ks[0]]
         pairs.group_evidence[g] = seed_evidence(group_pairs(ks), bool(b0.higher_is_better),
