@@ -26,6 +26,7 @@ gate could have detected with the noise measured in these two runs.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,7 +413,7 @@ def _decide_levels(pairs: _Pairs) -> None:
     def group_pairs(ks: list[tuple]) -> list[tuple[float, float]]:
         return [(pairs.b_index[k].value, pairs.n_index[k].value) for k in ks]  # type: ignore[misc]
 
-    candidates: dict[str, int] = {}
+    candidates: Counter[str] = Counter()  # per suite
     for key in keys:
         b, n = pairs.b_index.get(key), pairs.n_index.get(key)
         if key not in pairs.in_group and _comparable(b, n) and has_samples(b) and \
@@ -420,13 +421,13 @@ def _decide_levels(pairs: _Pairs) -> None:
                 b.metric not in pairs.ungated.get(b.suite, ()):  # type: ignore[union-attr]
             change = change_of(b, n, pairs.atol)  # type: ignore[arg-type]
             if change and change.beyond(pairs.threshold):
-                candidates[b.suite] = candidates.get(b.suite, 0) + 1  # type: ignore[union-attr]
+                candidates[b.suite] += 1  # type: ignore[union-attr]
     for ks in groups.values():
         b0 = pairs.b_index[ks[0]]
         change, _ = seed_evidence(group_pairs(ks), bool(b0.higher_is_better), pairs.threshold,
                                   pairs.alpha, pairs.atol, b0.metric)
         if change.beyond(pairs.threshold):
-            candidates[b0.suite] = candidates.get(b0.suite, 0) + 1
+            candidates[b0.suite] += 1
     share = pairs.alpha / max(len(candidates), 1)
     pairs.levels = {s: share / k for s, k in candidates.items()}
     pairs.spare_level = pairs.alpha / (len(candidates) + 1)
